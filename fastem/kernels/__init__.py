@@ -1,0 +1,26 @@
+"""fastem's public Numba kernels (layer 1).
+
+Every kernel is an ``@njit(cache=True)`` function taking only arrays and scalars, so it can be
+called from Python or from your own ``@njit`` code. ``X`` is float32 or float64, C-contiguous,
+used as given (read-only arrays included); statistics accumulate in float64; parallel kernels
+work over fixed row blocks whose partials are summed in block order, so their results are
+bitwise identical for any ``NUMBA_NUM_THREADS``. Shapes and dtypes are in each docstring.
+"""
+from .distances import (
+    kmeanspp_potentials,
+    lloyd_step,
+    nearest_centers,
+    sqdist_to_centers,
+    update_min_sqdist,
+)
+from .moments import all_finite, column_mean_var
+
+__all__ = [
+    "all_finite",
+    "column_mean_var",
+    "kmeanspp_potentials",
+    "lloyd_step",
+    "nearest_centers",
+    "sqdist_to_centers",
+    "update_min_sqdist",
+]

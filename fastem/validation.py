@@ -1,0 +1,141 @@
+"""Input and parameter validation shared by every estimator.
+
+Conversions (each done at most once, and never in place):
+
+* float32 and float64 C-contiguous arrays are used as given - no copy;
+* Fortran-ordered or strided float arrays are copied to C order (same dtype);
+* bool, integer and float16 arrays, lists and numeric object arrays become float64
+  (float16 becomes float32).
+"""
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+from .kernels import all_finite
+
+try:  # scikit-learn is optional; when present its exception type is the one users catch
+    from sklearn.exceptions import NotFittedError
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+    class NotFittedError(ValueError, AttributeError):
+        """Raised when a method needs a fitted estimator."""
+
+
+def check_array(X, *, name="X", min_samples=1, estimator_name=None):
+    """Validate a 2-D numeric sample matrix and return it as a float32/float64 C array.
+
+    Raises
+    ------
+    TypeError
+        Sparse input, strings, complex numbers or other non-numeric data.
+    ValueError
+        Not 2-D, no samples or features, fewer than ``min_samples`` rows, NaN or inf.
+    """
+    who = f" by {estimator_name}" if estimator_name else ""
+    if sp.issparse(X):
+        raise TypeError(f"{name}: sparse input is not supported{who}; pass a dense array.")
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if np.iscomplexobj(X):
+        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}.")
+    if X.dtype.kind == "O":
+        X = X.astype(np.float64)  # raises TypeError naming the offending object
+        if np.iscomplexobj(X):
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}.")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric; got an array of dtype {X.dtype}.")
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array for {name}, got {X.ndim}D array instead (shape {X.shape}). "
+            "Reshape your data with array.reshape(-1, 1) for a single feature or "
+            "array.reshape(1, -1) for a single sample.")
+    n, d = X.shape
+    if n == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of "
+                         f"{max(min_samples, 1)} is required{who}.")
+    if d == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
+                         f"1 is required{who}.")
+    if n < min_samples:
+        raise ValueError(f"n_samples={n} should be >= {min_samples}{who}.")
+    if X.dtype == np.float16:
+        X = X.astype(np.float32)
+    elif X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
+    if not all_finite(X):
+        kind = "NaN" if np.isnan(X).any() else "infinity"
+        raise ValueError(f"Input {name} contains {kind}; fastem needs finite values "
+                         f"(remove or impute them first).")
+    return X
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Return sample weights as a fresh float64 array of shape (n_samples,).
+
+    ``None`` means unit weights. Weights must be finite, non-negative and not all zero.
+    """
+    if sample_weight is None:
+        return np.ones(n_samples)
+    if isinstance(sample_weight, numbers.Number):
+        return np.full(n_samples, float(sample_weight))
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric; got dtype {w.dtype}.")
+    w = np.array(w, dtype=np.float64, order="C")  # always a copy: never alias user memory
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n_samples},).")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if (w < 0).any():
+        raise ValueError("Negative values in sample_weight are not allowed.")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to zero; at least one sample needs positive weight.")
+    return w
+
+
+def check_random_state(seed):
+    """Turn ``seed`` (None, int, RandomState or Generator) into a ``np.random.RandomState``."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.integers(2**32))
+    raise ValueError(f"random_state={seed!r} cannot be used to seed a RandomState instance.")
+
+
+def check_int(value, name, *, low=None):
+    """Validate an integer hyper-parameter (bools rejected)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}.")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}.")
+    return int(value)
+
+
+def check_float(value, name, *, low=None):
+    """Validate a finite real hyper-parameter."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}.")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}.")
+    return float(value)
+
+
+def check_is_fitted(estimator, attribute):
+    """Raise :class:`NotFittedError` unless ``estimator`` has ``attribute``."""
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(
+            f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
+            "appropriate arguments before using this estimator.")
+
+
+def check_n_features(estimator, X):
+    """Raise a ValueError when ``X`` has a different width than the data seen in fit."""
+    expected = estimator.n_features_in_
+    if X.shape[1] != expected:
+        raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
+                         f"expecting {expected} features as input.")
