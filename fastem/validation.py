@@ -4,8 +4,8 @@ Conversions (each done at most once, and never in place):
 
 * float32 and float64 C-contiguous arrays are used as given - no copy;
 * Fortran-ordered or strided float arrays are copied to C order (same dtype);
-* bool, integer and float16 arrays, lists and numeric object arrays become float64
-  (float16 becomes float32).
+* bool, integer and long-double arrays, lists and numeric object arrays become float64
+  (float16 becomes float32; big-endian floats become native-endian of the same width).
 """
 import numbers
 
@@ -60,8 +60,10 @@ def check_array(X, *, name="X", min_samples=1, estimator_name=None):
         raise ValueError(f"n_samples={n} should be >= {min_samples}{who}.")
     if X.dtype == np.float16:
         X = X.astype(np.float32)
-    elif X.dtype.kind != "f":
+    elif X.dtype.kind != "f" or X.dtype.itemsize > 8:  # bool, int; long double
         X = X.astype(np.float64)
+    elif not X.dtype.isnative:  # big-endian data: same precision, native byte order
+        X = X.astype(X.dtype.newbyteorder("="))
     X = np.ascontiguousarray(X)
     if not all_finite(X):
         kind = "NaN" if np.isnan(X).any() else "infinity"
@@ -77,11 +79,11 @@ def check_sample_weight(sample_weight, n_samples):
     """
     if sample_weight is None:
         return np.ones(n_samples)
-    if isinstance(sample_weight, numbers.Number):
-        return np.full(n_samples, float(sample_weight))
     w = np.asarray(sample_weight)
     if w.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must be numeric; got dtype {w.dtype}.")
+    if w.ndim == 0:  # a scalar: the same weight for every sample (validated below)
+        w = np.full(n_samples, w, dtype=np.float64)
     w = np.array(w, dtype=np.float64, order="C")  # always a copy: never alias user memory
     if w.ndim != 1 or w.shape[0] != n_samples:
         raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n_samples},).")

@@ -13,3 +13,19 @@ def block_bounds(block, n_rows):
     """Half-open row range ``[start, stop)`` of ``block``."""
     start = block * BLOCK_ROWS
     return start, min(n_rows, start + BLOCK_ROWS)
+
+
+@kernel
+def fold_blocks(partials, out):
+    """``out[...] = sum over b of partials[b, ...]``, summed in block order (serial).
+
+    Keeping the fold out of the parallel kernels keeps each of them a single ``prange`` loop
+    (every array expression in a ``parallel=True`` function would become a parallel region
+    of its own, costing compile time and a thread launch).
+    """
+    flat_out = out.reshape(-1)
+    flat = partials.reshape(partials.shape[0], -1)
+    flat_out[:] = 0.0
+    for b in range(flat.shape[0]):
+        for j in range(flat.shape[1]):
+            flat_out[j] += flat[b, j]

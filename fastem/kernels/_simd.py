@@ -23,15 +23,6 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: Bytes per SIMD vector in the emitted IR (AVX-512 width; LLVM splits it on narrower CPUs).
-VECTOR_BYTES = 64
-
-
-def lanes(dtype):
-    """Number of ``dtype`` elements in one SIMD vector."""
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
-
-
 def _splat(builder, value, vtype):
     undef = ir.Constant(vtype, ir.Undefined)
     first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
@@ -44,12 +35,14 @@ def _is_float_c_array(t, ndim):
             and isinstance(t.dtype, types.Float))
 
 
-def make_nearest_rows(n_rows, n_vec):
+def make_nearest_rows(n_rows, n_vec, vector_bytes):
     """Build an intrinsic ``nearest_rows(X, row0, row_last, CT, half_norms, out, out_offset)``.
+
+    Vectors are ``vector_bytes`` wide (64: AVX-512, LLVM splits them on narrower CPUs).
 
     For the ``n_rows`` rows ``min(row0 + m, row_last)`` of the C-contiguous float array ``X``
     it writes the index of the nearest centre to ``out[row - out_offset]`` (int32 array).
-    ``CT.shape[1]`` must be a multiple of ``n_vec * lanes(X.dtype)``.
+    ``CT.shape[1]`` must be a multiple of ``n_vec * vector_bytes / X.itemsize``.
     """
     @intrinsic
     def nearest_rows(typingctx, X, row0, row_last, CT, half_norms, out, out_offset):
@@ -64,7 +57,7 @@ def make_nearest_rows(n_rows, n_vec):
             Xv, row0v, lastv, CTv, hnv, outv, offv = args
             i32, i64 = ir.IntType(32), ir.IntType(64)
             scalar = context.get_value_type(X.dtype)
-            L = VECTOR_BYTES // (X.dtype.bitwidth // 8)
+            L = vector_bytes // (X.dtype.bitwidth // 8)
             width = n_vec * L
             vtype = ir.VectorType(scalar, L)
             itype = ir.VectorType(i32, L)
@@ -147,7 +140,9 @@ def make_nearest_rows(n_rows, n_vec):
     return nearest_rows
 
 
-#: Tile for many centres: 4 rows x 2 vectors (8 accumulators, 16 f64 / 32 f32 centres a pass).
-nearest_rows_wide = make_nearest_rows(4, 2)
-#: Tile for few centres: 8 rows x 1 vector (8 f64 / 16 f32 centres a pass).
-nearest_rows_narrow = make_nearest_rows(8, 1)
+#: The three register tiles, by number of centres handled per pass (for f64 / f32):
+#: 8 rows x 1 half vector (4 / 8 centres), 8 rows x 1 vector (8 / 16), 4 rows x 2 vectors (16 / 32).
+#: Each keeps 8 accumulators in registers; the narrowest that covers k wastes the least work.
+nearest_rows_narrow = make_nearest_rows(8, 1, 32)
+nearest_rows_medium = make_nearest_rows(8, 1, 64)
+nearest_rows_wide = make_nearest_rows(4, 2, 64)

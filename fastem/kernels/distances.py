@@ -9,9 +9,9 @@ directly as ``sum_f (x_f - c_f)^2`` in float64.
 import numpy as np
 from numba import prange
 
-from ._blocks import block_bounds, n_blocks
+from ._blocks import block_bounds, fold_blocks, n_blocks
 from ._jit import kernel
-from ._simd import lanes, nearest_rows_narrow, nearest_rows_wide  # noqa: F401  (lanes: docs)
+from ._simd import nearest_rows_medium, nearest_rows_narrow, nearest_rows_wide
 
 
 @kernel
@@ -37,18 +37,26 @@ def _transposed_centers(X, centers, width):
 
 @kernel
 def _search_layout(X, n_centers):
-    """Pick the register tile for ``n_centers``: (wide?, tile width in centres)."""
-    n_lanes = 64 // X.itemsize
-    wide = n_centers > n_lanes
-    return wide, (2 * n_lanes if wide else n_lanes)
+    """Pick the register tile for ``n_centers``: (tile id 0/1/2, centres per pass).
+
+    Tiles (see ``_simd``): 32, 64 and 128 bytes of centres per pass.
+    """
+    for tile in range(2):
+        width = (32 << tile) // X.itemsize
+        if n_centers <= width:
+            return tile, width
+    return 2, 128 // X.itemsize
 
 
 @kernel
-def _nearest_in_block(X, start, stop, ct, half_norms, wide, out, out_offset):
+def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
     """out[i - out_offset] = nearest centre of row i, for start <= i < stop."""
-    if wide:
+    if tile == 2:
         for i in range(start, stop, 4):
             nearest_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset)
+    elif tile == 1:
+        for i in range(start, stop, 8):
+            nearest_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset)
     else:
         for i in range(start, stop, 8):
             nearest_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset)
@@ -79,11 +87,11 @@ def nearest_centers(X, centers, labels, sqdist):
         OUT: squared Euclidean distance to that centre.
     """
     n = X.shape[0]
-    wide, width = _search_layout(X, centers.shape[0])
+    tile, width = _search_layout(X, centers.shape[0])
     ct, half_norms = _transposed_centers(X, centers, width)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
-        _nearest_in_block(X, start, stop, ct, half_norms, wide, labels, 0)
+        _nearest_in_block(X, start, stop, ct, half_norms, tile, labels, 0)
         for i in range(start, stop):
             sqdist[i] = _row_sqdist(X, i, centers, labels[i])
 
@@ -118,17 +126,21 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
     n, d = X.shape
     k = centers.shape[0]
     nb = n_blocks(n)
-    wide, width = _search_layout(X, k)
+    tile, width = _search_layout(X, k)
     ct, half_norms = _transposed_centers(X, centers, width)
-    part_sums = np.zeros((nb, k, d))
-    part_weights = np.zeros((nb, k))
-    part_inertia = np.zeros(nb)
-    part_changed = np.zeros(nb, np.int64)
+    part_sums = np.empty((nb, k, d))
+    part_weights = np.empty((nb, k))
+    part_scalars = np.empty((nb, 2))  # inertia, number of changed labels
     for b in prange(nb):
         start, stop = block_bounds(b, n)
-        new = np.empty(stop - start, np.int32)
-        _nearest_in_block(X, start, stop, ct, half_norms, wide, new, start)
         sums = part_sums[b]
+        weights = part_weights[b]
+        for j in range(k):
+            weights[j] = 0.0
+            for f in range(d):
+                sums[j, f] = 0.0
+        new = np.empty(stop - start, np.int32)
+        _nearest_in_block(X, start, stop, ct, half_norms, tile, new, start)
         inertia = 0.0
         changed = 0
         for i in range(start, stop):
@@ -144,19 +156,14 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
                 diff = x - np.float64(centers[j, f])
                 dist += diff * diff
             inertia += w * dist
-            part_weights[b, j] += w
-        part_inertia[b] = inertia
-        part_changed[b] = changed
-    center_sums[:] = 0.0
-    center_weights[:] = 0.0
-    inertia = 0.0
-    n_changed = 0
-    for b in range(nb):
-        center_sums += part_sums[b]
-        center_weights += part_weights[b]
-        inertia += part_inertia[b]
-        n_changed += part_changed[b]
-    return inertia, n_changed
+            weights[j] += w
+        part_scalars[b, 0] = inertia
+        part_scalars[b, 1] = changed
+    fold_blocks(part_sums, center_sums)
+    fold_blocks(part_weights, center_weights)
+    totals = np.empty(2)
+    fold_blocks(part_scalars, totals)
+    return totals[0], np.int64(totals[1])
 
 
 @kernel(parallel=True)
@@ -223,9 +230,11 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist, potentials):
     n, d = X.shape
     m = candidates.shape[0]
     nb = n_blocks(n)
-    partial = np.zeros((nb, m))
+    partial = np.empty((nb, m))
     for b in prange(nb):
         start, stop = block_bounds(b, n)
+        for c in range(m):
+            partial[b, c] = 0.0
         for i in range(start, stop):
             w = sample_weight[i]
             closest = min_sqdist[i]
@@ -235,6 +244,4 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist, potentials):
                     diff = np.float64(X[i, f]) - np.float64(candidates[c, f])
                     s += diff * diff
                 partial[b, c] += w * min(s, closest)
-    potentials[:] = 0.0
-    for b in range(nb):
-        potentials += partial[b]
+    fold_blocks(partial, potentials)

@@ -1,17 +1,15 @@
-"""Moment accumulation over row blocks (column means and variances)."""
+"""Column moments and the finiteness check (serial: each runs once per fit, memory-bound)."""
 import numpy as np
-from numba import prange
 
-from ._blocks import block_bounds, n_blocks
 from ._jit import kernel
 
 
-@kernel(parallel=True)
+@kernel
 def column_mean_var(X):
     """Unweighted column means and (population) variances, accumulated in float64.
 
-    Two passes: block partial sums give the mean, then block partial sums of squared
-    deviations from that mean give the variance (no ``E[x^2] - E[x]^2`` cancellation).
+    Two passes: the mean, then the mean squared deviation from it (no ``E[x^2] - E[x]^2``
+    cancellation).
 
     Parameters
     ----------
@@ -22,41 +20,27 @@ def column_mean_var(X):
     mean, var : ndarray, shape (d,), float64
     """
     n, d = X.shape
-    nb = n_blocks(n)
-    partial = np.zeros((nb, d))
-    for b in prange(nb):
-        start, stop = block_bounds(b, n)
-        for i in range(start, stop):
-            for f in range(d):
-                partial[b, f] += X[i, f]
     mean = np.zeros(d)
-    for b in range(nb):
-        mean += partial[b]
+    for i in range(n):
+        for f in range(d):
+            mean[f] += X[i, f]
     mean /= n
-    partial[:] = 0.0
-    for b in prange(nb):
-        start, stop = block_bounds(b, n)
-        for i in range(start, stop):
-            for f in range(d):
-                diff = np.float64(X[i, f]) - mean[f]
-                partial[b, f] += diff * diff
     var = np.zeros(d)
-    for b in range(nb):
-        var += partial[b]
+    for i in range(n):
+        for f in range(d):
+            diff = np.float64(X[i, f]) - mean[f]
+            var[f] += diff * diff
     return mean, var / n
 
 
-@kernel(parallel=True)
+@kernel
 def all_finite(X):
-    """True when no element of the float array ``X`` (any shape) is NaN or +-inf."""
-    flat = X.reshape(-1) if X.flags.c_contiguous else X.ravel()
-    n = flat.shape[0]
-    nb = n_blocks(n)
-    bad = np.zeros(nb, np.bool_)
-    for b in prange(nb):
-        start, stop = block_bounds(b, n)
+    """True when no element of the 2-D float array ``X`` is NaN or +-inf (no temporary)."""
+    n, d = X.shape
+    for i in range(n):
         acc = 0.0
-        for i in range(start, stop):
-            acc += flat[i] * 0.0  # NaN for NaN or inf, else 0
-        bad[b] = acc != 0.0
-    return not bad.any()
+        for f in range(d):
+            acc += X[i, f] * 0.0  # 0 for finite values, NaN for NaN or +-inf
+        if acc != 0.0:
+            return False
+    return True
