@@ -1,8 +1,9 @@
 """fastem: fast, deterministic EM clustering on Numba kernels.
 
-Estimators: :class:`KMeans`. Kernels for your own Numba code: :mod:`fastem.kernels`.
+Estimators: :class:`KMeans`, :class:`GaussianMixture`. Kernels for your own Numba code: :mod:`fastem.kernels`.
 """
 from ._version import __version__
+from .estimators.gaussian_mixture import GaussianMixture
 from .estimators.kmeans import KMeans
 
-__all__ = ["KMeans", "__version__"]
+__all__ = ["GaussianMixture", "KMeans", "__version__"]

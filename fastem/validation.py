@@ -14,11 +14,14 @@ import scipy.sparse as sp
 
 from .kernels import all_finite
 
-try:  # scikit-learn is optional; when present its exception type is the one users catch
-    from sklearn.exceptions import NotFittedError
+try:  # scikit-learn is optional; when present its exception types are the ones users catch
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
 except ImportError:  # pragma: no cover - exercised only without scikit-learn
     class NotFittedError(ValueError, AttributeError):
         """Raised when a method needs a fitted estimator."""
+
+    class ConvergenceWarning(UserWarning):
+        """Raised when EM stops at max_iter before meeting its tolerance."""
 
 
 def check_array(X, *, name="X", min_samples=1, estimator_name=None):

@@ -13,14 +13,29 @@ from .distances import (
     sqdist_to_centers,
     update_min_sqdist,
 )
+from .gaussian import (
+    gaussian_estep_diag,
+    gaussian_estep_full,
+    gaussian_log_pdf_diag,
+    gaussian_log_pdf_full,
+    weighted_moments,
+)
 from .moments import all_finite, column_mean_var
+from .responsibilities import normalize_log_row, responsibilities
 
 __all__ = [
     "all_finite",
     "column_mean_var",
+    "gaussian_estep_diag",
+    "gaussian_estep_full",
+    "gaussian_log_pdf_diag",
+    "gaussian_log_pdf_full",
     "kmeanspp_potentials",
     "lloyd_step",
     "nearest_centers",
+    "normalize_log_row",
+    "responsibilities",
     "sqdist_to_centers",
     "update_min_sqdist",
+    "weighted_moments",
 ]

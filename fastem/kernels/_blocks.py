@@ -16,6 +16,27 @@ def block_bounds(block, n_rows):
 
 
 @kernel
+def n_chunks(n_rows, max_chunks):
+    """Number of chunks when at most ``max_chunks`` partials are wanted.
+
+    A chunk is a run of whole blocks; the layout depends on ``n_rows`` only (never on the
+    thread count), so folding chunk partials in order stays deterministic. Used by kernels
+    whose per-partial statistics are large (e.g. k d x d scatter matrices).
+    """
+    per_chunk = (n_blocks(n_rows) + max_chunks - 1) // max_chunks
+    return (n_blocks(n_rows) + per_chunk - 1) // per_chunk if n_rows > 0 else 0
+
+
+@kernel
+def chunk_bounds(chunk, n_rows, n_chunk):
+    """Half-open row range of ``chunk`` out of ``n_chunk`` (from :func:`n_chunks`)."""
+    nb = n_blocks(n_rows)
+    per_chunk = (nb + n_chunk - 1) // n_chunk
+    start = chunk * per_chunk * BLOCK_ROWS
+    return start, min(n_rows, start + per_chunk * BLOCK_ROWS)
+
+
+@kernel
 def fold_blocks(partials, out):
     """``out[...] = sum over b of partials[b, ...]``, summed in block order (serial).
 

@@ -1,0 +1,134 @@
+"""The GaussianMixture estimator: parameter checks and wiring only."""
+import numpy as np
+
+from ..models.gaussian import COVARIANCE_TYPES, INIT_PARAMS, GaussianMixtureModel
+from ..validation import check_array, check_float
+from ._mixture import BaseMixture
+from .kmeans import KMeans
+
+
+class GaussianMixture(BaseMixture):
+    """Gaussian mixture fitted by EM on fused, deterministic Numba kernels.
+
+    Parameters follow scikit-learn's ``GaussianMixture``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Stop when the lower bound (mean log-likelihood) changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonals.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts; the one with the highest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        'kmeans' uses fastem's own KMeans (weighted by ``sample_weight``).
+    weights_init : array of shape (n_components,), default=None
+    means_init : array of shape (n_components, n_features), default=None
+    precisions_init : array, default=None
+        Shape (k, d, d) full, (d, d) tied, (k, d) diag, (k,) spherical.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (then ``n_init`` is 1).
+    verbose : int, default=0
+        1: a line per initialisation; 2: also lower bound, change and ms per iteration.
+    verbose_interval : int, default=10
+        Iterations between verbose lines.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean (weighted) log-likelihood at the last E-step of the best initialisation.
+    lower_bounds_ : list of float
+        ``lower_bound_`` at every iteration of the best initialisation.
+    n_features_in_ : int
+
+    Notes
+    -----
+    ``sample_weight`` in ``fit`` weights the E and M steps and the k-means initialisation;
+    integer weights give the same fit as repeated rows. float32 X is used as float32 (no
+    float64 copy); statistics accumulate in float64.
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    def _validate_data(self, X):
+        return check_array(X, estimator_name=type(self).__name__)
+
+    def _check_model_params(self, X):
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, "
+                             f"got {self.covariance_type!r}.")
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}.")
+        check_float(self.reg_covar, "reg_covar", low=0.0)
+        k, d = self.n_components, X.shape[1]
+        self._weights_init = self._means_init = self._precisions_init = None
+        if self.weights_init is not None:
+            w = _float_array(self.weights_init, "weights_init", (k,))
+            if (w < 0).any() or (w > 1).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError("weights_init must be non-negative and sum to 1, "
+                                 f"got sum {w.sum():.6g}.")
+            self._weights_init = w / w.sum()
+        if self.means_init is not None:
+            self._means_init = _float_array(self.means_init, "means_init", (k, d))
+        if self.precisions_init is not None:
+            shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+                     "spherical": (k,)}[self.covariance_type]
+            p = _float_array(self.precisions_init, "precisions_init", shape)
+            _check_precisions(p, self.covariance_type)
+            self._precisions_init = p
+
+    def _make_model(self, X, sample_weight):
+        return GaussianMixtureModel(
+            self.n_components, self.covariance_type, self.reg_covar, self.init_params,
+            self._weights_init, self._means_init, self._precisions_init,
+            kmeans_labels=self._kmeans_labels)
+
+    def _kmeans_labels(self, X, sample_weight, rng):
+        km = KMeans(self.n_components, n_init=1, random_state=rng)
+        return km.fit(X, sample_weight=sample_weight).labels_
+
+
+def _float_array(value, name, shape):
+    arr = np.array(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return arr
+
+
+def _check_precisions(p, covariance_type):
+    """Precisions must be symmetric positive definite (full/tied) or positive (diag/sph.)."""
+    if covariance_type in ("diag", "spherical"):
+        if (p <= 0).any():
+            raise ValueError("precisions_init must be strictly positive.")
+        return
+    for j, m in enumerate(p if covariance_type == "full" else p[None]):
+        if not np.allclose(m, m.T):
+            raise ValueError(f"precisions_init[{j}] is not symmetric.")
+        if np.linalg.eigvalsh(m).min() <= 0:
+            raise ValueError(f"precisions_init[{j}] is not positive definite.")
