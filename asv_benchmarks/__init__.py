@@ -1,0 +1,30 @@
+"""airspeed velocity (asv) benchmarks for fastem, with scikit-learn as the peer baseline.
+
+Modules
+-------
+bench_kmeans
+    Lloyd iteration (kernel, estimator with ``max_iter=1``, per-iteration fit difference),
+    the assignment kernel ``nearest_centers``, k-means++ seeding, a default fit and the peak
+    memory of a fit. Every fastem benchmark class has a scikit-learn twin whose name starts
+    with ``Sklearn``; the twins are skipped (``NotImplementedError`` in ``setup``) when
+    scikit-learn is not installed, so one ``asv run`` shows both side by side.
+bench_compile
+    ``track_`` benchmarks of Numba compile / cache-load cost in fresh processes.
+
+Conventions
+-----------
+* Data come from :func:`asv_benchmarks.common.make_data` with fixed seeds and are built in
+  ``setup``, never timed.
+* Numba compilation is not timed: every ``setup`` calls the timed function once on a small
+  slice with the same dtypes and array layout (same Numba signature), so the timed call only
+  dispatches to compiled code. Compile time has its own benchmarks in ``bench_compile``.
+* Parameter grids are a cartesian product in asv; the points that are not wanted are skipped
+  in ``setup`` (``NotImplementedError``), see :data:`asv_benchmarks.common.GRID_POINTS`.
+
+Run (from the repository root)::
+
+    asv machine --yes                          # once
+    asv run --python=same --quick              # smoke run, current environment
+    asv run --python=same                      # full run, current environment
+    asv continuous main HEAD                   # compare two commits in virtualenvs
+"""

@@ -1,0 +1,344 @@
+"""k-means benchmarks: fastem next to scikit-learn (the peer).
+
+Grid (classes with ``n, d, k, dtype`` parameters): n x d x k over n in {1e5, 1e6}, d in {8, 32},
+k in {8, 64}, plus (n=300_000, d=32, k=64), for float32 and float64; all other points of the
+cartesian product are skipped. Data: :func:`.common.make_data` (16 overlapping blobs, seed 0);
+initial centres: :func:`.common.init_centers` (k distinct rows, seed 1, X's dtype).
+
+What measures "one Lloyd iteration":
+
+* ``TimeLloydStep`` - the cleanest number: the fused kernel ``lloyd_step`` (assignment plus
+  new-centre statistics) followed by the trivial M-step. fastem only (no public peer kernel).
+* ``TrackKMeansPerIteration`` / ``TrackSklearnKMeansPerIteration`` - per-iteration cost inside a
+  real ``fit``: ``[t(max_iter=6) - t(max_iter=1)] / 5`` with ``tol=0`` and a fixed init, so
+  per-fit overheads (validation, variance for ``tol``, sklearn's copy/centering of X, the final
+  assignment pass) cancel. Only the must-have points (300k, 32, 64) and (1e6, 8, 8).
+* ``TimeKMeansFitOneIter`` / ``TimeSklearnKMeansFitOneIter`` - a whole
+  ``fit(init=C, n_init=1, max_iter=1, tol=0)``. This is one iteration *plus* per-fit overhead
+  and, in both libraries, an extra final assignment pass (labels/inertia for the final centres).
+"""
+import time as _time
+
+import numpy as np
+
+from fastem import KMeans
+from fastem.kernels import lloyd_step, nearest_centers
+from fastem.models.kmeans import kmeans_plusplus
+
+from .common import (DTYPES, GRID_PARAM_NAMES, GRID_PARAMS, GRID_POINTS, KEY_POINTS,
+                     SklearnKMeans, make_data, init_centers, require_sklearn,
+                     skip_unless, sklearn_kmeans_plusplus)
+
+#: Rows of X used to warm up estimator-level benchmarks in ``setup`` (compile / cache load):
+#: a C-contiguous row slice has the same Numba type as X, and 16 row blocks of 2048 exercise
+#: the same multi-block code paths as the full array at a fraction of the cost.
+WARMUP_ROWS = 32_768
+
+
+class _Grid:
+    """Data and fixed initial centres for one (n, d, k, dtype) grid point."""
+
+    params = GRID_PARAMS
+    param_names = GRID_PARAM_NAMES
+    allowed = GRID_POINTS
+    timeout = 180
+
+    def _make(self, n, d, k, dtype):
+        skip_unless((n, d, k), self.allowed)
+        self.X = make_data(n, d, dtype)
+        self.C = init_centers(self.X, k)
+
+
+# --------------------------------------------------------------------------- kernels
+
+class TimeNearest(_Grid):
+    """``nearest_centers(X, C, labels, sqdist)``: one assignment pass.
+
+    Writes the int32 label and the float64 squared distance of every row; the search runs in
+    X's dtype. Compiled (or loaded from the Numba cache) in ``setup`` by a call on the same
+    arrays.
+    """
+
+    def setup(self, n, d, k, dtype):
+        self._make(n, d, k, dtype)
+        self.labels = np.empty(n, dtype=np.int32)
+        self.sqdist = np.empty(n, dtype=np.float64)
+        nearest_centers(self.X, self.C, self.labels, self.sqdist)  # JIT warm-up, same types
+
+    def time_nearest_centers(self, n, d, k, dtype):
+        nearest_centers(self.X, self.C, self.labels, self.sqdist)
+
+
+class TimeLloydStep(_Grid):
+    """One Lloyd iteration at kernel level: ``lloyd_step`` + the trivial M-step.
+
+    ``lloyd_step`` (assignment, per-cluster weighted sums and weights, inertia, changed-label
+    count) followed by ``new = sums / weights`` for non-empty clusters and the cast of the new
+    centres to X's dtype, i.e. exactly the per-iteration work of ``KMeans.fit`` minus the
+    convergence test and the Python driver. Unit sample weights. Every call starts from the
+    same centres ``C`` (the timed work does not drift between repeats).
+    """
+
+    def setup(self, n, d, k, dtype):
+        self._make(n, d, k, dtype)
+        self.w = np.ones(n, dtype=np.float64)
+        self.labels = np.full(n, -1, dtype=np.int32)
+        self.sums = np.empty((k, d), dtype=np.float64)
+        self.weights = np.empty(k, dtype=np.float64)
+        self.new = np.empty((k, d), dtype=np.float64)
+        self.time_lloyd_iteration(n, d, k, dtype)  # JIT warm-up, same types
+
+    def time_lloyd_iteration(self, n, d, k, dtype):
+        lloyd_step(self.X, self.w, self.C, self.labels, self.sums, self.weights)
+        filled = self.weights > 0
+        np.divide(self.sums, self.weights[:, None], out=self.new, where=filled[:, None])
+        self.new.astype(self.X.dtype)
+
+
+# --------------------------------------------------------------------------- one-iteration fits
+
+class TimeKMeansFitOneIter(_Grid):
+    """fastem ``KMeans(k, init=C, n_init=1, max_iter=1, tol=0).fit(X)``.
+
+    One Lloyd iteration plus per-fit overhead: input validation (finiteness scan), column
+    variances (for ``tol``), and the final assignment pass that makes ``labels_``/``inertia_``
+    match the returned centres. For the pure iteration see ``TimeLloydStep`` and
+    ``TrackKMeansPerIteration``.
+    """
+
+    warmup_time = 0.0
+
+    def _estimator(self, k, max_iter=1):
+        return KMeans(n_clusters=k, init=self.C, n_init=1, max_iter=max_iter, tol=0.0)
+
+    def setup(self, n, d, k, dtype):
+        self._make(n, d, k, dtype)
+        self._estimator(k).fit(self.X[:WARMUP_ROWS])  # JIT warm-up, same dtype and layout
+
+    def time_fit_one_iter(self, n, d, k, dtype):
+        self._estimator(k).fit(self.X)
+
+
+class TimeSklearnKMeansFitOneIter(_Grid):
+    """Peer: scikit-learn ``KMeans(k, algorithm='lloyd', init=C, n_init=1, max_iter=1,
+    tol=0).fit(X)``.
+
+    Same measurement as ``TimeKMeansFitOneIter``: one iteration plus per-fit overhead
+    (validation, a copy and centring of X, variances for ``tol``) and the final assignment
+    pass. Skipped when scikit-learn is not installed.
+    """
+
+    warmup_time = 0.0
+
+    def _estimator(self, k, max_iter=1):
+        return SklearnKMeans(n_clusters=k, algorithm="lloyd", init=self.C, n_init=1,
+                             max_iter=max_iter, tol=0.0)
+
+    def setup(self, n, d, k, dtype):
+        require_sklearn()
+        self._make(n, d, k, dtype)
+        self._estimator(k).fit(self.X[:WARMUP_ROWS])
+
+    def time_fit_one_iter(self, n, d, k, dtype):
+        self._estimator(k).fit(self.X)
+
+
+# --------------------------------------------------------------------------- per-iteration diff
+
+class _PerIteration(_Grid):
+    """``[t(fit, max_iter=M2) - t(fit, max_iter=M1)] / (M2 - M1)`` in seconds.
+
+    Both fits use ``init=C, n_init=1, tol=0``; each time is the minimum of ``REPEATS``
+    interleaved runs. Per-fit overheads (validation, variances, copies, the final assignment
+    pass) cancel, leaving the cost of one Lloyd iteration inside ``fit``, the Python driver
+    and convergence test included. Fails (rather than report a wrong number) if a fit
+    converged before ``max_iter``.
+    """
+
+    allowed = KEY_POINTS
+    unit = "seconds"
+    timeout = 300
+    M1, M2 = 1, 6
+    REPEATS = 3
+
+    def setup(self, n, d, k, dtype):
+        self._make(n, d, k, dtype)
+        self._estimator(k, self.M2).fit(self.X[:WARMUP_ROWS])  # JIT warm-up
+
+    def _timed_fit(self, k, max_iter):
+        est = self._estimator(k, max_iter)
+        start = _time.perf_counter()
+        est.fit(self.X)
+        elapsed = _time.perf_counter() - start
+        if est.n_iter_ != max_iter:
+            raise RuntimeError(f"fit converged after {est.n_iter_} < max_iter={max_iter} "
+                               "iterations; the per-iteration difference would be wrong")
+        return elapsed
+
+    def track_seconds_per_iteration(self, n, d, k, dtype):
+        t1, t2 = [], []
+        for _ in range(self.REPEATS):
+            t1.append(self._timed_fit(k, self.M1))
+            t2.append(self._timed_fit(k, self.M2))
+        return (min(t2) - min(t1)) / (self.M2 - self.M1)
+
+
+class TrackKMeansPerIteration(_PerIteration):
+    __doc__ = "fastem ``KMeans``: " + _PerIteration.__doc__
+    _estimator = TimeKMeansFitOneIter._estimator
+
+
+class TrackSklearnKMeansPerIteration(_PerIteration):
+    __doc__ = ("Peer, scikit-learn ``KMeans(algorithm='lloyd')``: " + _PerIteration.__doc__
+               + "\n    Skipped when scikit-learn is not installed.\n")
+    _estimator = TimeSklearnKMeansFitOneIter._estimator
+
+    def setup(self, n, d, k, dtype):
+        require_sklearn()
+        super().setup(n, d, k, dtype)
+
+
+# --------------------------------------------------------------------------- k-means++ seeding
+
+SEED_N, SEED_D, SEED_K = 1_000_000, 32, 64
+
+
+class TimeKMeansPlusPlus:
+    """fastem ``models.kmeans.kmeans_plusplus(X, w, 64, RandomState(0))``, n=1e6, d=32.
+
+    Greedy k-means++ with the default ``2 + int(log k)`` = 6 local trials per centre, unit
+    weights. A fresh ``RandomState(0)`` per call, so every call picks the same centres.
+    """
+
+    params = [DTYPES]
+    param_names = ["dtype"]
+    number = 1
+    repeat = (1, 3, 60.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, dtype):
+        self.X = make_data(SEED_N, SEED_D, dtype)
+        self.w = np.ones(SEED_N, dtype=np.float64)
+        kmeans_plusplus(self.X[:WARMUP_ROWS], self.w[:WARMUP_ROWS], SEED_K,
+                        np.random.RandomState(0))  # JIT warm-up
+
+    def time_kmeans_plusplus(self, dtype):
+        kmeans_plusplus(self.X, self.w, SEED_K, np.random.RandomState(0))
+
+
+class TimeSklearnKMeansPlusPlus(TimeKMeansPlusPlus):
+    """Peer: ``sklearn.cluster.kmeans_plusplus(X, 64, random_state=0)``, n=1e6, d=32.
+
+    Same default number of local trials (``2 + int(log k)``); includes its row-norm
+    computation. Skipped when scikit-learn is not installed.
+    """
+
+    def setup(self, dtype):
+        require_sklearn()
+        self.X = make_data(SEED_N, SEED_D, dtype)
+
+    def time_kmeans_plusplus(self, dtype):
+        sklearn_kmeans_plusplus(self.X, SEED_K, random_state=0)
+
+
+# --------------------------------------------------------------------------- default fit
+
+FIT_N, FIT_D, FIT_K, FIT_MAX_ITER = 300_000, 32, 64, 5
+
+
+class TimeKMeansDefaultFit:
+    """fastem ``KMeans(n_clusters=64, max_iter=5, random_state=0).fit(X)``, n=300k, d=32.
+
+    Defaults otherwise: greedy k-means++ seeding, ``n_init='auto'`` (1 restart), ``tol=1e-4``;
+    i.e. seeding + up to 5 Lloyd iterations + the final assignment pass.
+    """
+
+    params = [DTYPES]
+    param_names = ["dtype"]
+    number = 1
+    repeat = (1, 5, 60.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def _estimator(self):
+        return KMeans(n_clusters=FIT_K, max_iter=FIT_MAX_ITER, random_state=0)
+
+    def setup(self, dtype):
+        self.X = make_data(FIT_N, FIT_D, dtype)
+        self._estimator().fit(self.X[:WARMUP_ROWS])  # JIT warm-up
+
+    def time_fit(self, dtype):
+        self._estimator().fit(self.X)
+
+
+class TimeSklearnKMeansDefaultFit(TimeKMeansDefaultFit):
+    """Peer: scikit-learn ``KMeans(64, max_iter=5, n_init=1, random_state=0,
+    algorithm='lloyd').fit(X)``, n=300k, d=32: greedy k-means++ + up to 5 Lloyd iterations.
+    Skipped when scikit-learn is not installed.
+    """
+
+    def _estimator(self):
+        return SklearnKMeans(n_clusters=FIT_K, max_iter=FIT_MAX_ITER, n_init=1, random_state=0,
+                             algorithm="lloyd")
+
+    def setup(self, dtype):
+        require_sklearn()
+        super().setup(dtype)
+
+
+# --------------------------------------------------------------------------- peak memory
+
+MEM_N, MEM_D, MEM_K, MEM_MAX_ITER = 1_000_000, 32, 8, 10
+
+
+class PeakMemKMeansFit:
+    """Peak RSS of the process around fastem ``KMeans(8, max_iter=10, random_state=0).fit(X)``,
+    n=1e6, d=32 (k-means++ + up to 10 iterations).
+
+    asv's peak memory is the whole process's maximum RSS, so it includes the interpreter, the
+    imported libraries and X itself (128 MB float32 / 256 MB float64); ``peakmem_data_only``
+    in ``PeakMemBaseline`` is that floor, to subtract.
+    """
+
+    params = [DTYPES]
+    param_names = ["dtype"]
+    timeout = 300
+
+    def _estimator(self):
+        return KMeans(n_clusters=MEM_K, max_iter=MEM_MAX_ITER, random_state=0)
+
+    def setup(self, dtype):
+        self.X = make_data(MEM_N, MEM_D, dtype)
+        self._estimator().fit(self.X[:WARMUP_ROWS])  # JIT warm-up
+
+    def peakmem_fit(self, dtype):
+        self._estimator().fit(self.X)
+
+
+class PeakMemSklearnKMeansFit(PeakMemKMeansFit):
+    """Peer: peak RSS around scikit-learn ``KMeans(8, max_iter=10, n_init=1, random_state=0,
+    algorithm='lloyd').fit(X)``, n=1e6, d=32 (its default ``copy_x=True`` copies X).
+    Skipped when scikit-learn is not installed.
+    """
+
+    def _estimator(self):
+        return SklearnKMeans(n_clusters=MEM_K, max_iter=MEM_MAX_ITER, n_init=1, random_state=0,
+                             algorithm="lloyd")
+
+    def setup(self, dtype):
+        require_sklearn()
+        super().setup(dtype)
+
+
+class PeakMemBaseline:
+    """Floor for the ``PeakMem*Fit`` benchmarks: the same process with the same X, no fit."""
+
+    params = [DTYPES]
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        self.X = make_data(MEM_N, MEM_D, dtype)
+
+    def peakmem_data_only(self, dtype):
+        pass
