@@ -1,4 +1,4 @@
-"""Register-blocked nearest-centre search, written as LLVM vector IR through ``@intrinsic``.
+"""Register-blocked SIMD building blocks, written as LLVM vector IR through ``@intrinsic``.
 
 Why an intrinsic: the hot loop of k-means is a small matrix product (rows x centres over the
 features) followed by an argmin. LLVM's loop vectoriser keeps the accumulators of such a loop
@@ -35,41 +35,60 @@ def _is_float_c_array(t, ndim):
             and isinstance(t.dtype, types.Float))
 
 
-def make_nearest_rows(n_rows, n_vec, vector_bytes):
-    """Build an intrinsic ``nearest_rows(X, row0, row_last, CT, half_norms, out, out_offset)``.
+def _llvm_suffix(L, scalar_bits):
+    return "v%d%s" % (L, "f64" if scalar_bits == 64 else "f32")
 
-    Vectors are ``vector_bytes`` wide (64: AVX-512, LLVM splits them on narrower CPUs).
 
-    For the ``n_rows`` rows ``min(row0 + m, row_last)`` of the C-contiguous float array ``X``
-    it writes the index of the nearest centre to ``out[row - out_offset]`` (int32 array).
-    ``CT.shape[1]`` must be a multiple of ``n_vec * vector_bytes / X.itemsize``.
+def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
+    """Build an intrinsic ``tile(X, row0, row_last, CT, bias, out, out_offset)``.
+
+    For the ``n_rows`` rows ``r = min(row0 + m, row_last)`` of the C-contiguous float array
+    ``X`` (n, d) it forms, tile by tile over the columns of ``CT`` (d, kp)::
+
+        z_j = bias[j] - sum_f X[r, f] * CT[f, j]
+
+    and writes ``out[r - out_offset]``:
+
+    * ``reduction='argmin'``: the smallest j minimising z_j (int32 ``out``);
+    * ``reduction='sumsq'``: ``sum_j z_j^2`` (float64 ``out``); zero-padded columns add 0;
+    * ``reduction='subtract'``: ``out[r - out_offset, j] -= z_j`` for every column (2-D float64
+      ``out`` of width kp, X of dtype float64) - with ``bias = 0`` this accumulates the matrix
+      product ``X @ CT`` into ``out``.
+
+    Vectors are ``vector_bytes`` wide (64: AVX-512; LLVM splits them on narrower CPUs);
+    ``kp`` must be a multiple of ``n_vec * vector_bytes / X.itemsize``.
     """
+    out_dtype = types.int32 if reduction == "argmin" else types.float64
+    out_ndim = 2 if reduction == "subtract" else 1
+
     @intrinsic
-    def nearest_rows(typingctx, X, row0, row_last, CT, half_norms, out, out_offset):
+    def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset):
         if not (_is_float_c_array(X, 2) and _is_float_c_array(CT, 2)
-                and _is_float_c_array(half_norms, 1) and CT.dtype == X.dtype
-                and half_norms.dtype == X.dtype and isinstance(out, types.Array)
-                and out.ndim == 1 and out.dtype == types.int32):
+                and _is_float_c_array(bias, 1) and CT.dtype == X.dtype
+                and bias.dtype == X.dtype and isinstance(out, types.Array)
+                and out.ndim == out_ndim and out.dtype == out_dtype
+                and (reduction != "subtract" or (X.dtype == types.float64 and out.layout == "C"))):
             return None
-        sig = types.void(X, row0, row_last, CT, half_norms, out, out_offset)
+        sig = types.void(X, row0, row_last, CT, bias, out, out_offset)
 
         def codegen(context, builder, signature, args):
-            Xv, row0v, lastv, CTv, hnv, outv, offv = args
+            Xv, row0v, lastv, CTv, biasv, outv, offv = args
             i32, i64 = ir.IntType(32), ir.IntType(64)
+            bits = X.dtype.bitwidth
             scalar = context.get_value_type(X.dtype)
-            L = vector_bytes // (X.dtype.bitwidth // 8)
+            L = vector_bytes // (bits // 8)
             width = n_vec * L
             vtype = ir.VectorType(scalar, L)
             itype = ir.VectorType(i32, L)
             vptr = vtype.as_pointer()
-            align = X.dtype.bitwidth // 8
+            align = bits // 8
+            suffix = _llvm_suffix(L, bits)
             fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vtype, [vtype] * 3),
-                "llvm.fma.v%d%s" % (L, "f64" if X.dtype.bitwidth == 64 else "f32"))
+                builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + suffix)
 
             xa = context.make_array(X)(context, builder, Xv)
             ca = context.make_array(CT)(context, builder, CTv)
-            ha = context.make_array(half_norms)(context, builder, hnv)
+            ba = context.make_array(bias)(context, builder, biasv)
             oa = context.make_array(out)(context, builder, outv)
             d = builder.extract_value(xa.shape, 1)
             kp = builder.extract_value(ca.shape, 1)
@@ -80,21 +99,25 @@ def make_nearest_rows(n_rows, n_vec, vector_bytes):
             def vload(base, offset):
                 return builder.load(builder.bitcast(builder.gep(base, [offset]), vptr), align=align)
 
-            rows, xrows, best, best_idx, acc = [], [], [], [], []
+            rows, xrows, best, best_idx, sumsq, acc = [], [], [], [], [], []
             for m in range(n_rows):
                 r = builder.add(row0i, ir.Constant(i64, m))
                 r = builder.select(builder.icmp_signed("<", r, lasti), r, lasti)
                 rows.append(r)
                 xrows.append(builder.gep(xa.data, [builder.mul(r, d)]))
-                best.append(cgutils.alloca_once_value(builder, ir.Constant(vtype, [float("inf")] * L)))
-                best_idx.append(cgutils.alloca_once_value(builder, ir.Constant(itype, [0] * L)))
+                if reduction == "argmin":
+                    best.append(cgutils.alloca_once_value(
+                        builder, ir.Constant(vtype, [float("inf")] * L)))
+                    best_idx.append(cgutils.alloca_once_value(builder, ir.Constant(itype, [0] * L)))
+                else:
+                    sumsq.append(cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L)))
                 acc.append([cgutils.alloca_once(builder, vtype) for _ in range(n_vec)])
             lane_ids = ir.Constant(itype, list(range(L)))
 
             with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kp,
                                          ir.Constant(i64, width), intp=i64) as (j0, _):
                 for v in range(n_vec):
-                    h = vload(ha.data, builder.add(j0, ir.Constant(i64, v * L)))
+                    h = vload(ba.data, builder.add(j0, ir.Constant(i64, v * L)))
                     for m in range(n_rows):
                         builder.store(h, acc[m][v])
                 # acc[m][v] -= x[m, f] * CT[f, j0 + v*L : j0 + (v+1)*L]  for every feature f
@@ -108,41 +131,136 @@ def make_nearest_rows(n_rows, n_vec, vector_bytes):
                         for v in range(n_vec):
                             builder.store(builder.call(fma, [xneg, cvec[v], builder.load(acc[m][v])]),
                                           acc[m][v])
-                # lane-wise running minimum; strict '<' keeps the earliest index in each lane
-                j0_32 = builder.trunc(j0, i32)
-                for v in range(n_vec):
-                    ids = builder.add(_splat(builder, builder.add(j0_32, ir.Constant(i32, v * L)), itype),
-                                      lane_ids)
+                if reduction == "argmin":
+                    # lane-wise running minimum; strict '<' keeps the earliest index per lane
+                    j0_32 = builder.trunc(j0, i32)
+                    for v in range(n_vec):
+                        ids = builder.add(_splat(builder, builder.add(j0_32, ir.Constant(i32, v * L)), itype),
+                                          lane_ids)
+                        for m in range(n_rows):
+                            a = builder.load(acc[m][v])
+                            b = builder.load(best[m])
+                            lt = builder.fcmp_ordered("<", a, b)
+                            builder.store(builder.select(lt, a, b), best[m])
+                            builder.store(builder.select(lt, ids, builder.load(best_idx[m])), best_idx[m])
+                elif reduction == "sumsq":
                     for m in range(n_rows):
-                        a = builder.load(acc[m][v])
-                        b = builder.load(best[m])
-                        lt = builder.fcmp_ordered("<", a, b)
-                        builder.store(builder.select(lt, a, b), best[m])
-                        builder.store(builder.select(lt, ids, builder.load(best_idx[m])), best_idx[m])
+                        for v in range(n_vec):
+                            a = builder.load(acc[m][v])
+                            builder.store(builder.call(fma, [a, a, builder.load(sumsq[m])]), sumsq[m])
+                else:
+                    out_cols = builder.extract_value(oa.shape, 1)
+                    for m in range(n_rows):
+                        orow = builder.gep(oa.data, [builder.mul(builder.sub(rows[m], offi), out_cols)])
+                        for v in range(n_vec):
+                            ptr = builder.bitcast(builder.gep(orow, [builder.add(j0, ir.Constant(i64, v * L))]), vptr)
+                            builder.store(builder.fsub(builder.load(ptr, align=align),
+                                                       builder.load(acc[m][v])), ptr, align=align)
 
-            # horizontal reduction: smallest score, ties to the smallest index
-            suffix = "v%d%s" % (L, "f64" if X.dtype.bitwidth == 64 else "f32")
-            reduce_min = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(scalar, [vtype]), "llvm.vector.reduce.fmin." + suffix)
-            reduce_smin = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(i32, [itype]), "llvm.vector.reduce.smin.v%di32" % L)
-            int_max = ir.Constant(itype, [2**31 - 1] * L)
-            for m in range(n_rows):
-                bv, bi = builder.load(best[m]), builder.load(best_idx[m])
-                lowest = _splat(builder, builder.call(reduce_min, [bv]), vtype)
-                candidates = builder.select(builder.fcmp_ordered("==", bv, lowest), bi, int_max)
-                builder.store(builder.call(reduce_smin, [candidates]),
-                              builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+            if reduction == "argmin":
+                # horizontal: smallest score, ties to the smallest index
+                reduce_min = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(scalar, [vtype]), "llvm.vector.reduce.fmin." + suffix)
+                reduce_smin = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(i32, [itype]), "llvm.vector.reduce.smin.v%di32" % L)
+                int_max = ir.Constant(itype, [2**31 - 1] * L)
+                for m in range(n_rows):
+                    bv, bi = builder.load(best[m]), builder.load(best_idx[m])
+                    lowest = _splat(builder, builder.call(reduce_min, [bv]), vtype)
+                    candidates = builder.select(builder.fcmp_ordered("==", bv, lowest), bi, int_max)
+                    builder.store(builder.call(reduce_smin, [candidates]),
+                                  builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+            elif reduction == "sumsq":
+                reduce_add = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(scalar, [scalar, vtype]),
+                    "llvm.vector.reduce.fadd." + suffix)
+                for m in range(n_rows):
+                    total = builder.call(reduce_add, [ir.Constant(scalar, 0.0), builder.load(sumsq[m])])
+                    if bits != 64:
+                        total = builder.fpext(total, ir.DoubleType())
+                    builder.store(total, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
             return context.get_dummy_value()
 
         return sig, codegen
 
-    return nearest_rows
+    return tile
 
+
+def _make_axpy(vector_bytes=64):
+    """Intrinsic ``axpy(a, x, x_off, y, y_off, length)``: y[y_off + t] += a * x[x_off + t].
+
+    ``x`` and ``y`` are C-contiguous float64 arrays of any dimension (addressed flat);
+    full SIMD vectors plus one masked tail, so short and odd lengths stay vectorised
+    (LLVM's own vectoriser leaves loops shorter than its unroll width scalar).
+    """
+    @intrinsic
+    def axpy(typingctx, a, x, x_off, y, y_off, length):
+        if not (isinstance(x, types.Array) and isinstance(y, types.Array) and x.layout == "C"
+                and y.layout == "C" and x.dtype == types.float64 and y.dtype == types.float64):
+            return None
+        sig = types.void(a, x, x_off, y, y_off, length)
+
+        def codegen(context, builder, signature, args):
+            av, xv, xoffv, yv, yoffv, lenv = args
+            i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+            dbl = ir.DoubleType()
+            L = vector_bytes // 8
+            vtype = ir.VectorType(dbl, L)
+            mtype = ir.VectorType(i1, L)
+            vptr = vtype.as_pointer()
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma.v%df64" % L)
+            mload = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vtype, [vptr, i32, mtype, vtype]),
+                "llvm.masked.load.v%df64.p0v%df64" % (L, L))
+            mstore = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, mtype]),
+                "llvm.masked.store.v%df64.p0v%df64" % (L, L))
+            aval = context.cast(builder, av, signature.args[0], types.float64)
+            xoff = context.cast(builder, xoffv, signature.args[2], types.int64)
+            yoff = context.cast(builder, yoffv, signature.args[4], types.int64)
+            n = context.cast(builder, lenv, signature.args[5], types.int64)
+            xa = context.make_array(x)(context, builder, xv)
+            ya = context.make_array(y)(context, builder, yv)
+            xp = builder.gep(xa.data, [xoff])
+            yp = builder.gep(ya.data, [yoff])
+            asplat = _splat(builder, aval, vtype)
+            n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
+            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_full,
+                                         ir.Constant(i64, L), intp=i64) as (t, _):
+                xs = builder.bitcast(builder.gep(xp, [t]), vptr)
+                ys = builder.bitcast(builder.gep(yp, [t]), vptr)
+                builder.store(builder.call(fma, [asplat, builder.load(xs, align=8),
+                                                 builder.load(ys, align=8)]), ys, align=8)
+            rest = builder.sub(n, n_full)
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, 0))):
+                lanes = ir.Constant(ir.VectorType(i64, L), list(range(L)))
+                mask = builder.icmp_signed("<", lanes, _splat(builder, rest, ir.VectorType(i64, L)))
+                xs = builder.bitcast(builder.gep(xp, [n_full]), vptr)
+                ys = builder.bitcast(builder.gep(yp, [n_full]), vptr)
+                zero = ir.Constant(vtype, [0.0] * L)
+                xvec = builder.call(mload, [xs, ir.Constant(i32, 8), mask, zero])
+                yvec = builder.call(mload, [ys, ir.Constant(i32, 8), mask, zero])
+                builder.call(mstore, [builder.call(fma, [asplat, xvec, yvec]), ys,
+                                      ir.Constant(i32, 8), mask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return axpy
+
+
+axpy = _make_axpy()
 
 #: The three register tiles, by number of centres handled per pass (for f64 / f32):
 #: 8 rows x 1 half vector (4 / 8 centres), 8 rows x 1 vector (8 / 16), 4 rows x 2 vectors (16 / 32).
 #: Each keeps 8 accumulators in registers; the narrowest that covers k wastes the least work.
-nearest_rows_narrow = make_nearest_rows(8, 1, 32)
-nearest_rows_medium = make_nearest_rows(8, 1, 64)
-nearest_rows_wide = make_nearest_rows(4, 2, 64)
+nearest_rows_narrow = make_tile_kernel(8, 1, 32, "argmin")
+nearest_rows_medium = make_tile_kernel(8, 1, 64, "argmin")
+nearest_rows_wide = make_tile_kernel(4, 2, 64, "argmin")
+#: The same tiles reducing to sum_j z_j^2 (Gaussian quadratic forms).
+sumsq_rows_narrow = make_tile_kernel(8, 1, 32, "sumsq")
+sumsq_rows_medium = make_tile_kernel(8, 1, 64, "sumsq")
+sumsq_rows_wide = make_tile_kernel(4, 2, 64, "sumsq")
+#: 4 x 16 float64 tile accumulating a matrix product (scatter matrices).
+matmul_acc_rows = make_tile_kernel(4, 2, 64, "subtract")

@@ -20,7 +20,9 @@ import numpy as np
 from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
-from ._jit import kernel
+from ._jit import BLOCK_ROWS, kernel
+from ._simd import (axpy, matmul_acc_rows, sumsq_rows_medium, sumsq_rows_narrow,
+                    sumsq_rows_wide)
 from .responsibilities import normalize_log_row
 
 #: Most partial statistic tables a fused E-step keeps (each is k*d*d floats for full).
@@ -28,24 +30,73 @@ MAX_PARTIALS = 64
 
 
 @kernel
-def _full_log_prob_row(X, i, means, prec_chol, const, diff, y, out):
-    """out[j] = const[j] - 1/2 ||(X[i] - means[j])^T P_j||^2; keeps X[i] - means[j] in diff[j]."""
+def _full_layout(means, prec_chol, center):
+    """Padded factors for the SIMD quadratic-form tile.
+
+    Returns ``tile`` (0/1/2, as in ``distances._search_layout``), ``factors`` (k, d, dp) with
+    ``factors[j, :, :d] = P_j`` (zero padding) and ``bias`` (k, dp) with
+    ``bias[j] = (mu_j - center) @ factors[j]``, so that for ``xc = x - center``
+    ``bias[j] - xc @ factors[j] = -(x - mu_j)^T P_j`` and its squared norm is the
+    Mahalanobis term.
+    """
     k, d = means.shape
+    tile = 2
+    width = 16
+    if d <= 4:
+        tile, width = 0, 4
+    elif d <= 8:
+        tile, width = 1, 8
+    dp = (d + width - 1) // width * width
     shared = prec_chol.shape[0] == 1
+    factors = np.zeros((k, d, dp))
+    bias = np.zeros((k, dp))
     for j in range(k):
         p = prec_chol[0] if shared else prec_chol[j]
-        dj = diff[j]
         for f in range(d):
-            dj[f] = np.float64(X[i, f]) - means[j, f]
-            y[f] = 0.0
-        for f in range(d):
-            a = dj[f]
+            delta = means[j, f] - center[f]
             for g in range(d):
-                y[g] += a * p[f, g]
-        q = 0.0
-        for g in range(d):
-            q += y[g] * y[g]
-        out[j] = const[j] - 0.5 * q
+                factors[j, f, g] = p[f, g]
+                bias[j, g] += delta * p[f, g]
+    return tile, factors, bias
+
+
+@kernel
+def _mean_of_means(means):
+    k, d = means.shape
+    center = np.zeros(d)
+    for j in range(k):
+        for f in range(d):
+            center[f] += means[j, f]
+    return center / k
+
+
+@kernel
+def _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc, q, out):
+    """out[i - start, j] = const[j] - 1/2 ||(X[i] - mu_j)^T P_j||^2 for a row block.
+
+    Scratch: ``xc`` (>= stop - start, d) receives ``X[i] - center`` in float64 (the
+    quadratic forms then run on float64 data whatever X's dtype); ``q`` (k, >= rows).
+    """
+    k, d = factors.shape[0], factors.shape[1]
+    rows = stop - start
+    for i in range(rows):
+        for f in range(d):
+            xc[i, f] = np.float64(X[start + i, f]) - center[f]
+    last = rows - 1
+    for j in range(k):
+        fj, bj, qj = factors[j], bias[j], q[j]
+        if tile == 2:
+            for i in range(0, rows, 4):
+                sumsq_rows_wide(xc, i, last, fj, bj, qj, 0)
+        elif tile == 1:
+            for i in range(0, rows, 8):
+                sumsq_rows_medium(xc, i, last, fj, bj, qj, 0)
+        else:
+            for i in range(0, rows, 8):
+                sumsq_rows_narrow(xc, i, last, fj, bj, qj, 0)
+    for i in range(rows):
+        for j in range(k):
+            out[i, j] = const[j] - 0.5 * q[j, i]
 
 
 @kernel
@@ -79,12 +130,14 @@ def gaussian_log_pdf_full(X, means, prec_chol, const, out):
     """
     n = X.shape[0]
     k, d = means.shape
+    center = _mean_of_means(means)
+    tile, factors, bias = _full_layout(means, prec_chol, center)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
-        diff = np.empty((k, d))
-        y = np.empty(d)
-        for i in range(start, stop):
-            _full_log_prob_row(X, i, means, prec_chol, const, diff, y, out[i])
+        xc = np.empty((stop - start, d))
+        q = np.empty((k, stop - start))
+        _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc, q,
+                             out[start:stop])
 
 
 @kernel(parallel=True)
@@ -113,12 +166,10 @@ def gaussian_log_pdf_diag(X, means, prec, const, out):
 
 @kernel
 def _accumulate_scatter(r, v, s2):
-    """Upper triangle of s2 += r * v v^T."""
+    """Upper triangle of s2 += r * v v^T (s2 is (d, d) C-contiguous; rows via SIMD axpy)."""
     d = v.shape[0]
     for f in range(d):
-        a = r * v[f]
-        for g in range(f, d):
-            s2[f, g] += a * v[g]
+        axpy(r * v[f], v, f, s2, f * d + f, d - f)
 
 
 @kernel
@@ -165,10 +216,15 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     k, d = means.shape
     pooled = shift.shape[0] == 1
     m2 = s2.shape[0]
+    center = _mean_of_means(means)
+    tile, factors, bias = _full_layout(means, prec_chol, center)
+    d4 = (d + 3) // 4 * 4          # scatter rows, padded for the 4-row tile
+    dp = (d + 15) // 16 * 16       # scatter columns, padded for the 16-column tile
+    zeros = np.zeros(dp)
     nc = n_chunks(n, MAX_PARTIALS)
     p_nk = np.empty((nc, k))
     p_s1 = np.empty((nc, k, d))
-    p_s2 = np.empty((nc, m2, d, d))
+    p_s2 = np.empty((nc, m2, d4, dp))
     p_ll = np.empty((nc, 1))
     for c in prange(nc):
         start, stop = chunk_bounds(c, n, nc)
@@ -176,36 +232,49 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
         c_nk[:] = 0.0
         c_s1[:] = 0.0
         c_s2[:] = 0.0
-        diff = np.empty((k, d))
-        y = np.empty(d)
-        row = np.empty(k)
-        centred = np.empty(d)
+        xc = np.empty((BLOCK_ROWS, d))
+        q = np.empty((k, BLOCK_ROWS))
+        resp = np.empty((BLOCK_ROWS, k))
         ll = 0.0
-        for i in range(start, stop):
-            _full_log_prob_row(X, i, means, prec_chol, const, diff, y, row)
-            w = sample_weight[i]
-            ll += w * normalize_log_row(row)
-            if pooled:
-                for f in range(d):
-                    centred[f] = np.float64(X[i, f]) - shift[0, f]
-                _accumulate_scatter(w, centred, c_s2[0])
-            for j in range(k):
-                r = w * row[j]
-                if r == 0.0:
-                    continue
-                c_nk[j] += r
-                v = centred if pooled else diff[j]
-                if not pooled:
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            rows = b1 - b0
+            _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
+            for i in range(rows):
+                w = sample_weight[b0 + i]
+                ll += w * normalize_log_row(resp[i])
+                for j in range(k):
+                    resp[i, j] *= w
+            # centred rows (vv) and weighted, transposed rows (wt) for the scatter products
+            vv = np.zeros((rows, dp))
+            wt = np.zeros((d4, rows))
+            for j in range(m2):
+                for i in range(rows):
                     for f in range(d):
-                        v[f] += means[j, f] - shift[j, f]
-                    _accumulate_scatter(r, v, c_s2[j])
-                for f in range(d):
-                    c_s1[j, f] += r * v[f]
+                        vv[i, f] = xc[i, f] + (center[f] - shift[j, f])
+                for i in range(rows):
+                    r = sample_weight[b0 + i] if pooled else resp[i, j]
+                    for f in range(d):
+                        wt[f, i] = r * vv[i, f]
+                # scatter: c_s2[j] += wt @ vv  (register-tiled, 4 rows x 16 columns a pass)
+                for f0 in range(0, d4, 4):
+                    matmul_acc_rows(wt, f0, d4 - 1, vv, zeros, c_s2[j], 0)
+                if not pooled:
+                    c_nk[j] += resp[:rows, j].sum()
+                    for f in range(d):
+                        c_s1[j, f] += wt[f].sum()
+            if pooled:
+                for i in range(rows):
+                    for j in range(k):
+                        r = resp[i, j]
+                        c_nk[j] += r
+                        axpy(r, vv, i * dp, c_s1, j * d, d)
         p_ll[c, 0] = ll
     fold_blocks(p_nk, nk)
     fold_blocks(p_s1, s1)
-    fold_blocks(p_s2, s2)
-    _mirror_upper(s2)
+    padded = np.empty((m2, d4, dp))
+    fold_blocks(p_s2, padded)
+    s2[:] = padded[:, :d, :d]
     total = np.empty(1)
     fold_blocks(p_ll, total)
     return total[0]

@@ -114,7 +114,9 @@ class KMeansModel:
     def _relocate_empty(self, X, sample_weight, centers, sums, weights, empty):
         """Move the points farthest from their centres into the empty clusters.
 
-        Deterministic: candidates are ordered by decreasing distance, ties by row index;
+        Deterministic and independent of the row order: candidates are ordered by decreasing
+        distance, exact ties (the two points of a two-point cluster are equidistant from its
+        mean) by the points' coordinates, then by row index (identical points only);
         zero-weight rows are never used. Updates ``sums``/``weights`` in place.
         """
         labels = np.empty(X.shape[0], dtype=np.int32)
@@ -122,6 +124,10 @@ class KMeansModel:
         nearest_centers(X, centers.astype(X.dtype), labels, sqdist)
         sqdist[sample_weight == 0] = -1.0
         order = np.argsort(-sqdist, kind="stable")
+        # only rows at least as far as the len(empty)-th farthest can be moved
+        order = order[sqdist[order] >= sqdist[order[min(len(empty), len(order)) - 1]]]
+        keys = tuple(X[order, f] for f in range(X.shape[1] - 1, -1, -1)) + (-sqdist[order],)
+        order = order[np.lexsort(keys)]
         moved = 0
         for cluster, row in zip(empty, order):
             if sqdist[row] < 0:
