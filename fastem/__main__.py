@@ -1,23 +1,25 @@
 """``python -m fastem``: the main job on built-in data, side by side with scikit-learn.
 
-Fits KMeans on one million generated blob rows (fixed seed) and on the iris and Old Faithful
-data shipped in the package, and prints the fitted model, iterations and time per iteration
-- next to scikit-learn's KMeans from the same initial centres when scikit-learn is installed.
+Fits KMeans and GaussianMixture on one million generated blob rows (fixed seed) and on the iris
+and Old Faithful data shipped in the package, and prints the fitted model, iterations and time
+per iteration - next to scikit-learn from the same initial parameters when it is installed.
 Options: ``--n-samples N`` (default 1_000_000), ``--quick`` (100_000 rows).
 """
 import argparse
 import time
+import warnings
 
 import numpy as np
 
-from . import KMeans, __version__
+from . import GaussianMixture, KMeans, __version__
 from .datasets import load_faithful, load_iris, make_blobs
 from .models.kmeans import kmeans_plusplus
 
 try:
     from sklearn.cluster import KMeans as SklearnKMeans
+    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 except ImportError:  # the demo runs without scikit-learn, just without the comparison
-    SklearnKMeans = None
+    SklearnKMeans = SklearnGaussianMixture = None
 
 
 def _timed(fn):
@@ -56,6 +58,37 @@ def _default_fit(X, n_clusters):
     print(line)
 
 
+def _compare_gmm(X, n_components, covariance_type, title, max_iter=100):
+    """GaussianMixture in both libraries from the same initial parameters."""
+    start = GaussianMixture(n_components, covariance_type=covariance_type, max_iter=1,
+                            random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start.fit(X)
+    init = dict(weights_init=start.weights_, means_init=start.means_,
+                precisions_init=start.precisions_, covariance_type=covariance_type,
+                max_iter=max_iter)
+    print(f"\n{title}: GaussianMixture({n_components}, covariance_type={covariance_type!r}), "
+          f"n={X.shape[0]:,} d={X.shape[1]} {X.dtype}")
+    print(f"  {'library':<14}{'iterations':>11}{'lower bound':>14}{'fit s':>9}{'ms/iter':>9}")
+    fits = [("fastem", GaussianMixture)]
+    if SklearnGaussianMixture is not None:
+        fits.append(("scikit-learn", SklearnGaussianMixture))
+    results = []
+    for name, cls in fits:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, seconds = _timed(lambda: cls(n_components, **init).fit(X))
+        results.append((model, seconds))
+        print(f"  {name:<14}{model.n_iter_:>11}{model.lower_bound_:>14.6f}{seconds:>9.3f}"
+              f"{1e3 * seconds / model.n_iter_:>9.2f}")
+    if len(results) == 2:
+        (ours, t_ours), (theirs, t_theirs) = results
+        print(f"  max |means difference| {np.abs(ours.means_ - theirs.means_).max():.2e}; "
+              f"speed-up {t_theirs / t_ours:.2f}x (same initial parameters)")
+    return results[0][0]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastem", description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=1_000_000)
@@ -69,7 +102,9 @@ def main(argv=None):
     warm = np.random.RandomState(0).rand(64, 2)
     for dtype in (np.float64, np.float32):
         w = warm.astype(dtype)
-        _, t_warm = _timed(lambda: KMeans(2, random_state=0, max_iter=1).fit(w).predict(w))
+        _, t_warm = _timed(lambda: (KMeans(2, random_state=0, max_iter=1).fit(w).predict(w),
+                                    [GaussianMixture(2, covariance_type=ct, random_state=0)
+                                     .fit(w).predict_proba(w) for ct in ("full", "diag")]))
         print(f"first {np.dtype(dtype).name} fit in this process (loads or compiles kernels): "
               f"{t_warm:.2f} s")
 
@@ -80,6 +115,8 @@ def main(argv=None):
     for c in model.cluster_centers_:
         print("   ", np.array2string(c[:3], precision=2, suppress_small=True))
     _compare_fit(X.astype(np.float32), 8, "Generated blobs (float32)")
+    _compare_gmm(X, 8, "full", "Generated blobs", max_iter=10)
+    _compare_gmm(X, 8, "diag", "Generated blobs", max_iter=10)
 
     iris, species, _, names = load_iris()
     model = _compare_fit(iris, 3, "Iris (Fisher 1936)")
@@ -94,6 +131,14 @@ def main(argv=None):
     for j, c in enumerate(model.cluster_centers_):
         print(f"    cluster {j}: {cols[0]} {c[0]:.2f} min, {cols[1]} {c[1]:.1f} min, "
               f"{np.count_nonzero(model.labels_ == j)} eruptions")
+    gmm = _compare_gmm(faithful, 2, "full", "Old Faithful geyser")
+    for j in range(2):
+        sd = np.sqrt(np.diag(gmm.covariances_[j]))
+        print(f"    component {j}: weight {gmm.weights_[j]:.2f}, {cols[0]} {gmm.means_[j, 0]:.2f} "
+              f"+- {sd[0]:.2f} min, {cols[1]} {gmm.means_[j, 1]:.1f} +- {sd[1]:.1f} min")
+    print(f"    BIC by number of components (full): " + ", ".join(
+        f"{k}: {GaussianMixture(k, random_state=0).fit(faithful).bic(faithful):.1f}"
+        for k in range(1, 5)))
 
 
 if __name__ == "__main__":
