@@ -1,0 +1,1 @@
+"""fastem test suite."""

@@ -1,0 +1,183 @@
+"""Results do not depend on the thread count (bitwise), on row order, and Lloyd never gets worse."""
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fastem import KMeans
+
+from . import naive
+
+CHILD = textwrap.dedent("""
+    import pickle, sys
+    import numba
+    import numpy as np
+    from fastem import KMeans
+    from fastem.kernels import column_mean_var, kmeanspp_potentials, lloyd_step
+
+    rng = np.random.RandomState(0)
+    n, d, k = 20000 + 77, 5, 8          # ten 2048-row blocks, the last one partial
+    centres = rng.normal(scale=4.0, size=(k, d))
+    X64 = centres[rng.randint(k, size=n)] + rng.normal(scale=2.0, size=(n, d))
+    w = rng.uniform(0.1, 3.0, size=n)
+    out = {"threads": numba.get_num_threads()}
+    for X in (X64, X64.astype(np.float32)):
+        km = KMeans(k, init="k-means++", random_state=0).fit(X, sample_weight=w)
+        labels = np.full(n, -1, np.int32)
+        sums, weights = np.empty((k, d)), np.empty(k)
+        inertia, changed = lloyd_step(X, w, X[:k].copy(), labels, sums, weights)
+        potentials = np.empty(6)
+        kmeanspp_potentials(X, w, X[10:16].copy(), np.full(n, 50.0), potentials)
+        out[X.dtype.name] = dict(
+            centers=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_,
+            n_iter=km.n_iter_, step=(labels, sums, weights, inertia, changed),
+            potentials=potentials, mean_var=column_mean_var(X))
+    sys.stdout.buffer.write(pickle.dumps(out))
+""")
+
+
+def _run_child(n_threads):
+    env = dict(os.environ)
+    env["NUMBA_NUM_THREADS"] = str(n_threads)
+    if "NUMBA_CACHE_DIR" in os.environ:
+        env["NUMBA_CACHE_DIR"] = os.environ["NUMBA_CACHE_DIR"]
+    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return pickle.loads(proc.stdout)
+
+
+def _assert_bitwise_equal(a, b, path=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _assert_bitwise_equal(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_bitwise_equal(x, y, f"{path}[{i}]")
+    else:
+        x, y = np.asarray(a), np.asarray(b)
+        assert x.dtype == y.dtype and x.shape == y.shape, path
+        assert x.tobytes() == y.tobytes(), f"{path} differs between thread counts"
+
+
+def test_bitwise_identical_for_any_thread_count():
+    results = {t: _run_child(t) for t in (1, 2, 3)}
+    for t, res in results.items():
+        assert res.pop("threads") == t
+    reference = results[1]
+    for dtype in ("float64", "float32"):
+        res = reference[dtype]
+        assert res["centers"].dtype == dtype
+        assert np.isfinite(res["inertia"]) and res["n_iter"] >= 1
+        assert len(np.unique(res["labels"])) == 8
+    for t in (2, 3):
+        _assert_bitwise_equal(reference, results[t], f"threads={t}")
+
+
+THREADS_CHILD = textwrap.dedent("""
+    import threading
+    import numpy as np
+    from fastem import KMeans
+
+    X = np.random.RandomState(0).normal(size=(5000, 4))
+    expected = KMeans(5, random_state=0).fit(X)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(3):
+                results.append(KMeans(5, random_state=0).fit(X))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 9
+    for km in results:
+        assert km.inertia_ == expected.inertia_
+        assert np.array_equal(km.cluster_centers_, expected.cluster_centers_)
+        assert np.array_equal(km.labels_, expected.labels_)
+    print("ok")
+""")
+
+
+def test_concurrent_fits_from_python_threads():
+    # Run in a child: a threading layer that is not thread-safe aborts the whole process.
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    proc = subprocess.run([sys.executable, "-c", THREADS_CHILD], env=env, capture_output=True,
+                          timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip() == b"ok", (
+        proc.returncode, proc.stderr.decode(errors="replace"))
+
+
+# ---------------------------------------------------------------------------- properties
+
+_SETTINGS = settings(max_examples=40, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def _problem(draw):
+    n = draw(st.integers(2, 40))
+    d = draw(st.integers(1, 3))
+    k = draw(st.integers(1, min(n, 5)))
+    X = draw(hnp.arrays(np.float64, (n, d),
+                        elements=st.floats(-100, 100, allow_nan=False, allow_subnormal=False)))
+    init_rows = draw(st.lists(st.integers(0, n - 1), min_size=k, max_size=k))
+    shift = draw(hnp.arrays(np.float64, (k, d), elements=st.floats(-1, 1)))
+    weighted = draw(st.booleans())
+    w = None
+    if weighted:
+        w = draw(hnp.arrays(np.float64, n, elements=st.floats(0.01, 10)))
+    return X, X[init_rows] + shift, w
+
+
+@_SETTINGS
+@given(_problem())
+def test_inertia_never_increases_over_iterations(problem):
+    X, init, w = problem
+    inertias = []
+    for m in range(1, 7):
+        km = KMeans(len(init), init=init, n_init=1, max_iter=m, tol=0).fit(X, sample_weight=w)
+        assert np.isfinite(km.cluster_centers_).all()
+        # the reported inertia is the objective of the reported centres
+        exact = naive.inertia(X, km.cluster_centers_, w)
+        scale = 1e-9 * (naive.inertia(X, np.zeros((1, X.shape[1])), w) + 1.0)
+        assert abs(km.inertia_ - exact) <= scale
+        inertias.append(km.inertia_)
+    start = naive.inertia(X, init, w)
+    for before, after in zip([start] + inertias, inertias):
+        assert after <= before + scale
+
+
+@_SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(5, 300), d=st.integers(1, 4),
+       k=st.integers(1, 5), weighted=st.booleans())
+def test_row_order_does_not_matter(seed, n, d, k, weighted):
+    rng = np.random.RandomState(seed)
+    means = rng.normal(scale=3.0, size=(k, d))
+    X = means[rng.randint(k, size=n)] + rng.normal(size=(n, d))
+    w = rng.uniform(0.2, 3.0, size=n) if weighted else None
+    init = X[rng.choice(n, k, replace=False)] + rng.normal(scale=0.1, size=(k, d))
+    perm = rng.permutation(n)
+    a = KMeans(k, init=init, n_init=1, tol=0).fit(X, sample_weight=w)
+    b = KMeans(k, init=init, n_init=1, tol=0).fit(
+        X[perm], sample_weight=None if w is None else w[perm])
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(b.labels_, a.labels_[perm])
+    # (n_iter_ may differ by one: with tol=0, a last-bit difference in a recomputed mean can
+    # decide whether the centre shift is exactly zero)
+    assert b.inertia_ == pytest.approx(a.inertia_, rel=1e-10)

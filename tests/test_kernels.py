@@ -1,0 +1,325 @@
+"""Every public kernel against its NumPy twin in tests/naive.py.
+
+Shapes are chosen to hit the awkward paths: n = 2 * 2048 + 301 rows (several fixed row
+blocks, the last one partial), d = 1 and d = 7, k = 5 (narrow SIMD tile) and k = 37 (wide tile,
+not a multiple of the tile width, so padded centres are present). X is float32 or float64 and
+either a writable C array or a read-only ``np.load(..., mmap_mode='r')`` memmap.
+"""
+import pathlib
+import re
+
+import numba
+import numpy as np
+import pytest
+from numba import prange
+
+import fastem.kernels as K
+from fastem.kernels import (all_finite, column_mean_var, kmeanspp_potentials, lloyd_step,
+                            nearest_centers, sqdist_to_centers, update_min_sqdist)
+
+from . import naive
+
+N_ROWS = 2 * 2048 + 301          # > 2048, not a multiple of the block size
+SHAPES = [(1, 5), (7, 37)]       # (d, k): small k / k > 16 and not a multiple of 8
+DTYPES = [np.float32, np.float64]
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README_HEADING = "## Calling the kernels from your own Numba code"
+
+
+def _make_data(dtype, d, k, seed):
+    rng = np.random.RandomState(seed)
+    X = (rng.normal(size=(N_ROWS, d)) * 3 + rng.uniform(-2, 2, size=d)).astype(dtype)
+    centers = (rng.normal(size=(k, d)) * 3).astype(dtype)
+    w = rng.uniform(0.1, 4.0, size=N_ROWS)
+    w[::97] = 0.0                                     # zero weights are legal
+    w[5] = 17.0
+    return X, centers, w
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """{(dtype, d, k, readonly): (X, centers, w)}; read-only X comes from an .npy memmap."""
+    root = tmp_path_factory.mktemp("kernel-data")
+    out = {}
+    for dtype in DTYPES:
+        for d, k in SHAPES:
+            X, centers, w = _make_data(dtype, d, k, seed=d * 100 + k)
+            out[dtype, d, k, False] = (X, centers, w)
+            path = root / f"X-{np.dtype(dtype).name}-{d}-{k}.npy"
+            np.save(path, X)
+            Xro = np.load(path, mmap_mode="r")
+            assert not Xro.flags.writeable and Xro.flags.c_contiguous
+            out[dtype, d, k, True] = (Xro, centers, w)
+    return out
+
+
+CASES = [pytest.param(dtype, d, k, ro,
+                      id=f"{np.dtype(dtype).name}-d{d}-k{k}-{'ro' if ro else 'rw'}")
+         for dtype in DTYPES for d, k in SHAPES for ro in (False, True)]
+
+
+def _label_tolerance_check(X, centers, labels, ref_labels):
+    """Labels equal the reference; in float32 near-ties may go either way (within 1e-5 rel)."""
+    if X.dtype == np.float64:
+        np.testing.assert_array_equal(labels, ref_labels)
+        return
+    D = naive.sqdist_to_centers(X, centers)
+    rows = np.arange(X.shape[0])
+    best = D[rows, ref_labels]
+    chosen = D[rows, labels]
+    assert np.all(chosen <= best * (1 + 1e-5) + 1e-6), "float32 search chose a far centre"
+    clear = naive.relative_gap(X, centers) > 1e-4
+    assert clear.mean() > 0.95  # the data really has few near-ties
+    np.testing.assert_array_equal(labels[clear], ref_labels[clear])
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_nearest_centers(datasets, dtype, d, k, ro):
+    X, centers, _ = datasets[dtype, d, k, ro]
+    labels = np.full(X.shape[0], -7, np.int32)
+    sqdist = np.full(X.shape[0], np.nan)
+    nearest_centers(X, centers, labels, sqdist)
+    ref_labels, _ = naive.nearest_centers(X, centers)
+    _label_tolerance_check(X, centers, labels, ref_labels)
+    # the returned distance is the exact float64 distance to the *chosen* centre
+    D = naive.sqdist_to_centers(X, centers)
+    np.testing.assert_allclose(sqdist, D[np.arange(X.shape[0]), labels], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nearest_centers_tie_rule_is_smallest_index(dtype):
+    # Exact ties in exact arithmetic: duplicated centres and points on a bisector.
+    X = np.array([[0.0], [1.0], [-1.0], [0.5], [3.0], [2.0]], dtype=dtype)
+    X = np.ascontiguousarray(np.repeat(X, 5, axis=0))  # 30 rows: partial SIMD row tiles
+    centers = np.array([[2.0], [-1.0], [1.0], [-1.0], [1.0], [2.0]], dtype=dtype)
+    for k in (2, 6):  # narrow tile; and with duplicated centres
+        C = np.ascontiguousarray(centers[:k])
+        labels = np.empty(len(X), np.int32)
+        sqdist = np.empty(len(X))
+        nearest_centers(X, C, labels, sqdist)
+        ref_labels, ref_sq = naive.nearest_centers(X, C)
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_array_equal(sqdist, ref_sq)
+    # 40 identical centres: everything goes to centre 0 (wide tile with padding)
+    C = np.zeros((40, 1), dtype=dtype)
+    labels = np.empty(len(X), np.int32)
+    nearest_centers(X, C, labels, np.empty(len(X)))
+    np.testing.assert_array_equal(labels, 0)
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_lloyd_step(datasets, dtype, d, k, ro):
+    X, centers, w = datasets[dtype, d, k, ro]
+    n = X.shape[0]
+    ref_labels, ref_sums, ref_weights, _, _ = naive.lloyd_step(X, w, centers, np.full(n, -1))
+    # previous labels: the reference labels with some rows changed, so n_changed is known
+    previous = ref_labels.copy()
+    previous[::50] = (previous[::50] + 1) % k
+    previous[7] = -1
+    labels = previous.copy()
+    sums = np.full((k, d), np.nan)
+    weights = np.full(k, np.nan)
+    inertia, n_changed = lloyd_step(X, w, centers, labels, sums, weights)
+    _label_tolerance_check(X, centers, labels, ref_labels)
+    # the statistics must be those of the labels the kernel chose
+    X64 = np.asarray(X, dtype=np.float64)
+    exp_sums = np.zeros((k, d))
+    exp_weights = np.zeros(k)
+    for j in range(k):
+        m = labels == j
+        exp_sums[j] = (w[m, None] * X64[m]).sum(axis=0)
+        exp_weights[j] = w[m].sum()
+    np.testing.assert_allclose(sums, exp_sums, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(weights, exp_weights, rtol=1e-12, atol=1e-12)
+    exp_inertia = float((w * ((X64 - centers.astype(np.float64)[labels]) ** 2).sum(1)).sum())
+    assert inertia == pytest.approx(exp_inertia, rel=1e-10)
+    assert n_changed == int((labels != previous).sum())
+    if X.dtype == np.float64:  # and, with no near-ties, exactly the reference step
+        _, s, wt, ine, ch = naive.lloyd_step(X, w, centers, previous)
+        np.testing.assert_allclose(sums, s, rtol=1e-10, atol=1e-9)
+        np.testing.assert_allclose(weights, wt, rtol=1e-12)
+        assert inertia == pytest.approx(ine, rel=1e-10)
+        assert n_changed == ch
+    # a second pass from the new labels changes nothing
+    again = labels.copy()
+    _, n_changed2 = lloyd_step(X, w, centers, again, sums, weights)
+    assert n_changed2 == 0
+    np.testing.assert_array_equal(again, labels)
+
+
+def test_lloyd_step_first_pass_counts_every_row(datasets):
+    X, centers, w = datasets[np.float64, 7, 37, False]
+    labels = np.full(X.shape[0], -1, np.int32)
+    sums, weights = np.empty((37, 7)), np.empty(37)
+    _, n_changed = lloyd_step(X, w, centers, labels, sums, weights)
+    assert n_changed == X.shape[0]
+    assert weights.sum() == pytest.approx(w.sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_sqdist_to_centers(datasets, dtype, d, k, ro):
+    X, centers, _ = datasets[dtype, d, k, ro]
+    out = np.full((X.shape[0], k), np.nan)
+    sqdist_to_centers(X, centers, out)
+    np.testing.assert_allclose(out, naive.sqdist_to_centers(X, centers), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_update_min_sqdist(datasets, dtype, d, k, ro):
+    X, centers, _ = datasets[dtype, d, k, ro]
+    current = np.full(X.shape[0], np.inf)
+    expected = current.copy()
+    for j in range(min(k, 4)):
+        update_min_sqdist(X, centers[j], current)
+        expected = naive.update_min_sqdist(X, centers[j], expected)
+        np.testing.assert_allclose(current, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(current, naive.sqdist_to_centers(X, centers[:4]).min(1),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_kmeanspp_potentials(datasets, dtype, d, k, ro):
+    X, centers, w = datasets[dtype, d, k, ro]
+    min_sqdist = naive.sqdist_to_centers(X, centers[:2]).min(1)
+    rng = np.random.RandomState(k)
+    candidates = np.ascontiguousarray(X[rng.choice(X.shape[0], 6, replace=False)])
+    potentials = np.full(6, np.nan)
+    kmeanspp_potentials(X, w, candidates, min_sqdist, potentials)
+    np.testing.assert_allclose(potentials,
+                               naive.kmeanspp_potentials(X, w, candidates, min_sqdist),
+                               rtol=1e-11)
+    # also with candidates that are not rows of X (all of the centres)
+    potentials = np.full(k, np.nan)
+    kmeanspp_potentials(X, w, centers, min_sqdist, potentials)
+    np.testing.assert_allclose(potentials, naive.kmeanspp_potentials(X, w, centers, min_sqdist),
+                               rtol=1e-11)
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_column_mean_var(datasets, dtype, d, k, ro):
+    X, _, _ = datasets[dtype, d, k, ro]
+    mean, var = column_mean_var(X)
+    ref_mean, ref_var = naive.column_mean_var(X)
+    assert mean.dtype == np.float64 and var.dtype == np.float64
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(var, ref_var, rtol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_column_mean_var_far_from_origin(dtype):
+    # variance about the mean, not E[x^2] - E[x]^2: no cancellation with a large offset
+    rng = np.random.RandomState(3)
+    X = (1e4 + rng.normal(size=(N_ROWS, 7))).astype(dtype)
+    _, var = column_mean_var(X)
+    np.testing.assert_allclose(var, naive.column_mean_var(X)[1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype, d, k, ro", CASES)
+def test_all_finite(datasets, dtype, d, k, ro):
+    X, _, _ = datasets[dtype, d, k, ro]
+    assert all_finite(X) is True and naive.all_finite(X)
+    if ro:
+        return
+    for row in (0, 2048, X.shape[0] - 1):  # first block, a later block, the partial last one
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[row, d - 1] = bad
+            assert all_finite(Y) is False
+            assert not naive.all_finite(Y)
+
+
+#: The k-means kernels of issue 2, all of them called from ``_user_function`` below. (Kernels of
+#: other models are exercised by those models' test modules.)
+KMEANS_KERNELS = {"all_finite", "column_mean_var", "kmeanspp_potentials", "lloyd_step",
+                  "nearest_centers", "sqdist_to_centers", "update_min_sqdist"}
+
+
+def test_public_kernels_are_plain_documented_dispatchers():
+    assert KMEANS_KERNELS <= set(K.__all__)
+    for name in K.__all__:
+        kernel = getattr(K, name)
+        assert isinstance(kernel, numba.core.registry.CPUDispatcher), name
+        assert kernel.__doc__ and kernel.__doc__.strip(), f"{name} has no docstring"
+
+
+# ----------------------------------------------------------------------------------------
+# Every public kernel called from a user's own parallel @njit function
+
+
+@numba.njit(parallel=True)
+def _user_function(X, w, centers, candidates):
+    n, d = X.shape
+    k = centers.shape[0]
+    labels = np.empty(n, np.int32)
+    sqdist = np.empty(n)
+    nearest_centers(X, centers, labels, sqdist)
+    step_labels = np.full(n, -1, np.int32)
+    sums = np.empty((k, d))
+    weights = np.empty(k)
+    inertia, n_changed = lloyd_step(X, w, centers, step_labels, sums, weights)
+    dist = np.empty((n, k))
+    sqdist_to_centers(X=X, centers=centers, out=dist)        # keyword arguments work too
+    closest = np.full(n, np.inf)
+    update_min_sqdist(X, centers[0], closest)
+    potentials = np.empty(candidates.shape[0])
+    kmeanspp_potentials(X, w, candidates, closest, potentials)
+    mean, var = column_mean_var(X)
+    finite = all_finite(X)
+    # some parallel work of the user's own around the kernel calls
+    weighted = np.empty(n)
+    for i in prange(n):
+        weighted[i] = w[i] * sqdist[i]
+    return (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest,
+            potentials, mean, var, finite, weighted.sum())
+
+
+def test_kernels_from_user_parallel_njit(datasets):
+    X, centers, w = datasets[np.float64, 7, 37, False]
+    candidates = np.ascontiguousarray(X[:5])
+    (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest, potentials,
+     mean, var, finite, total) = _user_function(X, w, centers, candidates)
+    ref_labels, ref_sq = naive.nearest_centers(X, centers)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_allclose(sqdist, ref_sq, rtol=1e-12)
+    r_labels, r_sums, r_weights, r_inertia, r_changed = naive.lloyd_step(
+        X, w, centers, np.full(len(X), -1))
+    np.testing.assert_array_equal(step_labels, r_labels)
+    np.testing.assert_allclose(sums, r_sums, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(weights, r_weights, rtol=1e-12)
+    assert inertia == pytest.approx(r_inertia, rel=1e-10)
+    assert n_changed == r_changed == len(X)
+    np.testing.assert_allclose(dist, naive.sqdist_to_centers(X, centers), rtol=1e-12)
+    ref_closest = naive.update_min_sqdist(X, centers[0], np.full(len(X), np.inf))
+    np.testing.assert_allclose(closest, ref_closest, rtol=1e-12)
+    np.testing.assert_allclose(
+        potentials, naive.kmeanspp_potentials(X, w, candidates, ref_closest), rtol=1e-11)
+    ref_mean, ref_var = naive.column_mean_var(X)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(var, ref_var, rtol=1e-11)
+    assert finite
+    assert total == pytest.approx(float(w @ ref_sq), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------------------
+# The README example runs as written
+
+
+def _readme_example():
+    assert README.exists(), f"{README} does not exist"
+    text = README.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == README_HEADING)
+    except StopIteration:
+        pytest.fail(f"README.md has no section {README_HEADING!r}; the kernel example "
+                    "for users' own Numba code is missing")
+    rest = "\n".join(lines[start + 1:])
+    match = re.search(r"^```python[ \t]*\n(.*?)^```", rest, flags=re.S | re.M)
+    assert match, f"no ```python block after {README_HEADING!r} in README.md"
+    return match.group(1)
+
+
+def test_readme_kernel_example_runs():
+    code = _readme_example()
+    namespace = {"__name__": "readme_example"}
+    exec(compile(code, f"{README}:{README_HEADING}", "exec"), namespace)
