@@ -264,3 +264,15 @@ sumsq_rows_medium = make_tile_kernel(8, 1, 64, "sumsq")
 sumsq_rows_wide = make_tile_kernel(4, 2, 64, "sumsq")
 #: 4 x 16 float64 tile accumulating a matrix product (scatter matrices).
 matmul_acc_rows = make_tile_kernel(4, 2, 64, "subtract")
+
+
+@intrinsic
+def int64_bits_as_float64(typingctx, bits):
+    """Reinterpret the bits of an int64 as a float64 (vectorisable, unlike a memory view)."""
+    if bits != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
