@@ -100,18 +100,63 @@ def _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc,
 
 
 @kernel
-def _diag_log_prob_row(X, i, means, prec, const, diff, out):
-    """out[j] = const[j] - 1/2 sum_f ((X[i, f] - means[j, f]) prec[j, f])^2; diff as above."""
+def _diag_layout(means, prec, center):
+    """Coefficients of the expanded diagonal quadratic form.
+
+    With ``xc = x - center`` and ``delta_j = mu_j - center``::
+
+        sum_f prec_jf^2 (xc_f - delta_jf)^2 = [xc^2, xc] @ coef[:, j] - bias[j]
+
+    ``coef`` (yp, kp): rows f < d hold ``prec^2``, rows d..2d-1 ``-2 prec^2 delta``, the rest
+    (including row 2d, which meets the constant feature 1 of ``_diag_block_features``) and the
+    padding columns j >= k are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``.
+    yp and kp are multiples of 16 (the SIMD tile width).
+    """
     k, d = means.shape
+    yp = (2 * d + 1 + 15) // 16 * 16
+    kp = (k + 15) // 16 * 16
+    coef = np.zeros((yp, kp))
+    bias = np.zeros(kp)
     for j in range(k):
-        dj = diff[j]
-        q = 0.0
         for f in range(d):
-            v = np.float64(X[i, f]) - means[j, f]
-            dj[f] = v
-            z = v * prec[j, f]
-            q += z * z
-        out[j] = const[j] - 0.5 * q
+            p2 = prec[j, f] * prec[j, f]
+            delta = means[j, f] - center[f]
+            coef[f, j] = p2
+            coef[d + f, j] = -2.0 * p2 * delta
+            bias[j] -= p2 * delta * delta
+    return coef, bias
+
+
+@kernel
+def _diag_block_features(X, start, stop, center, y):
+    """y[i] = [xc^2, xc, 1, 0...] for the rows of a block (xc = X[start + i] - center, float64).
+
+    Rows of ``y`` past ``stop - start`` (padding up to a multiple of 4) are zeroed.
+    """
+    d = X.shape[1]
+    rows = stop - start
+    for i in range(rows):
+        for f in range(d):
+            v = np.float64(X[start + i, f]) - center[f]
+            y[i, f] = v * v
+            y[i, d + f] = v
+        y[i, 2 * d] = 1.0
+    for i in range(rows, y.shape[0]):
+        for f in range(2 * d + 1):
+            y[i, f] = 0.0
+
+
+@kernel
+def _diag_block_log_prob(y, coef, bias, const, q, out, rows):
+    """out[i, j] = const[j] - 1/2 q_ij with q = y @ coef - bias (SIMD tile, 4 rows a pass)."""
+    k = out.shape[1]
+    q[:] = 0.0
+    last = y.shape[0] - 1
+    for i in range(0, y.shape[0], 4):
+        matmul_acc_rows(y, i, last, coef, bias, q, 0)
+    for i in range(rows):
+        for j in range(k):
+            out[i, j] = const[j] - 0.5 * q[i, j]
 
 
 @kernel(parallel=True)
@@ -157,11 +202,15 @@ def gaussian_log_pdf_diag(X, means, prec, const, out):
     """
     n = X.shape[0]
     k, d = means.shape
+    center = _mean_of_means(means)
+    coef, bias = _diag_layout(means, prec, center)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
-        diff = np.empty((k, d))
-        for i in range(start, stop):
-            _diag_log_prob_row(X, i, means, prec, const, diff, out[i])
+        rows4 = (stop - start + 3) // 4 * 4
+        y = np.zeros((rows4, coef.shape[0]))
+        q = np.empty((rows4, coef.shape[1]))
+        _diag_block_features(X, start, stop, center, y)
+        _diag_block_log_prob(y, coef, bias, const, q, out[start:stop], stop - start)
 
 
 @kernel
@@ -280,6 +329,24 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     return total[0]
 
 
+@kernel
+def _diag_stats_from_t(t, means, shift, center, nk, s1, s2):
+    """Moments about ``shift`` from T = sum_i w r [xc^2, xc, 1] (moments about ``center``).
+
+    With e = shift_j - center: s1 = B - N e and s2 = A - 2 e B + N e^2 (A, B, N: the xc^2, xc
+    and constant columns of T).
+    """
+    k, d = means.shape
+    for j in range(k):
+        n_j = t[j, 2 * d]
+        nk[j] = n_j
+        for f in range(d):
+            e = shift[j, f] - center[f]
+            a, b = t[j, f], t[j, d + f]
+            s1[j, f] = b - n_j * e
+            s2[j, f] = a - 2.0 * e * b + n_j * e * e
+
+
 @kernel(parallel=True)
 def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2):
     """Fused E-step and sufficient statistics for diagonal or spherical covariances.
@@ -308,39 +375,49 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     """
     n = X.shape[0]
     k, d = means.shape
-    nb = n_blocks(n)
-    p_nk = np.empty((nb, k))
-    p_s1 = np.empty((nb, k, d))
-    p_s2 = np.empty((nb, k, d))
-    p_ll = np.empty((nb, 1))
-    for b in prange(nb):
-        start, stop = block_bounds(b, n)
-        b_nk, b_s1, b_s2 = p_nk[b], p_s1[b], p_s2[b]
-        b_nk[:] = 0.0
-        b_s1[:] = 0.0
-        b_s2[:] = 0.0
-        diff = np.empty((k, d))
-        row = np.empty(k)
+    center = _mean_of_means(means)
+    coef, bias = _diag_layout(means, prec, center)
+    yp, kp = coef.shape
+    k4 = (k + 3) // 4 * 4
+    zeros = np.zeros(yp)
+    nc = n_chunks(n, MAX_PARTIALS)
+    # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0), and the log-likelihood
+    p_t = np.empty((nc, k4, yp))
+    p_ll = np.empty((nc, 1))
+    for c in prange(nc):
+        start, stop = chunk_bounds(c, n, nc)
+        c_t = p_t[c]
+        c_t[:] = 0.0
+        y = np.zeros((BLOCK_ROWS, yp))
+        q = np.empty((BLOCK_ROWS, kp))
+        resp = np.empty((BLOCK_ROWS, k))
+        rt = np.zeros((k4, BLOCK_ROWS))
         ll = 0.0
-        for i in range(start, stop):
-            _diag_log_prob_row(X, i, means, prec, const, diff, row)
-            w = sample_weight[i]
-            ll += w * normalize_log_row(row)
-            for j in range(k):
-                r = w * row[j]
-                if r == 0.0:
-                    continue
-                b_nk[j] += r
-                for f in range(d):
-                    v = diff[j, f] + (means[j, f] - shift[j, f])
-                    b_s1[j, f] += r * v
-                    b_s2[j, f] += r * v * v
-        p_ll[b, 0] = ll
-    fold_blocks(p_nk, nk)
-    fold_blocks(p_s1, s1)
-    fold_blocks(p_s2, s2)
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            rows = b1 - b0
+            rows4 = (rows + 3) // 4 * 4
+            yb = y[:rows4]
+            _diag_block_features(X, b0, b1, center, yb)
+            _diag_block_log_prob(yb, coef, bias, const, q[:rows4], resp, rows)
+            for i in range(rows):
+                w = sample_weight[b0 + i]
+                ll += w * normalize_log_row(resp[i])
+                for j in range(k):
+                    rt[j, i] = w * resp[i, j]
+            for j in range(k4):
+                for i in range(rows, rows4):
+                    rt[j, i] = 0.0
+            # c_t += rt @ y over the block's rows (rt rows are components)
+            rtb = np.ascontiguousarray(rt[:, :rows4]) if rows4 < BLOCK_ROWS else rt
+            for j0 in range(0, k4, 4):
+                matmul_acc_rows(rtb, j0, k4 - 1, yb, zeros, c_t, 0)
+        p_ll[c, 0] = ll
+    t = np.empty((k4, yp))
+    fold_blocks(p_t, t)
     total = np.empty(1)
     fold_blocks(p_ll, total)
+    _diag_stats_from_t(t, means, shift, center, nk, s1, s2)
     return total[0]
 
 
