@@ -6,6 +6,12 @@ used as given (read-only arrays included); statistics accumulate in float64; par
 work over fixed row blocks whose partials are summed in block order, so their results are
 bitwise identical for any ``NUMBA_NUM_THREADS``. Shapes and dtypes are in each docstring.
 """
+from .bernoulli import (
+    bernoulli_estep,
+    bernoulli_estep_csr,
+    bernoulli_log_pmf,
+    bernoulli_log_pmf_csr,
+)
 from .distances import (
     kmeanspp_potentials,
     lloyd_step,
@@ -25,6 +31,10 @@ from .responsibilities import normalize_log_row, responsibilities
 
 __all__ = [
     "all_finite",
+    "bernoulli_estep",
+    "bernoulli_estep_csr",
+    "bernoulli_log_pmf",
+    "bernoulli_log_pmf_csr",
     "column_mean_var",
     "gaussian_estep_diag",
     "gaussian_estep_full",

@@ -186,71 +186,126 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
     return tile
 
 
-def _make_axpy(vector_bytes=64):
-    """Intrinsic ``axpy(a, x, x_off, y, y_off, length)``: y[y_off + t] += a * x[x_off + t].
+def _is_c_float(t):
+    return isinstance(t, types.Array) and t.layout == "C" and isinstance(t.dtype, types.Float)
 
-    ``x`` and ``y`` are C-contiguous float64 arrays of any dimension (addressed flat);
-    full SIMD vectors plus one masked tail, so short and odd lengths stay vectorised
-    (LLVM's own vectoriser leaves loops shorter than its unroll width scalar).
+
+def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
+    """Closure loading ``L`` consecutive elements (flat index) as <L x double>, masked or not."""
+    i1, i32 = ir.IntType(1), ir.IntType(32)
+    src = context.get_value_type(arytype.dtype)
+    svec = ir.VectorType(src, L)
+    sptr = svec.as_pointer()
+    align = arytype.dtype.bitwidth // 8
+    mload = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(svec, [sptr, i32, ir.VectorType(i1, L), svec]),
+        "llvm.masked.load.%s.p0%s" % (_llvm_suffix(L, arytype.dtype.bitwidth),
+                                      _llvm_suffix(L, arytype.dtype.bitwidth)))
+    base = builder.gep(context.make_array(arytype)(context, builder, aryval).data, [offset])
+
+    def load(t, mask=None):
+        ptr = builder.bitcast(builder.gep(base, [t]), sptr)
+        if mask is None:
+            v = builder.load(ptr, align=align)
+        else:
+            v = builder.call(mload, [ptr, ir.Constant(i32, align), mask,
+                                     ir.Constant(svec, [0.0] * L)])
+        return v if arytype.dtype.bitwidth == 64 else builder.fpext(v, ir.VectorType(ir.DoubleType(), L))
+
+    return load, base
+
+
+def _vector_loop(builder, n, L, body):
+    """Run ``body(t, mask)`` over [0, n) in steps of L: full vectors, then one masked tail."""
+    i64 = ir.IntType(64)
+    n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
+    with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_full,
+                                 ir.Constant(i64, L), intp=i64) as (t, _):
+        body(t, None)
+    rest = builder.sub(n, n_full)
+    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, 0))):
+        lanes = ir.Constant(ir.VectorType(i64, L), list(range(L)))
+        body(n_full, builder.icmp_signed("<", lanes, _splat(builder, rest, ir.VectorType(i64, L))))
+
+
+@intrinsic
+def axpy(typingctx, a, x, x_off, y, y_off, length):
+    """``y[y_off + t] += a * x[x_off + t]`` for t < length (flat indices, float64 maths).
+
+    ``x``: C-contiguous float32/float64 array of any dimension; ``y``: C-contiguous float64.
+    Full 8-lane vectors plus one masked tail, so short and odd lengths stay vectorised (LLVM's
+    own vectoriser leaves loops shorter than its unroll width scalar).
     """
-    @intrinsic
-    def axpy(typingctx, a, x, x_off, y, y_off, length):
-        if not (isinstance(x, types.Array) and isinstance(y, types.Array) and x.layout == "C"
-                and y.layout == "C" and x.dtype == types.float64 and y.dtype == types.float64):
-            return None
-        sig = types.void(a, x, x_off, y, y_off, length)
+    if not (_is_c_float(x) and _is_c_float(y) and y.dtype == types.float64):
+        return None
+    sig = types.void(a, x, x_off, y, y_off, length)
 
-        def codegen(context, builder, signature, args):
-            av, xv, xoffv, yv, yoffv, lenv = args
-            i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-            dbl = ir.DoubleType()
-            L = vector_bytes // 8
-            vtype = ir.VectorType(dbl, L)
-            mtype = ir.VectorType(i1, L)
-            vptr = vtype.as_pointer()
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma.v%df64" % L)
-            mload = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vtype, [vptr, i32, mtype, vtype]),
-                "llvm.masked.load.v%df64.p0v%df64" % (L, L))
-            mstore = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, mtype]),
-                "llvm.masked.store.v%df64.p0v%df64" % (L, L))
-            aval = context.cast(builder, av, signature.args[0], types.float64)
-            xoff = context.cast(builder, xoffv, signature.args[2], types.int64)
-            yoff = context.cast(builder, yoffv, signature.args[4], types.int64)
-            n = context.cast(builder, lenv, signature.args[5], types.int64)
-            xa = context.make_array(x)(context, builder, xv)
-            ya = context.make_array(y)(context, builder, yv)
-            xp = builder.gep(xa.data, [xoff])
-            yp = builder.gep(ya.data, [yoff])
-            asplat = _splat(builder, aval, vtype)
-            n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
-            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_full,
-                                         ir.Constant(i64, L), intp=i64) as (t, _):
-                xs = builder.bitcast(builder.gep(xp, [t]), vptr)
-                ys = builder.bitcast(builder.gep(yp, [t]), vptr)
-                builder.store(builder.call(fma, [asplat, builder.load(xs, align=8),
-                                                 builder.load(ys, align=8)]), ys, align=8)
-            rest = builder.sub(n, n_full)
-            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, 0))):
-                lanes = ir.Constant(ir.VectorType(i64, L), list(range(L)))
-                mask = builder.icmp_signed("<", lanes, _splat(builder, rest, ir.VectorType(i64, L)))
-                xs = builder.bitcast(builder.gep(xp, [n_full]), vptr)
-                ys = builder.bitcast(builder.gep(yp, [n_full]), vptr)
-                zero = ir.Constant(vtype, [0.0] * L)
-                xvec = builder.call(mload, [xs, ir.Constant(i32, 8), mask, zero])
-                yvec = builder.call(mload, [ys, ir.Constant(i32, 8), mask, zero])
-                builder.call(mstore, [builder.call(fma, [asplat, xvec, yvec]), ys,
-                                      ir.Constant(i32, 8), mask])
-            return context.get_dummy_value()
+    def codegen(context, builder, signature, args):
+        av, xv, xoffv, yv, yoffv, lenv = args
+        i1, i32 = ir.IntType(1), ir.IntType(32)
+        L = 8
+        vtype = ir.VectorType(ir.DoubleType(), L)
+        vptr = vtype.as_pointer()
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma.v8f64")
+        mstore = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
+            "llvm.masked.store.v8f64.p0v8f64")
+        cast = [context.cast(builder, v, t, types.int64)
+                for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
+                             (lenv, signature.args[5]))]
+        load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
+        load_y, ybase = _flat_f64_loader(context, builder, y, yv, cast[1], L)
+        asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
 
-        return sig, codegen
+        def body(t, mask):
+            new = builder.call(fma, [asplat, load_x(t, mask), load_y(t, mask)])
+            ptr = builder.bitcast(builder.gep(ybase, [t]), vptr)
+            if mask is None:
+                builder.store(new, ptr, align=8)
+            else:
+                builder.call(mstore, [new, ptr, ir.Constant(i32, 8), mask])
 
-    return axpy
+        _vector_loop(builder, cast[2], L, body)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
-axpy = _make_axpy()
+@intrinsic
+def sqdist(typingctx, x, x_off, c, c_off, length):
+    """``sum_t (x[x_off + t] - c[c_off + t])^2`` in float64 (flat indices, float32/64 inputs)."""
+    if not (_is_c_float(x) and _is_c_float(c)):
+        return None
+    sig = types.float64(x, x_off, c, c_off, length)
+
+    def codegen(context, builder, signature, args):
+        xv, xoffv, cv, coffv, lenv = args
+        L = 8
+        vtype = ir.VectorType(ir.DoubleType(), L)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma.v8f64")
+        reduce_add = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
+            "llvm.vector.reduce.fadd.v8f64")
+        cast = [context.cast(builder, v, t, types.int64)
+                for v, t in ((xoffv, signature.args[1]), (coffv, signature.args[3]),
+                             (lenv, signature.args[4]))]
+        load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
+        load_c, _ = _flat_f64_loader(context, builder, c, cv, cast[1], L)
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+
+        def body(t, mask):
+            diff = builder.fsub(load_x(t, mask), load_c(t, mask))
+            builder.store(builder.call(fma, [diff, diff, builder.load(acc)]), acc)
+
+        _vector_loop(builder, cast[2], L, body)
+        return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
+
+    return sig, codegen
+
+
+
 
 #: The three register tiles, by number of centres handled per pass (for f64 / f32):
 #: 8 rows x 1 half vector (4 / 8 centres), 8 rows x 1 vector (8 / 16), 4 rows x 2 vectors (16 / 32).

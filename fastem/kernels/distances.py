@@ -11,7 +11,7 @@ from numba import prange
 
 from ._blocks import block_bounds, fold_blocks, n_blocks
 from ._jit import kernel
-from ._simd import nearest_rows_medium, nearest_rows_narrow, nearest_rows_wide
+from ._simd import axpy, nearest_rows_medium, nearest_rows_narrow, nearest_rows_wide, sqdist
 
 
 @kernel
@@ -65,11 +65,8 @@ def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
 @kernel
 def _row_sqdist(X, i, centers, j):
     """||X[i] - centers[j]||^2 in float64."""
-    s = 0.0
-    for f in range(X.shape[1]):
-        diff = np.float64(X[i, f]) - np.float64(centers[j, f])
-        s += diff * diff
-    return s
+    d = X.shape[1]
+    return sqdist(X, i * d, centers, j * d, d)
 
 
 @kernel(parallel=True)
@@ -149,13 +146,8 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
                 changed += 1
                 labels[i] = j
             w = sample_weight[i]
-            dist = 0.0
-            for f in range(d):
-                x = np.float64(X[i, f])
-                sums[j, f] += w * x
-                diff = x - np.float64(centers[j, f])
-                dist += diff * diff
-            inertia += w * dist
+            axpy(w, X, i * d, sums, j * d, d)
+            inertia += w * sqdist(X, i * d, centers, j * d, d)
             weights[j] += w
         part_scalars[b, 0] = inertia
         part_scalars[b, 1] = changed
