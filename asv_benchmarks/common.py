@@ -72,3 +72,90 @@ def init_centers(X, k, seed=INIT_SEED):
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=k, replace=False))
     return np.ascontiguousarray(X[rows])
+
+
+# --------------------------------------------------------------------------- Gaussian mixtures
+# (added for bench_gmm.py / compare_gmm.py)
+
+try:  # the GaussianMixture peer; ``require_sklearn`` covers it (same package)
+    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+except ImportError:  # pragma: no cover - depends on the environment
+    SklearnGaussianMixture = None
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+#: Fixed seed of the per-blob rotations and scales of :func:`make_anisotropic_data`.
+ANISO_SEED = 2
+
+
+def make_anisotropic_data(n, d, dtype, seed=DATA_SEED):
+    """(n, d) C-contiguous array of ``N_BLOBS`` overlapping *anisotropic* Gaussian blobs.
+
+    Blob ``b`` is ``mean_b + z @ A_b`` with ``z`` standard normal and ``A_b = diag(s_b) Q_b``:
+    ``Q_b`` a random rotation (QR of a Gaussian matrix), ``s_b`` per-axis scales in
+    [e^-1, e] (so each blob's covariance ``A_b^T A_b`` is a tilted ellipsoid with condition
+    number <= e^4, a different one per blob). Means are ``2 * standard normal``, as in
+    :func:`make_data`. Generated in ``dtype`` in row chunks (no full-size float64
+    temporary); sklearn-free and deterministic for a given (n, d, dtype, seed).
+    """
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    means = (2.0 * rng.standard_normal((N_BLOBS, d))).astype(dtype)
+    shape_rng = np.random.default_rng(ANISO_SEED)
+    transforms = []
+    for _ in range(N_BLOBS):
+        q, r = np.linalg.qr(shape_rng.standard_normal((d, d)))
+        q *= np.sign(np.diag(r))  # a uniformly random rotation
+        scales = np.exp(shape_rng.uniform(-1.0, 1.0, size=d))
+        transforms.append((scales[:, None] * q).astype(dtype))
+    X = np.empty((n, d), dtype=dtype)
+    blob = rng.integers(N_BLOBS, size=n)
+    chunk = 65_536
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        z = rng.standard_normal((stop - start, d), dtype=dtype)
+        b = blob[start:stop]
+        out = X[start:stop]
+        for j in range(N_BLOBS):
+            rows = np.flatnonzero(b == j)
+            if rows.size:
+                out[rows] = z[rows] @ transforms[j] + means[j]
+    return X
+
+
+def gmm_inits(X, k, covariance_type, seed=INIT_SEED):
+    """Fixed EM starting point, float64: ``(weights_init, means_init, precisions_init)``.
+
+    Uniform weights, ``k`` distinct rows of X as means (:func:`init_centers`) and unit
+    precisions in the covariance type's shape ((k, d, d) full, (d, d) tied, (k, d) diag,
+    (k,) spherical). Both fastem's and scikit-learn's ``GaussianMixture`` accept these, so
+    given all three, fits start from the same parameters.
+    """
+    d = X.shape[1]
+    weights = np.full(k, 1.0 / k)
+    means = init_centers(X, k, seed).astype(np.float64)
+    precisions = {"full": lambda: np.tile(np.eye(d), (k, 1, 1)),
+                  "tied": lambda: np.eye(d),
+                  "diag": lambda: np.ones((k, d)),
+                  "spherical": lambda: np.ones(k)}[covariance_type]()
+    return weights, means, precisions
+
+
+def run_python_child(script, *args, env=None, cwd=None, timeout=500):
+    """Run ``python -c script *args`` with ``sys.executable`` (the benchmarked environment).
+
+    ``env`` entries are added to ``os.environ``. The child must print a JSON object as its
+    last stdout line; that object is returned. RuntimeError (with the child's stderr) when
+    it exits non-zero.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                          env=dict(os.environ, **(env or {})), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child process failed ({proc.returncode}):\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
