@@ -13,8 +13,11 @@ Covariance types map onto two layouts:
   value repeated over the d features).
 
 ``const[j] = log(pi_j) + log|det P_j| - d/2 log(2 pi)`` is precomputed by the caller (pass
-``log(pi_j) = 0`` for plain densities). Differences ``x - mu_j`` are formed in float64, so
-float32 data far from the origin keep their precision; X itself is never copied.
+``log(pi_j) = 0`` for plain densities). Every pass works on ``xc = x - c`` in float64 with
+``c`` the mean of the component means, so float32 data far from the origin keep their
+precision; X itself is never copied. The hot loops are the register-tiled SIMD products of
+``_simd`` (quadratic forms; statistics as small per-block matrix products about c, moved
+exactly to the requested shift at the end).
 """
 import numpy as np
 from numba import prange
@@ -267,20 +270,22 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     m2 = s2.shape[0]
     center = _mean_of_means(means)
     tile, factors, bias = _full_layout(means, prec_chol, center)
-    d4 = (d + 3) // 4 * 4          # scatter rows, padded for the 4-row tile
-    dp = (d + 15) // 16 * 16       # scatter columns, padded for the 16-column tile
+    d4 = (d + 3) // 4 * 4          # product rows, padded for the 4-row tile
+    k4 = (k + 3) // 4 * 4
+    dp = (d + 15) // 16 * 16       # product columns, padded for the 16-column tile
     zeros = np.zeros(dp)
     nc = n_chunks(n, MAX_PARTIALS)
+    # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
     p_nk = np.empty((nc, k))
-    p_s1 = np.empty((nc, k, d))
-    p_s2 = np.empty((nc, m2, d4, dp))
+    p_t1 = np.empty((nc, k4, dp))
+    p_t2 = np.empty((nc, m2, d4, dp))
     p_ll = np.empty((nc, 1))
     for c in prange(nc):
         start, stop = chunk_bounds(c, n, nc)
-        c_nk, c_s1, c_s2 = p_nk[c], p_s1[c], p_s2[c]
+        c_nk, c_t1, c_t2 = p_nk[c], p_t1[c], p_t2[c]
         c_nk[:] = 0.0
-        c_s1[:] = 0.0
-        c_s2[:] = 0.0
+        c_t1[:] = 0.0
+        c_t2[:] = 0.0
         xc = np.empty((BLOCK_ROWS, d))
         q = np.empty((k, BLOCK_ROWS))
         resp = np.empty((BLOCK_ROWS, k))
@@ -288,45 +293,83 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
         for b0 in range(start, stop, BLOCK_ROWS):
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
+            rows4 = (rows + 3) // 4 * 4
             _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
+            # operands of the products, zero-padded: XC (rows4, dp), XT = XC^T (d4, rows4),
+            # RT = (w r)^T (k4, rows4)
+            xcp = np.zeros((rows4, dp))
+            xt = np.zeros((d4, rows4))
+            rt = np.zeros((k4, rows4))
             for i in range(rows):
                 w = sample_weight[b0 + i]
                 ll += w * normalize_log_row(resp[i])
                 for j in range(k):
-                    resp[i, j] *= w
-            # centred rows (vv) and weighted, transposed rows (wt) for the scatter products
-            vv = np.zeros((rows, dp))
-            wt = np.zeros((d4, rows))
-            for j in range(m2):
-                for i in range(rows):
-                    for f in range(d):
-                        vv[i, f] = xc[i, f] + (center[f] - shift[j, f])
-                for i in range(rows):
-                    r = sample_weight[b0 + i] if pooled else resp[i, j]
-                    for f in range(d):
-                        wt[f, i] = r * vv[i, f]
-                # scatter: c_s2[j] += wt @ vv  (register-tiled, 4 rows x 16 columns a pass)
+                    rt[j, i] = w * resp[i, j]
+                for f in range(d):
+                    xcp[i, f] = xc[i, f]
+                    xt[f, i] = xc[i, f]
+            for j0 in range(0, k4, 4):
+                matmul_acc_rows(rt, j0, k4 - 1, xcp, zeros, c_t1, 0)
+            for j in range(k):
+                c_nk[j] += rt[j].sum()
+            wt = np.empty((d4, rows4))
+            for m in range(m2):
+                # pooled (tied): weights w_i; per component: w_i r_im (zero on padding rows)
+                if pooled:
+                    r = np.zeros(rows4)
+                    r[:rows] = sample_weight[b0:b1]
+                else:
+                    r = rt[m]
+                for f in range(d4):
+                    for i in range(rows4):
+                        wt[f, i] = xt[f, i] * r[i]
                 for f0 in range(0, d4, 4):
-                    matmul_acc_rows(wt, f0, d4 - 1, vv, zeros, c_s2[j], 0)
-                if not pooled:
-                    c_nk[j] += resp[:rows, j].sum()
-                    for f in range(d):
-                        c_s1[j, f] += wt[f].sum()
-            if pooled:
-                for i in range(rows):
-                    for j in range(k):
-                        r = resp[i, j]
-                        c_nk[j] += r
-                        axpy(r, vv, i * dp, c_s1, j * d, d)
+                    matmul_acc_rows(wt, f0, d4 - 1, xcp, zeros, c_t2[m], 0)
         p_ll[c, 0] = ll
     fold_blocks(p_nk, nk)
-    fold_blocks(p_s1, s1)
-    padded = np.empty((m2, d4, dp))
-    fold_blocks(p_s2, padded)
-    s2[:] = padded[:, :d, :d]
+    t1 = np.empty((k4, dp))
+    fold_blocks(p_t1, t1)
+    t2 = np.empty((m2, d4, dp))
+    fold_blocks(p_t2, t2)
+    _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2)
     total = np.empty(1)
     fold_blocks(p_ll, total)
     return total[0]
+
+
+@kernel
+def _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2):
+    """Move moments about ``center`` to moments about ``shift``.
+
+    With e = shift_j - center (T1, T2 about center)::
+
+        s1_j = T1_j - N_j e
+        s2_j = T2_j - e T1_j^T - T1_j e^T + N_j e e^T          (per component)
+        s2   = T2 - e t^T - t e^T + N e e^T,  t = sum_j T1_j, N = sum_j N_j   (pooled)
+    """
+    k, d = s1.shape
+    pooled = shift.shape[0] == 1
+    for j in range(k):
+        sj = 0 if pooled else j
+        for f in range(d):
+            s1[j, f] = t1[j, f] - nk[j] * (shift[sj, f] - center[f])
+    for m in range(s2.shape[0]):
+        n_m = 0.0
+        t = np.zeros(d)
+        if pooled:
+            for j in range(k):
+                n_m += nk[j]
+                for f in range(d):
+                    t[f] += t1[j, f]
+        else:
+            n_m = nk[m]
+            for f in range(d):
+                t[f] = t1[m, f]
+        for f in range(d):
+            ef = shift[m, f] - center[f]
+            for g in range(d):
+                eg = shift[m, g] - center[g]
+                s2[m, f, g] = t2[m, f, g] - ef * t[g] - t[f] * eg + n_m * ef * eg
 
 
 @kernel
