@@ -8,8 +8,18 @@ bench_kmeans
     memory of a fit. Every fastem benchmark class has a scikit-learn twin whose name starts
     with ``Sklearn``; the twins are skipped (``NotImplementedError`` in ``setup``) when
     scikit-learn is not installed, so one ``asv run`` shows both side by side.
+bench_gmm
+    GaussianMixture for each covariance type: one fused EM step, the per-iteration fit
+    difference (fastem and scikit-learn), the Gaussian kernels, peak memory of a fit and the
+    cold compile time.
+bench_bernoulli
+    BernoulliMixture: EM iteration on dense uint8 and CSR input, peak memory, and the NumPy
+    EM forms users would write as the peer baselines.
 bench_compile
     ``track_`` benchmarks of Numba compile / cache-load cost in fresh processes.
+compare_kmeans.py, compare_gmm.py, compare_bernoulli.py
+    Scripts (not asv benchmarks) that measure fastem and its peer in one process and print
+    the markdown tables quoted in the README.
 
 Conventions
 -----------
