@@ -60,6 +60,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         warm = self.warm_start and hasattr(self, "_fitted_params")
         if warm:
             check_n_features(self, X)
+            # scikit-learn's rule: the first change is measured from the last lower bound
+            model.previous_lower_bound = self.lower_bound_
         result = fit_em(model, X, sample_weight, n_init=1 if warm else self.n_init,
                         max_iter=self.max_iter, tol=self.tol,
                         rng=check_random_state(self.random_state), verbose=self.verbose,

@@ -115,6 +115,8 @@ class GaussianMixtureModel:
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.kmeans_labels = kmeans_labels
+        #: Warm start: the previous fit's lower bound (set by the estimator), else None.
+        self.previous_lower_bound = None
 
     # -- parameters from statistics ---------------------------------------------------------
     def params_from_stats(self, nk, s1, s2, shift):
@@ -245,7 +247,7 @@ class GaussianMixtureModel:
         return self.params_from_stats(stats.nk, stats.s1, stats.s2, stats.shift)
 
     def has_converged(self, params, new_params, stats, history, tol):
-        return lower_bound_converged(history, tol)
+        return lower_bound_converged(history, tol, self.previous_lower_bound)
 
     def finalize(self, X, sample_weight, params, stats, converged):
         self._shift_for = None  # drop the reference to X

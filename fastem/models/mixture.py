@@ -8,9 +8,16 @@ WEIGHT_FLOOR = 10 * np.finfo(np.float64).eps
 INIT_CHUNK_ROWS = 65536
 
 
-def lower_bound_converged(history, tol):
-    """scikit-learn's rule: the last change of the lower bound is smaller than ``tol``."""
-    return len(history) >= 2 and abs(history[-1] - history[-2]) < tol
+def lower_bound_converged(history, tol, previous=None):
+    """scikit-learn's rule: the last change of the lower bound is smaller than ``tol``.
+
+    ``previous`` (a warm start: the lower bound the last fit ended with) stands before
+    ``history[0]``, so a warm fit can converge in its first iteration, as in scikit-learn.
+    Returns a Python ``bool``.
+    """
+    if len(history) == 1 and previous is not None:
+        return bool(abs(history[0] - previous) < tol)
+    return len(history) >= 2 and bool(abs(history[-1] - history[-2]) < tol)
 
 
 def row_chunks(n_rows, chunk_rows=INIT_CHUNK_ROWS):
