@@ -144,3 +144,97 @@ def check_n_features(estimator, X):
     if X.shape[1] != expected:
         raise ValueError(f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
                          f"expecting {expected} features as input.")
+
+
+def check_binary_array(X, *, name="X", estimator_name=None):
+    """Validate binary (0/1) data: a dense array used as given, or a CSR matrix.
+
+    * dense bool, integer, float32 and float64 C-contiguous arrays are used as given - no copy,
+      no float conversion; other layouts are copied once to C order (same dtype); float16,
+      long double and big-endian arrays become uint8; lists become arrays;
+    * scipy.sparse input is converted to CSR once if it is in another format; CSR with
+      duplicate or unsorted entries is copied once and canonicalised (duplicates summed);
+      data in float16, long double or big-endian become uint8.
+
+    The 0/1 check runs over the values without any temporary of their size.
+
+    Raises
+    ------
+    TypeError
+        Strings or other non-numeric data.
+    ValueError
+        Not 2-D, no samples or features, NaN, complex numbers, or any value other than 0 and 1.
+    """
+    from .kernels.bernoulli import CHECK_BLOCK, _count_non_binary
+
+    who = f" by {estimator_name}" if estimator_name else ""
+    sparse = sp.issparse(X)
+    if sparse:
+        if X.format != "csr":
+            X = X.tocsr()
+        values = X.data
+    else:
+        if not isinstance(X, np.ndarray):
+            X = np.asarray(X)
+        values = X
+    if np.iscomplexobj(values):
+        raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
+    if values.dtype.kind == "O":
+        values = values.astype(np.float64)  # raises TypeError naming the offending object
+        if np.iscomplexobj(values):
+            raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric; got an array of dtype {values.dtype}.")
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array for {name}, got {X.ndim}D array instead (shape {X.shape}). "
+            "Reshape your data with array.reshape(-1, 1) for a single feature or "
+            "array.reshape(1, -1) for a single sample.")
+    n, d = X.shape
+    if n == 0 or d == 0:
+        what = "sample" if n == 0 else "feature"
+        raise ValueError(f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of "
+                         f"1 is required{who}.")
+    if sparse and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+        values = X.data
+    odd_dtype = (values.dtype == np.float16 or values.itemsize > 8
+                 or not values.dtype.isnative)
+    if odd_dtype:  # rare: check in NumPy, then store compactly as uint8
+        flat = np.asarray(values).reshape(-1)
+        bad = np.flatnonzero((flat != 0) & (flat != 1))
+        values = np.asarray(values).astype(np.uint8)
+    else:
+        if not sparse:
+            values = X = np.ascontiguousarray(values)
+        flat = values.reshape(-1)
+        bad = np.empty(0, dtype=np.int64)
+        if values.dtype.kind != "b" and flat.size:
+            counts = np.empty((flat.size + CHECK_BLOCK - 1) // CHECK_BLOCK, dtype=np.int64)
+            _count_non_binary(flat, counts)
+            if counts.any():
+                block = int(np.flatnonzero(counts)[0])
+                part = flat[block * CHECK_BLOCK:(block + 1) * CHECK_BLOCK]
+                bad = block * CHECK_BLOCK + np.flatnonzero((part != 0) & (part != 1))
+    if bad.size:
+        value = flat[bad[0]].item()
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if sparse:
+            row = int(np.searchsorted(X.indptr, bad[0], side="right") - 1)
+            where = f"row {row}, column {int(X.indices[bad[0]])}"
+        else:
+            where = f"row {bad[0] // d}, column {bad[0] % d}"
+        if value != value:
+            raise ValueError(f"Input {name} contains NaN (at {where}); {estimator_name or 'this'}"
+                             " needs binary data (remove or impute missing values first).")
+        raise ValueError(f"{estimator_name or 'This estimator'} needs binary data (only 0 and "
+                         f"1): {name} contains the value {value} at {where}. Binarise it "
+                         f"first, e.g. (X > threshold).")
+    if odd_dtype:
+        if sparse:
+            X = type(X)((values, X.indices, X.indptr), shape=X.shape)
+        else:
+            X = np.ascontiguousarray(values)
+    return X

@@ -2,6 +2,8 @@
 
 * ``load_faithful()`` - Old Faithful geyser, 272 x 2: eruption time and waiting time (min).
 * ``load_iris()`` - Fisher's iris, 150 x 4 measurements (cm) and the species as int labels.
+* ``load_digits_binary()`` - scikit-learn's 8 x 8 handwritten digits (1797 x 64, BSD-3-Clause,
+  from the UCI optical digits data) binarised at > 7 of 16, as uint8, with the digit labels.
 """
 from importlib import resources
 
@@ -40,3 +42,11 @@ def make_blobs(n_samples, n_features, n_centers, *, spread=10.0, std=1.0, dtype=
     X *= std
     X += centers[labels]
     return X.astype(dtype, copy=False), labels, centers
+
+
+def load_digits_binary():
+    """Binarised digits: (X uint8 of shape (1797, 64) holding 0/1, y int64 digit labels)."""
+    with resources.files(__name__).joinpath("digits_binary.npz").open("rb") as fh:
+        data = np.load(fh)
+        X = np.unpackbits(data["packed"], axis=1)[:, :int(data["n_features"])]
+        return np.ascontiguousarray(X), data["target"].astype(np.int64)

@@ -5,6 +5,7 @@ called from Python or from your own ``@njit`` code. ``X`` is float32 or float64,
 used as given (read-only arrays included); statistics accumulate in float64; parallel kernels
 work over fixed row blocks whose partials are summed in block order, so their results are
 bitwise identical for any ``NUMBA_NUM_THREADS``. Shapes and dtypes are in each docstring.
+The Bernoulli kernels take binary X as given in any of bool, integer, float32 or float64.
 """
 from .bernoulli import (
     bernoulli_estep,

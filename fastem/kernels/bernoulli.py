@@ -3,7 +3,7 @@
 Component c has success probabilities ``theta[c]`` (one per feature). For a binary row x::
 
     log p(x | c) = sum_j x_j log theta_cj + (1 - x_j) log(1 - theta_cj)
-                 = sum_{j: x_j != 0} x_j W_jc  +  sum_j log(1 - theta_cj),
+                 = sum_{j: x_j = 1} W_jc  +  sum_j log(1 - theta_cj),
     W_jc = log theta_cj - log(1 - theta_cj)                     (the log-odds)
 
 so a row costs one pass over its non-zero entries: a dense row is scanned once, 8 entries at
@@ -22,8 +22,9 @@ It must be binary: every non-zero entry is read as 1 (fastem's estimators reject
 value before calling a kernel). CSR input is ``(data, indices, indptr)`` with int32 or int64
 indices; explicit zeros and unsorted indices are allowed (sums then follow the stored order,
 so the last bits can differ from a sorted matrix's). Statistics accumulate in float64
-in per-chunk partials (a chunk is a run of whole row blocks, layout fixed by n) that are summed
-in chunk order: results are bitwise identical for any number of threads.
+in per-chunk partials (a chunk is a run of whole row blocks; between 4 and 64 chunks, fewer
+when their (d, kp) tables would exceed 64 MiB; the layout depends on n, d and k only) that are
+summed in chunk order: results are bitwise identical for any number of threads.
 """
 import numpy as np
 from llvmlite import ir
@@ -35,8 +36,12 @@ from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
 from ._jit import kernel
 from .responsibilities import normalize_log_row
 
-#: Most partial (d, kp) statistic tables one fused E-step keeps.
+#: Most partial (d, kp) statistic tables one fused E-step keeps ...
 MAX_PARTIALS = 64
+#: ... fewer when they would take more than this many bytes together ...
+PARTIAL_BUDGET = 64 * 2**20
+#: ... but never fewer than this (the parallelism of one E-step).
+MIN_PARTIALS = 4
 
 #: Components are padded to a multiple of this (one AVX-512 vector of float64).
 LANES = 8
@@ -255,19 +260,22 @@ def _scatter(table, idx, start, stop, vec):
 
 
 @kernel
-def _csr_row_positions(data, indices, start, stop, idx):
-    """Non-zero positions of a CSR row: (array, start, stop) - ``indices`` itself when the row
-    stores no explicit zeros (the common case), else a compacted copy in ``idx``."""
+def _explicit_zeros(data, start, stop):
+    """Whether the CSR row ``data[start:stop]`` stores a zero (vectorised count)."""
     zeros = 0
     for p in range(start, stop):
         zeros += data[p] == 0
-    if zeros == 0:
-        return indices, start, stop
+    return zeros > 0
+
+
+@kernel
+def _compact_row(data, indices, start, stop, idx):
+    """Columns of the non-zero stored values of a CSR row into ``idx``; returns the count."""
     cnt = 0
     for p in range(start, stop):
         idx[cnt] = indices[p]
         cnt += data[p] != 0
-    return idx, 0, cnt
+    return cnt
 
 
 # ------------------------------------------------------------------ parameters, one row
@@ -275,6 +283,13 @@ def _csr_row_positions(data, indices, start, stop, idx):
 @kernel
 def _padded(k):
     return ((k + LANES - 1) // LANES) * LANES
+
+
+@kernel
+def _n_partials(n, d, kp):
+    """Chunks (partial tables) of a fused pass: a function of n, d and kp only."""
+    budget = PARTIAL_BUDGET // max(1, d * kp * 8)
+    return n_chunks(n, min(MAX_PARTIALS, max(MIN_PARTIALS, budget)))
 
 
 @kernel
@@ -389,7 +404,6 @@ def bernoulli_log_pmf(X, theta, log_weights, out):
         -inf where row i is impossible under component c.
     """
     n, d = X.shape
-    k = theta.shape[0]
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
     for b in prange(n_blocks(n)):
@@ -420,16 +434,20 @@ def bernoulli_log_pmf_csr(data, indices, indptr, theta, log_weights, out):
         OUT, as in :func:`bernoulli_log_pmf`.
     """
     n = indptr.shape[0] - 1
-    k, d = theta.shape
+    d = theta.shape[1]
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
-        scratch = np.empty(d, dtype=indices.dtype)
+        scratch = np.empty(d, dtype=np.int64)
         acc = np.empty(kp)
         for i in range(start, stop):
-            pos, lo, hi = _csr_row_positions(data, indices, indptr[i], indptr[i + 1], scratch)
-            _row_log_prob(WT, const, required, n_required, pos, lo, hi, acc, out[i])
+            lo, hi = indptr[i], indptr[i + 1]
+            if _explicit_zeros(data, lo, hi):
+                cnt = _compact_row(data, indices, lo, hi, scratch)
+                _row_log_prob(WT, const, required, n_required, scratch, 0, cnt, acc, out[i])
+            else:
+                _row_log_prob(WT, const, required, n_required, indices, lo, hi, acc, out[i])
 
 
 @kernel(parallel=True)
@@ -463,7 +481,7 @@ def bernoulli_estep(X, sample_weight, theta, log_weights, nk, sx):
     k = theta.shape[0]
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
-    nc = n_chunks(n, MAX_PARTIALS)
+    nc = _n_partials(n, d, kp)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.empty((nc, 1))
@@ -511,7 +529,7 @@ def bernoulli_estep_csr(data, indices, indptr, sample_weight, theta, log_weights
     k, d = theta.shape
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
-    nc = n_chunks(n, MAX_PARTIALS)
+    nc = _n_partials(n, d, kp)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.empty((nc, 1))
@@ -520,16 +538,22 @@ def bernoulli_estep_csr(data, indices, indptr, sample_weight, theta, log_weights
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        scratch = np.empty(d, dtype=indices.dtype)
+        scratch = np.empty(d, dtype=np.int64)
         acc = np.empty(kp)
         row = np.empty(k)
         r = np.zeros(kp)
         ll = 0.0
         for i in range(start, stop):
-            pos, lo, hi = _csr_row_positions(data, indices, indptr[i], indptr[i + 1], scratch)
-            _row_log_prob(WT, const, required, n_required, pos, lo, hi, acc, row)
-            ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
-            _scatter(c_sT, pos, lo, hi, r)
+            lo, hi = indptr[i], indptr[i + 1]
+            if _explicit_zeros(data, lo, hi):
+                cnt = _compact_row(data, indices, lo, hi, scratch)
+                _row_log_prob(WT, const, required, n_required, scratch, 0, cnt, acc, row)
+                ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
+                _scatter(c_sT, scratch, 0, cnt, r)
+            else:
+                _row_log_prob(WT, const, required, n_required, indices, lo, hi, acc, row)
+                ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
+                _scatter(c_sT, indices, lo, hi, r)
         p_ll[ch, 0] = ll
     return _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
 
@@ -542,7 +566,7 @@ def _resp_stats(X, resp, nk, sx):
     n, d = X.shape
     k = resp.shape[1]
     kp = _padded(k)
-    nc = n_chunks(n, MAX_PARTIALS)
+    nc = _n_partials(n, d, kp)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.zeros((nc, 1))
@@ -568,7 +592,7 @@ def _resp_stats_csr(data, indices, indptr, resp, nk, sx):
     n = indptr.shape[0] - 1
     k, d = sx.shape
     kp = _padded(k)
-    nc = n_chunks(n, MAX_PARTIALS)
+    nc = _n_partials(n, d, kp)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.zeros((nc, 1))
@@ -577,14 +601,14 @@ def _resp_stats_csr(data, indices, indptr, resp, nk, sx):
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        scratch = np.empty(d, dtype=indices.dtype)
+        scratch = np.empty(d, dtype=np.int64)
         r = np.zeros(kp)
         for i in range(start, stop):
             for c in range(k):
                 r[c] = resp[i, c]
                 c_nk[c] += r[c]
-            pos, lo, hi = _csr_row_positions(data, indices, indptr[i], indptr[i + 1], scratch)
-            _scatter(c_sT, pos, lo, hi, r)
+            cnt = _compact_row(data, indices, indptr[i], indptr[i + 1], scratch)
+            _scatter(c_sT, scratch, 0, cnt, r)
     _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
 
 
