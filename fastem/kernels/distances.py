@@ -142,9 +142,8 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
         changed = 0
         for i in range(start, stop):
             j = new[i - start]
-            if j != labels[i]:
-                changed += 1
-                labels[i] = j
+            changed += j != labels[i]  # branch-free: label changes are unpredictable
+            labels[i] = j
             w = sample_weight[i]
             axpy(w, X, i * d, sums, j * d, d)
             inertia += w * sqdist(X, i * d, centers, j * d, d)
