@@ -24,6 +24,37 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
         """Raised when EM stops at max_iter before meeting its tolerance."""
 
 
+def _numeric(values, name):
+    """``values`` as a real numeric array; TypeError/ValueError for anything else."""
+    if np.iscomplexobj(values):
+        raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
+    if values.dtype.kind == "O":
+        values = values.astype(np.float64)  # raises TypeError naming the offending object
+        if np.iscomplexobj(values):
+            raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric; got an array of dtype {values.dtype}.")
+    return values
+
+
+def _check_2d_shape(X, name, who, min_samples=1):
+    """ValueError unless X is 2-D with at least ``min_samples`` rows and one column."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array for {name}, got {X.ndim}D array instead (shape {X.shape}). "
+            "Reshape your data with array.reshape(-1, 1) for a single feature or "
+            "array.reshape(1, -1) for a single sample.")
+    n, d = X.shape
+    if n == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of "
+                         f"{max(min_samples, 1)} is required{who}.")
+    if d == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
+                         f"1 is required{who}.")
+    if n < min_samples:
+        raise ValueError(f"n_samples={n} should be >= {min_samples}{who}.")
+
+
 def check_array(X, *, name="X", min_samples=1, estimator_name=None):
     """Validate a 2-D numeric sample matrix and return it as a float32/float64 C array.
 
@@ -39,28 +70,8 @@ def check_array(X, *, name="X", min_samples=1, estimator_name=None):
         raise TypeError(f"{name}: sparse input is not supported{who}; pass a dense array.")
     if not isinstance(X, np.ndarray):
         X = np.asarray(X)
-    if np.iscomplexobj(X):
-        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}.")
-    if X.dtype.kind == "O":
-        X = X.astype(np.float64)  # raises TypeError naming the offending object
-        if np.iscomplexobj(X):
-            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}.")
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric; got an array of dtype {X.dtype}.")
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array for {name}, got {X.ndim}D array instead (shape {X.shape}). "
-            "Reshape your data with array.reshape(-1, 1) for a single feature or "
-            "array.reshape(1, -1) for a single sample.")
-    n, d = X.shape
-    if n == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of "
-                         f"{max(min_samples, 1)} is required{who}.")
-    if d == 0:
-        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
-                         f"1 is required{who}.")
-    if n < min_samples:
-        raise ValueError(f"n_samples={n} should be >= {min_samples}{who}.")
+    X = _numeric(X, name)
+    _check_2d_shape(X, name, who, min_samples)
     if X.dtype == np.float16:
         X = X.astype(np.float32)
     elif X.dtype.kind != "f" or X.dtype.itemsize > 8:  # bool, int; long double
@@ -177,24 +188,11 @@ def check_binary_array(X, *, name="X", estimator_name=None):
         if not isinstance(X, np.ndarray):
             X = np.asarray(X)
         values = X
-    if np.iscomplexobj(values):
-        raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
-    if values.dtype.kind == "O":
-        values = values.astype(np.float64)  # raises TypeError naming the offending object
-        if np.iscomplexobj(values):
-            raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric; got an array of dtype {values.dtype}.")
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array for {name}, got {X.ndim}D array instead (shape {X.shape}). "
-            "Reshape your data with array.reshape(-1, 1) for a single feature or "
-            "array.reshape(1, -1) for a single sample.")
+    values = _numeric(values, name)
+    if not sparse:
+        X = values
+    _check_2d_shape(X, name, who)
     n, d = X.shape
-    if n == 0 or d == 0:
-        what = "sample" if n == 0 else "feature"
-        raise ValueError(f"Found array with 0 {what}(s) (shape={X.shape}) while a minimum of "
-                         f"1 is required{who}.")
     if sparse and not X.has_canonical_format:
         X = X.copy()
         X.sum_duplicates()

@@ -34,6 +34,7 @@ from numba.extending import intrinsic
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
 from ._jit import kernel
+from ._simd import _splat
 from .responsibilities import normalize_log_row
 
 #: Most partial (d, kp) statistic tables one fused E-step keeps ...
@@ -59,13 +60,6 @@ CHECK_BLOCK = 1 << 16
 # interleaved sets hide the add latency) and scans 8 entries per step with a 256-entry table
 # of bit positions. The code is target-independent LLVM IR (no x86 intrinsics), so it runs
 # wherever Numba does; lanes are 8 float64 (one AVX-512 register, two AVX2 registers).
-
-def _splat(builder, value, vtype):
-    undef = ir.Constant(vtype, ir.Undefined)
-    first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
-    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vtype.count), [0] * vtype.count)
-    return builder.shuffle_vector(first, undef, zeros)
-
 
 def _is_c_array(t, ndim, dtype=None):
     return (isinstance(t, types.Array) and t.ndim == ndim and t.layout == "C"
