@@ -45,7 +45,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
 
 from asv_benchmarks.common import (COVARIANCE_TYPES, DTYPES, SklearnGaussianMixture,  # noqa: E402
                                    gmm_inits, make_anisotropic_data)

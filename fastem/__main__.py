@@ -136,7 +136,7 @@ def main(argv=None):
         sd = np.sqrt(np.diag(gmm.covariances_[j]))
         print(f"    component {j}: weight {gmm.weights_[j]:.2f}, {cols[0]} {gmm.means_[j, 0]:.2f} "
               f"+- {sd[0]:.2f} min, {cols[1]} {gmm.means_[j, 1]:.1f} +- {sd[1]:.1f} min")
-    print(f"    BIC by number of components (full): " + ", ".join(
+    print("    BIC by number of components (full): " + ", ".join(
         f"{k}: {GaussianMixture(k, random_state=0).fit(faithful).bic(faithful):.1f}"
         for k in range(1, 5)))
 

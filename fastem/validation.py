@@ -141,6 +141,16 @@ def check_float(value, name, *, low=None):
     return float(value)
 
 
+def check_init_array(value, name, shape):
+    """A user-given initial parameter as a fresh float64 array of ``shape``, finite."""
+    arr = np.array(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return arr
+
+
 def check_is_fitted(estimator, attribute):
     """Raise :class:`NotFittedError` unless ``estimator`` has ``attribute``."""
     if not hasattr(estimator, attribute):

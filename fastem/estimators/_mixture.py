@@ -17,9 +17,11 @@ import numpy as np
 
 from ..em import fit_em
 from ..kernels import responsibilities
-from ..validation import (ConvergenceWarning, check_float, check_int, check_is_fitted,
-                          check_n_features, check_random_state, check_sample_weight)
+from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
+                          check_is_fitted, check_n_features, check_random_state,
+                          check_sample_weight)
 from ._base import BaseEstimator, DensityMixin
+from .kmeans import KMeans
 
 
 class BaseMixture(DensityMixin, BaseEstimator):
@@ -34,6 +36,21 @@ class BaseMixture(DensityMixin, BaseEstimator):
         check_int(self.n_init, "n_init", low=1)
         check_int(self.verbose, "verbose", low=0)
         check_int(self.verbose_interval, "verbose_interval", low=1)
+
+    def _checked_weights_init(self):
+        """``weights_init`` validated (shape (k,), non-negative, sums to 1) or None."""
+        if self.weights_init is None:
+            return None
+        w = check_init_array(self.weights_init, "weights_init", (self.n_components,))
+        if (w < 0).any() or (w > 1).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError("weights_init must be non-negative and sum to 1, "
+                             f"got sum {w.sum():.6g}.")
+        return w / w.sum()
+
+    def _kmeans_labels(self, X, sample_weight, rng):
+        """Labels of fastem's KMeans, for init_params='kmeans' (weighted, seeded by rng)."""
+        km = KMeans(self.n_components, n_init=1, random_state=rng)
+        return km.fit(X, sample_weight=sample_weight).labels_
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the model parameters with the EM algorithm.

@@ -1,10 +1,7 @@
 """The BernoulliMixture estimator: parameter checks and wiring only."""
-import numpy as np
-
 from ..models.bernoulli import INIT_PARAMS, BernoulliMixtureModel
-from ..validation import check_binary_array, check_float
+from ..validation import check_binary_array, check_float, check_init_array
 from ._mixture import BaseMixture
-from .kmeans import KMeans
 
 
 class BernoulliMixture(BaseMixture):
@@ -97,15 +94,10 @@ class BernoulliMixture(BaseMixture):
             raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}.")
         check_float(self.alpha, "alpha", low=0.0)
         k, d = self.n_components, X.shape[1]
-        self._weights_init = self._means_init = None
-        if self.weights_init is not None:
-            w = _float_array(self.weights_init, "weights_init", (k,))
-            if (w < 0).any() or (w > 1).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError("weights_init must be non-negative and sum to 1, "
-                                 f"got sum {w.sum():.6g}.")
-            self._weights_init = w / w.sum()
+        self._means_init = None
+        self._weights_init = self._checked_weights_init()
         if self.means_init is not None:
-            m = _float_array(self.means_init, "means_init", (k, d))
+            m = check_init_array(self.means_init, "means_init", (k, d))
             if (m < 0).any() or (m > 1).any():
                 raise ValueError("means_init holds success probabilities and must lie in [0, 1].")
             self._means_init = m
@@ -115,20 +107,8 @@ class BernoulliMixture(BaseMixture):
                                      self._weights_init, self._means_init,
                                      kmeans_labels=self._kmeans_labels)
 
-    def _kmeans_labels(self, X, sample_weight, rng):
-        km = KMeans(self.n_components, n_init=1, random_state=rng)
-        return km.fit(X, sample_weight=sample_weight).labels_
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
 
-
-def _float_array(value, name, shape):
-    arr = np.array(value, dtype=np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return arr

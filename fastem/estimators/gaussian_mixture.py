@@ -2,9 +2,8 @@
 import numpy as np
 
 from ..models.gaussian import COVARIANCE_TYPES, INIT_PARAMS, GaussianMixtureModel
-from ..validation import check_array, check_float
+from ..validation import check_array, check_float, check_init_array
 from ._mixture import BaseMixture
-from .kmeans import KMeans
 
 
 class GaussianMixture(BaseMixture):
@@ -85,19 +84,14 @@ class GaussianMixture(BaseMixture):
             raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}.")
         check_float(self.reg_covar, "reg_covar", low=0.0)
         k, d = self.n_components, X.shape[1]
-        self._weights_init = self._means_init = self._precisions_init = None
-        if self.weights_init is not None:
-            w = _float_array(self.weights_init, "weights_init", (k,))
-            if (w < 0).any() or (w > 1).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError("weights_init must be non-negative and sum to 1, "
-                                 f"got sum {w.sum():.6g}.")
-            self._weights_init = w / w.sum()
+        self._means_init = self._precisions_init = None
+        self._weights_init = self._checked_weights_init()
         if self.means_init is not None:
-            self._means_init = _float_array(self.means_init, "means_init", (k, d))
+            self._means_init = check_init_array(self.means_init, "means_init", (k, d))
         if self.precisions_init is not None:
             shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
                      "spherical": (k,)}[self.covariance_type]
-            p = _float_array(self.precisions_init, "precisions_init", shape)
+            p = check_init_array(self.precisions_init, "precisions_init", shape)
             _check_precisions(p, self.covariance_type)
             self._precisions_init = p
 
@@ -107,18 +101,6 @@ class GaussianMixture(BaseMixture):
             self._weights_init, self._means_init, self._precisions_init,
             kmeans_labels=self._kmeans_labels)
 
-    def _kmeans_labels(self, X, sample_weight, rng):
-        km = KMeans(self.n_components, n_init=1, random_state=rng)
-        return km.fit(X, sample_weight=sample_weight).labels_
-
-
-def _float_array(value, name, shape):
-    arr = np.array(value, dtype=np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return arr
 
 
 def _check_precisions(p, covariance_type):

@@ -17,7 +17,6 @@ Arithmetic, per row x and centre j (``half_norms[j] = ||c_j||^2 / 2``)::
 multiple of the tile width; the padded ``half_norms`` are +inf so padding never wins.
 The functions are private building blocks of :mod:`fastem.kernels.distances`.
 """
-import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
