@@ -3,12 +3,14 @@
     python asv_benchmarks/compare_kmeans.py            # all rows (a few minutes, 2 cores)
     python asv_benchmarks/compare_kmeans.py --quick    # smaller n, for a smoke test
 
-Per-iteration time: the median over 15 Lloyd iterations (after 2 warm-up iterations) of one
-iteration of each library's own loop, interleaved, from the same initial centres: fastem's
-E-step (the fused ``lloyd_step`` kernel) + M-step as the driver runs them, and scikit-learn's
-``lloyd_iter_chunked_dense`` (its fused assignment + centre update; a private function, the
-body of its Lloyd loop). A median of single iterations is robust to the minutes-long slow
-phases of this shared VM, which a difference of two whole fits is not. Seeding
+Per-iteration time: the median of single Lloyd iterations of each library's own loop, from
+the same initial centres, run in alternating blocks (3 rounds x 6 timed iterations each,
+after one untimed iteration that lets the other library's OpenMP threads stop spinning):
+fastem's E-step (the fused ``lloyd_step`` kernel) + M-step as the driver runs them, and
+scikit-learn's ``lloyd_iter_chunked_dense`` (its fused assignment + centre update; a private
+function, the body of its Lloyd loop, run under ``threadpool_limits(1, 'blas')`` exactly as
+scikit-learn runs it). A median of single iterations is robust to the slow
+phases of a shared VM, which a difference of two whole fits is not. Seeding
 compares fastem's greedy k-means++ with ``sklearn.cluster.kmeans_plusplus``; the default fit
 is each library's ``KMeans(k, max_iter=5, n_init=1, random_state=0)``. The asv suite holds the
 same measurements for commit-to-commit tracking; this script prints a markdown table.
@@ -26,6 +28,7 @@ try:
     from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
     from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    from threadpoolctl import threadpool_limits
     N_THREADS = _openmp_effective_n_threads()
 except ImportError as exc:  # pragma: no cover
     raise SystemExit(f"scikit-learn is needed for the comparison: {exc}")
@@ -47,28 +50,36 @@ def blobs(n, d, dtype, seed=0):
     return X.astype(dtype)
 
 
-def per_iteration(X, k, n_iter=15, warmup=2):
+def per_iteration(X, k, rounds=3, block=6):
     init = X[:: max(1, len(X) // k)][:k].copy()
     w = np.ones(len(X), dtype=X.dtype)
+    w64 = w.astype(np.float64)
     model = KMeansModel(X, k, init)
-    centers = model.initialize(X, w.astype(np.float64), None)
-    sk_old, sk_new = init.copy(), np.empty_like(init)
+    state = {"ours": model.initialize(X, w64, None), "old": init.copy(),
+             "new": np.empty_like(init)}
     sk_weight, sk_shift = np.empty(k, X.dtype), np.empty(k, X.dtype)
     sk_labels = np.full(len(X), -1, dtype=np.int32)
-    w64 = w.astype(np.float64)
-    ours, theirs = [], []
-    for it in range(warmup + n_iter):
-        t0 = time.perf_counter()
-        stats = model.e_step(X, w64, centers)
-        centers = model.m_step(X, w64, centers, stats)
-        t1 = time.perf_counter()
-        lloyd_iter_chunked_dense(X, w, sk_old, sk_new, sk_weight, sk_labels, sk_shift, N_THREADS)
-        sk_old, sk_new = sk_new, sk_old
-        t2 = time.perf_counter()
-        if it >= warmup:
-            ours.append(t1 - t0)
-            theirs.append(t2 - t1)
-    return float(np.median(ours)), float(np.median(theirs))
+
+    def ours():
+        stats = model.e_step(X, w64, state["ours"])
+        state["ours"] = model.m_step(X, w64, state["ours"], stats)
+
+    def theirs():
+        # as scikit-learn's own Lloyd loop does: BLAS single-threaded inside its OpenMP loop
+        with threadpool_limits(limits=1, user_api="blas"):
+            lloyd_iter_chunked_dense(X, w, state["old"], state["new"], sk_weight, sk_labels,
+                                     sk_shift, N_THREADS)
+        state["old"], state["new"] = state["new"], state["old"]
+
+    times = {ours: [], theirs: []}
+    for _ in range(rounds):
+        for step in (ours, theirs):
+            step()  # not timed: the other library's OpenMP threads may still be spinning
+            for _ in range(block):
+                t0 = time.perf_counter()
+                step()
+                times[step].append(time.perf_counter() - t0)
+    return float(np.median(times[ours])), float(np.median(times[theirs]))
 
 
 def main():

@@ -14,8 +14,9 @@ import pytest
 from numba import prange
 
 import fastem.kernels as K
-from fastem.kernels import (all_finite, column_mean_var, kmeanspp_potentials, lloyd_step,
-                            nearest_centers, sqdist_to_centers, update_min_sqdist)
+from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, kmeanspp_potentials,
+                            lloyd_step, nearest_centers, potential_block_sums,
+                            sqdist_to_centers, update_min_sqdist)
 
 from . import naive
 
@@ -195,6 +196,42 @@ def test_kmeanspp_potentials(datasets, dtype, d, k, ro):
                                rtol=1e-11)
 
 
+def _potential_sampling_inputs(seed=3):
+    rng = np.random.RandomState(seed)
+    w = rng.uniform(0.0, 3.0, size=N_ROWS)
+    w[::11] = 0.0
+    closest = rng.exponential(2.0, size=N_ROWS)
+    closest[::7] = 0.0                       # rows that are centres already
+    return w, closest
+
+
+def test_potential_block_sums():
+    w, closest = _potential_sampling_inputs()
+    out = np.empty(-(-N_ROWS // 2048))
+    potential_block_sums(w, closest, out)
+    ref = [float(w[s:s + 2048] @ closest[s:s + 2048]) for s in range(0, N_ROWS, 2048)]
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+def test_draw_by_potential_is_searchsorted_on_the_cumulative_sum():
+    w, closest = _potential_sampling_inputs()
+    blocks = np.empty(-(-N_ROWS // 2048))
+    potential_block_sums(w, closest, blocks)
+    cumulative = np.cumsum(w * closest)
+    rng = np.random.RandomState(0)
+    # random targets plus the awkward ones: 0, block boundaries, the very end
+    targets = np.concatenate([rng.uniform(size=200) * cumulative[-1], [0.0],
+                              cumulative[[2047, 2048, 4095]], [cumulative[-1]]])
+    ids = np.empty(len(targets), dtype=np.int64)
+    draw_by_potential(w, closest, blocks, targets, ids)
+    ref = np.minimum(np.searchsorted(cumulative, targets), N_ROWS - 1)
+    # summation order differs (per block) only in the last bits: a target that falls within
+    # rounding of a cumulative value may pick the neighbouring row
+    close = np.abs(cumulative[ref] - targets) < 1e-9 * cumulative[-1]
+    assert np.array_equal(ids[~close], ref[~close])
+    assert (w[ids[:200]] * closest[ids[:200]] > 0).all()   # never a zero-probability row
+
+
 @pytest.mark.parametrize("dtype, d, k, ro", CASES)
 def test_column_mean_var(datasets, dtype, d, k, ro):
     X, _, _ = datasets[dtype, d, k, ro]
@@ -230,8 +267,9 @@ def test_all_finite(datasets, dtype, d, k, ro):
 
 #: The k-means kernels of issue 2, all of them called from ``_user_function`` below. (Kernels of
 #: other models are exercised by those models' test modules.)
-KMEANS_KERNELS = {"all_finite", "column_mean_var", "kmeanspp_potentials", "lloyd_step",
-                  "nearest_centers", "sqdist_to_centers", "update_min_sqdist"}
+KMEANS_KERNELS = {"all_finite", "column_mean_var", "draw_by_potential", "kmeanspp_potentials",
+                  "lloyd_step", "nearest_centers", "potential_block_sums", "sqdist_to_centers",
+                  "update_min_sqdist"}
 
 
 def test_public_kernels_are_plain_documented_dispatchers():
@@ -265,19 +303,23 @@ def _user_function(X, w, centers, candidates):
     kmeanspp_potentials(X, w, candidates, closest, potentials)
     mean, var = column_mean_var(X)
     finite = all_finite(X)
+    blocks = np.empty((n + 2047) // 2048)
+    potential_block_sums(w, closest, blocks)
+    drawn = np.empty(3, np.int64)
+    draw_by_potential(w, closest, blocks, np.array([0.25, 0.5, 0.75]) * blocks.sum(), drawn)
     # some parallel work of the user's own around the kernel calls
     weighted = np.empty(n)
     for i in prange(n):
         weighted[i] = w[i] * sqdist[i]
     return (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest,
-            potentials, mean, var, finite, weighted.sum())
+            potentials, mean, var, finite, weighted.sum(), drawn)
 
 
 def test_kernels_from_user_parallel_njit(datasets):
     X, centers, w = datasets[np.float64, 7, 37, False]
     candidates = np.ascontiguousarray(X[:5])
     (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest, potentials,
-     mean, var, finite, total) = _user_function(X, w, centers, candidates)
+     mean, var, finite, total, drawn) = _user_function(X, w, centers, candidates)
     ref_labels, ref_sq = naive.nearest_centers(X, centers)
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_allclose(sqdist, ref_sq, rtol=1e-12)
@@ -298,6 +340,9 @@ def test_kernels_from_user_parallel_njit(datasets):
     np.testing.assert_allclose(var, ref_var, rtol=1e-11)
     assert finite
     assert total == pytest.approx(float(w @ ref_sq), rel=1e-10)
+    cumulative = np.cumsum(w * ref_closest)
+    np.testing.assert_array_equal(
+        drawn, np.searchsorted(cumulative, np.array([0.25, 0.5, 0.75]) * cumulative[-1]))
 
 
 # ----------------------------------------------------------------------------------------

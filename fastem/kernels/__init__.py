@@ -14,9 +14,11 @@ from .bernoulli import (
     bernoulli_log_pmf_csr,
 )
 from .distances import (
+    draw_by_potential,
     kmeanspp_potentials,
     lloyd_step,
     nearest_centers,
+    potential_block_sums,
     sqdist_to_centers,
     update_min_sqdist,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "bernoulli_log_pmf",
     "bernoulli_log_pmf_csr",
     "column_mean_var",
+    "draw_by_potential",
     "gaussian_estep_diag",
     "gaussian_estep_full",
     "gaussian_log_pdf_diag",
@@ -45,6 +48,7 @@ __all__ = [
     "lloyd_step",
     "nearest_centers",
     "normalize_log_row",
+    "potential_block_sums",
     "responsibilities",
     "sqdist_to_centers",
     "update_min_sqdist",

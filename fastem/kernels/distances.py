@@ -193,10 +193,7 @@ def update_min_sqdist(X, center, min_sqdist):
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
         for i in range(start, stop):
-            s = 0.0
-            for f in range(d):
-                diff = np.float64(X[i, f]) - np.float64(center[f])
-                s += diff * diff
+            s = sqdist(X, i * d, center, 0, d)
             if s < min_sqdist[i]:
                 min_sqdist[i] = s
 
@@ -230,9 +227,61 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist, potentials):
             w = sample_weight[i]
             closest = min_sqdist[i]
             for c in range(m):
-                s = 0.0
-                for f in range(d):
-                    diff = np.float64(X[i, f]) - np.float64(candidates[c, f])
-                    s += diff * diff
+                s = sqdist(X, i * d, candidates, c * d, d)
                 partial[b, c] += w * min(s, closest)
     fold_blocks(partial, potentials)
+
+
+@kernel(parallel=True)
+def potential_block_sums(sample_weight, min_sqdist, out):
+    """k-means++ sampling support: ``out[b] = sum_{i in block b} w_i * min_sqdist[i]``.
+
+    Parameters
+    ----------
+    sample_weight, min_sqdist : ndarray, shape (n,), float64
+    out : ndarray, shape (n_blocks,), float64
+        OUT, one entry per fixed row block (``BLOCK_ROWS`` rows).
+    """
+    n = min_sqdist.shape[0]
+    for b in prange(n_blocks(n)):
+        start, stop = block_bounds(b, n)
+        s = 0.0
+        for i in range(start, stop):
+            s += sample_weight[i] * min_sqdist[i]
+        out[b] = s
+
+
+@kernel
+def draw_by_potential(sample_weight, min_sqdist, block_sums, targets, out):
+    """Rows drawn with probability proportional to ``w_i * min_sqdist[i]``.
+
+    ``out[t]`` is the first row whose running sum of ``w * min_sqdist`` reaches
+    ``targets[t]`` (``numpy.searchsorted`` on the cumulative sum, without materialising it):
+    the block is found from ``block_sums`` (see :func:`potential_block_sums`), then the rows
+    of that block are scanned.
+
+    Parameters
+    ----------
+    sample_weight, min_sqdist : ndarray, shape (n,), float64
+    block_sums : ndarray, shape (n_blocks,), float64
+    targets : ndarray, shape (m,), float64
+        Uniform draws in [0, sum of block_sums).
+    out : ndarray, shape (m,), int64
+        OUT: row indices (the last row if rounding leaves a target unreached).
+    """
+    n = min_sqdist.shape[0]
+    for t in range(targets.shape[0]):
+        target = targets[t]
+        running = 0.0
+        out[t] = n - 1
+        for b in range(block_sums.shape[0]):
+            if running + block_sums[b] < target:
+                running += block_sums[b]
+                continue
+            start, stop = block_bounds(b, n)
+            for i in range(start, stop):
+                running += sample_weight[i] * min_sqdist[i]
+                if running >= target:
+                    out[t] = i
+                    break
+            break

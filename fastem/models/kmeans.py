@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import (column_mean_var, kmeanspp_potentials, lloyd_step, nearest_centers,
-                       update_min_sqdist)
+from ..kernels import (column_mean_var, draw_by_potential, kmeanspp_potentials, lloyd_step,
+                       nearest_centers, potential_block_sums, update_min_sqdist)
+from ..kernels._blocks import n_blocks
 
 
 @dataclass
@@ -44,11 +45,13 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     closest = np.full(n, np.inf)
     update_min_sqdist(X, centers[0], closest)
     potentials = np.empty(n_local_trials)
+    block_sums = np.empty(n_blocks(n))
+    candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
-        weighted = sample_weight * closest
-        cumulative = np.cumsum(weighted)
-        targets = rng.uniform(size=n_local_trials) * cumulative[-1]
-        candidate_ids = np.minimum(np.searchsorted(cumulative, targets), n - 1)
+        # draw candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
+        potential_block_sums(sample_weight, closest, block_sums)
+        targets = rng.uniform(size=n_local_trials) * block_sums.sum()
+        draw_by_potential(sample_weight, closest, block_sums, targets, candidate_ids)
         candidates = np.ascontiguousarray(X[candidate_ids])
         kmeanspp_potentials(X, sample_weight, candidates, closest, potentials)
         best = int(np.argmin(potentials))
