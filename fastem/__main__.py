@@ -1,7 +1,7 @@
 """``python -m fastem``: the main job on built-in data, side by side with scikit-learn.
 
 Fits KMeans and GaussianMixture on one million generated blob rows (fixed seed) and on the iris
-and Old Faithful data shipped in the package, and prints the fitted model, iterations and time
+and Old Faithful data shipped in the package, and BernoulliMixture on binarised digits, and prints the fitted model, iterations and time
 per iteration - next to scikit-learn from the same initial parameters when it is installed.
 Options: ``--n-samples N`` (default 1_000_000), ``--quick`` (100_000 rows).
 """
@@ -11,8 +11,8 @@ import warnings
 
 import numpy as np
 
-from . import GaussianMixture, KMeans, __version__
-from .datasets import load_faithful, load_iris, make_blobs
+from . import BernoulliMixture, GaussianMixture, KMeans, __version__
+from .datasets import load_digits_binary, load_faithful, load_iris, make_blobs
 from .models.kmeans import kmeans_plusplus
 
 try:
@@ -89,6 +89,28 @@ def _compare_gmm(X, n_components, covariance_type, title, max_iter=100):
     return results[0][0]
 
 
+def _bernoulli_digits():
+    """BernoulliMixture on the binarised digits; components printed as 8x8 text images."""
+    B, digit = load_digits_binary()
+    model, seconds = _timed(lambda: BernoulliMixture(10, n_init=3, random_state=0).fit(B))
+    print(f"\nBinarised digits (1797 x 64 uint8): BernoulliMixture(10), "
+          f"{model.n_iter_} iterations, lower bound {model.lower_bound_:.3f}, "
+          f"{seconds:.3f} s")
+    labels = model.predict(B)
+    shades = " .:+#"
+    images = [[("".join(shades[min(4, int(t * 5))] for t in row)) for row in theta.reshape(8, 8)]
+              for theta in model.means_]
+    majority = [np.bincount(digit[labels == j], minlength=10).argmax() if (labels == j).any()
+                else -1 for j in range(10)]
+    print("  components (theta: ' ' < 0.2 <= '.' < 0.4 <= ':' < 0.6 <= '+' < 0.8 <= '#'), "
+          "with weight and most common digit:")
+    for first in (0, 5):
+        cols = range(first, first + 5)
+        print("  " + "  ".join(f"{model.weights_[j]:.2f} d={majority[j]}" for j in cols))
+        for r in range(8):
+            print("  " + "  ".join(f"{images[j][r]:<8}" for j in cols))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastem", description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=1_000_000)
@@ -139,6 +161,7 @@ def main(argv=None):
     print("    BIC by number of components (full): " + ", ".join(
         f"{k}: {GaussianMixture(k, random_state=0).fit(faithful).bic(faithful):.1f}"
         for k in range(1, 5)))
+    _bernoulli_digits()
 
 
 if __name__ == "__main__":
