@@ -1,4 +1,8 @@
-"""Results do not depend on the thread count (bitwise), on row order, and Lloyd never gets worse."""
+"""Results do not depend on the thread count (bitwise), on row order, and Lloyd never gets worse.
+
+The thread-count check covers all three estimators (KMeans, GaussianMixture with every
+covariance type, BernoulliMixture dense and CSR), float32 and float64.
+"""
 import os
 import pickle
 import subprocess
@@ -16,10 +20,12 @@ from fastem import KMeans
 from . import naive
 
 CHILD = textwrap.dedent("""
-    import pickle, sys
+    import pickle, sys, warnings
     import numba
     import numpy as np
-    from fastem import KMeans
+    import scipy.sparse as sp
+    from fastem import BernoulliMixture, GaussianMixture, KMeans
+    warnings.simplefilter("ignore")   # ConvergenceWarning at max_iter=20 is irrelevant here
     from fastem.kernels import column_mean_var, kmeanspp_potentials, lloyd_step
 
     rng = np.random.RandomState(0)
@@ -39,6 +45,17 @@ CHILD = textwrap.dedent("""
             centers=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_,
             n_iter=km.n_iter_, step=(labels, sums, weights, inertia, changed),
             potentials=potentials, mean_var=column_mean_var(X))
+        for ct in ("full", "tied", "diag", "spherical"):
+            gm = GaussianMixture(4, covariance_type=ct, max_iter=20, random_state=0)
+            gm.fit(X, sample_weight=w)
+            out[X.dtype.name]["gmm_" + ct] = dict(
+                weights=gm.weights_, means=gm.means_, covariances=gm.covariances_,
+                lower_bounds=np.array(gm.lower_bounds_), proba=gm.predict_proba(X[:500]))
+    B = (X64 > 0).astype(np.uint8)
+    for name, data in (("dense", B), ("csr", sp.csr_matrix(B))):
+        bm = BernoulliMixture(4, max_iter=20, random_state=0).fit(data, sample_weight=w)
+        out["bernoulli_" + name] = dict(weights=bm.weights_, means=bm.means_,
+                                        lower_bounds=np.array(bm.lower_bounds_))
     sys.stdout.buffer.write(pickle.dumps(out))
 """)
 
