@@ -9,11 +9,10 @@ Prints the import time and the time of the first fits (float64 and float32) of K
 predict, transform), GaussianMixture (all four covariance types) and BernoulliMixture (dense
 and CSR). The asv suite tracks the same costs in bench_compile.py and bench_gmm.py.
 """
-import time, sys, warnings
+import time, warnings
 warnings.simplefilter("ignore")
 t0 = time.perf_counter()
 import numpy as np, scipy.sparse as sp
-import fastem
 from fastem import KMeans, GaussianMixture, BernoulliMixture
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
