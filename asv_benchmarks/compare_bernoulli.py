@@ -117,7 +117,8 @@ def main():
     for peer in ("numpy naive (float64 X)", "numpy log-odds (float64 X)"):
         print(f"  speed-up vs {peer}: dense {med[peer] / med['fastem dense uint8']:.1f}x, "
               f"CSR {med[peer] / med['fastem CSR']:.1f}x")
-    sides.clear()  # frees the float64 copy of X held by the NumPy peers before the sweep
+    sides.clear()
+    Xf = None  # frees the float64 copy of X used by the NumPy peers before the sweep
 
     print("CSR density sweep (s/iter):")
     for density in (0.075, 0.15, 0.30):
