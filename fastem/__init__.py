@@ -3,8 +3,11 @@
 Estimators: :class:`KMeans`, :class:`GaussianMixture`, :class:`BernoulliMixture`. Kernels for your own Numba code: :mod:`fastem.kernels`.
 """
 from ._version import __version__
+from .estimators._base import InconsistentVersionWarning
 from .estimators.bernoulli_mixture import BernoulliMixture
 from .estimators.gaussian_mixture import GaussianMixture
 from .estimators.kmeans import KMeans
+from .kernels._jit import CacheUnavailableWarning
 
-__all__ = ["BernoulliMixture", "GaussianMixture", "KMeans", "__version__"]
+__all__ = ["BernoulliMixture", "CacheUnavailableWarning", "GaussianMixture",
+           "InconsistentVersionWarning", "KMeans", "__version__"]

@@ -29,7 +29,10 @@ def _numeric(values, name):
     if np.iscomplexobj(values):
         raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
     if values.dtype.kind == "O":
-        values = values.astype(np.float64)  # raises TypeError naming the offending object
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError) as exc:  # keep the type; say which input it was
+            raise type(exc)(f"{name} must be numeric: {exc}") from None
         if np.iscomplexobj(values):
             raise ValueError(f"Complex data not supported: {name} has dtype {values.dtype}.")
     if values.dtype.kind not in "biuf":
@@ -105,8 +108,13 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError("sample_weight contains NaN or infinity.")
     if (w < 0).any():
         raise ValueError("Negative values in sample_weight are not allowed.")
-    if not w.sum() > 0:
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not total > 0:
         raise ValueError("sample_weight sums to zero; at least one sample needs positive weight.")
+    if not np.isfinite(total):
+        raise ValueError("sample_weight is too large: its sum overflows float64. Rescale the "
+                         "weights (only their ratios matter to the mixture models).")
     return w
 
 
@@ -212,7 +220,6 @@ def check_binary_array(X, *, name="X", estimator_name=None):
     if odd_dtype:  # rare: check in NumPy, then store compactly as uint8
         flat = np.asarray(values).reshape(-1)
         bad = np.flatnonzero((flat != 0) & (flat != 1))
-        values = np.asarray(values).astype(np.uint8)
     else:
         if not sparse:
             values = X = np.ascontiguousarray(values)
@@ -241,6 +248,7 @@ def check_binary_array(X, *, name="X", estimator_name=None):
                          f"1): {name} contains the value {value} at {where}. Binarise it "
                          f"first, e.g. (X > threshold).")
     if odd_dtype:
+        values = np.asarray(values).astype(np.uint8)  # all 0/1 now: an exact cast
         if sparse:
             X = type(X)((values, X.indices, X.indptr), shape=X.shape)
         else:

@@ -1,9 +1,35 @@
 """The one place where fastem's Numba compilation options live.
 
-Every kernel is compiled through :func:`kernel`, so caching, the fastmath flag set and the
-error model are decided here and nowhere else.
+Every kernel is compiled through :func:`kernel`, so caching, the fastmath flag set, the error
+model and the runtime policies below are decided here and nowhere else:
+
+* **Thread safety.** Numba's ``workqueue`` threading layer aborts the process when two Python
+  threads launch parallel kernels at the same time; ``omp`` and ``tbb`` do not. Parallel
+  kernels are :class:`ParallelKernel` dispatchers: a call from Python takes the module lock
+  :data:`PARALLEL_LOCK` unless the active layer is known to be thread-safe (the first launch,
+  before Numba has picked its layer, is always locked). With ``omp``/``tbb`` concurrent calls
+  therefore run side by side; with ``workqueue`` they run one after another. The user's layer
+  choice (``NUMBA_THREADING_LAYER``, ``numba.config.THREADING_LAYER``) is never changed. Calls
+  made from the user's own ``@njit`` code are compiled calls and do not pass through the lock.
+* **Read-only installs.** Numba caches next to the source, or in ``NUMBA_CACHE_DIR``, or in the
+  user cache directory. When none of them is writable, Numba raises at decoration time; here
+  the kernels are then compiled without caching and one :class:`CacheUnavailableWarning` is
+  issued per process.
+* **Damaged caches.** Cache files are written with a SHA-256 checksum (file names carry a
+  ``fe1`` tag so that they never collide with Numba's own format). A truncated, corrupt or
+  unreadable cache entry is treated as a miss: the kernel is recompiled and the entry
+  rewritten. A cache that cannot be written (disk full, permissions changed) is disabled for
+  that kernel with the same one-time warning.
 """
-from numba import njit
+import hashlib
+import pickle
+import threading
+import warnings
+
+import numba
+from numba.core import config
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.registry import CPUDispatcher
 
 #: LLVM fast-math flags used by every kernel. Deliberately *without* ``nnan`` and ``ninf``:
 #: -inf appears legitimately (log(0) guards, padded centres) and must not be optimised away.
@@ -15,16 +41,174 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "reassoc"})
 #: partials are summed in block order, so results are bitwise identical for any thread count.
 BLOCK_ROWS = 2048
 
+#: Threading layers that allow parallel kernels to be launched from several threads at once.
+THREADSAFE_LAYERS = frozenset({"omp", "tbb"})
+
+#: Serialises Python-level calls of parallel kernels when the threading layer is not
+#: thread-safe (``workqueue``) or not yet known.
+PARALLEL_LOCK = threading.RLock()
+
+_layer_is_threadsafe = None  # None until Numba has initialised its threading layer
+
+
+class CacheUnavailableWarning(UserWarning):
+    """Compiled kernels cannot be cached on disk; they are compiled in every new process."""
+
+
+_cache_warning_issued = False
+_cache_warning_lock = threading.Lock()
+
+
+def _warn_cache_unavailable(detail):
+    global _cache_warning_issued
+    with _cache_warning_lock:
+        if _cache_warning_issued:
+            return
+        _cache_warning_issued = True
+    warnings.warn(
+        f"fastem: {detail}; kernels are compiled without an on-disk cache, so every new "
+        "process compiles them again. Set NUMBA_CACHE_DIR to a writable directory to cache "
+        "them.", CacheUnavailableWarning, stacklevel=3)
+
+
+def parallel_calls_are_threadsafe():
+    """True when the active Numba threading layer may run parallel kernels concurrently.
+
+    False while no parallel kernel has run yet (Numba picks its layer at the first launch).
+    """
+    global _layer_is_threadsafe
+    if _layer_is_threadsafe is None:
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # not initialised yet: be conservative
+            return False
+        _layer_is_threadsafe = layer in THREADSAFE_LAYERS
+    return _layer_is_threadsafe
+
+
+# ------------------------------------------------------------------------------- caching
+_MAGIC = b"fastem-cache-1\n"
+
+
+def _wrap(payload):
+    return _MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def _unwrap(raw):
+    """The checked payload of a cache file, or None when it is damaged."""
+    head = len(_MAGIC)
+    if not raw.startswith(_MAGIC) or len(raw) < head + 32:
+        return None
+    digest, payload = raw[head:head + 32], raw[head + 32:]
+    if hashlib.sha256(payload).digest() != digest:
+        return None
+    return payload
+
+
+class _CheckedCacheFile(IndexDataCacheFile):
+    """Numba's index/data cache files with a checksum on every file; damage reads as a miss."""
+
+    def __init__(self, cache_path, filename_base, source_stamp):
+        super().__init__(cache_path, filename_base + "-fe1", source_stamp)
+
+    def _load_index(self):
+        try:
+            with open(self._index_path, "rb") as f:
+                payload = _unwrap(f.read())
+            if payload is None:
+                return {}
+            version, stamp, overloads = pickle.loads(payload)
+        except Exception:  # noqa: BLE001 - missing, unreadable or damaged: start afresh
+            return {}
+        if version != self._version or stamp != self._source_stamp or \
+                not isinstance(overloads, dict):
+            return {}
+        return overloads
+
+    def _save_index(self, overloads):
+        payload = self._dump((self._version, self._source_stamp, overloads))
+        with self._open_for_write(self._index_path) as f:
+            f.write(_wrap(payload))
+
+    def _load_data(self, name):
+        with open(self._data_path(name), "rb") as f:
+            payload = _unwrap(f.read())
+        if payload is None:
+            raise OSError(f"damaged cache file {name!r}")  # IndexDataCacheFile.load -> miss
+        return pickle.loads(payload)
+
+    def _save_data(self, name, data):
+        with self._open_for_write(self._data_path(name)) as f:
+            f.write(_wrap(self._dump(data)))
+
+
+class _CheckedFunctionCache(FunctionCache):
+    """Numba's function cache that never lets a cache problem break a call."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _CheckedCacheFile(self._cache_path, self._impl.filename_base,
+                                             self._impl.locator.get_source_stamp())
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:  # noqa: BLE001 - damaged or incompatible entry: recompile
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:  # noqa: BLE001 - a cache must never break a call
+            self.disable()
+            _warn_cache_unavailable(f"cannot write the kernel cache in {self._cache_path!r} "
+                                    f"({type(exc).__name__}: {exc})")
+
+
+# ---------------------------------------------------------------------------- dispatchers
+class Kernel(CPUDispatcher):
+    """A Numba CPU dispatcher with fastem's cache policy (see the module docstring)."""
+
+    def enable_caching(self):
+        try:
+            self._cache = _CheckedFunctionCache(self.py_func)
+        except RuntimeError as exc:  # Numba: "cannot cache function ...: no locator available"
+            _warn_cache_unavailable(f"no writable cache directory ({exc})")
+        except (AttributeError, TypeError):  # Numba's cache internals changed: plain caching
+            super().enable_caching()
+
+
+class ParallelKernel(Kernel):
+    """A dispatcher of a ``parallel=True`` kernel: Python-level calls are made thread-safe."""
+
+    def __call__(self, *args, **kwargs):
+        if _layer_is_threadsafe or parallel_calls_are_threadsafe():
+            return super().__call__(*args, **kwargs)
+        with PARALLEL_LOCK:
+            return super().__call__(*args, **kwargs)
+
 
 def kernel(func=None, *, parallel=False):
     """Compile ``func`` with fastem's Numba options.
 
-    ``cache=True`` (compiled code is reused across processes), ``nogil=True`` (Dask's threaded
-    scheduler can run kernels side by side), ``error_model='numpy'`` (no ZeroDivisionError
-    checks in hot loops) and :data:`FASTMATH`.
+    Equivalent to ``numba.njit(cache=True, nogil=True, error_model='numpy',
+    fastmath=FASTMATH, parallel=parallel)``: compiled code is reused across processes,
+    ``nogil=True`` lets Dask's threaded scheduler run kernels side by side,
+    ``error_model='numpy'`` drops ZeroDivisionError checks from hot loops. The result is an
+    ordinary Numba dispatcher (callable from Python and from ``@njit`` code) with the cache
+    and thread-safety policies described in the module docstring.
     """
-    options = dict(cache=True, nogil=True, error_model="numpy", fastmath=set(FASTMATH),
-                   parallel=parallel)
+    options = {"nopython": True, "boundscheck": None, "nogil": True, "error_model": "numpy",
+               "fastmath": set(FASTMATH), "parallel": parallel}
+
+    def compile_(f):
+        if config.DISABLE_JIT:
+            return f
+        cls = ParallelKernel if parallel else Kernel
+        disp = cls(py_func=f, locals={}, targetoptions=options)
+        disp.enable_caching()
+        return disp
+
     if func is None:
-        return lambda f: njit(**options)(f)
-    return njit(**options)(func)
+        return compile_
+    return compile_(func)

@@ -16,22 +16,34 @@ from ._simd import axpy, nearest_rows_medium, nearest_rows_narrow, nearest_rows_
 
 @kernel
 def _transposed_centers(X, centers, width):
-    """(d, kp) transpose of ``centers`` in X's dtype and (kp,) half squared norms.
+    """(d, kp) transpose of the centres, relative to their mean r, and (kp,) scores offsets.
 
-    kp is k rounded up to a multiple of ``width``; padding columns are zero and their half
-    norms +inf, so a padded centre never wins the search.
+    The search minimises ``bias_j - x . ct_j`` with ``ct_j = c_j - r`` and
+    ``bias_j = ||c_j - r||^2 / 2 + r . (c_j - r)``, which equals
+    ``(||x - c_j||^2 - ||x - r||^2) / 2``: the same argmin as the plain
+    ``||c_j||^2 / 2 - x . c_j``, but the products involve ``c_j - r`` (the spread of the
+    centres) instead of ``c_j`` itself, so float32 data far from the origin keep their
+    resolution (rounding ~ ulp(x) |c_j - r| instead of ulp(x) |c_j|).
+
+    kp is k rounded up to a multiple of ``width``; padding columns are zero and their offsets
+    +inf, so a padded centre never wins the search.
     """
     k, d = centers.shape
     kp = (k + width - 1) // width * width
+    r = np.zeros(d)
+    for j in range(k):
+        for f in range(d):
+            r[f] += np.float64(centers[j, f])
+    r /= k
     ct = np.zeros((d, kp), X.dtype)
     half_norms = np.full(kp, np.inf, X.dtype)
     for j in range(k):
         s = 0.0
         for f in range(d):
-            c = X.dtype.type(centers[j, f])
+            c = np.float64(X.dtype.type(centers[j, f])) - r[f]
             ct[f, j] = c
-            s += np.float64(c) * np.float64(c)
-        half_norms[j] = 0.5 * s
+            s += c * (0.5 * c + r[f])
+        half_norms[j] = s
     return ct, half_norms
 
 

@@ -14,7 +14,7 @@ Covariance types map onto two layouts:
 
 ``const[j] = log(pi_j) + log|det P_j| - d/2 log(2 pi)`` is precomputed by the caller (pass
 ``log(pi_j) = 0`` for plain densities). Every pass works on ``xc = x - c`` in float64 with
-``c`` the mean of the component means, so float32 data far from the origin keep their
+``c`` the mean of the component means weighted by softmax(const), so float32 data far from the origin keep their
 precision; X itself is never copied. The hot loops are the register-tiled SIMD products of
 ``_simd`` (quadratic forms; statistics as small per-block matrix products about c, moved
 exactly to the requested shift at the end).
@@ -64,13 +64,24 @@ def _full_layout(means, prec_chol, center):
 
 
 @kernel
-def _mean_of_means(means):
+def _mean_of_means(means, const):
+    """Centre c of a pass: the means averaged with weights softmax(const).
+
+    const_j = log pi_j + log|det P_j| + ..., so components with (almost) no weight - e.g. an
+    empty component far from the data - do not pull c away from where the data are.
+    """
     k, d = means.shape
-    center = np.zeros(d)
+    top = -np.inf
     for j in range(k):
+        top = max(top, const[j])
+    center = np.zeros(d)
+    total = 0.0
+    for j in range(k):
+        wj = np.exp(const[j] - top) if top > -np.inf else 1.0
+        total += wj
         for f in range(d):
-            center[f] += means[j, f]
-    return center / k
+            center[f] += wj * means[j, f]
+    return center / total
 
 
 @kernel
@@ -178,7 +189,7 @@ def gaussian_log_pdf_full(X, means, prec_chol, const, out):
     """
     n = X.shape[0]
     k, d = means.shape
-    center = _mean_of_means(means)
+    center = _mean_of_means(means, const)
     tile, factors, bias = _full_layout(means, prec_chol, center)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
@@ -205,7 +216,7 @@ def gaussian_log_pdf_diag(X, means, prec, const, out):
     """
     n = X.shape[0]
     k, d = means.shape
-    center = _mean_of_means(means)
+    center = _mean_of_means(means, const)
     coef, bias = _diag_layout(means, prec, center)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
@@ -268,7 +279,7 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     k, d = means.shape
     pooled = shift.shape[0] == 1
     m2 = s2.shape[0]
-    center = _mean_of_means(means)
+    center = _mean_of_means(means, const)
     tile, factors, bias = _full_layout(means, prec_chol, center)
     d4 = (d + 3) // 4 * 4          # product rows, padded for the 4-row tile
     k4 = (k + 3) // 4 * 4
@@ -418,7 +429,7 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     """
     n = X.shape[0]
     k, d = means.shape
-    center = _mean_of_means(means)
+    center = _mean_of_means(means, const)
     coef, bias = _diag_layout(means, prec, center)
     yp, kp = coef.shape
     k4 = (k + 3) // 4 * 4

@@ -9,7 +9,8 @@ under a symmetric Beta(alpha + 1, alpha + 1) prior on every theta_cj) is::
 
     theta_cj = (S_cj + alpha) / (N_c + 2 alpha),    pi_c = N_c / sum_c N_c
 
-with ``N_c`` floored by ``10 eps`` (scikit-learn's convention, keeps empty components finite)
+with ``N_c`` floored by ``10 eps`` (scikit-learn's convention, keeps empty components finite;
+smaller for weights of mean < 1, see ``mixture.weight_floor``)
 and theta clipped to [0, 1] (``S_cj <= N_c`` holds exactly only up to rounding). With
 ``alpha = 0`` this is plain maximum likelihood; theta may then be exactly 0 or 1, which the
 kernels handle (``0 log 0 = 0``, impossible rows get -inf, never NaN). EM increases the
@@ -26,8 +27,8 @@ import scipy.sparse as sp
 from ..kernels import (bernoulli_estep, bernoulli_estep_csr, bernoulli_log_pmf,
                        bernoulli_log_pmf_csr)
 from ..kernels.bernoulli import _resp_stats, _resp_stats_csr
-from .mixture import (WEIGHT_FLOOR, lower_bound_converged, one_hot_rows,
-                      random_responsibilities, row_chunks)
+from .mixture import (lower_bound_converged, one_hot_rows, random_responsibilities,
+                      row_chunks, weight_floor)
 
 INIT_PARAMS = ("kmeans", "random", "random_from_data")
 
@@ -131,9 +132,9 @@ class BernoulliMixtureModel:
         self.previous_lower_bound = None
 
     # -- parameters from statistics ---------------------------------------------------------
-    def params_from_stats(self, nk, sx):
-        """The smoothed M-step (module docstring)."""
-        nk = nk + WEIGHT_FLOOR
+    def params_from_stats(self, nk, sx, floor):
+        """The smoothed M-step (module docstring); ``floor``: see ``mixture.weight_floor``."""
+        nk = nk + floor
         theta = (sx + self.alpha) / (nk + 2.0 * self.alpha)[:, None]
         np.clip(theta, 0.0, 1.0, out=theta)
         return BernoulliParams(nk / nk.sum(), theta)
@@ -175,7 +176,8 @@ class BernoulliMixtureModel:
         if self.weights_init is not None and self.means_init is not None:
             return BernoulliParams(np.array(self.weights_init, dtype=np.float64),
                                    np.array(self.means_init, dtype=np.float64))
-        params = self.params_from_stats(*self._initial_stats(X, sample_weight, rng))
+        params = self.params_from_stats(*self._initial_stats(X, sample_weight, rng),
+                                        self._floor(sample_weight))
         if self.weights_init is not None:
             params.weights = np.array(self.weights_init, dtype=np.float64)
         if self.means_init is not None:
@@ -194,12 +196,19 @@ class BernoulliMixtureModel:
         return BernoulliStats(nk, sx, ll / sample_weight.sum())
 
     def m_step(self, X, sample_weight, params, stats):
-        return self.params_from_stats(stats.nk, stats.sx)
+        return self.params_from_stats(stats.nk, stats.sx, self._floor(sample_weight))
+
+    def _floor(self, sample_weight):
+        if getattr(self, "_floor_for", None) is not sample_weight:  # computed once per fit
+            self._floor_for = sample_weight
+            self._floor_value = weight_floor(sample_weight)
+        return self._floor_value
 
     def has_converged(self, params, new_params, stats, history, tol):
         return lower_bound_converged(history, tol, self.previous_lower_bound)
 
     def finalize(self, X, sample_weight, params, stats, converged):
+        self._floor_for = None  # drop the reference to the weights
         return params, stats.objective
 
     # -- prediction and sampling ------------------------------------------------------------

@@ -10,7 +10,8 @@ from raw moments:
     diag:      sigma2_j = max(s2_j / N_j - delta_j^2, 0) + reg
     spherical: the mean of the diag variances over the features
 
-with N_j = sum_i w_i r_ij + 10 eps and pi_j = N_j / sum N (scikit-learn's conventions).
+with N_j = sum_i w_i r_ij + 10 eps and pi_j = N_j / sum N (scikit-learn's conventions; the
+floor shrinks with weights of mean < 1, see ``mixture.weight_floor``).
 """
 from dataclasses import dataclass
 
@@ -20,8 +21,8 @@ from scipy import linalg
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                        gaussian_log_pdf_full, weighted_moments)
 from .kmeans import kmeans_plusplus
-from .mixture import (WEIGHT_FLOOR, lower_bound_converged, one_hot_rows,
-                      random_responsibilities, row_chunks, weighted_mean)
+from .mixture import (lower_bound_converged, one_hot_rows, overflow_error,
+                      random_responsibilities, row_chunks, weight_floor, weighted_mean)
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -61,12 +62,20 @@ def precision_cholesky(covariances, covariance_type):
             except linalg.LinAlgError:
                 raise _singular_error(j, covariance_type) from None
             out[j] = linalg.solve_triangular(chol, np.eye(d), lower=True).T
-        return out if covariance_type == "full" else out[0]
-    if np.any(covariances <= 0.0):
-        j = int(np.flatnonzero(np.atleast_2d(covariances.reshape(len(covariances), -1)
-                                             <= 0.0).any(axis=1))[0])
-        raise _singular_error(j, covariance_type)
-    return 1.0 / np.sqrt(covariances)
+        out = out if covariance_type == "full" else out[0]
+    else:
+        if np.any(covariances <= 0.0):
+            j = int(np.flatnonzero(np.atleast_2d(covariances.reshape(len(covariances), -1)
+                                                 <= 0.0).any(axis=1))[0])
+            raise _singular_error(j, covariance_type)
+        out = 1.0 / np.sqrt(covariances)
+    # A (sub)normal but tiny covariance (e.g. data scaled by 1e-160 and reg_covar=0) has a
+    # precision that overflows: as singular as an exact zero for float64.
+    squares = np.square(out).reshape(1 if covariance_type == "tied" else len(out), -1)
+    bad = ~np.isfinite(squares.sum(axis=1))
+    if bad.any():
+        raise _singular_error(int(np.flatnonzero(bad)[0]), covariance_type)
+    return out
 
 
 def _singular_error(component, covariance_type):
@@ -119,10 +128,10 @@ class GaussianMixtureModel:
         self.previous_lower_bound = None
 
     # -- parameters from statistics ---------------------------------------------------------
-    def params_from_stats(self, nk, s1, s2, shift):
-        """The M-step proper (see the module docstring)."""
+    def params_from_stats(self, nk, s1, s2, shift, floor):
+        """The M-step proper (see the module docstring); ``floor``: see ``weight_floor``."""
         ct, reg = self.covariance_type, self.reg_covar
-        nk = nk + WEIGHT_FLOOR
+        nk = nk + floor
         delta = s1 / nk[:, None]
         means = shift + delta
         d = means.shape[1]
@@ -139,6 +148,8 @@ class GaussianMixtureModel:
             cov = np.maximum(s2 / nk[:, None] - delta ** 2, 0.0) + reg
             if ct == "spherical":
                 cov = cov.mean(axis=1)
+        if not (np.isfinite(means).all() and np.isfinite(cov).all()):
+            raise overflow_error("a component mean or covariance")
         return GaussianParams(nk / nk.sum(), means, cov, precision_cholesky(cov, ct))
 
     def _moments(self, X, resp_chunks, shift):
@@ -190,7 +201,7 @@ class GaussianMixtureModel:
             shift = np.tile(center, (self.n_components, 1))
             nk, s1, s2 = self._moments(X, self._initial_resp_chunks(X, sample_weight, rng),
                                        shift)
-            params = self.params_from_stats(nk, s1, s2, shift)
+            params = self.params_from_stats(nk, s1, s2, shift, self._floor(sample_weight))
         weights = self.weights_init if self.weights_init is not None else params.weights
         means = self.means_init if self.means_init is not None else params.means
         if self.precisions_init is None:
@@ -235,6 +246,8 @@ class GaussianMixtureModel:
             shift, s2 = params.means, np.empty((k, d))
             ll = gaussian_estep_diag(X, sample_weight, params.means, prec, const, shift,
                                      nk, s1, s2)
+        if not np.isfinite(ll):
+            raise overflow_error("the log-likelihood")
         return GaussianStats(nk, s1, s2, shift, ll / sample_weight.sum())
 
     def _pooled_shift(self, X, sample_weight):
@@ -244,13 +257,20 @@ class GaussianMixtureModel:
         return self._shift
 
     def m_step(self, X, sample_weight, params, stats):
-        return self.params_from_stats(stats.nk, stats.s1, stats.s2, stats.shift)
+        return self.params_from_stats(stats.nk, stats.s1, stats.s2, stats.shift,
+                                      self._floor(sample_weight))
+
+    def _floor(self, sample_weight):
+        if getattr(self, "_floor_for", None) is not sample_weight:  # computed once per fit
+            self._floor_for = sample_weight
+            self._floor_value = weight_floor(sample_weight)
+        return self._floor_value
 
     def has_converged(self, params, new_params, stats, history, tol):
         return lower_bound_converged(history, tol, self.previous_lower_bound)
 
     def finalize(self, X, sample_weight, params, stats, converged):
-        self._shift_for = None  # drop the reference to X
+        self._shift_for = self._floor_for = None  # drop the references to X and weights
         return params, stats.objective
 
     # -- prediction and sampling ------------------------------------------------------------

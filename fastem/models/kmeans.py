@@ -10,6 +10,7 @@ import numpy as np
 from ..kernels import (column_mean_var, draw_by_potential, kmeanspp_potentials, lloyd_step,
                        nearest_centers, potential_block_sums, update_min_sqdist)
 from ..kernels._blocks import n_blocks
+from .mixture import overflow_error
 
 
 @dataclass
@@ -84,6 +85,8 @@ class KMeansModel:
         _, var = column_mean_var(X)
         # scikit-learn's tol: squared centre shift relative to the mean feature variance
         self.mean_variance = float(var.mean())
+        if not np.isfinite(self.mean_variance):
+            raise overflow_error("the variance of X")
         self.labels = np.full(X.shape[0], -1, dtype=np.int32)
 
     def initialize(self, X, sample_weight, rng):
@@ -102,6 +105,8 @@ class KMeansModel:
         weights = np.empty(k)
         inertia, n_changed = lloyd_step(X, sample_weight, centers.astype(X.dtype), self.labels,
                                         sums, weights)
+        if not (np.isfinite(inertia) and np.isfinite(sums).all()):
+            raise overflow_error("the inertia (weighted sum of squared distances)")
         return LloydStats(sums, weights, inertia, n_changed, -inertia)
 
     def m_step(self, X, sample_weight, centers, stats):

@@ -8,6 +8,26 @@ WEIGHT_FLOOR = 10 * np.finfo(np.float64).eps
 INIT_CHUNK_ROWS = 65536
 
 
+def weight_floor(sample_weight):
+    """The floor added to every component's weight sum, for these sample weights.
+
+    scikit-learn's ``10 eps`` for weights of mean >= 1 (unit weights included, so fits match
+    scikit-learn bit for bit); scaled down with smaller weights, so that weights like 1e-300
+    (the fit is invariant to their scale) do not drown under the floor. Never below the
+    smallest normal float64, so an empty component still divides by a positive number.
+    """
+    mean = float(sample_weight.mean())
+    return max(WEIGHT_FLOOR * min(1.0, mean), np.finfo(np.float64).tiny)
+
+
+def overflow_error(what):
+    """ValueError for statistics that overflowed float64 because X (or the weights) are huge."""
+    return ValueError(
+        f"Numerical overflow: {what} is not finite. The values of X (times sample_weight) are "
+        "too large in magnitude for float64 sums of squares (about 1e150 and beyond). Rescale "
+        "X, e.g. standardise each feature, or scale down sample_weight.")
+
+
 def lower_bound_converged(history, tol, previous=None):
     """scikit-learn's rule: the last change of the lower bound is smaller than ``tol``.
 

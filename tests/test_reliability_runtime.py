@@ -1,0 +1,580 @@
+"""Runtime reliability: threads, read-only installs and damaged caches, pickling, zero-copy input.
+
+Everything that could abort or poison a process (concurrent parallel kernels under Numba's
+``workqueue`` layer, a cache nobody can write, corrupt cache files) runs in a child process.
+"""
+import hashlib
+import inspect
+import json
+import os
+import pickle
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numba.core.caching import _CacheLocator
+
+import fastem
+import fastem.estimators._base as base_module
+import fastem.estimators._mixture as mixture_module
+import fastem.estimators.kmeans as kmeans_module
+from fastem import (
+    BernoulliMixture,
+    CacheUnavailableWarning,
+    GaussianMixture,
+    InconsistentVersionWarning,
+    KMeans,
+)
+from fastem.kernels import (
+    _jit,
+    all_finite,
+    column_mean_var,
+    lloyd_step,
+    nearest_centers,
+)
+
+PACKAGE_DIR = Path(fastem.__file__).resolve().parent
+
+
+def _run(code, *, env=None, cwd=None, timeout=600, drop_privileges=False, args=()):
+    """Run ``code`` in a fresh interpreter; returns the CompletedProcess (text mode)."""
+    cmd = [sys.executable, "-c", textwrap.dedent(code), *args]
+    if drop_privileges and os.geteuid() == 0:
+        # root ignores file modes; without these capabilities it honours them like any user
+        cmd = [shutil.which("setpriv"),
+               "--bounding-set=-dac_override,-dac_read_search,-fowner", *cmd]
+    return subprocess.run(cmd, env=os.environ.copy() if env is None else env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _check(proc):
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _file_modes_can_be_enforced():
+    if os.geteuid() != 0:
+        return True
+    if shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run([shutil.which("setpriv"), "--bounding-set=-dac_override", "true"],
+                           capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+needs_unprivileged_writes = pytest.mark.skipif(
+    not _file_modes_can_be_enforced(),
+    reason="running as root without a way to drop CAP_DAC_OVERRIDE: file modes not enforced")
+
+
+# =============================================================== 1. thread safety
+
+THREADS_CHILD = """
+    import hashlib, json, threading, warnings
+    import numba
+    import numpy as np
+    import scipy.sparse as sp
+    from fastem import BernoulliMixture, GaussianMixture, KMeans
+    warnings.simplefilter("ignore")   # ConvergenceWarning at small max_iter is irrelevant here
+
+    rng = np.random.RandomState(0)
+    n = 12000
+    X = rng.normal(size=(n, 6)) + 4.0 * rng.randint(0, 3, size=(n, 1))
+    X32 = X.astype(np.float32)
+    B = (X > 4.0).astype(np.uint8)
+    C = sp.csr_matrix(B)
+
+    def digest(*arrays):
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def km64():
+        m = KMeans(6, random_state=0).fit(X)
+        return digest(m.cluster_centers_, m.labels_, [m.inertia_], m.predict(X), m.transform(X))
+
+    def km32():
+        m = KMeans(6, init="random", n_init=2, random_state=1).fit(X32)
+        return digest(m.cluster_centers_, m.labels_, [m.inertia_], m.predict(X32))
+
+    def gmm():
+        m = GaussianMixture(3, covariance_type="full", max_iter=10, random_state=0).fit(X)
+        return digest(m.means_, m.covariances_, m.weights_, m.lower_bounds_,
+                      m.predict_proba(X), m.score_samples(X32))
+
+    def bmm():
+        m = BernoulliMixture(3, max_iter=10, random_state=0).fit(C)
+        return digest(m.means_, m.weights_, m.lower_bounds_, m.predict_proba(B))
+
+    jobs = {"kmeans64": km64, "kmeans32": km32, "gmm": gmm, "bmm": bmm}
+    sequential = {name: job() for name, job in jobs.items()}
+
+    barrier = threading.Barrier(len(jobs))
+    concurrent, errors = {}, []
+
+    def work(name):
+        try:
+            barrier.wait()
+            for rep in range(3):
+                concurrent[name, rep] = jobs[name]()
+        except BaseException as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(concurrent) == 3 * len(jobs)
+    mismatches = [key for key, value in concurrent.items() if value != sequential[key[0]]]
+    print(json.dumps({"layer": numba.threading_layer(), "mismatches": repr(mismatches)}))
+"""
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "default"])
+def test_concurrent_fits_and_predictions_are_safe_and_bitwise_identical(layer):
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    if layer == "default":
+        env.pop("NUMBA_THREADING_LAYER", None)
+    else:
+        env["NUMBA_THREADING_LAYER"] = layer
+    out = _check(_run(THREADS_CHILD, env=env))
+    assert out["mismatches"] == "[]"
+    if layer == "workqueue":
+        assert out["layer"] == "workqueue"   # the user's choice is honoured, not replaced
+
+
+def test_lock_policy_follows_the_threading_layer():
+    # in this process a parallel kernel has run (imports + fits of other tests, or this one)
+    X = np.random.RandomState(0).normal(size=(50, 2))
+    KMeans(2, random_state=0).fit(X)
+    import numba
+    assert _jit.parallel_calls_are_threadsafe() == (numba.threading_layer() in {"omp", "tbb"})
+    assert isinstance(lloyd_step, _jit.ParallelKernel)
+    assert numba.config.THREADING_LAYER == os.environ.get("NUMBA_THREADING_LAYER", "default")
+
+
+# ========================================================= 2. read-only installs, caches
+
+INSTALL_CHILD = """
+    import json, sys, warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import numpy as np
+        import fastem
+        from fastem import KMeans
+        rng = np.random.RandomState(0)
+        X = np.vstack([rng.normal(c, 1.0, size=(400, 3)) for c in (-5.0, 0.0, 5.0)])
+        km = KMeans(3, init=X[[0, 400, 800]].copy(), n_init=1).fit(X)
+        labels = km.predict(X)
+    cache = [str(w.message) for w in caught if issubclass(w.category, fastem.CacheUnavailableWarning)]
+    other = [f"{w.category.__name__}: {w.message}" for w in caught
+             if not issubclass(w.category, fastem.CacheUnavailableWarning)]
+    print(json.dumps({"file": fastem.__file__, "cache_warnings": cache, "other": other,
+                      "centers": km.cluster_centers_.tolist(), "inertia": km.inertia_,
+                      "labels": labels.tolist()}))
+"""
+
+
+def _reference_install_fit():
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(c, 1.0, size=(400, 3)) for c in (-5.0, 0.0, 5.0)])
+    km = KMeans(3, init=X[[0, 400, 800]].copy(), n_init=1).fit(X)
+    return km, km.predict(X)
+
+
+def _read_only_copy_of_package(tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(PACKAGE_DIR, site / "fastem",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"))
+    return site
+
+
+def _make_read_only(*paths):
+    for root in paths:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in filenames:
+                p = os.path.join(dirpath, name)
+                os.chmod(p, os.stat(p).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        for dirpath, dirnames, filenames in os.walk(root):
+            os.chmod(dirpath, 0o555)
+
+
+def _restore_writable(*paths):
+    for root in paths:
+        for dirpath, dirnames, filenames in os.walk(root):
+            os.chmod(dirpath, 0o755)
+
+
+def _child_env(site, home, **extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(site), HOME=str(home), PYTHONDONTWRITEBYTECODE="1", **extra)
+    return env
+
+
+def _cache_files(root):
+    return [p for p in Path(root).rglob("*") if p.suffix in (".nbi", ".nbc")]
+
+
+def _assert_same_as_reference(out, site):
+    km, labels = _reference_install_fit()
+    assert Path(out["file"]).resolve().is_relative_to(Path(site).resolve())
+    assert out["other"] == []
+    np.testing.assert_array_equal(np.array(out["centers"]), km.cluster_centers_)
+    assert out["inertia"] == km.inertia_
+    np.testing.assert_array_equal(out["labels"], labels)
+
+
+@needs_unprivileged_writes
+def test_read_only_install_with_no_writable_cache_dir_warns_once_and_fits(tmp_path):
+    site = _read_only_copy_of_package(tmp_path)
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    cache.mkdir()
+    _make_read_only(site, home, cache)
+    try:
+        proc = _run(INSTALL_CHILD, env=_child_env(site, home, NUMBA_CACHE_DIR=str(cache)),
+                    cwd=site, drop_privileges=True)
+    finally:
+        _restore_writable(site, home, cache)
+    out = _check(proc)
+    assert len(out["cache_warnings"]) == 1, out["cache_warnings"]
+    assert "no writable cache directory" in out["cache_warnings"][0]
+    assert _cache_files(tmp_path) == []
+    _assert_same_as_reference(out, site)
+
+
+@needs_unprivileged_writes
+def test_read_only_install_caches_in_the_user_cache_dir(tmp_path):
+    site = _read_only_copy_of_package(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    _make_read_only(site)
+    try:
+        proc = _run(INSTALL_CHILD, env=_child_env(site, home), cwd=site, drop_privileges=True)
+    finally:
+        _restore_writable(site)
+    out = _check(proc)
+    assert out["cache_warnings"] == []
+    assert _cache_files(site) == []
+    assert _cache_files(home / ".cache" / "numba")      # Numba's user-wide locator was used
+    _assert_same_as_reference(out, site)
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "garbage":
+        data = hashlib.sha256(data).digest() * (len(data) // 32 + 1)
+    elif how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "flipped":   # a valid-looking file with a damaged middle (e.g. machine code)
+        middle = len(data) // 2
+        data = data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64]) + \
+            data[middle + 64:]
+    else:
+        data = b""
+    path.write_bytes(data)
+
+
+def test_damaged_cache_files_are_recompiled_and_rewritten(tmp_path):
+    km, labels = _reference_install_fit()          # fills this process's cache if it is cold
+    source = Path(lloyd_step._cache.cache_path)
+    if not _cache_files(source):
+        pytest.skip("this process has no on-disk kernel cache to copy")
+    # where a child with NUMBA_CACHE_DIR=tmp_path/"cache" looks for these kernels
+    subpath = _CacheLocator.get_suitable_cache_subpath(inspect.getfile(lloyd_step.py_func))
+    target = tmp_path / "cache" / subpath
+    shutil.copytree(source, target)
+    modes = ["garbage", "truncated", "flipped", "empty"]
+    damaged = sorted(p for p in _cache_files(target)
+                     if p.name.split("-")[0].split(".")[-1] in
+                     ("lloyd_step", "nearest_centers", "all_finite", "column_mean_var"))
+    assert damaged
+    for i, path in enumerate(damaged):
+        _damage(path, modes[i % len(modes)])
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    out = _check(_run(INSTALL_CHILD, env=env))
+    assert out["cache_warnings"] == [] and out["other"] == []
+    np.testing.assert_array_equal(np.array(out["centers"]), km.cluster_centers_)
+    assert out["inertia"] == km.inertia_
+    np.testing.assert_array_equal(out["labels"], labels)
+    # the damaged index files of the kernels used were rewritten with valid contents
+    for kern in (lloyd_step, nearest_centers, all_finite, column_mean_var):
+        index = target / Path(kern._cache._cache_file._index_path).name
+        assert index in damaged
+        assert _jit._unwrap(index.read_bytes()) is not None, index.name
+
+
+def test_unwritable_cache_is_a_warning_not_an_error(tmp_path, monkeypatch):
+    # a cache that breaks between decoration and the first save (disk full, permissions)
+    cache = _jit._CheckedFunctionCache(lloyd_step.py_func)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache._impl.locator, "ensure_cache_path", broken)
+    monkeypatch.setattr(_jit, "_cache_warning_issued", False)
+    overload = next(iter(lloyd_step.overloads.values()))
+    with pytest.warns(CacheUnavailableWarning, match="No space left"):
+        cache.save_overload(overload.signature, overload)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.save_overload(overload.signature, overload)      # disabled now, and silent
+
+
+# ============================================================================ 3. pickling
+
+def _fitted_estimators():
+    rng = np.random.RandomState(1)
+    X = np.vstack([rng.normal(c, 1.0, size=(150, 3)) for c in (-4.0, 0.0, 4.0)])
+    B = (X > 0).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [
+            (KMeans(3, random_state=0).fit(X), X),
+            (GaussianMixture(3, covariance_type="full", random_state=0).fit(X), X),
+            (GaussianMixture(3, covariance_type="spherical", random_state=0).fit(X), X),
+            (BernoulliMixture(3, random_state=0).fit(B), B),
+            (BernoulliMixture(3, random_state=0).fit(sp.csr_matrix(B)), sp.csr_matrix(B)),
+        ]
+
+
+def _predictions(est, X):
+    if isinstance(est, KMeans):
+        return [est.predict(X), est.transform(X), np.array(est.score(X))]
+    return [est.predict(X), est.predict_proba(X), est.score_samples(X)]
+
+
+def _assert_bitwise(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def test_pickle_round_trip_gives_identical_predictions():
+    for est, X in _fitted_estimators():
+        blob = pickle.dumps(est)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")          # same version: no warning of any kind
+            loaded = pickle.loads(blob)
+        assert "_fastem_version" not in loaded.__dict__
+        assert loaded.get_params() == est.get_params()
+        _assert_bitwise(_predictions(loaded, X), _predictions(est, X))
+
+
+PICKLE_CHILD = """
+    import pickle, sys, warnings
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    from tests.test_reliability_runtime import _fitted_estimators, _predictions
+    path = Path(sys.argv[3])
+    if sys.argv[1] == "save":
+        fitted = _fitted_estimators()
+        path.write_bytes(pickle.dumps([est for est, _ in fitted]))
+        (path.parent / "expected.pkl").write_bytes(
+            pickle.dumps([_predictions(est, X) for est, X in fitted]))
+    else:
+        warnings.simplefilter("error")
+        models = pickle.loads(path.read_bytes())
+        data = [X for _, X in _fitted_estimators()]
+        (path.parent / "loaded.pkl").write_bytes(
+            pickle.dumps([_predictions(m, X) for m, X in zip(models, data)]))
+    print("{}")
+"""
+
+
+def test_pickle_across_processes(tmp_path):
+    root = str(Path(__file__).resolve().parent.parent)
+    path = tmp_path / "models.pkl"
+    _check(_run(PICKLE_CHILD, args=("save", root, str(path))))
+    _check(_run(PICKLE_CHILD, args=("load", root, str(path))))
+    expected = pickle.loads((tmp_path / "expected.pkl").read_bytes())
+    loaded = pickle.loads((tmp_path / "loaded.pkl").read_bytes())
+    for a, b in zip(expected, loaded):
+        _assert_bitwise(b, a)
+
+
+def test_pickle_from_another_version_warns(monkeypatch):
+    est, X = _fitted_estimators()[1]
+    monkeypatch.setattr(base_module, "__version__", "0.0.1")
+    blob = pickle.dumps(est)
+    monkeypatch.undo()
+    with pytest.warns(InconsistentVersionWarning, match=r"fastem 0\.0\.1 .* fastem 0\.1"):
+        loaded = pickle.loads(blob)
+    _assert_bitwise(_predictions(loaded, X), _predictions(est, X))
+    # a state without any version (hand-made or very old) warns as well
+    state = est.__getstate__()
+    del state["_fastem_version"]
+    fresh = GaussianMixture.__new__(GaussianMixture)
+    with pytest.warns(InconsistentVersionWarning, match="unknown fastem version"):
+        fresh.__setstate__(state)
+
+
+def test_scikit_learn_pickling_still_works():
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    est, X = _fitted_estimators()[0]
+    pipe = make_pipeline(StandardScaler(), KMeans(3, random_state=0)).fit(X)
+    state = pipe.__getstate__()
+    assert state["_sklearn_version"] == sklearn.__version__        # scikit-learn's own key
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(loaded.predict(X), pipe.predict(X))
+    assert "_sklearn_version" not in est.__getstate__()        # only for sklearn's own classes
+    assert clone(pickle.loads(pickle.dumps(est))).get_params() == est.get_params()
+
+
+# ============================================================= 4. zero-copy where promised
+
+@pytest.fixture
+def spy_inputs(monkeypatch):
+    """Record (estimator family, X) for every X that reaches the EM driver or a predict kernel."""
+    seen = []
+    for family, module in (("kmeans", kmeans_module), ("mixture", mixture_module)):
+        real = module.fit_em
+
+        def spy_fit_em(model, X, *args, _real=real, _family=family, **kwargs):
+            seen.append((_family, X))
+            return _real(model, X, *args, **kwargs)
+
+        monkeypatch.setattr(module, "fit_em", spy_fit_em)
+    real_nearest = KMeans._nearest
+    real_wlp = mixture_module.BaseMixture._estimate_weighted_log_prob
+
+    def spy_nearest(self, X):
+        seen.append(("kmeans", X))
+        return real_nearest(self, X)
+
+    def spy_wlp(self, X):
+        seen.append(("mixture", X))
+        return real_wlp(self, X)
+
+    monkeypatch.setattr(KMeans, "_nearest", spy_nearest)
+    monkeypatch.setattr(mixture_module.BaseMixture, "_estimate_weighted_log_prob", spy_wlp)
+    return seen
+
+
+def _blobs(dtype):
+    rng = np.random.RandomState(3)
+    X = np.vstack([rng.normal(c, 1.0, size=(200, 4)) for c in (-4.0, 0.0, 4.0)])
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _estimator_for(kind):
+    return {"kmeans": lambda: KMeans(3, random_state=0),
+            "gmm": lambda: GaussianMixture(3, covariance_type="diag", max_iter=5,
+                                           random_state=0),
+            "bmm": lambda: BernoulliMixture(3, max_iter=5, random_state=0)}[kind]()
+
+
+@pytest.mark.parametrize("kind", ["kmeans", "gmm", "bmm"])
+@pytest.mark.parametrize("source", ["float32", "float64", "memmap32", "memmap64"])
+def test_float_c_arrays_and_read_only_memmaps_are_never_copied(kind, source, spy_inputs,
+                                                               tmp_path):
+    dtype = np.float32 if source.endswith("32") else np.float64
+    X = _blobs(dtype)
+    if kind == "bmm":
+        X = (X > 0).astype(dtype)
+    if source.startswith("memmap"):
+        np.save(tmp_path / "X.npy", X)
+        X = np.load(tmp_path / "X.npy", mmap_mode="r")
+        assert not X.flags.writeable
+    before = np.array(X, copy=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = _estimator_for(kind).fit(X)
+    est.predict(X)
+    # (a mixture's 'kmeans' initialisation is a separate KMeans fit: not counted here)
+    seen = [arr for family, arr in spy_inputs
+            if family == ("kmeans" if kind == "kmeans" else "mixture")]
+    assert len(seen) == 2                          # fit (EM driver) and predict
+    for arr in seen:
+        assert arr.dtype == dtype and np.shares_memory(arr, X)
+    np.testing.assert_array_equal(X, before)       # and never written to
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_])
+def test_binary_uint8_and_bool_arrays_are_not_converted(dtype, spy_inputs):
+    B = (_blobs(np.float64) > 0).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        BernoulliMixture(3, max_iter=5, random_state=0).fit(B).predict(B)
+    seen = [arr for family, arr in spy_inputs if family == "mixture"]
+    assert len(seen) == 2
+    for arr in seen:
+        assert arr.dtype == dtype and np.shares_memory(arr, B)
+
+
+@pytest.mark.parametrize("kind", ["gmm", "bmm"])
+@pytest.mark.parametrize("layout", ["fortran", "strided", "int64"])
+def test_other_layouts_are_accepted_and_match_c_float64(kind, layout):
+    X = _blobs(np.float64)
+    if kind == "bmm":
+        X = (X > 0).astype(np.float64)
+    else:
+        X = np.round(X * 4.0)          # integer-valued, so the int64 version is the same data
+    if layout == "fortran":
+        data = np.asfortranarray(X)
+    elif layout == "strided":
+        wide = np.repeat(X, 2, axis=1)
+        data = wide[:, ::2]
+        assert not data.flags.c_contiguous and not data.flags.f_contiguous
+    else:
+        data = X.astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _estimator_for(kind).fit(X)
+        est = _estimator_for(kind).fit(data)
+    for name in ("weights_", "means_", "lower_bounds_"):
+        np.testing.assert_array_equal(getattr(est, name), getattr(ref, name))
+    np.testing.assert_array_equal(est.predict_proba(data), ref.predict_proba(X))
+
+
+MEMORY_CHILD = """
+    import json, resource, tracemalloc
+    import numpy as np
+    from fastem import KMeans
+
+    def rss_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    def high_water_mib():
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
+
+    small = np.random.default_rng(1).standard_normal((5000, 50), dtype=np.float32)
+    KMeans(4, init=small[:4].copy(), max_iter=2).fit(small)           # warm-up: load kernels
+    X = np.random.default_rng(0).standard_normal((1_000_000, 50), dtype=np.float32)
+    base = rss_mib()
+    # reset the high-water mark, so a compilation in the warm-up (cold cache) is not counted
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    tracemalloc.start()                                # sees every NumPy allocation
+    KMeans(4, init=X[:4].copy(), max_iter=3).fit(X)
+    traced = tracemalloc.get_traced_memory()[1] / 2**20
+    peak = high_water_mib()
+    print(json.dumps({"X": X.nbytes / 2**20, "rss_above": peak - base, "numpy_peak": traced}))
+"""
+
+
+def test_large_float32_fit_does_not_copy_x():
+    out = _check(_run(MEMORY_CHILD, timeout=300))
+    # X is 200 bytes a row; per-row vectors (weights, labels, distances) are about 24
+    assert out["numpy_peak"] < 0.25 * out["X"], out
+    assert out["rss_above"] < 0.5 * out["X"], out
