@@ -12,10 +12,16 @@ A *model* (layer 2, :mod:`fastem.models`) supplies the steps; this module owns r
         params = new
     params, objective = model.finalize(X, w, params, stats, converged)
 
-The restart with the highest final objective wins (ties: the earliest).
+The restart with the highest final objective wins (ties: the earliest). A model may also
+offer ``events(stats) -> list of str`` (e.g. empty clusters re-seeded, components that lost
+their mass); with ``verbose >= 1`` the driver prints them as they happen.
 """
 import time
 from dataclasses import dataclass, field
+
+
+def _no_events(stats):
+    return ()
 
 
 @dataclass
@@ -67,6 +73,9 @@ def fit_em(model, X, sample_weight, *, n_init, max_iter, tol, rng, verbose=0,
                 change = history[-1] - history[-2] if len(history) > 1 else float("nan")
                 print(f"  init {run + 1} iter {n_iter:4d}  {objective_name} {history[-1]: .8g}  "
                       f"change {change: .3g}  {1e3 * (time.perf_counter() - t_iter):.2f} ms/iter")
+            if verbose:
+                for event in getattr(model, "events", _no_events)(stats):
+                    print(f"  init {run + 1} iter {n_iter:4d}  {event}")
             if converged:
                 break
         params, objective = model.finalize(X, sample_weight, params, stats, converged)

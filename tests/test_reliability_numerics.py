@@ -455,3 +455,22 @@ def test_bernoulli_estimator_lower_bounds_never_decrease(seed, n, d, k, init, we
     finite = lb[np.isfinite(lb)]       # alpha = 0: only the first bound may be -inf
     assert len(finite) >= len(lb) - 1
     _assert_non_decreasing(finite)
+
+
+# ------------------------------------------------------------------ verbose reports of events
+
+def test_verbose_reports_empty_clusters_and_lost_components(capsys):
+    X = two_blobs(seed=11)
+    # a centre far from every point: its cluster is empty after the first assignment
+    init = np.array([[-3.0, -3.0], [1e6, 1e6], [3.0, 3.0]])
+    KMeans(3, init=init, max_iter=5, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "empty cluster(s) re-seeded" in out
+    # a component far from every point loses all its mass in the first E-step
+    means = np.array([[-3.0, -3.0], [3.0, 3.0], [1e6, -1e6]])
+    gm = quiet(GaussianMixture(3, max_iter=3, tol=0.0, verbose=1, weights_init=[1 / 3] * 3,
+                               means_init=means, precisions_init=np.array([np.eye(2)] * 3)), X)
+    out = capsys.readouterr().out
+    assert "component(s) [2] lost (almost) all their mass" in out
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.isfinite(getattr(gm, name)).all(), name

@@ -27,8 +27,8 @@ import scipy.sparse as sp
 from ..kernels import (bernoulli_estep, bernoulli_estep_csr, bernoulli_log_pmf,
                        bernoulli_log_pmf_csr)
 from ..kernels.bernoulli import _resp_stats, _resp_stats_csr
-from .mixture import (lower_bound_converged, one_hot_rows, random_responsibilities,
-                      row_chunks, weight_floor)
+from .mixture import (lost_mass_events, lower_bound_converged, one_hot_rows,
+                      random_responsibilities, row_chunks, weight_floor)
 
 INIT_PARAMS = ("kmeans", "random", "random_from_data")
 
@@ -203,6 +203,10 @@ class BernoulliMixtureModel:
             self._floor_for = sample_weight
             self._floor_value = weight_floor(sample_weight)
         return self._floor_value
+
+    def events(self, stats):
+        """Verbose reports: components that lost their mass in the last E-step."""
+        return lost_mass_events(stats.nk)
 
     def has_converged(self, params, new_params, stats, history, tol):
         return lower_bound_converged(history, tol, self.previous_lower_bound)

@@ -21,7 +21,7 @@ from scipy import linalg
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                        gaussian_log_pdf_full, weighted_moments)
 from .kmeans import kmeans_plusplus
-from .mixture import (lower_bound_converged, one_hot_rows, overflow_error,
+from .mixture import (lost_mass_events, lower_bound_converged, one_hot_rows, overflow_error,
                       random_responsibilities, row_chunks, weight_floor, weighted_mean)
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -265,6 +265,10 @@ class GaussianMixtureModel:
             self._floor_for = sample_weight
             self._floor_value = weight_floor(sample_weight)
         return self._floor_value
+
+    def events(self, stats):
+        """Verbose reports: components that lost their mass in the last E-step."""
+        return lost_mass_events(stats.nk)
 
     def has_converged(self, params, new_params, stats, history, tol):
         return lower_bound_converged(history, tol, self.previous_lower_bound)

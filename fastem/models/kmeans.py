@@ -149,6 +149,12 @@ class KMeansModel:
             moved += 1
         return moved
 
+    def events(self, stats):
+        """Verbose reports of the last M-step: empty clusters that were re-seeded."""
+        if stats.relocated:
+            return [f"{stats.relocated} empty cluster(s) re-seeded with the farthest points"]
+        return []
+
     def has_converged(self, centers, new_centers, stats, history, tol):
         if stats.n_changed == 0 and stats.relocated == 0:
             return True  # strict convergence: the labels are a fixed point

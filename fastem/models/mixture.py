@@ -66,3 +66,17 @@ def weighted_mean(X, sample_weight):
     for rows in row_chunks(X.shape[0]):
         total += sample_weight[rows] @ X[rows].astype(np.float64, copy=False)
     return total / sample_weight.sum()
+
+
+def lost_mass_events(nk, relative=1e-12):
+    """Verbose reports of components whose weight sum N_k fell below ``relative`` of the total.
+
+    Such a component keeps finite parameters (the weight floor and, for Gaussians,
+    ``reg_covar``), but no longer describes any data.
+    """
+    total = float(nk.sum())
+    lost = np.flatnonzero(nk <= relative * total)
+    if lost.size == 0:
+        return []
+    return [f"component(s) {lost.tolist()} lost (almost) all their mass "
+            f"(N_k <= {relative:g} of the total); their parameters stay finite"]
