@@ -34,8 +34,13 @@ from numba.core.registry import CPUDispatcher
 #: LLVM fast-math flags used by every kernel. Deliberately *without* ``nnan`` and ``ninf``:
 #: -inf appears legitimately (log(0) guards, padded centres) and must not be optimised away.
 #: ``reassoc`` lets inner reductions over the contiguous feature axis vectorise; the result
-#: depends on the compiled code only, never on the number of threads.
-FASTMATH = frozenset({"nsz", "arcp", "contract", "reassoc"})
+#: depends on the compiled code only, never on the number of threads. Deliberately *without*
+#: ``contract`` too: LLVM's choice of which a*b+c to fuse into an FMA differed between a fresh
+#: compile (callees optimised inside their caller) and the same kernel loaded from the on-disk
+#: cache, so a process's first fit differed in the last bits from later ones (caught by
+#: tests/test_determinism.py with a cold cache). The SIMD code in ``_simd.py`` calls
+#: ``llvm.fma`` explicitly and is unaffected.
+FASTMATH = frozenset({"nsz", "arcp", "reassoc"})
 
 #: Rows per block in every parallel kernel. Each block writes its own partial statistics and
 #: partials are summed in block order, so results are bitwise identical for any thread count.
