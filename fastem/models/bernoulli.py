@@ -27,8 +27,7 @@ import scipy.sparse as sp
 from ..kernels import (bernoulli_estep, bernoulli_estep_csr, bernoulli_log_pmf,
                        bernoulli_log_pmf_csr)
 from ..kernels.bernoulli import _resp_stats, _resp_stats_csr
-from .mixture import (lost_mass_events, lower_bound_converged, one_hot_rows,
-                      random_responsibilities, row_chunks, weight_floor)
+from .mixture import MixtureModel, one_hot_rows, random_responsibilities, row_chunks
 
 INIT_PARAMS = ("kmeans", "random", "random_from_data")
 
@@ -106,7 +105,7 @@ def _float32_rows(X, rows):
     return out
 
 
-class BernoulliMixtureModel:
+class BernoulliMixtureModel(MixtureModel):
     """The driver's step protocol for a Bernoulli mixture.
 
     Parameters
@@ -128,8 +127,6 @@ class BernoulliMixtureModel:
         self.weights_init = weights_init
         self.means_init = means_init
         self.kmeans_labels = kmeans_labels
-        #: Warm start: the previous fit's lower bound (set by the estimator), else None.
-        self.previous_lower_bound = None
 
     # -- parameters from statistics ---------------------------------------------------------
     def params_from_stats(self, nk, sx, floor):
@@ -198,22 +195,6 @@ class BernoulliMixtureModel:
     def m_step(self, X, sample_weight, params, stats):
         return self.params_from_stats(stats.nk, stats.sx, self._floor(sample_weight))
 
-    def _floor(self, sample_weight):
-        if getattr(self, "_floor_for", None) is not sample_weight:  # computed once per fit
-            self._floor_for = sample_weight
-            self._floor_value = weight_floor(sample_weight)
-        return self._floor_value
-
-    def events(self, stats):
-        """Verbose reports: components that lost their mass in the last E-step."""
-        return lost_mass_events(stats.nk)
-
-    def has_converged(self, params, new_params, stats, history, tol):
-        return lower_bound_converged(history, tol, self.previous_lower_bound)
-
-    def finalize(self, X, sample_weight, params, stats, converged):
-        self._floor_for = None  # drop the reference to the weights
-        return params, stats.objective
 
     # -- prediction and sampling ------------------------------------------------------------
     def weighted_log_prob(self, X, params):

@@ -21,8 +21,8 @@ from scipy import linalg
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                        gaussian_log_pdf_full, weighted_moments)
 from .kmeans import kmeans_plusplus
-from .mixture import (lost_mass_events, lower_bound_converged, one_hot_rows, overflow_error,
-                      random_responsibilities, row_chunks, weight_floor, weighted_mean)
+from .mixture import (MixtureModel, one_hot_rows, overflow_error,
+                      random_responsibilities, row_chunks, weighted_mean)
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -103,7 +103,7 @@ def n_parameters(n_components, n_features, covariance_type):
     return int(cov + k * d + k - 1)
 
 
-class GaussianMixtureModel:
+class GaussianMixtureModel(MixtureModel):
     """The driver's step protocol for a Gaussian mixture.
 
     Parameters
@@ -124,8 +124,6 @@ class GaussianMixtureModel:
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.kmeans_labels = kmeans_labels
-        #: Warm start: the previous fit's lower bound (set by the estimator), else None.
-        self.previous_lower_bound = None
 
     # -- parameters from statistics ---------------------------------------------------------
     def params_from_stats(self, nk, s1, s2, shift, floor):
@@ -260,22 +258,9 @@ class GaussianMixtureModel:
         return self.params_from_stats(stats.nk, stats.s1, stats.s2, stats.shift,
                                       self._floor(sample_weight))
 
-    def _floor(self, sample_weight):
-        if getattr(self, "_floor_for", None) is not sample_weight:  # computed once per fit
-            self._floor_for = sample_weight
-            self._floor_value = weight_floor(sample_weight)
-        return self._floor_value
-
-    def events(self, stats):
-        """Verbose reports: components that lost their mass in the last E-step."""
-        return lost_mass_events(stats.nk)
-
-    def has_converged(self, params, new_params, stats, history, tol):
-        return lower_bound_converged(history, tol, self.previous_lower_bound)
-
     def finalize(self, X, sample_weight, params, stats, converged):
-        self._shift_for = self._floor_for = None  # drop the references to X and weights
-        return params, stats.objective
+        self._shift_for = None  # drop the reference to X
+        return super().finalize(X, sample_weight, params, stats, converged)
 
     # -- prediction and sampling ------------------------------------------------------------
     def weighted_log_prob(self, X, params):

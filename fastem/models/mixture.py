@@ -80,3 +80,33 @@ def lost_mass_events(nk, relative=1e-12):
         return []
     return [f"component(s) {lost.tolist()} lost (almost) all their mass "
             f"(N_k <= {relative:g} of the total); their parameters stay finite"]
+
+
+class MixtureModel:
+    """Driver-protocol pieces shared by the mixture models (layer 2).
+
+    Subclasses provide ``initialize``, ``e_step`` (stats with ``nk`` and ``objective``),
+    ``m_step`` and the prediction helpers; this class provides the weight floor (computed once
+    per fit), scikit-learn's lower-bound convergence rule (warm starts included), verbose
+    events and ``finalize``.
+    """
+
+    #: Warm start: the previous fit's lower bound (set by the estimator), else None.
+    previous_lower_bound = None
+
+    def _floor(self, sample_weight):
+        if getattr(self, "_floor_for", None) is not sample_weight:  # computed once per fit
+            self._floor_for = sample_weight
+            self._floor_value = weight_floor(sample_weight)
+        return self._floor_value
+
+    def events(self, stats):
+        """Verbose reports: components that lost their mass in the last E-step."""
+        return lost_mass_events(stats.nk)
+
+    def has_converged(self, params, new_params, stats, history, tol):
+        return lower_bound_converged(history, tol, self.previous_lower_bound)
+
+    def finalize(self, X, sample_weight, params, stats, converged):
+        self._floor_for = None  # drop the reference to the weights
+        return params, stats.objective
