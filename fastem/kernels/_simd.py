@@ -29,13 +29,25 @@ def _splat(builder, value, vtype):
     return builder.shuffle_vector(first, undef, zeros)
 
 
-def _is_float_c_array(t, ndim):
-    return (isinstance(t, types.Array) and t.ndim == ndim and t.layout == "C"
-            and isinstance(t.dtype, types.Float))
+def _is_c_array(t, ndim=None, dtype=None, floating=False):
+    """Whether Numba type ``t`` is a C-contiguous array of ``ndim`` dimensions (any if None)
+    and ``dtype`` (any if None), or of any float dtype when ``floating``."""
+    return (isinstance(t, types.Array) and t.layout == "C"
+            and (ndim is None or t.ndim == ndim)
+            and (dtype is None or t.dtype == dtype)
+            and (not floating or isinstance(t.dtype, types.Float)))
 
 
 def _llvm_suffix(L, scalar_bits):
     return "v%d%s" % (L, "f64" if scalar_bits == 64 else "f32")
+
+
+def _fma(builder, vtype):
+    """Declaration of ``llvm.fma`` for the float vector type ``vtype``."""
+    bits = 64 if isinstance(vtype.element, ir.DoubleType) else 32
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vtype, [vtype] * 3),
+        "llvm.fma." + _llvm_suffix(vtype.count, bits))
 
 
 def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
@@ -62,8 +74,8 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
 
     @intrinsic
     def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset):
-        if not (_is_float_c_array(X, 2) and _is_float_c_array(CT, 2)
-                and _is_float_c_array(bias, 1) and CT.dtype == X.dtype
+        if not (_is_c_array(X, 2, floating=True) and _is_c_array(CT, 2, floating=True)
+                and _is_c_array(bias, 1, floating=True) and CT.dtype == X.dtype
                 and bias.dtype == X.dtype and isinstance(out, types.Array)
                 and out.ndim == out_ndim and out.dtype == out_dtype
                 and (reduction != "subtract" or (X.dtype == types.float64 and out.layout == "C"))):
@@ -82,8 +94,7 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
             vptr = vtype.as_pointer()
             align = bits // 8
             suffix = _llvm_suffix(L, bits)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma." + suffix)
+            fma = _fma(builder, vtype)
 
             xa = context.make_array(X)(context, builder, Xv)
             ca = context.make_array(CT)(context, builder, CTv)
@@ -185,10 +196,6 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
     return tile
 
 
-def _is_c_float(t):
-    return isinstance(t, types.Array) and t.layout == "C" and isinstance(t.dtype, types.Float)
-
-
 def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
     """Closure loading ``L`` consecutive elements (flat index) as <L x double>, masked or not."""
     i1, i32 = ir.IntType(1), ir.IntType(32)
@@ -235,7 +242,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     Full 8-lane vectors plus one masked tail, so short and odd lengths stay vectorised (LLVM's
     own vectoriser leaves loops shorter than its unroll width scalar).
     """
-    if not (_is_c_float(x) and _is_c_float(y) and y.dtype == types.float64):
+    if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True) and y.dtype == types.float64):
         return None
     sig = types.void(a, x, x_off, y, y_off, length)
 
@@ -245,8 +252,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
         L = 8
         vtype = ir.VectorType(ir.DoubleType(), L)
         vptr = vtype.as_pointer()
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma.v8f64")
+        fma = _fma(builder, vtype)
         mstore = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
             "llvm.masked.store.v8f64.p0v8f64")
@@ -274,7 +280,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
 @intrinsic
 def sqdist(typingctx, x, x_off, c, c_off, length):
     """``sum_t (x[x_off + t] - c[c_off + t])^2`` in float64 (flat indices, float32/64 inputs)."""
-    if not (_is_c_float(x) and _is_c_float(c)):
+    if not (_is_c_array(x, floating=True) and _is_c_array(c, floating=True)):
         return None
     sig = types.float64(x, x_off, c, c_off, length)
 
@@ -282,8 +288,7 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
         xv, xoffv, cv, coffv, lenv = args
         L = 8
         vtype = ir.VectorType(ir.DoubleType(), L)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vtype, [vtype] * 3), "llvm.fma.v8f64")
+        fma = _fma(builder, vtype)
         reduce_add = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
             "llvm.vector.reduce.fadd.v8f64")

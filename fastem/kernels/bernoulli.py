@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
 from ._jit import kernel
-from ._simd import _splat
+from ._simd import _is_c_array, _splat
 from .responsibilities import normalize_log_row
 
 #: Most partial (d, kp) statistic tables one fused E-step keeps ...
@@ -60,11 +60,6 @@ CHECK_BLOCK = 1 << 16
 # interleaved sets hide the add latency) and scans 8 entries per step with a 256-entry table
 # of bit positions. The code is target-independent LLVM IR (no x86 intrinsics), so it runs
 # wherever Numba does; lanes are 8 float64 (one AVX-512 register, two AVX2 registers).
-
-def _is_c_array(t, ndim, dtype=None):
-    return (isinstance(t, types.Array) and t.ndim == ndim and t.layout == "C"
-            and (dtype is None or t.dtype == dtype))
-
 
 def _make_row_update(n_vec, scatter):
     """Intrinsic over the table rows ``idx[start:stop]`` and columns ``col0 + [0, 8 n_vec)``.
