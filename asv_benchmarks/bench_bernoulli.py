@@ -28,6 +28,8 @@ import scipy.sparse as sp
 from fastem import BernoulliMixture
 from fastem.models.bernoulli import BernoulliMixtureModel, BernoulliParams
 
+from .common import rows
+
 #: Fixed seeds: data, and the rows used as initial parameters.
 DATA_SEED = 0
 INIT_SEED = 1
@@ -35,9 +37,9 @@ N_SOURCES = 16
 DENSITY = 0.15
 
 GRID_POINTS = frozenset(
-    [(n, d, k) for n in (100_000, 1_000_000) for d in (64, 784) for k in (10, 32)]
-    + [(200_000, 784, 10)])
-GRID_PARAMS = [[100_000, 200_000, 1_000_000], [64, 784], [10, 32]]
+    [(rows(n), d, k) for n in (100_000, 1_000_000) for d in (64, 784) for k in (10, 32)]
+    + [(rows(200_000), 784, 10)])
+GRID_PARAMS = [[rows(100_000), rows(200_000), rows(1_000_000)], [64, 784], [10, 32]]
 GRID_PARAM_NAMES = ["n", "d", "k"]
 
 #: Peers need a float64 copy of X: at most this many bytes of it.
@@ -123,7 +125,7 @@ class TimeBernoulliCSRDensity:
     timeout = 300
 
     def setup(self, density):
-        X = make_binary_data(200_000, 784, density=density)
+        X = make_binary_data(rows(200_000), 784, density=density)
         self.params0 = initial_params(X, 10)
         self.C = sp.csr_matrix(X)
         self.w = np.ones(X.shape[0])
@@ -185,7 +187,7 @@ class TimeNumpyLogOddsEMIteration(TimeNumpyNaiveEMIteration):
 
 # --------------------------------------------------------------------------- peak memory
 
-MEM_N, MEM_D, MEM_K, MEM_MAX_ITER = 200_000, 784, 10, 10
+MEM_N, MEM_D, MEM_K, MEM_MAX_ITER = rows(200_000), 784, 10, 10
 
 
 class PeakMemBernoulliFit:

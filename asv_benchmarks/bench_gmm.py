@@ -46,7 +46,7 @@ from fastem.models.gaussian import GaussianMixtureModel
 from fastem.validation import ConvergenceWarning
 
 from .common import (COVARIANCE_TYPES, DTYPES, SklearnGaussianMixture, gmm_inits,
-                     make_anisotropic_data, require_sklearn, run_python_child, skip_unless)
+                     make_anisotropic_data, require_sklearn, rows, run_python_child, skip_unless)
 
 try:  # scikit-learn's own warning class (fastem's is the same class when sklearn is there)
     from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
@@ -58,15 +58,15 @@ except ImportError:  # pragma: no cover - depends on the environment
 WARMUP_ROWS = 32_768
 
 #: The must-have point (n, d, k).
-KEY_N, KEY_D, KEY_K = 1_000_000, 16, 16
+KEY_N, KEY_D, KEY_K = rows(1_000_000), 16, 16
 
-GMM_PARAMS = [[100_000, 1_000_000], [4, 16, 64], [4, 16], COVARIANCE_TYPES, DTYPES]
+GMM_PARAMS = [[rows(100_000), KEY_N], [4, 16, 64], [4, 16], COVARIANCE_TYPES, DTYPES]
 GMM_PARAM_NAMES = ["n", "d", "k", "covariance_type", "dtype"]
 
 #: (n, d, k, dtype) points of the EM-step grid (every covariance type runs at each).
 STEP_POINTS = frozenset(
-    [(100_000, d, k, "float64") for d in (4, 16, 64) for k in (4, 16)]
-    + [(100_000, 16, 16, "float32")]
+    [(rows(100_000), d, k, "float64") for d in (4, 16, 64) for k in (4, 16)]
+    + [(rows(100_000), 16, 16, "float32")]
     + [(KEY_N, KEY_D, KEY_K, dtype) for dtype in DTYPES]
 )
 

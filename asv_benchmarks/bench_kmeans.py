@@ -26,7 +26,7 @@ from fastem.kernels import lloyd_step, nearest_centers
 from fastem.models.kmeans import kmeans_plusplus
 
 from .common import (DTYPES, GRID_PARAM_NAMES, GRID_PARAMS, GRID_POINTS, KEY_POINTS,
-                     SklearnKMeans, make_data, init_centers, require_sklearn,
+                     SklearnKMeans, make_data, init_centers, require_sklearn, rows,
                      skip_unless, sklearn_kmeans_plusplus)
 
 #: Rows of X used to warm up estimator-level benchmarks in ``setup`` (compile / cache load):
@@ -200,7 +200,7 @@ class TrackSklearnKMeansPerIteration(_PerIteration):
 
 # --------------------------------------------------------------------------- k-means++ seeding
 
-SEED_N, SEED_D, SEED_K = 1_000_000, 32, 64
+SEED_N, SEED_D, SEED_K = rows(1_000_000), 32, 64
 
 
 class TimeKMeansPlusPlus:
@@ -244,7 +244,7 @@ class TimeSklearnKMeansPlusPlus(TimeKMeansPlusPlus):
 
 # --------------------------------------------------------------------------- default fit
 
-FIT_N, FIT_D, FIT_K, FIT_MAX_ITER = 300_000, 32, 64, 5
+FIT_N, FIT_D, FIT_K, FIT_MAX_ITER = rows(300_000), 32, 64, 5
 
 
 class TimeKMeansDefaultFit:
@@ -289,7 +289,7 @@ class TimeSklearnKMeansDefaultFit(TimeKMeansDefaultFit):
 
 # --------------------------------------------------------------------------- peak memory
 
-MEM_N, MEM_D, MEM_K, MEM_MAX_ITER = 1_000_000, 32, 8, 10
+MEM_N, MEM_D, MEM_K, MEM_MAX_ITER = rows(1_000_000), 32, 8, 10
 
 
 class PeakMemKMeansFit:

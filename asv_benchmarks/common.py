@@ -3,7 +3,27 @@
 Nothing in this module is a benchmark (asv only collects names starting with ``time_``,
 ``timeraw_``, ``mem_``, ``peakmem_`` and ``track_``).
 """
+import os
+
 import numpy as np
+
+#: Benchmark profile, from ``FASTEM_BENCH_PROFILE`` (as scikit-learn's asv suite has them):
+#:
+#: * ``fast`` (default): every row count divided by 10 - ``asv run --python=same --quick``
+#:   with the scikit-learn peers finishes in minutes on 2 cores (commit-to-commit tracking);
+#: * ``regular``: the sizes of the published README tables (n up to 1e6);
+#: * ``large``: row counts x 3, past every cache level (slow peers: budget an hour).
+PROFILE = os.environ.get("FASTEM_BENCH_PROFILE", "fast")
+_ROW_SCALE = {"fast": (1, 10), "regular": (1, 1), "large": (3, 1)}
+if PROFILE not in _ROW_SCALE:
+    raise ValueError(f"FASTEM_BENCH_PROFILE={PROFILE!r} is not one of {sorted(_ROW_SCALE)}")
+
+
+def rows(n):
+    """Row count ``n`` of the ``regular`` profile scaled for the active :data:`PROFILE`."""
+    num, den = _ROW_SCALE[PROFILE]
+    return n * num // den
+
 
 try:  # the peer; its benchmarks are skipped when it is missing
     import sklearn  # noqa: F401
@@ -19,18 +39,18 @@ INIT_SEED = 1
 
 DTYPES = ["float32", "float64"]
 
-#: (n, d, k) points of the Lloyd / assignment grid. The full n x d x k product over
-#: n in {1e5, 1e6}, d in {8, 32}, k in {8, 64}, plus the must-have point (300_000, 32, 64).
+#: (n, d, k) points of the Lloyd / assignment grid (n as in the ``regular`` profile, scaled
+#: by :func:`rows`). The full n x d x k product over n in {1e5, 1e6}, d in {8, 32}, k in {8, 64}, plus the must-have point (300_000, 32, 64).
 #: Every point runs for both dtypes.
 GRID_POINTS = frozenset(
-    [(n, d, k) for n in (100_000, 1_000_000) for d in (8, 32) for k in (8, 64)]
-    + [(300_000, 32, 64)]
+    [(rows(n), d, k) for n in (100_000, 1_000_000) for d in (8, 32) for k in (8, 64)]
+    + [(rows(300_000), 32, 64)]
 )
 
 #: The must-have points only (used by the expensive per-iteration fit differences).
-KEY_POINTS = frozenset([(300_000, 32, 64), (1_000_000, 8, 8)])
+KEY_POINTS = frozenset([(rows(300_000), 32, 64), (rows(1_000_000), 8, 8)])
 
-GRID_PARAMS = [[100_000, 300_000, 1_000_000], [8, 32], [8, 64], DTYPES]
+GRID_PARAMS = [[rows(100_000), rows(300_000), rows(1_000_000)], [8, 32], [8, 64], DTYPES]
 GRID_PARAM_NAMES = ["n", "d", "k", "dtype"]
 
 #: Number of overlapping Gaussian blobs in the synthetic data. Overlap keeps Lloyd from

@@ -578,3 +578,51 @@ def test_large_float32_fit_does_not_copy_x():
     # X is 200 bytes a row; per-row vectors (weights, labels, distances) are about 24
     assert out["numpy_peak"] < 0.25 * out["X"], out
     assert out["rss_above"] < 0.5 * out["X"], out
+
+
+# ============================================== 2b. stale caches: upgrades and kernel edits
+
+STAMP_CHILD = """
+    import json
+    import numpy as np
+    from fastem.kernels import column_mean_var
+    column_mean_var(np.arange(12.0).reshape(4, 3))
+    print(json.dumps({"hits": sum(column_mean_var.stats.cache_hits.values()),
+                      "misses": sum(column_mean_var.stats.cache_misses.values())}))
+"""
+
+
+def test_cache_is_invalidated_by_kernel_edits_and_version(tmp_path):
+    """A kernel cached by one fastem is not served after an edit of *another* kernel source
+    file (here ``_simd.py``, which ``column_mean_var`` does not even call) or a version change.
+    Numba alone keys on the kernel's own file only."""
+    site = _read_only_copy_of_package(tmp_path)
+    env = _child_env(site, tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    first = _check(_run(STAMP_CHILD, env=env))
+    again = _check(_run(STAMP_CHILD, env=env))
+    assert (first["misses"], again["hits"], again["misses"]) == (1, 1, 0)
+    simd = site / "fastem" / "kernels" / "_simd.py"
+    simd.write_text(simd.read_text() + "\n# an edit elsewhere in the kernels\n")
+    edited = _check(_run(STAMP_CHILD, env=env))
+    assert (edited["hits"], edited["misses"]) == (0, 1)
+    assert _check(_run(STAMP_CHILD, env=env))["hits"] == 1
+    version = site / "fastem" / "_version.py"
+    version.write_text(version.read_text().replace('__version__ = "', '__version__ = "9'))
+    upgraded = _check(_run(STAMP_CHILD, env=env))
+    assert (upgraded["hits"], upgraded["misses"]) == (0, 1)
+
+
+def test_cache_files_are_separate_per_simd_class(tmp_path):
+    """Kernels built with another class's tiles never share an index file."""
+    site = _read_only_copy_of_package(tmp_path)
+    cache = tmp_path / "cache"
+    for forced in ("portable", None):
+        extra = {"FASTEM_SIMD_CLASS": forced} if forced else {}
+        _check(_run(STAMP_CHILD, env=_child_env(site, tmp_path, NUMBA_CACHE_DIR=str(cache),
+                                                **extra)))
+    names = {p.name for p in cache.rglob("*.nbi")}
+    assert any("-fe1-portable" in n for n in names)
+    assert any(f"-fe1-{_jit.SIMD_CLASS}" in n for n in names)
+    forced_again = _check(_run(STAMP_CHILD, env=_child_env(
+        site, tmp_path, NUMBA_CACHE_DIR=str(cache), FASTEM_SIMD_CLASS="portable")))
+    assert forced_again["hits"] == 1

@@ -29,6 +29,7 @@ from .gaussian import (
     gaussian_log_pdf_full,
     weighted_moments,
 )
+from .linalg import precision_cholesky_factors
 from .moments import all_finite, column_mean_var
 from .responsibilities import normalize_log_row, responsibilities
 
@@ -49,6 +50,7 @@ __all__ = [
     "nearest_centers",
     "normalize_log_row",
     "potential_block_sums",
+    "precision_cholesky_factors",
     "responsibilities",
     "sqdist_to_centers",
     "update_min_sqdist",

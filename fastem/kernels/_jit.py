@@ -15,6 +15,12 @@ model and the runtime policies below are decided here and nowhere else:
   user cache directory. When none of them is writable, Numba raises at decoration time; here
   the kernels are then compiled without caching and one :class:`CacheUnavailableWarning` is
   issued per process.
+* **Stale caches.** Numba keys a cached kernel on its own file's timestamp and the target
+  CPU, but not on the files it calls (``_simd``, ``_blocks``, this module's constants) nor on
+  fastem's version. Here every cache entry also carries :data:`KERNEL_STAMP` - fastem's
+  version and a SHA-256 of all kernel sources - so an upgrade or an edit anywhere in
+  ``fastem/kernels`` recompiles every kernel; and cache files are named after the SIMD class
+  of ``_target`` so kernels built with another tile choice never share an index file.
 * **Damaged caches.** Cache files are written with a SHA-256 checksum (file names carry a
   ``fe1`` tag so that they never collide with Numba's own format). A truncated, corrupt or
   unreadable cache entry is treated as a miss: the kernel is recompiled and the entry
@@ -22,14 +28,19 @@ model and the runtime policies below are decided here and nowhere else:
   that kernel with the same one-time warning.
 """
 import hashlib
+import os
 import pickle
 import threading
 import warnings
 
 import numba
+import numpy as np
 from numba.core import config
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.registry import CPUDispatcher
+
+from .._version import __version__
+from ._target import HAS_FMA, PARALLEL_MIN_ROWS, SIMD_CLASS
 
 #: LLVM fast-math flags used by every kernel. Deliberately *without* ``nnan`` and ``ninf``:
 #: -inf appears legitimately (log(0) guards, padded centres) and must not be optimised away.
@@ -95,6 +106,23 @@ def parallel_calls_are_threadsafe():
 _MAGIC = b"fastem-cache-1\n"
 
 
+def _kernel_sources_digest():
+    """SHA-256 of every Python source in this package (the code any kernel can call)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            digest.update(name.encode())
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+#: Added to every cache entry's source stamp: a cached kernel is reused only by the same
+#: fastem version, the same kernel sources and the same SIMD class / FMA choice.
+KERNEL_STAMP = (__version__, _kernel_sources_digest(), SIMD_CLASS, HAS_FMA)
+
+
 def _wrap(payload):
     return _MAGIC + hashlib.sha256(payload).digest() + payload
 
@@ -114,7 +142,8 @@ class _CheckedCacheFile(IndexDataCacheFile):
     """Numba's index/data cache files with a checksum on every file; damage reads as a miss."""
 
     def __init__(self, cache_path, filename_base, source_stamp):
-        super().__init__(cache_path, filename_base + "-fe1", source_stamp)
+        super().__init__(cache_path, f"{filename_base}-fe1-{SIMD_CLASS}",
+                         (source_stamp, KERNEL_STAMP))
 
     def _load_index(self):
         try:
@@ -184,9 +213,29 @@ class Kernel(CPUDispatcher):
 
 
 class ParallelKernel(Kernel):
-    """A dispatcher of a ``parallel=True`` kernel: Python-level calls are made thread-safe."""
+    """A dispatcher of a ``parallel=True`` kernel.
+
+    Python-level calls are made thread-safe (see the module docstring), and a call whose
+    first array has fewer than :data:`PARALLEL_MIN_ROWS` rows runs on the calling thread
+    alone (Numba's thread count is lowered to 1 for this thread and restored afterwards):
+    waking the thread pool costs more than such a call, and on few cores a pool that wakes
+    between BLAS calls spins against BLAS's own threads. Results do not change: blocks and
+    their order are fixed.
+    """
 
     def __call__(self, *args, **kwargs):
+        if args and isinstance(args[0], np.ndarray) and args[0].ndim \
+                and args[0].shape[0] < PARALLEL_MIN_ROWS:
+            previous = numba.get_num_threads()
+            if previous > 1:
+                numba.set_num_threads(1)
+                try:
+                    return self._locked_call(args, kwargs)
+                finally:
+                    numba.set_num_threads(previous)
+        return self._locked_call(args, kwargs)
+
+    def _locked_call(self, args, kwargs):
         if _layer_is_threadsafe or parallel_calls_are_threadsafe():
             return super().__call__(*args, **kwargs)
         with PARALLEL_LOCK:

@@ -22,6 +22,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._target import HAS_FMA, TILES
+
+#: float64 lanes of the short-vector helpers below (and of the Bernoulli accumulators).
+LANES = TILES["lanes"]
+
+
 def _splat(builder, value, vtype):
     undef = ir.Constant(vtype, ir.Undefined)
     first = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
@@ -43,14 +49,21 @@ def _llvm_suffix(L, scalar_bits):
 
 
 def _fma(builder, vtype):
-    """Declaration of ``llvm.fma`` for the float vector type ``vtype``."""
+    """``muladd(a, b, c) = a * b + c`` on float vectors of type ``vtype``.
+
+    One ``llvm.fma`` (a single rounding) where the target has a fused multiply-add; a
+    multiply and an add otherwise (``llvm.fma`` would become a call into libm there).
+    """
+    if not HAS_FMA:
+        return lambda args: builder.fadd(builder.fmul(args[0], args[1]), args[2])
     bits = 64 if isinstance(vtype.element, ir.DoubleType) else 32
-    return cgutils.get_or_insert_function(
+    fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vtype, [vtype] * 3),
         "llvm.fma." + _llvm_suffix(vtype.count, bits))
+    return lambda args: builder.call(fma, args)
 
 
-def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
+def make_tile_kernel(tile_shape, reduction):
     """Build an intrinsic ``tile(X, row0, row_last, CT, bias, out, out_offset)``.
 
     For the ``n_rows`` rows ``r = min(row0 + m, row_last)`` of the C-contiguous float array
@@ -66,9 +79,11 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
       ``out`` of width kp, X of dtype float64) - with ``bias = 0`` this accumulates the matrix
       product ``X @ CT`` into ``out``.
 
-    Vectors are ``vector_bytes`` wide (64: AVX-512; LLVM splits them on narrower CPUs);
-    ``kp`` must be a multiple of ``n_vec * vector_bytes / X.itemsize``.
+    ``tile_shape`` is a :class:`fastem.kernels._target.Tile` (rows, vectors, vector bytes)
+    from the table of machine-dependent choices; ``kp`` must be a multiple of
+    ``vectors * vector_bytes / X.itemsize``.
     """
+    n_rows, n_vec, vector_bytes = tile_shape
     out_dtype = types.int32 if reduction == "argmin" else types.float64
     out_ndim = 2 if reduction == "subtract" else 1
 
@@ -139,7 +154,7 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
                     for m in range(n_rows):
                         xneg = _splat(builder, builder.fneg(builder.load(builder.gep(xrows[m], [f]))), vtype)
                         for v in range(n_vec):
-                            builder.store(builder.call(fma, [xneg, cvec[v], builder.load(acc[m][v])]),
+                            builder.store(fma([xneg, cvec[v], builder.load(acc[m][v])]),
                                           acc[m][v])
                 if reduction == "argmin":
                     # lane-wise running minimum; strict '<' keeps the earliest index per lane
@@ -157,7 +172,7 @@ def make_tile_kernel(n_rows, n_vec, vector_bytes, reduction):
                     for m in range(n_rows):
                         for v in range(n_vec):
                             a = builder.load(acc[m][v])
-                            builder.store(builder.call(fma, [a, a, builder.load(sumsq[m])]), sumsq[m])
+                            builder.store(fma([a, a, builder.load(sumsq[m])]), sumsq[m])
                 else:
                     out_cols = builder.extract_value(oa.shape, 1)
                     for m in range(n_rows):
@@ -239,7 +254,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     """``y[y_off + t] += a * x[x_off + t]`` for t < length (flat indices, float64 maths).
 
     ``x``: C-contiguous float32/float64 array of any dimension; ``y``: C-contiguous float64.
-    Full 8-lane vectors plus one masked tail, so short and odd lengths stay vectorised (LLVM's
+    Full vectors of ``TILES['lanes']`` float64 plus one masked tail, so short and odd lengths stay vectorised (LLVM's
     own vectoriser leaves loops shorter than its unroll width scalar).
     """
     if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True) and y.dtype == types.float64):
@@ -249,13 +264,13 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     def codegen(context, builder, signature, args):
         av, xv, xoffv, yv, yoffv, lenv = args
         i1, i32 = ir.IntType(1), ir.IntType(32)
-        L = 8
+        L = LANES
         vtype = ir.VectorType(ir.DoubleType(), L)
         vptr = vtype.as_pointer()
         fma = _fma(builder, vtype)
         mstore = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
-            "llvm.masked.store.v8f64.p0v8f64")
+            "llvm.masked.store.v%df64.p0v%df64" % (L, L))
         cast = [context.cast(builder, v, t, types.int64)
                 for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
                              (lenv, signature.args[5]))]
@@ -264,7 +279,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
         asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
 
         def body(t, mask):
-            new = builder.call(fma, [asplat, load_x(t, mask), load_y(t, mask)])
+            new = fma([asplat, load_x(t, mask), load_y(t, mask)])
             ptr = builder.bitcast(builder.gep(ybase, [t]), vptr)
             if mask is None:
                 builder.store(new, ptr, align=8)
@@ -286,12 +301,12 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 
     def codegen(context, builder, signature, args):
         xv, xoffv, cv, coffv, lenv = args
-        L = 8
+        L = LANES
         vtype = ir.VectorType(ir.DoubleType(), L)
         fma = _fma(builder, vtype)
         reduce_add = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
-            "llvm.vector.reduce.fadd.v8f64")
+            "llvm.vector.reduce.fadd.v%df64" % L)
         cast = [context.cast(builder, v, t, types.int64)
                 for v, t in ((xoffv, signature.args[1]), (coffv, signature.args[3]),
                              (lenv, signature.args[4]))]
@@ -301,7 +316,7 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 
         def body(t, mask):
             diff = builder.fsub(load_x(t, mask), load_c(t, mask))
-            builder.store(builder.call(fma, [diff, diff, builder.load(acc)]), acc)
+            builder.store(fma([diff, diff, builder.load(acc)]), acc)
 
         _vector_loop(builder, cast[2], L, body)
         return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
@@ -311,18 +326,21 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 
 
 
-#: The three register tiles, by number of centres handled per pass (for f64 / f32):
-#: 8 rows x 1 half vector (4 / 8 centres), 8 rows x 1 vector (8 / 16), 4 rows x 2 vectors (16 / 32).
-#: Each keeps 8 accumulators in registers; the narrowest that covers k wastes the least work.
-nearest_rows_narrow = make_tile_kernel(8, 1, 32, "argmin")
-nearest_rows_medium = make_tile_kernel(8, 1, 64, "argmin")
-nearest_rows_wide = make_tile_kernel(4, 2, 64, "argmin")
+#: The three search tiles of the target's class (``_target.TILE_TABLE``), narrowest first;
+#: the narrowest that covers k wastes the least work on padding.
+nearest_rows_narrow, nearest_rows_medium, nearest_rows_wide = (
+    make_tile_kernel(t, "argmin") for t in TILES["search"])
 #: The same tiles reducing to sum_j z_j^2 (Gaussian quadratic forms).
-sumsq_rows_narrow = make_tile_kernel(8, 1, 32, "sumsq")
-sumsq_rows_medium = make_tile_kernel(8, 1, 64, "sumsq")
-sumsq_rows_wide = make_tile_kernel(4, 2, 64, "sumsq")
-#: 4 x 16 float64 tile accumulating a matrix product (scatter matrices).
-matmul_acc_rows = make_tile_kernel(4, 2, 64, "subtract")
+sumsq_rows_narrow, sumsq_rows_medium, sumsq_rows_wide = (
+    make_tile_kernel(t, "sumsq") for t in TILES["search"])
+#: Rows per call of each search tile, and bytes of centres (columns of CT) per pass.
+SEARCH_ROWS = tuple(t.rows for t in TILES["search"])
+SEARCH_BYTES = tuple(t.vectors * t.vector_bytes for t in TILES["search"])
+#: Tile accumulating a float64 matrix product (scatter matrices, diagonal quadratic forms):
+#: PRODUCT_ROWS rows of the left operand per call, columns padded to PRODUCT_COLS.
+matmul_acc_rows = make_tile_kernel(TILES["product"], "subtract")
+PRODUCT_ROWS = TILES["product"].rows
+PRODUCT_COLS = TILES["product"].vectors * TILES["product"].vector_bytes // 8
 
 
 @intrinsic

@@ -8,7 +8,7 @@ Component c has success probabilities ``theta[c]`` (one per feature). For a bina
 
 so a row costs one pass over its non-zero entries: a dense row is scanned once, 8 entries at
 a time, for its non-zero positions, and a CSR row costs O(nnz), never O(d). The log-odds are
-kept transposed, ``WT`` of shape (d, kp) with k padded to a multiple of 8, so adding feature
+kept transposed, ``WT`` of shape (d, kp) with k padded to a multiple of ``LANES`` (one vector register), so adding feature
 j's contribution to all k components is a few SIMD adds into register accumulators; the
 M-step statistics ``sum_i w_i r_ic x_ij`` are accumulated the same way into a (d, kp) table.
 
@@ -34,7 +34,7 @@ from numba.extending import intrinsic
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
 from ._jit import kernel
-from ._simd import _is_c_array, _splat
+from ._simd import LANES, _is_c_array, _splat
 from .responsibilities import normalize_log_row
 
 #: Most partial (d, kp) statistic tables one fused E-step keeps ...
@@ -44,8 +44,9 @@ PARTIAL_BUDGET = 64 * 2**20
 #: ... but never fewer than this (the parallelism of one E-step).
 MIN_PARTIALS = 4
 
-#: Components are padded to a multiple of this (one AVX-512 vector of float64).
-LANES = 8
+#: Entries of a dense row examined per step of the non-zero scan (a byte mask; the scan writes
+#: up to this many positions past the last non-zero, so position buffers have d + SCAN_WIDTH).
+SCAN_WIDTH = 8
 
 #: Values per block in the binary check.
 CHECK_BLOCK = 1 << 16
@@ -59,15 +60,16 @@ CHECK_BLOCK = 1 << 16
 # entry. Emitting the vector IR directly keeps the accumulators in SIMD registers (two
 # interleaved sets hide the add latency) and scans 8 entries per step with a 256-entry table
 # of bit positions. The code is target-independent LLVM IR (no x86 intrinsics), so it runs
-# wherever Numba does; lanes are 8 float64 (one AVX-512 register, two AVX2 registers).
+# wherever Numba does; a vector is ``LANES`` float64 (one register of the target's class, from
+# the table in ``_target``; components are padded to a multiple of it).
 
 def _make_row_update(n_vec, scatter):
-    """Intrinsic over the table rows ``idx[start:stop]`` and columns ``col0 + [0, 8 n_vec)``.
+    """Intrinsic over the table rows ``idx[start:stop]`` and columns ``col0 + [0, LANES n_vec)``.
 
     gather (scatter=False): ``vec[cols] = sum_t table[idx[t], cols]``, t in increasing order
     alternating between two accumulators (even t, odd t) that are added at the end;
     scatter (scatter=True): ``table[idx[t], cols] += vec[cols]`` for every t.
-    ``table`` is a C-contiguous (d, kp) float64 array with kp a multiple of 8; ``idx`` an int32
+    ``table`` is a C-contiguous (d, kp) float64 array with kp a multiple of LANES; ``idx`` an int32
     or int64 array; ``vec`` a float64 array of length >= kp.
     """
     @intrinsic
@@ -223,13 +225,13 @@ def _gather(table, idx, start, stop, acc):
     """acc[:kp] = sum of rows idx[start:stop] of the (d, kp) table (fixed order)."""
     kp = table.shape[1]
     col = 0
-    while kp - col >= 32:
+    while kp - col >= 4 * LANES:
         _gather_4(table, idx, start, stop, col, acc)
-        col += 32
-    if kp - col >= 16:
+        col += 4 * LANES
+    if kp - col >= 2 * LANES:
         _gather_2(table, idx, start, stop, col, acc)
-        col += 16
-    if kp - col >= 8:
+        col += 2 * LANES
+    if kp - col >= LANES:
         _gather_1(table, idx, start, stop, col, acc)
 
 
@@ -238,13 +240,13 @@ def _scatter(table, idx, start, stop, vec):
     """table[idx[t], :] += vec[:kp] for t in [start, stop)."""
     kp = table.shape[1]
     col = 0
-    while kp - col >= 32:
+    while kp - col >= 4 * LANES:
         _scatter_4(table, idx, start, stop, col, vec)
-        col += 32
-    if kp - col >= 16:
+        col += 4 * LANES
+    if kp - col >= 2 * LANES:
         _scatter_2(table, idx, start, stop, col, vec)
-        col += 16
-    if kp - col >= 8:
+        col += 2 * LANES
+    if kp - col >= LANES:
         _scatter_1(table, idx, start, stop, col, vec)
 
 
@@ -397,7 +399,7 @@ def bernoulli_log_pmf(X, theta, log_weights, out):
     kp = WT.shape[1]
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
-        pos = np.empty(d + LANES, dtype=np.int32)
+        pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
         acc = np.empty(kp)
         for i in range(start, stop):
             cnt = _scan_row(X, i, pos, _BIT_POSITIONS)
@@ -479,7 +481,7 @@ def bernoulli_estep(X, sample_weight, theta, log_weights, nk, sx):
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        pos = np.empty(d + LANES, dtype=np.int32)
+        pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
         acc = np.empty(kp)
         row = np.empty(k)
         r = np.zeros(kp)
@@ -564,7 +566,7 @@ def _resp_stats(X, resp, nk, sx):
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        pos = np.empty(d + LANES, dtype=np.int32)
+        pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
         r = np.zeros(kp)
         for i in range(start, stop):
             for c in range(k):

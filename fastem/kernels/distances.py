@@ -11,7 +11,8 @@ from numba import prange
 
 from ._blocks import block_bounds, fold_blocks, n_blocks
 from ._jit import kernel
-from ._simd import axpy, nearest_rows_medium, nearest_rows_narrow, nearest_rows_wide, sqdist
+from ._simd import (SEARCH_BYTES, SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
+                    nearest_rows_wide, sqdist)
 
 
 @kernel
@@ -51,26 +52,27 @@ def _transposed_centers(X, centers, width):
 def _search_layout(X, n_centers):
     """Pick the register tile for ``n_centers``: (tile id 0/1/2, centres per pass).
 
-    Tiles (see ``_simd``): 32, 64 and 128 bytes of centres per pass.
+    The tiles are the target class's ``search`` row of ``_target.TILE_TABLE`` (narrowest
+    first): the first one whose width covers all centres, else the last (widest).
     """
     for tile in range(2):
-        width = (32 << tile) // X.itemsize
+        width = SEARCH_BYTES[tile] // X.itemsize
         if n_centers <= width:
             return tile, width
-    return 2, 128 // X.itemsize
+    return 2, SEARCH_BYTES[2] // X.itemsize
 
 
 @kernel
 def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
     """out[i - out_offset] = nearest centre of row i, for start <= i < stop."""
     if tile == 2:
-        for i in range(start, stop, 4):
+        for i in range(start, stop, SEARCH_ROWS[2]):
             nearest_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset)
     elif tile == 1:
-        for i in range(start, stop, 8):
+        for i in range(start, stop, SEARCH_ROWS[1]):
             nearest_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset)
     else:
-        for i in range(start, stop, 8):
+        for i in range(start, stop, SEARCH_ROWS[0]):
             nearest_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset)
 
 

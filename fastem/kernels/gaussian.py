@@ -24,8 +24,8 @@ from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
 from ._jit import BLOCK_ROWS, kernel
-from ._simd import (axpy, matmul_acc_rows, sumsq_rows_medium, sumsq_rows_narrow,
-                    sumsq_rows_wide)
+from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_BYTES, SEARCH_ROWS, axpy,
+                    matmul_acc_rows, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
 from .responsibilities import normalize_log_row
 
 #: Most partial statistic tables a fused E-step keeps (each is k*d*d floats for full).
@@ -44,11 +44,10 @@ def _full_layout(means, prec_chol, center):
     """
     k, d = means.shape
     tile = 2
-    width = 16
-    if d <= 4:
-        tile, width = 0, 4
-    elif d <= 8:
-        tile, width = 1, 8
+    for t in range(1, -1, -1):
+        if d <= SEARCH_BYTES[t] // 8:
+            tile = t
+    width = SEARCH_BYTES[tile] // 8
     dp = (d + width - 1) // width * width
     shared = prec_chol.shape[0] == 1
     factors = np.zeros((k, d, dp))
@@ -100,13 +99,13 @@ def _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc,
     for j in range(k):
         fj, bj, qj = factors[j], bias[j], q[j]
         if tile == 2:
-            for i in range(0, rows, 4):
+            for i in range(0, rows, SEARCH_ROWS[2]):
                 sumsq_rows_wide(xc, i, last, fj, bj, qj, 0)
         elif tile == 1:
-            for i in range(0, rows, 8):
+            for i in range(0, rows, SEARCH_ROWS[1]):
                 sumsq_rows_medium(xc, i, last, fj, bj, qj, 0)
         else:
-            for i in range(0, rows, 8):
+            for i in range(0, rows, SEARCH_ROWS[0]):
                 sumsq_rows_narrow(xc, i, last, fj, bj, qj, 0)
     for i in range(rows):
         for j in range(k):
@@ -124,11 +123,11 @@ def _diag_layout(means, prec, center):
     ``coef`` (yp, kp): rows f < d hold ``prec^2``, rows d..2d-1 ``-2 prec^2 delta``, the rest
     (including row 2d, which meets the constant feature 1 of ``_diag_block_features``) and the
     padding columns j >= k are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``.
-    yp and kp are multiples of 16 (the SIMD tile width).
+    yp and kp are multiples of ``PRODUCT_COLS`` (the product tile's width).
     """
     k, d = means.shape
-    yp = (2 * d + 1 + 15) // 16 * 16
-    kp = (k + 15) // 16 * 16
+    yp = (2 * d + 1 + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
+    kp = (k + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
     coef = np.zeros((yp, kp))
     bias = np.zeros(kp)
     for j in range(k):
@@ -145,7 +144,8 @@ def _diag_layout(means, prec, center):
 def _diag_block_features(X, start, stop, center, y):
     """y[i] = [xc^2, xc, 1, 0...] for the rows of a block (xc = X[start + i] - center, float64).
 
-    Rows of ``y`` past ``stop - start`` (padding up to a multiple of 4) are zeroed.
+    Rows of ``y`` past ``stop - start`` (padding up to a multiple of ``PRODUCT_ROWS``) are
+    zeroed.
     """
     d = X.shape[1]
     rows = stop - start
@@ -162,11 +162,11 @@ def _diag_block_features(X, start, stop, center, y):
 
 @kernel
 def _diag_block_log_prob(y, coef, bias, const, q, out, rows):
-    """out[i, j] = const[j] - 1/2 q_ij with q = y @ coef - bias (SIMD tile, 4 rows a pass)."""
+    """out[i, j] = const[j] - 1/2 q_ij with q = y @ coef - bias (SIMD product tile)."""
     k = out.shape[1]
     q[:] = 0.0
     last = y.shape[0] - 1
-    for i in range(0, y.shape[0], 4):
+    for i in range(0, y.shape[0], PRODUCT_ROWS):
         matmul_acc_rows(y, i, last, coef, bias, q, 0)
     for i in range(rows):
         for j in range(k):
@@ -220,7 +220,7 @@ def gaussian_log_pdf_diag(X, means, prec, const, out):
     coef, bias = _diag_layout(means, prec, center)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
-        rows4 = (stop - start + 3) // 4 * 4
+        rows4 = (stop - start + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
         y = np.zeros((rows4, coef.shape[0]))
         q = np.empty((rows4, coef.shape[1]))
         _diag_block_features(X, start, stop, center, y)
@@ -281,9 +281,10 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     m2 = s2.shape[0]
     center = _mean_of_means(means, const)
     tile, factors, bias = _full_layout(means, prec_chol, center)
-    d4 = (d + 3) // 4 * 4          # product rows, padded for the 4-row tile
-    k4 = (k + 3) // 4 * 4
-    dp = (d + 15) // 16 * 16       # product columns, padded for the 16-column tile
+    pr, pc = PRODUCT_ROWS, PRODUCT_COLS
+    d4 = (d + pr - 1) // pr * pr   # product rows, padded for the product tile
+    k4 = (k + pr - 1) // pr * pr
+    dp = (d + pc - 1) // pc * pc   # product columns, padded likewise
     zeros = np.zeros(dp)
     nc = n_chunks(n, MAX_PARTIALS)
     # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
@@ -304,7 +305,7 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
         for b0 in range(start, stop, BLOCK_ROWS):
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
-            rows4 = (rows + 3) // 4 * 4
+            rows4 = (rows + pr - 1) // pr * pr
             _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
             # operands of the products, zero-padded: XC (rows4, dp), XT = XC^T (d4, rows4),
             # RT = (w r)^T (k4, rows4)
@@ -319,7 +320,7 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
                 for f in range(d):
                     xcp[i, f] = xc[i, f]
                     xt[f, i] = xc[i, f]
-            for j0 in range(0, k4, 4):
+            for j0 in range(0, k4, pr):
                 matmul_acc_rows(rt, j0, k4 - 1, xcp, zeros, c_t1, 0)
             for j in range(k):
                 c_nk[j] += rt[j].sum()
@@ -334,7 +335,7 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
                 for f in range(d4):
                     for i in range(rows4):
                         wt[f, i] = xt[f, i] * r[i]
-                for f0 in range(0, d4, 4):
+                for f0 in range(0, d4, pr):
                     matmul_acc_rows(wt, f0, d4 - 1, xcp, zeros, c_t2[m], 0)
         p_ll[c, 0] = ll
     fold_blocks(p_nk, nk)
@@ -432,7 +433,8 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     center = _mean_of_means(means, const)
     coef, bias = _diag_layout(means, prec, center)
     yp, kp = coef.shape
-    k4 = (k + 3) // 4 * 4
+    pr = PRODUCT_ROWS
+    k4 = (k + pr - 1) // pr * pr
     zeros = np.zeros(yp)
     nc = n_chunks(n, MAX_PARTIALS)
     # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0), and the log-likelihood
@@ -450,7 +452,7 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
         for b0 in range(start, stop, BLOCK_ROWS):
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
-            rows4 = (rows + 3) // 4 * 4
+            rows4 = (rows + pr - 1) // pr * pr
             yb = y[:rows4]
             _diag_block_features(X, b0, b1, center, yb)
             _diag_block_log_prob(yb, coef, bias, const, q[:rows4], resp, rows)
@@ -464,7 +466,7 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
                     rt[j, i] = 0.0
             # c_t += rt @ y over the block's rows (rt rows are components)
             rtb = np.ascontiguousarray(rt[:, :rows4]) if rows4 < BLOCK_ROWS else rt
-            for j0 in range(0, k4, 4):
+            for j0 in range(0, k4, pr):
                 matmul_acc_rows(rtb, j0, k4 - 1, yb, zeros, c_t, 0)
         p_ll[c, 0] = ll
     t = np.empty((k4, yp))

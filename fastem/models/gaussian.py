@@ -19,7 +19,7 @@ import numpy as np
 from scipy import linalg
 
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
-                       gaussian_log_pdf_full, weighted_moments)
+                       gaussian_log_pdf_full, precision_cholesky_factors, weighted_moments)
 from .kmeans import kmeans_plusplus
 from .mixture import (MixtureModel, one_hot_rows, overflow_error,
                       random_responsibilities, row_chunks, weighted_mean)
@@ -54,14 +54,12 @@ def precision_cholesky(covariances, covariance_type):
     """Precision Cholesky factors from covariances; ValueError names a singular component."""
     if covariance_type in ("full", "tied"):
         covs = covariances if covariance_type == "full" else covariances[None]
-        d = covs.shape[-1]
+        covs = np.ascontiguousarray(covs, dtype=np.float64)
         out = np.empty_like(covs)
-        for j, cov in enumerate(covs):
-            try:
-                chol = linalg.cholesky(cov, lower=True)
-            except linalg.LinAlgError:
-                raise _singular_error(j, covariance_type) from None
-            out[j] = linalg.solve_triangular(chol, np.eye(d), lower=True).T
+        # serial Numba, not LAPACK: no BLAS thread pool wakes up between parallel kernels
+        failed = precision_cholesky_factors(covs, out)
+        if failed >= 0:
+            raise _singular_error(failed, covariance_type)
         out = out if covariance_type == "full" else out[0]
     else:
         if np.any(covariances <= 0.0):

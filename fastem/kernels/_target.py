@@ -1,0 +1,165 @@
+"""The one table of machine-dependent choices: SIMD tiles per CPU class.
+
+Numba compiles for one *target* CPU: the host, or ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
+when they are set (note: ``NUMBA_CPU_NAME`` alone keeps the *host's* feature flags, so on an
+AVX-512 host ``NUMBA_CPU_NAME=haswell`` still emits AVX-512 code; add an empty
+``NUMBA_CPU_FEATURES=`` to get the named CPU's own features, e.g.
+``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=`` for AVX2). This module asks LLVM, with exactly
+the CPU name and features Numba's code generator will use, how wide its vector registers are
+and whether it has a fused multiply-add, and from that picks a *class* and its row of
+:data:`TILE_TABLE`. Every SIMD building block in ``_simd.py`` and ``bernoulli.py`` and every
+padding width in the kernels comes from :data:`TILES`; no kernel hard-codes a width.
+
+A tile ``(rows, vectors, vector_bytes)`` keeps ``rows x vectors`` accumulator registers,
+``vectors`` centre/factor registers and one broadcast live in the innermost loop (one
+broadcast-FMA per feature and accumulator), so ``rows * vectors + vectors + 1`` must fit the
+register file, and ``rows * vectors`` should cover FMA latency x FMA ports (8-10 on current
+x86 cores) to keep both FMA pipes busy.
+
+Cache safety: the class is a pure function of the CPU name and features, which Numba already
+puts in every cache key; edits of this table (or of any kernel source) change the source stamp
+that ``_jit`` adds to the key.
+"""
+import os
+import re
+from collections import namedtuple
+
+import llvmlite.binding as ll
+from numba.core import config
+
+#: One SIMD tile: ``rows`` rows x ``vectors`` registers of ``vector_bytes`` bytes each.
+Tile = namedtuple("Tile", "rows vectors vector_bytes")
+
+#: Per CPU class (vector register bytes, number of vector registers):
+#:
+#: * ``search``: three argmin / sum-of-squares tiles ordered by width (bytes of centres or
+#:   factor columns handled per pass): the narrowest that covers k is used, the last one for
+#:   anything wider (nearest-centre search, Gaussian full quadratic forms);
+#: * ``product``: the tile of the accumulating matrix products (Gaussian statistics, diagonal
+#:   quadratic forms; float64 only);
+#: * ``lanes``: float64 lanes of the short-vector helpers (masked-tail ``axpy``, ``sqdist``) and
+#:   of the Bernoulli accumulators (components are padded to a multiple of it);
+#: * ``panel_bytes``: bytes of a centre/factor panel (d x panel columns) that the search and
+#:   quadratic-form loops keep hot in cache while they sweep the rows of a block.
+#:
+#: Why these tiles (medians of single Lloyd iterations / fused E-steps, measured on a 2-core
+#: Intel Xeon (Emerald Rapids) VM; AVX2 = the same host with
+#: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=``; README "Performance" has the tables):
+#:
+#: * avx512 (64 B x 32): 8 x 1 half/full vectors for small k, 4 x 2 for wide. Wider tiles
+#:   (8 x 2, 6 x 4) measured no faster at d = 32, k = 64 (load- not FMA-bound there).
+#: * avx2 (32 B x 16): AVX-512's 4 x 2 x 64 B tile is 16 ymm accumulators + 4 centre vectors:
+#:   it spilled (Lloyd k = 64 float32 ran at 0.48x scikit-learn). 4 x 2 x 32 B keeps 8
+#:   accumulators + 2 + 1 registers, 6 x 2 keeps 12 + 3 = 15.
+#: * neon (16 B x 32) and sse (16 B x 16): the same shapes as AVX2 in 16 B vectors (NEON has
+#:   the registers for 6 x 4, untested for lack of hardware, so the conservative tile is used).
+#: * portable (anything else, e.g. ``NUMBA_CPU_NAME=generic``): 16 B vectors, few registers.
+TILE_TABLE = {
+    "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(4, 2, 64)),
+                   product=Tile(4, 2, 64), lanes=8, panel_bytes=32 * 1024),
+    "avx2": dict(search=(Tile(8, 1, 32), Tile(4, 2, 32), Tile(6, 2, 32)),
+                 product=Tile(4, 2, 32), lanes=4, panel_bytes=24 * 1024),
+    "neon": dict(search=(Tile(8, 1, 16), Tile(4, 2, 16), Tile(6, 2, 16)),
+                 product=Tile(4, 2, 16), lanes=2, panel_bytes=24 * 1024),
+    "sse": dict(search=(Tile(8, 1, 16), Tile(4, 2, 16), Tile(6, 2, 16)),
+                product=Tile(4, 2, 16), lanes=2, panel_bytes=16 * 1024),
+    "portable": dict(search=(Tile(4, 1, 16), Tile(4, 2, 16), Tile(4, 2, 16)),
+                     product=Tile(4, 2, 16), lanes=2, panel_bytes=16 * 1024),
+}
+
+#: When to go parallel: a parallel kernel called from Python on fewer rows than this runs on
+#: the calling thread (``_jit.ParallelKernel``). Two 2048-row blocks: below that a thread-pool
+#: wake-up (tens of microseconds, milliseconds when BLAS's threads spin on the same cores)
+#: costs more than the work it could share. Not CPU-class dependent.
+PARALLEL_MIN_ROWS = 4096
+
+_PROBE_IR = """
+define void @widest(<16 x float>* %a, <16 x float>* %b) {
+  %x = load <16 x float>, <16 x float>* %a
+  %y = load <16 x float>, <16 x float>* %b
+  %z = fadd <16 x float> %x, %y
+  store <16 x float> %z, <16 x float>* %a
+  ret void
+}
+declare <2 x double> @llvm.fma.v2f64(<2 x double>, <2 x double>, <2 x double>)
+define void @fused(<2 x double>* %a) {
+  %x = load <2 x double>, <2 x double>* %a
+  %z = call <2 x double> @llvm.fma.v2f64(<2 x double> %x, <2 x double> %x, <2 x double> %x)
+  store <2 x double> %z, <2 x double>* %a
+  ret void
+}
+"""
+
+
+def target_cpu():
+    """(cpu name, feature string) exactly as Numba's JIT code generator will use them."""
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    if config.CPU_FEATURES is not None:
+        return name, config.CPU_FEATURES
+    from numba.core.codegen import get_host_cpu_features
+    return name, get_host_cpu_features()
+
+
+def probe_target(name, features):
+    """Ask LLVM how it compiles wide vector code for ``name``/``features``.
+
+    Returns ``(arch, vector_bytes, has_fma)``: the target architecture name, the width of the
+    widest vector register LLVM uses for a 64-byte vector operation and whether ``llvm.fma``
+    becomes a single instruction (not a call into libm).
+    """
+    ll.initialize_native_target()
+    ll.initialize_native_asmprinter()
+    target = ll.Target.from_default_triple()
+    machine = target.create_target_machine(cpu=name, features=features, opt=2)
+    asm = machine.emit_assembly(ll.parse_assembly(_PROBE_IR))
+    widest, fused = asm.split("fused:", 1) if "fused:" in asm else (asm, "")
+    arch = target.name
+    if arch.startswith("x86"):
+        vector_bytes = 64 if "zmm" in widest else 32 if "ymm" in widest else 16
+        has_fma = bool(re.search(r"\bvfmadd", fused))
+    else:
+        vector_bytes = 16
+        has_fma = bool(re.search(r"\b(fmla|fmadd|xvmadd|vfmadd)", fused))
+    return arch, vector_bytes, has_fma
+
+
+def classify(arch, vector_bytes, has_fma):
+    """CPU class (a key of :data:`TILE_TABLE`) of a probed target."""
+    if arch.startswith("x86"):
+        if vector_bytes >= 64 and has_fma:
+            return "avx512"
+        if vector_bytes >= 32 and has_fma:
+            return "avx2"
+        return "sse"
+    if arch.startswith("aarch64") or arch.startswith("arm64"):
+        return "neon"
+    return "portable"
+
+
+def _choose():
+    forced = os.environ.get("FASTEM_SIMD_CLASS")
+    name, features = target_cpu()
+    arch, vector_bytes, has_fma = probe_target(name, features)
+    detected = classify(arch, vector_bytes, has_fma)
+    if forced:
+        if forced not in TILE_TABLE:
+            raise ValueError(f"FASTEM_SIMD_CLASS={forced!r} is not one of {sorted(TILE_TABLE)}")
+        return name, forced, has_fma
+    return name, detected, has_fma
+
+
+#: Target CPU name, its class and whether it has FMA, decided once per process.
+#: ``FASTEM_SIMD_CLASS`` (a key of :data:`TILE_TABLE`) forces a narrower class's tiles on a
+#: wider CPU (tests run every class's tiles this way; it never makes code the CPU cannot run,
+#: since the instructions still follow Numba's target).
+CPU_NAME, SIMD_CLASS, HAS_FMA = _choose()
+#: The row of :data:`TILE_TABLE` every SIMD kernel uses.
+TILES = TILE_TABLE[SIMD_CLASS]
+
+
+def describe():
+    """One line naming the target CPU, its class and the tiles in use (for reports)."""
+    search = ", ".join(f"{t.rows}x{t.vectors}x{t.vector_bytes}B" for t in TILES["search"])
+    p = TILES["product"]
+    return (f"target {CPU_NAME} -> {SIMD_CLASS} (fma={HAS_FMA}); search tiles {search}; "
+            f"product {p.rows}x{p.vectors}x{p.vector_bytes}B; lanes {TILES['lanes']}")
