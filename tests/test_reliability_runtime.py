@@ -585,9 +585,11 @@ def test_large_float32_fit_does_not_copy_x():
 STAMP_CHILD = """
     import json
     import numpy as np
+    import fastem
     from fastem.kernels import column_mean_var
     column_mean_var(np.arange(12.0).reshape(4, 3))
-    print(json.dumps({"hits": sum(column_mean_var.stats.cache_hits.values()),
+    print(json.dumps({"file": fastem.__file__,
+                      "hits": sum(column_mean_var.stats.cache_hits.values()),
                       "misses": sum(column_mean_var.stats.cache_misses.values())}))
 """
 
@@ -598,17 +600,18 @@ def test_cache_is_invalidated_by_kernel_edits_and_version(tmp_path):
     Numba alone keys on the kernel's own file only."""
     site = _read_only_copy_of_package(tmp_path)
     env = _child_env(site, tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    first = _check(_run(STAMP_CHILD, env=env))
-    again = _check(_run(STAMP_CHILD, env=env))
+    first = _check(_run(STAMP_CHILD, env=env, cwd=site))
+    assert Path(first["file"]).resolve().is_relative_to(site.resolve())
+    again = _check(_run(STAMP_CHILD, env=env, cwd=site))
     assert (first["misses"], again["hits"], again["misses"]) == (1, 1, 0)
     simd = site / "fastem" / "kernels" / "_simd.py"
     simd.write_text(simd.read_text() + "\n# an edit elsewhere in the kernels\n")
-    edited = _check(_run(STAMP_CHILD, env=env))
+    edited = _check(_run(STAMP_CHILD, env=env, cwd=site))
     assert (edited["hits"], edited["misses"]) == (0, 1)
-    assert _check(_run(STAMP_CHILD, env=env))["hits"] == 1
+    assert _check(_run(STAMP_CHILD, env=env, cwd=site))["hits"] == 1
     version = site / "fastem" / "_version.py"
     version.write_text(version.read_text().replace('__version__ = "', '__version__ = "9'))
-    upgraded = _check(_run(STAMP_CHILD, env=env))
+    upgraded = _check(_run(STAMP_CHILD, env=env, cwd=site))
     assert (upgraded["hits"], upgraded["misses"]) == (0, 1)
 
 
@@ -619,10 +622,10 @@ def test_cache_files_are_separate_per_simd_class(tmp_path):
     for forced in ("portable", None):
         extra = {"FASTEM_SIMD_CLASS": forced} if forced else {}
         _check(_run(STAMP_CHILD, env=_child_env(site, tmp_path, NUMBA_CACHE_DIR=str(cache),
-                                                **extra)))
+                                                **extra), cwd=site))
     names = {p.name for p in cache.rglob("*.nbi")}
     assert any("-fe1-portable" in n for n in names)
     assert any(f"-fe1-{_jit.SIMD_CLASS}" in n for n in names)
     forced_again = _check(_run(STAMP_CHILD, env=_child_env(
-        site, tmp_path, NUMBA_CACHE_DIR=str(cache), FASTEM_SIMD_CLASS="portable")))
+        site, tmp_path, NUMBA_CACHE_DIR=str(cache), FASTEM_SIMD_CLASS="portable"), cwd=site))
     assert forced_again["hits"] == 1

@@ -17,6 +17,8 @@ Arithmetic, per row x and centre j (``half_norms[j] = ||c_j||^2 / 2``)::
 multiple of the tile width; the padded ``half_norms`` are +inf so padding never wins.
 The functions are private building blocks of :mod:`fastem.kernels.distances`.
 """
+import functools
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -63,6 +65,7 @@ def _fma(builder, vtype):
     return lambda args: builder.call(fma, args)
 
 
+@functools.lru_cache(maxsize=None)
 def make_tile_kernel(tile_shape, reduction):
     """Build an intrinsic ``tile(X, row0, row_last, CT, bias, out, out_offset)``.
 
@@ -81,7 +84,8 @@ def make_tile_kernel(tile_shape, reduction):
 
     ``tile_shape`` is a :class:`fastem.kernels._target.Tile` (rows, vectors, vector bytes)
     from the table of machine-dependent choices; ``kp`` must be a multiple of
-    ``vectors * vector_bytes / X.itemsize``.
+    ``vectors * vector_bytes / X.itemsize``. The same (tile, reduction) always returns the
+    same intrinsic.
     """
     n_rows, n_vec, vector_bytes = tile_shape
     out_dtype = types.int32 if reduction == "argmin" else types.float64

@@ -38,33 +38,38 @@ Tile = namedtuple("Tile", "rows vectors vector_bytes")
 #: * ``product``: the tile of the accumulating matrix products (Gaussian statistics, diagonal
 #:   quadratic forms; float64 only);
 #: * ``lanes``: float64 lanes of the short-vector helpers (masked-tail ``axpy``, ``sqdist``) and
-#:   of the Bernoulli accumulators (components are padded to a multiple of it);
-#: * ``panel_bytes``: bytes of a centre/factor panel (d x panel columns) that the search and
-#:   quadratic-form loops keep hot in cache while they sweep the rows of a block.
+#:   of the Bernoulli accumulators (components are padded to a multiple of it).
 #:
-#: Why these tiles (medians of single Lloyd iterations / fused E-steps, measured on a 2-core
-#: Intel Xeon (Emerald Rapids) VM; AVX2 = the same host with
-#: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=``; README "Performance" has the tables):
+#: Why these tiles: single-thread GFLOP/s of the nearest-centre search alone, medians of 5
+#: passes, on a 2-core Intel Xeon (Emerald Rapids) VM whose timings wander by +-30%; AVX2 =
+#: the same host with ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=`` (real AVX2 code). Columns:
+#: (d=32, k=64) f64 / f32, (d=8, k=8) f64 / f32, (d=256, k=256) f64 / f32.
 #:
-#: * avx512 (64 B x 32): 8 x 1 half/full vectors for small k, 4 x 2 for wide. Wider tiles
-#:   (8 x 2, 6 x 4) measured no faster at d = 32, k = 64 (load- not FMA-bound there).
-#: * avx2 (32 B x 16): AVX-512's 4 x 2 x 64 B tile is 16 ymm accumulators + 4 centre vectors:
-#:   it spilled (Lloyd k = 64 float32 ran at 0.48x scikit-learn). 4 x 2 x 32 B keeps 8
-#:   accumulators + 2 + 1 registers, 6 x 2 keeps 12 + 3 = 15.
-#: * neon (16 B x 32) and sse (16 B x 16): the same shapes as AVX2 in 16 B vectors (NEON has
-#:   the registers for 6 x 4, untested for lack of hardware, so the conservative tile is used).
-#: * portable (anything else, e.g. ``NUMBA_CPU_NAME=generic``): 16 B vectors, few registers.
+#: * avx512 (64 B x 32 registers), wide tile: 4 x 2 x 64 B 48 / 66-80, 8 / 4-6, 56-59 / 80-116;
+#:   **8 x 2 x 64 B** 48 / 89, 10 / 6, 71 / 101; 6 x 4 x 64 B 55 / 80, 6 / 3, 76 / 79;
+#:   12 x 2 x 64 B 46 / 73, 8 / 5, 72 / 145. 8 x 2 (16 accumulators + 2 + 1 registers) is
+#:   best or near it everywhere. For k <= 8 (f64) / 16 (f32) one vector of centres: 8 x 1.
+#: * avx2 (32 B x 16 registers): AVX-512's 4 x 2 x 64 B tile needs 16 ymm accumulators + 4
+#:   centre registers and spills (Lloyd k=64 float32 ran at 0.48x scikit-learn).
+#:   4 x 2 x 32 B 15-23 / 48, 9 / 6, 20-29 / 53-56; **6 x 2 x 32 B** 23-32 / 50-65, 11 / 9,
+#:   31-40 / 71-76; 4 x 3 x 32 B 24-30 / 47-56, 8-9 / 6-7, 31-39 / 63-66; 3 x 4 x 32 B
+#:   26 / 50, 8 / 7, 22 / 46; 8 x 1 x 32 B 25 / 55, 12 / 10, 25 / 67. 6 x 2 (12 + 2 + 1
+#:   registers) wins or ties at every shape; 8 x 1 for k <= 4 (f64) / 8 (f32).
+#: * neon (16 B x 32) and sse (16 B x 16): AVX2's shapes in 16 B vectors (NEON has registers
+#:   for more; untested for lack of hardware, so the AVX2-proven shape is used).
+#: * portable (anything else, e.g. a non-x86, non-ARM CPU): 16 B vectors, 4-row tiles.
+#: * product (scatter statistics; rows must divide ``BLOCK_ROWS``): 4 x 2 vectors.
 TILE_TABLE = {
-    "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(4, 2, 64)),
-                   product=Tile(4, 2, 64), lanes=8, panel_bytes=32 * 1024),
-    "avx2": dict(search=(Tile(8, 1, 32), Tile(4, 2, 32), Tile(6, 2, 32)),
-                 product=Tile(4, 2, 32), lanes=4, panel_bytes=24 * 1024),
-    "neon": dict(search=(Tile(8, 1, 16), Tile(4, 2, 16), Tile(6, 2, 16)),
-                 product=Tile(4, 2, 16), lanes=2, panel_bytes=24 * 1024),
-    "sse": dict(search=(Tile(8, 1, 16), Tile(4, 2, 16), Tile(6, 2, 16)),
-                product=Tile(4, 2, 16), lanes=2, panel_bytes=16 * 1024),
+    "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(8, 2, 64)),
+                   product=Tile(4, 2, 64), lanes=8),
+    "avx2": dict(search=(Tile(8, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
+                 product=Tile(4, 2, 32), lanes=4),
+    "neon": dict(search=(Tile(8, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
+                 product=Tile(4, 2, 16), lanes=2),
+    "sse": dict(search=(Tile(8, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
+                product=Tile(4, 2, 16), lanes=2),
     "portable": dict(search=(Tile(4, 1, 16), Tile(4, 2, 16), Tile(4, 2, 16)),
-                     product=Tile(4, 2, 16), lanes=2, panel_bytes=16 * 1024),
+                     product=Tile(4, 2, 16), lanes=2),
 }
 
 #: When to go parallel: a parallel kernel called from Python on fewer rows than this runs on
