@@ -27,6 +27,26 @@ def n_chunks(n_rows, max_chunks):
     return (n_blocks(n_rows) + per_chunk - 1) // per_chunk if n_rows > 0 else 0
 
 
+#: Most partial statistic tables one fused pass keeps ...
+MAX_PARTIALS = 64
+#: ... fewer when they would take more than this many bytes together (zeroing and folding
+#: them, and the page faults of allocating them, then cost more than the pass itself) ...
+PARTIAL_BUDGET = 16 * 2**20
+#: ... but never fewer than this (the parallelism of one pass).
+MIN_PARTIALS = 4
+
+
+@kernel
+def n_partials(n_rows, table_bytes):
+    """Chunks of a fused pass whose per-chunk statistics table has ``table_bytes`` bytes.
+
+    Between ``MIN_PARTIALS`` and ``MAX_PARTIALS``, fewer when the tables together would
+    exceed ``PARTIAL_BUDGET``; a function of its arguments only (never of the thread count).
+    """
+    budget = PARTIAL_BUDGET // max(1, table_bytes)
+    return n_chunks(n_rows, min(MAX_PARTIALS, max(MIN_PARTIALS, budget)))
+
+
 @kernel
 def chunk_bounds(chunk, n_rows, n_chunk):
     """Half-open row range of ``chunk`` out of ``n_chunk`` (from :func:`n_chunks`)."""

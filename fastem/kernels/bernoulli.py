@@ -22,8 +22,8 @@ It must be binary: every non-zero entry is read as 1 (fastem's estimators reject
 value before calling a kernel). CSR input is ``(data, indices, indptr)`` with int32 or int64
 indices; explicit zeros and unsorted indices are allowed (sums then follow the stored order,
 so the last bits can differ from a sorted matrix's). Statistics accumulate in float64
-in per-chunk partials (a chunk is a run of whole row blocks; between 4 and 64 chunks, fewer
-when their (d, kp) tables would exceed 64 MiB; the layout depends on n, d and k only) that are
+in per-chunk partials (a chunk is a run of whole row blocks; ``_blocks.n_partials`` decides
+how many from n and the table size only) that are
 summed in chunk order: results are bitwise identical for any number of threads.
 """
 import numpy as np
@@ -32,17 +32,10 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
+from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import kernel
 from ._simd import LANES, _is_c_array, _splat
 from .responsibilities import normalize_log_row
-
-#: Most partial (d, kp) statistic tables one fused E-step keeps ...
-MAX_PARTIALS = 64
-#: ... fewer when they would take more than this many bytes together ...
-PARTIAL_BUDGET = 64 * 2**20
-#: ... but never fewer than this (the parallelism of one E-step).
-MIN_PARTIALS = 4
 
 #: Entries of a dense row examined per step of the non-zero scan (a byte mask; the scan writes
 #: up to this many positions past the last non-zero, so position buffers have d + SCAN_WIDTH).
@@ -277,13 +270,6 @@ def _padded(k):
 
 
 @kernel
-def _n_partials(n, d, kp):
-    """Chunks (partial tables) of a fused pass: a function of n, d and kp only."""
-    budget = PARTIAL_BUDGET // max(1, d * kp * 8)
-    return n_chunks(n, min(MAX_PARTIALS, max(MIN_PARTIALS, budget)))
-
-
-@kernel
 def _log_odds_table(theta, log_weights):
     """Kernel form of the parameters.
 
@@ -472,7 +458,7 @@ def bernoulli_estep(X, sample_weight, theta, log_weights, nk, sx):
     k = theta.shape[0]
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
-    nc = _n_partials(n, d, kp)
+    nc = n_partials(n, d * kp * 8)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.empty((nc, 1))
@@ -520,7 +506,7 @@ def bernoulli_estep_csr(data, indices, indptr, sample_weight, theta, log_weights
     k, d = theta.shape
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
-    nc = _n_partials(n, d, kp)
+    nc = n_partials(n, d * kp * 8)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.empty((nc, 1))
@@ -557,7 +543,7 @@ def _resp_stats(X, resp, nk, sx):
     n, d = X.shape
     k = resp.shape[1]
     kp = _padded(k)
-    nc = _n_partials(n, d, kp)
+    nc = n_partials(n, d * kp * 8)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.zeros((nc, 1))
@@ -583,7 +569,7 @@ def _resp_stats_csr(data, indices, indptr, resp, nk, sx):
     n = indptr.shape[0] - 1
     k, d = sx.shape
     kp = _padded(k)
-    nc = _n_partials(n, d, kp)
+    nc = n_partials(n, d * kp * 8)
     p_nk = np.empty((nc, kp))
     p_sT = np.empty((nc, d, kp))
     p_ll = np.zeros((nc, 1))

@@ -9,8 +9,8 @@ directly as ``sum_f (x_f - c_f)^2`` in float64.
 import numpy as np
 from numba import prange
 
-from ._blocks import block_bounds, fold_blocks, n_blocks
-from ._jit import kernel
+from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
+from ._jit import BLOCK_ROWS, kernel
 from ._simd import (SEARCH_BYTES, SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, sqdist)
 
@@ -131,39 +131,42 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
     n_changed : int
         Number of rows whose label changed.
 
-    Each fixed-size row block accumulates into its own partial; partials are summed in block
-    order, so every output is bitwise identical for any number of threads.
+    Each chunk (a run of whole row blocks; how many depends on n, k and d only) accumulates
+    into its own partial; partials are summed in chunk order, so every output is bitwise
+    identical for any number of threads.
     """
     n, d = X.shape
     k = centers.shape[0]
-    nb = n_blocks(n)
+    nc = n_partials(n, k * (d + 1) * 8)
     tile, width = _search_layout(X, k)
     ct, half_norms = _transposed_centers(X, centers, width)
-    part_sums = np.empty((nb, k, d))
-    part_weights = np.empty((nb, k))
-    part_scalars = np.empty((nb, 2))  # inertia, number of changed labels
-    for b in prange(nb):
-        start, stop = block_bounds(b, n)
-        sums = part_sums[b]
-        weights = part_weights[b]
+    part_sums = np.empty((nc, k, d))
+    part_weights = np.empty((nc, k))
+    part_scalars = np.empty((nc, 2))  # inertia, number of changed labels
+    for c in prange(nc):
+        start, stop = chunk_bounds(c, n, nc)
+        sums = part_sums[c]
+        weights = part_weights[c]
         for j in range(k):
             weights[j] = 0.0
             for f in range(d):
                 sums[j, f] = 0.0
-        new = np.empty(stop - start, np.int32)
-        _nearest_in_block(X, start, stop, ct, half_norms, tile, new, start)
+        new = np.empty(BLOCK_ROWS, np.int32)
         inertia = 0.0
         changed = 0
-        for i in range(start, stop):
-            j = new[i - start]
-            changed += j != labels[i]  # branch-free: label changes are unpredictable
-            labels[i] = j
-            w = sample_weight[i]
-            axpy(w, X, i * d, sums, j * d, d)
-            inertia += w * sqdist(X, i * d, centers, j * d, d)
-            weights[j] += w
-        part_scalars[b, 0] = inertia
-        part_scalars[b, 1] = changed
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            _nearest_in_block(X, b0, b1, ct, half_norms, tile, new, b0)
+            for i in range(b0, b1):
+                j = new[i - b0]
+                changed += j != labels[i]  # branch-free: label changes are unpredictable
+                labels[i] = j
+                w = sample_weight[i]
+                axpy(w, X, i * d, sums, j * d, d)
+                inertia += w * sqdist(X, i * d, centers, j * d, d)
+                weights[j] += w
+        part_scalars[c, 0] = inertia
+        part_scalars[c, 1] = changed
     fold_blocks(part_sums, center_sums)
     fold_blocks(part_weights, center_weights)
     totals = np.empty(2)
