@@ -46,7 +46,8 @@ from fastem.models.gaussian import GaussianMixtureModel
 from fastem.validation import ConvergenceWarning
 
 from .common import (COVARIANCE_TYPES, DTYPES, SklearnGaussianMixture, gmm_inits,
-                     make_anisotropic_data, require_sklearn, rows, run_python_child, skip_unless)
+                     make_anisotropic_data, PROFILE, require_sklearn, rows, run_python_child,
+                     skip_unless)
 
 try:  # scikit-learn's own warning class (fastem's is the same class when sklearn is there)
     from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
@@ -72,6 +73,10 @@ STEP_POINTS = frozenset(
 
 #: The must-have points only (per-iteration fit differences).
 KEY_POINTS = frozenset((KEY_N, KEY_D, KEY_K, dtype) for dtype in DTYPES)
+
+if PROFILE == "fast":  # the must-have point only
+    GMM_PARAMS = [[KEY_N], [KEY_D], [KEY_K], COVARIANCE_TYPES, DTYPES]
+    STEP_POINTS = KEY_POINTS
 
 #: Kernel benchmarks: ``spherical`` runs the same diag kernels (precisions repeated over the
 #: features), so it is left out.

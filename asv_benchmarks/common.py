@@ -9,8 +9,8 @@ import numpy as np
 
 #: Benchmark profile, from ``FASTEM_BENCH_PROFILE`` (as scikit-learn's asv suite has them):
 #:
-#: * ``fast`` (default): every row count divided by 10 - ``asv run --python=same --quick``
-#:   with the scikit-learn peers finishes in minutes on 2 cores (commit-to-commit tracking);
+#: * ``fast`` (default): every row count divided by 10 and each grid trimmed to its must-have
+#:   points - for commit-to-commit tracking on small machines;
 #: * ``regular``: the sizes of the published README tables (n up to 1e6);
 #: * ``large``: row counts x 3, past every cache level (slow peers: budget an hour).
 PROFILE = os.environ.get("FASTEM_BENCH_PROFILE", "fast")
@@ -51,6 +51,10 @@ GRID_POINTS = frozenset(
 KEY_POINTS = frozenset([(rows(300_000), 32, 64), (rows(1_000_000), 8, 8)])
 
 GRID_PARAMS = [[rows(100_000), rows(300_000), rows(1_000_000)], [8, 32], [8, 64], DTYPES]
+
+if PROFILE == "fast":  # the two must-have shapes only: every grid point costs a fresh process
+    GRID_POINTS = KEY_POINTS
+    GRID_PARAMS = [[rows(300_000), rows(1_000_000)], [8, 32], [8, 64], DTYPES]
 GRID_PARAM_NAMES = ["n", "d", "k", "dtype"]
 
 #: Number of overlapping Gaussian blobs in the synthetic data. Overlap keeps Lloyd from
