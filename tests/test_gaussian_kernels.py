@@ -335,3 +335,36 @@ def test_gmm_kernels_from_user_parallel_njit(problem):
     assert_rel(s1_m, ref[1], 1e-10, "s1 moments")
     assert_rel(s2_m, ref[2], 1e-10, "s2 moments")
     assert_rel(s2_md, np.diagonal(ref[2], axis1=1, axis2=2), 1e-10, "s2 diag moments")
+
+
+# -- precision Cholesky factors (serial M-step linear algebra) ----------------------------------
+@pytest.mark.parametrize("d", [1, 3, 17])
+def test_precision_cholesky_factors_matches_numpy(d):
+    from numba import njit
+
+    from fastem.kernels import precision_cholesky_factors
+
+    rng = np.random.default_rng(d)
+    A = rng.normal(size=(4, d, d))
+    covs = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(d)
+    reference = np.array([np.linalg.inv(np.linalg.cholesky(c)).T for c in covs])
+    out = np.empty_like(covs)
+    assert precision_cholesky_factors(covs, out) == -1
+    np.testing.assert_allclose(out, reference, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out @ out.transpose(0, 2, 1), np.linalg.inv(covs), rtol=1e-8)
+
+    @njit
+    def user(c, o):
+        return precision_cholesky_factors(c, o)
+
+    out2 = np.empty_like(covs)
+    assert user(covs, out2) == -1
+    np.testing.assert_array_equal(out2, out)
+    # a rank-deficient matrix is reported by its index, not factored into inf/NaN
+    bad = covs.copy()
+    v = rng.normal(size=d)
+    bad[2] = np.outer(v, v)
+    if d > 1:
+        assert precision_cholesky_factors(bad, np.empty_like(bad)) == 2
+    bad[1, 0, 0] = -1.0
+    assert precision_cholesky_factors(bad, np.empty_like(bad)) == 1
