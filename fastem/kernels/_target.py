@@ -40,8 +40,9 @@ Tile = namedtuple("Tile", "rows vectors vector_bytes")
 #: * ``lanes``: float64 lanes of the short-vector helpers (masked-tail ``axpy``, ``sqdist``) and
 #:   of the Bernoulli accumulators (components are padded to a multiple of it).
 #:
-#: Why these tiles: single-thread GFLOP/s of the nearest-centre search alone, medians of 5
-#: passes, on a 2-core Intel Xeon (Emerald Rapids) VM whose timings wander by +-30%; AVX2 =
+#: Why these tiles (``asv_benchmarks/sweep_tiles.py``): single-thread GFLOP/s of the
+#: nearest-centre search alone, medians of 5 passes, on a 2-core Intel Xeon (Emerald Rapids)
+#: VM whose timings wander by +-30%; AVX2 =
 #: the same host with ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=`` (real AVX2 code). Columns:
 #: (d=32, k=64) f64 / f32, (d=8, k=8) f64 / f32, (d=256, k=256) f64 / f32.
 #:
