@@ -95,6 +95,12 @@ CHILD = textwrap.dedent("""
                     close(wts, r_w, 1e-12, "lloyd weights")
                     close(scalars[0], r_inertia, 1e-10, "inertia")
 
+    def reference_estep(log_prob, w, X, means):
+        # (nk, s1, s2 about the means, weighted log-likelihood) from the (n, k) log-densities
+        lse = naive_gaussian.logsumexp_rows(log_prob)
+        resp = np.exp(log_prob - lse[:, None]) * w[:, None]
+        return (*naive_gaussian.moments(X, resp, means), float(w @ lse))
+
     n = 3000 + 5
     for d in (2, 5, 9, 20):
         for k in (1, 3, 16):
@@ -117,12 +123,10 @@ CHILD = textwrap.dedent("""
                     ll = gaussian_estep_full(Xd, w, means, pc, const, means, nk, s1, s2)
                     return nk, s1, s2, np.array([ll])
                 nk, s1, s2, ll = twice(full)
-                wlp = naive_gaussian.log_pdf_prec_chol(Xd, means, pc, const)
-                lse = naive_gaussian.logsumexp_rows(wlp)
-                resp = np.exp(wlp - lse[:, None]) * w[:, None]
-                r_nk, r_s1, r_s2 = naive_gaussian.moments(Xd, resp, means)
+                r_nk, r_s1, r_s2, r_ll = reference_estep(
+                    naive_gaussian.log_pdf_prec_chol(Xd, means, pc, const), w, Xd, means)
                 close(nk, r_nk, 1e-10, "nk"); close(s1, r_s1, 1e-9, "s1"); close(s2, r_s2, 1e-9, "s2")
-                close(ll[0], float(w @ lse), 1e-10, "loglik")
+                close(ll[0], r_ll, 1e-10, "loglik")
 
                 prec = rng.uniform(0.5, 2.0, size=(k, d))
                 const_d = np.log(np.full(k, 1.0 / k)) + np.log(prec).sum(axis=1) - 0.5 * d * np.log(2 * np.pi)
@@ -132,13 +136,11 @@ CHILD = textwrap.dedent("""
                     ll = gaussian_estep_diag(Xd, w, means, prec, const_d, means, nk, s1, s2)
                     return nk, s1, s2, np.array([ll])
                 nk, s1, s2, ll = twice(diag)
-                wlp = naive_gaussian.log_pdf_prec_diag(Xd, means, prec, const_d)
-                lse = naive_gaussian.logsumexp_rows(wlp)
-                resp = np.exp(wlp - lse[:, None]) * w[:, None]
-                r_nk, r_s1, r_s2 = naive_gaussian.moments(Xd, resp, means)
+                r_nk, r_s1, r_s2, r_ll = reference_estep(
+                    naive_gaussian.log_pdf_prec_diag(Xd, means, prec, const_d), w, Xd, means)
                 close(nk, r_nk, 1e-10, "nk diag"); close(s1, r_s1, 1e-9, "s1 diag")
                 close(s2, np.einsum("jff->jf", r_s2), 1e-9, "s2 diag")
-                close(ll[0], float(w @ lse), 1e-10, "loglik diag")
+                close(ll[0], r_ll, 1e-10, "loglik diag")
 
     n, d = 4100, 70
     for k in (1, 3, 9, 40):
@@ -187,8 +189,11 @@ def _class_environments():
     return envs
 
 
-@pytest.mark.parametrize("simd_class,extra", _class_environments(),
-                         ids=[c for c, _ in _class_environments()])
+CLASS_ENVIRONMENTS = _class_environments()
+
+
+@pytest.mark.parametrize("simd_class,extra", CLASS_ENVIRONMENTS,
+                         ids=[c for c, _ in CLASS_ENVIRONMENTS])
 def test_kernels_under_each_simd_class(simd_class, extra, tmp_path):
     env = {key: value for key, value in os.environ.items()
            if key not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FASTEM_SIMD_CLASS")}

@@ -24,6 +24,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._jit import kernel
 from ._target import HAS_FMA, TILES
 
 #: float64 lanes of the short-vector helpers below (and of the Bernoulli accumulators).
@@ -258,8 +259,8 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     """``y[y_off + t] += a * x[x_off + t]`` for t < length (flat indices, float64 maths).
 
     ``x``: C-contiguous float32/float64 array of any dimension; ``y``: C-contiguous float64.
-    Full vectors of ``TILES['lanes']`` float64 plus one masked tail, so short and odd lengths stay vectorised (LLVM's
-    own vectoriser leaves loops shorter than its unroll width scalar).
+    Full vectors of ``LANES`` float64 plus one masked tail, so short and odd lengths stay
+    vectorised (LLVM's own vectoriser leaves loops shorter than its unroll width scalar).
     """
     if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True) and y.dtype == types.float64):
         return None
@@ -340,6 +341,20 @@ sumsq_rows_narrow, sumsq_rows_medium, sumsq_rows_wide = (
 #: Rows per call of each search tile, and bytes of centres (columns of CT) per pass.
 SEARCH_ROWS = tuple(t.rows for t in TILES["search"])
 SEARCH_BYTES = tuple(t.vectors * t.vector_bytes for t in TILES["search"])
+
+
+@kernel
+def search_tile(n_columns, itemsize):
+    """The search / sum-of-squares tile for ``n_columns`` columns of ``itemsize``-byte values:
+    (tile id 0/1/2, columns per pass) - the narrowest tile whose width covers all columns,
+    else the widest (the last)."""
+    for tile in range(2):
+        width = SEARCH_BYTES[tile] // itemsize
+        if n_columns <= width:
+            return tile, width
+    return 2, SEARCH_BYTES[2] // itemsize
+
+
 #: Tile accumulating a float64 matrix product (scatter matrices, diagonal quadratic forms):
 #: PRODUCT_ROWS rows of the left operand per call, columns padded to PRODUCT_COLS.
 matmul_acc_rows = make_tile_kernel(TILES["product"], "subtract")

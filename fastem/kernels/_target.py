@@ -16,9 +16,10 @@ broadcast-FMA per feature and accumulator), so ``rows * vectors + vectors + 1`` 
 register file, and ``rows * vectors`` should cover FMA latency x FMA ports (8-10 on current
 x86 cores) to keep both FMA pipes busy.
 
-Cache safety: the class is a pure function of the CPU name and features, which Numba already
-puts in every cache key; edits of this table (or of any kernel source) change the source stamp
-that ``_jit`` adds to the key.
+Cache safety: the detected class is a function of the CPU name and features, which Numba
+already puts in every cache key; the class in use (also when forced with
+``FASTEM_SIMD_CLASS``) and a hash of this table and every other kernel source are added to the
+key by ``_jit``.
 """
 import os
 import re
@@ -144,14 +145,11 @@ def classify(arch, vector_bytes, has_fma):
 
 def _choose():
     forced = os.environ.get("FASTEM_SIMD_CLASS")
+    if forced and forced not in TILE_TABLE:
+        raise ValueError(f"FASTEM_SIMD_CLASS={forced!r} is not one of {sorted(TILE_TABLE)}")
     name, features = target_cpu()
     arch, vector_bytes, has_fma = probe_target(name, features)
-    detected = classify(arch, vector_bytes, has_fma)
-    if forced:
-        if forced not in TILE_TABLE:
-            raise ValueError(f"FASTEM_SIMD_CLASS={forced!r} is not one of {sorted(TILE_TABLE)}")
-        return name, forced, has_fma
-    return name, detected, has_fma
+    return name, forced or classify(arch, vector_bytes, has_fma), has_fma
 
 
 #: Target CPU name, its class and whether it has FMA, decided once per process.

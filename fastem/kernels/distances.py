@@ -11,8 +11,8 @@ from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel
-from ._simd import (SEARCH_BYTES, SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
-                    nearest_rows_wide, sqdist)
+from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
+                    nearest_rows_wide, search_tile, sqdist)
 
 
 @kernel
@@ -46,20 +46,6 @@ def _transposed_centers(X, centers, width):
             s += c * (0.5 * c + r[f])
         half_norms[j] = s
     return ct, half_norms
-
-
-@kernel
-def _search_layout(X, n_centers):
-    """Pick the register tile for ``n_centers``: (tile id 0/1/2, centres per pass).
-
-    The tiles are the target class's ``search`` row of ``_target.TILE_TABLE`` (narrowest
-    first): the first one whose width covers all centres, else the last (widest).
-    """
-    for tile in range(2):
-        width = SEARCH_BYTES[tile] // X.itemsize
-        if n_centers <= width:
-            return tile, width
-    return 2, SEARCH_BYTES[2] // X.itemsize
 
 
 @kernel
@@ -98,7 +84,7 @@ def nearest_centers(X, centers, labels, sqdist):
         OUT: squared Euclidean distance to that centre.
     """
     n = X.shape[0]
-    tile, width = _search_layout(X, centers.shape[0])
+    tile, width = search_tile(centers.shape[0], X.itemsize)
     ct, half_norms = _transposed_centers(X, centers, width)
     for b in prange(n_blocks(n)):
         start, stop = block_bounds(b, n)
@@ -138,7 +124,7 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
     n, d = X.shape
     k = centers.shape[0]
     nc = n_partials(n, k * (d + 1) * 8)
-    tile, width = _search_layout(X, k)
+    tile, width = search_tile(k, X.itemsize)
     ct, half_norms = _transposed_centers(X, centers, width)
     part_sums = np.empty((nc, k, d))
     part_weights = np.empty((nc, k))

@@ -24,8 +24,8 @@ from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
 from ._jit import BLOCK_ROWS, kernel
-from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_BYTES, SEARCH_ROWS, axpy,
-                    matmul_acc_rows, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
+from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_ROWS, axpy, matmul_acc_rows,
+                    search_tile, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
 from .responsibilities import normalize_log_row
 
 #: Most partial statistic tables a fused E-step keeps (each is k*d*d floats for full).
@@ -36,18 +36,14 @@ MAX_PARTIALS = 64
 def _full_layout(means, prec_chol, center):
     """Padded factors for the SIMD quadratic-form tile.
 
-    Returns ``tile`` (0/1/2, as in ``distances._search_layout``), ``factors`` (k, d, dp) with
+    Returns ``tile`` (0/1/2, ``_simd.search_tile`` of the d factor columns), ``factors`` (k, d, dp) with
     ``factors[j, :, :d] = P_j`` (zero padding) and ``bias`` (k, dp) with
     ``bias[j] = (mu_j - center) @ factors[j]``, so that for ``xc = x - center``
     ``bias[j] - xc @ factors[j] = -(x - mu_j)^T P_j`` and its squared norm is the
     Mahalanobis term.
     """
     k, d = means.shape
-    tile = 2
-    for t in range(1, -1, -1):
-        if d <= SEARCH_BYTES[t] // 8:
-            tile = t
-    width = SEARCH_BYTES[tile] // 8
+    tile, width = search_tile(d, 8)   # factor columns are float64
     dp = (d + width - 1) // width * width
     shared = prec_chol.shape[0] == 1
     factors = np.zeros((k, d, dp))
