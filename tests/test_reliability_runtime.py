@@ -13,9 +13,11 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -136,7 +138,24 @@ THREADS_CHILD = """
     assert not errors, errors
     assert len(concurrent) == 3 * len(jobs)
     mismatches = [key for key, value in concurrent.items() if value != sequential[key[0]]]
-    print(json.dumps({"layer": numba.threading_layer(), "mismatches": repr(mismatches)}))
+    from numba.np.ufunc import parallel as numba_parallel
+    pool_started = bool(numba_parallel._is_initialized)  # fastem's calls never start it
+
+    # the prange versions, compiled into a user's parallel function, under the user's layer
+    from fastem.kernels import lloyd_step
+
+    @numba.njit(parallel=True)
+    def user_step(X, w, centers, labels, sums, weights):
+        return lloyd_step(X, w, centers, labels, sums, weights)
+
+    out = []
+    for step in (lloyd_step, user_step):
+        labels, sums, weights = np.full(n, -1, np.int32), np.empty((3, 6)), np.empty(3)
+        inertia, changed = step(X, np.ones(n), X[:3].copy(), labels, sums, weights)
+        out.append(digest(labels, sums, weights, [inertia, changed]))
+    print(json.dumps({"layer": numba.threading_layer(), "mismatches": repr(mismatches),
+                      "pool_started_by_fits": pool_started, "compiled_equals_threaded":
+                      out[0] == out[1]}))
 """
 
 
@@ -149,17 +168,31 @@ def test_concurrent_fits_and_predictions_are_safe_and_bitwise_identical(layer):
         env["NUMBA_THREADING_LAYER"] = layer
     out = _check(_run(THREADS_CHILD, env=env))
     assert out["mismatches"] == "[]"
+    assert out["pool_started_by_fits"] is False
+    assert out["compiled_equals_threaded"] is True
     if layer == "workqueue":
         assert out["layer"] == "workqueue"   # the user's choice is honoured, not replaced
 
 
-def test_lock_policy_follows_the_threading_layer():
-    # in this process a parallel kernel has run (imports + fits of other tests, or this one)
-    X = np.random.RandomState(0).normal(size=(50, 2))
-    KMeans(2, random_state=0).fit(X)
-    import numba
-    assert _jit.parallel_calls_are_threadsafe() == (numba.threading_layer() in {"omp", "tbb"})
-    assert isinstance(lloyd_step, _jit.ParallelKernel)
+def test_python_calls_of_parallel_kernels_run_on_fastems_threads():
+    assert isinstance(lloyd_step, _jit.ParallelKernel) and lloyd_step._plan is not None
+    X = np.random.RandomState(0).normal(size=(3 * _jit.PARALLEL_MIN_ROWS, 3))
+    seen = []
+    work = lloyd_step._plan[1]
+
+    def spy(lo, hi, *args):
+        seen.append((lo, hi, threading.current_thread().name))
+        return work(lo, hi, *args)
+
+    lloyd_step._plan = (lloyd_step._plan[0], spy, lloyd_step._plan[2])
+    try:
+        lloyd_step(X, np.ones(len(X)), X[:2].copy(), np.full(len(X), -1, np.int32),
+                   np.empty((2, 3)), np.empty(2))
+    finally:
+        lloyd_step._plan = (lloyd_step._plan[0], work, lloyd_step._plan[2])
+    items = sorted((lo, hi) for lo, hi, _ in seen)   # contiguous runs covering every chunk
+    assert items[0][0] == 0 and all(a[1] == b[0] for a, b in zip(items, items[1:]))
+    assert len(seen) == min(_jit.n_threads(), items[-1][1])
     assert numba.config.THREADING_LAYER == os.environ.get("NUMBA_THREADING_LAYER", "default")
 
 
@@ -296,9 +329,11 @@ def test_damaged_cache_files_are_recompiled_and_rewritten(tmp_path):
     target = tmp_path / "cache" / subpath
     shutil.copytree(source, target)
     modes = ["garbage", "truncated", "flipped", "empty"]
+    # the serial work kernels that a fit's Python-level calls compile and load
+    used = [k._plan[1] for k in (lloyd_step, nearest_centers, all_finite, column_mean_var)]
     damaged = sorted(p for p in _cache_files(target)
                      if p.name.split("-")[0].split(".")[-1] in
-                     ("lloyd_step", "nearest_centers", "all_finite", "column_mean_var"))
+                     {k.py_func.__name__ for k in used})
     assert damaged
     for i, path in enumerate(damaged):
         _damage(path, modes[i % len(modes)])
@@ -309,7 +344,7 @@ def test_damaged_cache_files_are_recompiled_and_rewritten(tmp_path):
     assert out["inertia"] == km.inertia_
     np.testing.assert_array_equal(out["labels"], labels)
     # the damaged index files of the kernels used were rewritten with valid contents
-    for kern in (lloyd_step, nearest_centers, all_finite, column_mean_var):
+    for kern in used:
         index = target / Path(kern._cache._cache_file._index_path).name
         assert index in damaged
         assert _jit._unwrap(index.read_bytes()) is not None, index.name
@@ -317,14 +352,16 @@ def test_damaged_cache_files_are_recompiled_and_rewritten(tmp_path):
 
 def test_unwritable_cache_is_a_warning_not_an_error(tmp_path, monkeypatch):
     # a cache that breaks between decoration and the first save (disk full, permissions)
-    cache = _jit._CheckedFunctionCache(lloyd_step.py_func)
+    work = lloyd_step._plan[1]              # the serial kernel a fit's Python calls compile
+    _reference_install_fit()
+    cache = _jit._CheckedFunctionCache(work.py_func)
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(cache._impl.locator, "ensure_cache_path", broken)
     monkeypatch.setattr(_jit, "_cache_warning_issued", False)
-    overload = next(iter(lloyd_step.overloads.values()))
+    overload = next(iter(work.overloads.values()))
     with pytest.warns(CacheUnavailableWarning, match="No space left"):
         cache.save_overload(overload.signature, overload)
     with warnings.catch_warnings():
@@ -588,9 +625,10 @@ STAMP_CHILD = """
     import fastem
     from fastem.kernels import column_mean_var
     column_mean_var(np.arange(12.0).reshape(4, 3))
+    work = column_mean_var._plan[1]     # the serial kernel that a Python-level call runs
     print(json.dumps({"file": fastem.__file__,
-                      "hits": sum(column_mean_var.stats.cache_hits.values()),
-                      "misses": sum(column_mean_var.stats.cache_misses.values())}))
+                      "hits": sum(work.stats.cache_hits.values()),
+                      "misses": sum(work.stats.cache_misses.values())}))
 """
 
 

@@ -1,62 +1,21 @@
-"""scikit-learn compatibility without a runtime dependency on scikit-learn.
+"""scikit-learn's estimator protocol, implemented without importing scikit-learn.
 
-When scikit-learn is importable its ``BaseEstimator`` and mixins are used, so ``clone``,
-``Pipeline``, ``GridSearchCV`` and ``check_estimator`` see native estimators. Otherwise small
-stand-ins provide the same ``get_params``/``set_params`` conventions.
+``import fastem`` must stay fast (importing ``sklearn.base`` alone takes about a second), so
+fastem's estimators do not inherit from scikit-learn's classes. They implement the protocol
+that scikit-learn's tools rely on - ``get_params``/``set_params`` from the constructor's
+signature (``clone``, ``Pipeline``, ``GridSearchCV``), ``__sklearn_tags__`` (built from
+scikit-learn's own tag classes, imported only when scikit-learn asks for the tags, so it is
+already loaded), ``fit_predict``/``fit_transform`` and a repr that lists the parameters
+changed from their defaults. ``check_estimator`` passes on every estimator
+(``tests/test_sklearn_protocol.py``), with and without scikit-learn installed.
 
-Either way :class:`BaseEstimator` here adds :class:`PersistenceMixin`: pickles record the
-fastem version, and loading a pickle written by another version warns.
+:class:`PersistenceMixin`: pickles record the fastem version, and loading a pickle written by
+another version warns.
 """
 import inspect
 import warnings
 
 from .._version import __version__
-
-try:
-    from sklearn.base import BaseEstimator as _BaseEstimator
-    from sklearn.base import ClusterMixin, DensityMixin, TransformerMixin
-    HAVE_SKLEARN = True
-except ImportError:  # pragma: no cover - exercised only without scikit-learn
-    HAVE_SKLEARN = False
-
-    class _BaseEstimator:
-        """Parameters are the constructor's keyword arguments, stored unchanged."""
-
-        @classmethod
-        def _get_param_names(cls):
-            sig = inspect.signature(cls.__init__)
-            return sorted(p.name for p in sig.parameters.values()
-                          if p.name != "self" and p.kind != p.VAR_KEYWORD)
-
-        def get_params(self, deep=True):
-            return {name: getattr(self, name) for name in self._get_param_names()}
-
-        def set_params(self, **params):
-            valid = self._get_param_names()
-            for name, value in params.items():
-                if name not in valid:
-                    raise ValueError(f"Invalid parameter {name!r} for estimator {self!r}. "
-                                     f"Valid parameters are: {valid!r}.")
-                setattr(self, name, value)
-            return self
-
-        def __repr__(self):
-            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-            return f"{type(self).__name__}({args})"
-
-    class ClusterMixin:
-        _estimator_type = "clusterer"
-
-        def fit_predict(self, X, y=None, **kwargs):
-            self.fit(X, **kwargs)
-            return self.labels_
-
-    class DensityMixin:
-        _estimator_type = "DensityEstimator"
-
-    class TransformerMixin:
-        def fit_transform(self, X, y=None, **kwargs):
-            return self.fit(X, y, **kwargs).transform(X)
 
 
 class InconsistentVersionWarning(UserWarning):
@@ -64,24 +23,17 @@ class InconsistentVersionWarning(UserWarning):
 
 
 class PersistenceMixin:
-    """Pickle support: the state carries ``_fastem_version``; a mismatch on load warns.
-
-    Cooperates with scikit-learn's own ``__getstate__``/``__setstate__`` (which add and check
-    ``_sklearn_version`` for scikit-learn's classes only), so both behaviours are kept.
-    """
+    """Pickle support: the state carries ``_fastem_version``; a mismatch on load warns."""
 
     def __getstate__(self):
-        getstate = getattr(super(), "__getstate__", None)
-        state = getstate() if getstate is not None else None
-        if state is None:
-            state = self.__dict__
-        state = dict(state)
+        state = dict(self.__dict__)
         state["_fastem_version"] = __version__
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         version = state.pop("_fastem_version", None)
+        state.pop("_sklearn_version", None)   # written by fastem versions that inherited it
         if version != __version__:
             written = f"fastem {version}" if version else "an unknown fastem version"
             warnings.warn(
@@ -89,16 +41,123 @@ class PersistenceMixin:
                 f"{__version__}. Fitted attributes are used as stored, which may give wrong "
                 "results or errors; refit the estimator (or load it with the version that "
                 "saved it) to be safe.", InconsistentVersionWarning, stacklevel=2)
-        setstate = getattr(super(), "__setstate__", None)
-        if setstate is not None:
-            setstate(state)
-        else:
-            self.__dict__.update(state)
+        self.__dict__.update(state)
 
 
-class BaseEstimator(PersistenceMixin, _BaseEstimator):
-    """Base class of fastem's estimators (scikit-learn's ``BaseEstimator`` when available)."""
+class BaseEstimator(PersistenceMixin):
+    """Base class of fastem's estimators: scikit-learn's parameter and tag conventions.
+
+    Parameters are the keyword arguments of ``__init__``, stored unchanged as attributes of
+    the same name; fitted attributes end with ``_``.
+    """
+
+    @classmethod
+    def _get_param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        for p in signature.parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise RuntimeError(f"{cls.__name__}.__init__ must name all its parameters.")
+        return sorted(p.name for p in signature.parameters.values() if p.name != "self")
+
+    def get_params(self, deep=True):
+        """Parameters of this estimator.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Accepted for scikit-learn compatibility (fastem's estimators hold no nested
+            estimators, so it changes nothing).
+
+        Returns
+        -------
+        dict
+            Parameter names mapped to their values.
+        """
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters (``clone``, ``GridSearchCV``); returns the estimator.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a parameter of this estimator.
+        """
+        valid = self._get_param_names()
+        for name in params:
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator {self!r}. "
+                                 f"Valid parameters are: {valid!r}.")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def _changed_params(self):
+        defaults = {p.name: p.default
+                    for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = {}
+        for name, value in self.get_params().items():
+            default = defaults.get(name, inspect.Parameter.empty)
+            try:
+                same = value is default or (type(value) is type(default) and value == default)
+                same = bool(same)
+            except (TypeError, ValueError):   # arrays: compare by identity only
+                same = False
+            if not same:
+                changed[name] = value
+        return changed
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._changed_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __sklearn_tags__(self):
+        # only scikit-learn calls this, so importing it here costs nothing extra
+        from sklearn.utils import Tags, TargetTags
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=None, regressor_tags=None, classifier_tags=None)
 
 
-__all__ = ["HAVE_SKLEARN", "BaseEstimator", "ClusterMixin", "DensityMixin",
-           "InconsistentVersionWarning", "PersistenceMixin", "TransformerMixin"]
+class ClusterMixin:
+    """``fit_predict`` and the clusterer tag."""
+
+    _estimator_type = "clusterer"
+
+    def fit_predict(self, X, y=None, **kwargs):
+        """Fit and return the labels of the training data (``labels_``)."""
+        self.fit(X, **kwargs)
+        return self.labels_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "clusterer"
+        return tags
+
+
+class DensityMixin:
+    """The density-estimator tag."""
+
+    _estimator_type = "DensityEstimator"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "density_estimator"
+        return tags
+
+
+class TransformerMixin:
+    """``fit_transform`` and the transformer tag."""
+
+    def fit_transform(self, X, y=None, **kwargs):
+        """Fit, then return ``transform(X)``."""
+        return self.fit(X, y, **kwargs).transform(X)
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags()
+        return tags
+
+
+__all__ = ["BaseEstimator", "ClusterMixin", "DensityMixin", "InconsistentVersionWarning",
+           "PersistenceMixin", "TransformerMixin"]

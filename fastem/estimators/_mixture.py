@@ -19,7 +19,7 @@ from ..em import fit_em
 from ..kernels import responsibilities
 from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
                           check_is_fitted, check_n_features, check_random_state,
-                          check_sample_weight)
+                          check_sample_weight, sklearn_compatible)
 from ._base import BaseEstimator, DensityMixin
 from .kmeans import KMeans
 
@@ -87,7 +87,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
                         objective_name="lower bound")
         if not result.converged:
             warnings.warn("Best performing initialization did not converge: raise max_iter "
-                          "or tol, or try other initial parameters.", ConvergenceWarning)
+                          "or tol, or try other initial parameters.",
+                          sklearn_compatible(ConvergenceWarning))
         self._fitted_params = result.params
         for name, value in model.attributes(result.params).items():
             setattr(self, name, value)

@@ -3,14 +3,9 @@
 Every kernel is compiled through :func:`kernel`, so caching, the fastmath flag set, the error
 model and the runtime policies below are decided here and nowhere else:
 
-* **Thread safety.** Numba's ``workqueue`` threading layer aborts the process when two Python
-  threads launch parallel kernels at the same time; ``omp`` and ``tbb`` do not. Parallel
-  kernels are :class:`ParallelKernel` dispatchers: a call from Python takes the module lock
-  :data:`PARALLEL_LOCK` unless the active layer is known to be thread-safe (the first launch,
-  before Numba has picked its layer, is always locked). With ``omp``/``tbb`` concurrent calls
-  therefore run side by side; with ``workqueue`` they run one after another. The user's layer
-  choice (``NUMBA_THREADING_LAYER``, ``numba.config.THREADING_LAYER``) is never changed. Calls
-  made from the user's own ``@njit`` code are compiled calls and do not pass through the lock.
+* **Threads.** Python-level calls of parallel kernels run their serial work kernels on
+  fastem's own thread pool (:class:`ParallelKernel`); compiled callers get the ``prange``
+  version. The user's threading-layer choice is never changed.
 * **Read-only installs.** Numba caches next to the source, or in ``NUMBA_CACHE_DIR``, or in the
   user cache directory. When none of them is writable, Numba raises at decoration time; here
   the kernels are then compiled without caching and one :class:`CacheUnavailableWarning` is
@@ -53,19 +48,16 @@ from ._target import HAS_FMA, PARALLEL_MIN_ROWS, SIMD_CLASS
 #: ``llvm.fma`` explicitly and is unaffected.
 FASTMATH = frozenset({"nsz", "arcp", "reassoc"})
 
+#: Numba's parallel transformations that parallel kernels use: explicit ``prange`` loops only.
+#: The others (array expressions, reductions, fusion, ...) would turn helper code into
+#: hidden parallel regions and each costs compile time.
+PARALLEL_OPTIONS = {"prange": True, "comprehension": False, "reduction": False,
+                    "inplace_binop": False, "setitem": False, "numpy": False,
+                    "stencil": False, "fusion": False}
+
 #: Rows per block in every parallel kernel. Each block writes its own partial statistics and
 #: partials are summed in block order, so results are bitwise identical for any thread count.
 BLOCK_ROWS = 2048
-
-#: Threading layers that allow parallel kernels to be launched from several threads at once.
-THREADSAFE_LAYERS = frozenset({"omp", "tbb"})
-
-#: Serialises Python-level calls of parallel kernels when the threading layer is not
-#: thread-safe (``workqueue``) or not yet known.
-PARALLEL_LOCK = threading.RLock()
-
-_layer_is_threadsafe = None  # None until Numba has initialised its threading layer
-
 
 class CacheUnavailableWarning(UserWarning):
     """Compiled kernels cannot be cached on disk; they are compiled in every new process."""
@@ -85,21 +77,6 @@ def _warn_cache_unavailable(detail):
         f"fastem: {detail}; kernels are compiled without an on-disk cache, so every new "
         "process compiles them again. Set NUMBA_CACHE_DIR to a writable directory to cache "
         "them.", CacheUnavailableWarning, stacklevel=3)
-
-
-def parallel_calls_are_threadsafe():
-    """True when the active Numba threading layer may run parallel kernels concurrently.
-
-    False while no parallel kernel has run yet (Numba picks its layer at the first launch).
-    """
-    global _layer_is_threadsafe
-    if _layer_is_threadsafe is None:
-        try:
-            layer = numba.threading_layer()
-        except ValueError:  # not initialised yet: be conservative
-            return False
-        _layer_is_threadsafe = layer in THREADSAFE_LAYERS
-    return _layer_is_threadsafe
 
 
 # ------------------------------------------------------------------------------- caching
@@ -213,33 +190,95 @@ class Kernel(CPUDispatcher):
 
 
 class ParallelKernel(Kernel):
-    """A dispatcher of a ``parallel=True`` kernel.
+    """The dispatcher of a parallel kernel.
 
-    Python-level calls are made thread-safe (see the module docstring), and a call whose
-    first array has fewer than :data:`PARALLEL_MIN_ROWS` rows runs on the calling thread
-    alone (Numba's thread count is lowered to 1 for this thread and restored afterwards):
-    waking the thread pool costs more than such a call, and on few cores a pool that wakes
-    between BLAS calls spins against BLAS's own threads. Results do not change: blocks and
-    their order are fixed.
+    A parallel kernel is three serial kernels - ``prepare`` (layout and scratch; returns the
+    number of work items and the scratch arrays), ``work`` (items ``[lo, hi)``: fixed row
+    blocks or chunks, each writing only its own partials) and ``finish`` (folds the partials
+    in item order) - plus this dispatcher, whose Python function runs the items under
+    ``prange``. Calls compiled into ``@njit`` code (yours included) use that ``prange``
+    version. Calls from Python run the same items with :func:`run_work_items` on fastem's
+    thread pool instead: nothing is lowered by Numba's parfor machinery (the costliest part
+    of compiling a parallel kernel), no OpenMP/TBB thread pool starts (it would spin-wait
+    against BLAS's threads), and any threading layer is safe from several Python threads.
+    Items, their rows and the fold order are the same on both paths, so results are bitwise
+    identical to each other and for any thread count.
     """
 
-    def __call__(self, *args, **kwargs):
-        if args and isinstance(args[0], np.ndarray) and args[0].ndim \
-                and args[0].shape[0] < PARALLEL_MIN_ROWS:
-            previous = numba.get_num_threads()
-            if previous > 1:
-                numba.set_num_threads(1)
-                try:
-                    return self._locked_call(args, kwargs)
-                finally:
-                    numba.set_num_threads(previous)
-        return self._locked_call(args, kwargs)
+    _plan = None  # (prepare, work, finish), set by run_on_threads
 
-    def _locked_call(self, args, kwargs):
-        if _layer_is_threadsafe or parallel_calls_are_threadsafe():
+    def __call__(self, *args, **kwargs):
+        if self._plan is None or kwargs:
             return super().__call__(*args, **kwargs)
-        with PARALLEL_LOCK:
-            return super().__call__(*args, **kwargs)
+        prepare, work, finish = self._plan
+        if prepare is None:   # one item per row block of the first argument, no scratch
+            layout = ((args[0].shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS,)
+        else:
+            layout = prepare(*args)
+        scratch = layout[1:]
+        run_work_items(work, layout[0], args + scratch)
+        return None if finish is None else finish(*(args + scratch))
+
+
+def run_on_threads(parallel_kernel, prepare, work, finish):
+    """Make Python-level calls of ``parallel_kernel`` run ``work`` on fastem's threads.
+
+    ``prepare(*args)`` returns ``(n_items, *scratch)`` (None: one item per row block of the
+    first argument, no scratch); ``work(lo, hi, *args, *scratch)`` processes items
+    ``lo <= item < hi``; ``finish(*args, *scratch)`` returns the kernel's result (None: the
+    kernel returns nothing). The kernel's own body must be exactly that sequence with ``prange`` over the items.
+    """
+    if isinstance(parallel_kernel, ParallelKernel):   # not under NUMBA_DISABLE_JIT
+        parallel_kernel._plan = (prepare, work, finish)
+    return parallel_kernel
+
+
+# ------------------------------------------------------------------------- thread pool
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def n_threads():
+    """Threads a Python-level parallel call may use: Numba's setting for the calling thread
+    (``numba.set_num_threads``) once Numba's pool exists, else ``NUMBA_NUM_THREADS``."""
+    from numba.np.ufunc import parallel as _numba_parallel
+    if getattr(_numba_parallel, "_is_initialized", False):
+        return numba.get_num_threads()
+    return config.NUMBA_NUM_THREADS
+
+
+def _thread_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            _pool = ThreadPoolExecutor(max(1, config.NUMBA_NUM_THREADS - 1),
+                                       thread_name_prefix="fastem")
+        return _pool
+
+
+def run_work_items(work, n_items, args):
+    """``work(lo, hi, *args)`` over ``[0, n_items)``, split into contiguous runs of items.
+
+    The calling thread runs the first run, the pool the others; workers wait on a condition
+    (no spinning). Calls whose first array has fewer than ``PARALLEL_MIN_ROWS`` rows, or with
+    one thread, run on the calling thread alone. The partition never changes what an item
+    computes, only who computes it.
+    """
+    first = args[0] if args else None
+    rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
+    threads = min(n_threads(), n_items) if rows >= PARALLEL_MIN_ROWS else 1
+    if threads <= 1:
+        work(0, n_items, *args)
+        return
+    bounds = [n_items * t // threads for t in range(threads + 1)]
+    pool = _thread_pool()
+    futures = [pool.submit(work, bounds[t], bounds[t + 1], *args) for t in range(1, threads)]
+    try:
+        work(bounds[0], bounds[1], *args)
+    finally:
+        for future in futures:
+            future.result()
 
 
 def kernel(func=None, *, parallel=False):
@@ -253,7 +292,8 @@ def kernel(func=None, *, parallel=False):
     and thread-safety policies described in the module docstring.
     """
     options = {"nopython": True, "boundscheck": None, "nogil": True, "error_model": "numpy",
-               "fastmath": set(FASTMATH), "parallel": parallel}
+               "fastmath": set(FASTMATH),
+               "parallel": dict(PARALLEL_OPTIONS) if parallel else False}
 
     def compile_(f):
         if config.DISABLE_JIT:

@@ -33,7 +33,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
-from ._jit import kernel
+from ._jit import kernel, run_on_threads
 from ._simd import LANES, _is_c_array, _splat
 from .responsibilities import normalize_log_row
 
@@ -364,6 +364,25 @@ def _unpad_stats(p_nk, p_sT, p_ll, nk, sx):
 
 # ------------------------------------------------------------------ public kernels
 
+
+@kernel
+def _log_pmf_prepare(X, theta, log_weights, out):
+    WT, const, required, n_required = _log_odds_table(theta, log_weights)
+    return n_blocks(X.shape[0]), WT, const, required, n_required
+
+
+@kernel
+def _log_pmf_work(lo, hi, X, theta, log_weights, out, WT, const, required, n_required):
+    n, d = X.shape
+    pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
+    acc = np.empty(WT.shape[1])
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for i in range(start, stop):
+            cnt = _scan_row(X, i, pos, _BIT_POSITIONS)
+            _row_log_prob(WT, const, required, n_required, pos, 0, cnt, acc, out[i])
+
+
 @kernel(parallel=True)
 def bernoulli_log_pmf(X, theta, log_weights, out):
     """Weighted log-probabilities of dense binary rows under every component.
@@ -380,16 +399,37 @@ def bernoulli_log_pmf(X, theta, log_weights, out):
         OUT: ``log_weights[c] + sum_j x_ij log theta_cj + (1 - x_ij) log(1 - theta_cj)``;
         -inf where row i is impossible under component c.
     """
-    n, d = X.shape
+    nb, WT, const, required, n_required = _log_pmf_prepare(X, theta, log_weights, out)
+    for b in prange(nb):
+        _log_pmf_work(b, b + 1, X, theta, log_weights, out, WT, const, required, n_required)
+
+
+run_on_threads(bernoulli_log_pmf, _log_pmf_prepare, _log_pmf_work, None)
+
+
+
+
+@kernel
+def _log_pmf_csr_prepare(data, indices, indptr, theta, log_weights, out):
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
-    kp = WT.shape[1]
-    for b in prange(n_blocks(n)):
+    return n_blocks(indptr.shape[0] - 1), WT, const, required, n_required
+
+
+@kernel
+def _log_pmf_csr_work(lo, hi, data, indices, indptr, theta, log_weights, out,
+                      WT, const, required, n_required):
+    n = indptr.shape[0] - 1
+    scratch = np.empty(theta.shape[1], dtype=np.int64)
+    acc = np.empty(WT.shape[1])
+    for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
-        acc = np.empty(kp)
         for i in range(start, stop):
-            cnt = _scan_row(X, i, pos, _BIT_POSITIONS)
-            _row_log_prob(WT, const, required, n_required, pos, 0, cnt, acc, out[i])
+            lo_i, hi_i = indptr[i], indptr[i + 1]
+            if _explicit_zeros(data, lo_i, hi_i):
+                cnt = _compact_row(data, indices, lo_i, hi_i, scratch)
+                _row_log_prob(WT, const, required, n_required, scratch, 0, cnt, acc, out[i])
+            else:
+                _row_log_prob(WT, const, required, n_required, indices, lo_i, hi_i, acc, out[i])
 
 
 @kernel(parallel=True)
@@ -410,21 +450,57 @@ def bernoulli_log_pmf_csr(data, indices, indptr, theta, log_weights, out):
     out : ndarray, shape (n, k), float64
         OUT, as in :func:`bernoulli_log_pmf`.
     """
-    n = indptr.shape[0] - 1
-    d = theta.shape[1]
+    nb, WT, const, required, n_required = _log_pmf_csr_prepare(
+        data, indices, indptr, theta, log_weights, out)
+    for b in prange(nb):
+        _log_pmf_csr_work(b, b + 1, data, indices, indptr, theta, log_weights, out,
+                          WT, const, required, n_required)
+
+
+run_on_threads(bernoulli_log_pmf_csr, _log_pmf_csr_prepare, _log_pmf_csr_work, None)
+
+
+
+
+@kernel
+def _estep_prepare(X, sample_weight, theta, log_weights, nk, sx):
+    n, d = X.shape
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
-    for b in prange(n_blocks(n)):
-        start, stop = block_bounds(b, n)
-        scratch = np.empty(d, dtype=np.int64)
-        acc = np.empty(kp)
+    nc = n_partials(n, d * kp * 8)
+    return (nc, WT, const, required, n_required, np.empty((nc, kp)), np.empty((nc, d, kp)),
+            np.empty((nc, 1)))
+
+
+@kernel
+def _estep_work(lo, hi, X, sample_weight, theta, log_weights, nk, sx,
+                WT, const, required, n_required, p_nk, p_sT, p_ll):
+    n, d = X.shape
+    k = theta.shape[0]
+    kp = WT.shape[1]
+    nc = p_nk.shape[0]
+    pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
+    acc = np.empty(kp)
+    row = np.empty(k)
+    r = np.zeros(kp)
+    for ch in range(lo, hi):
+        start, stop = chunk_bounds(ch, n, nc)
+        c_nk, c_sT = p_nk[ch], p_sT[ch]
+        c_nk[:] = 0.0
+        c_sT[:] = 0.0
+        ll = 0.0
         for i in range(start, stop):
-            lo, hi = indptr[i], indptr[i + 1]
-            if _explicit_zeros(data, lo, hi):
-                cnt = _compact_row(data, indices, lo, hi, scratch)
-                _row_log_prob(WT, const, required, n_required, scratch, 0, cnt, acc, out[i])
-            else:
-                _row_log_prob(WT, const, required, n_required, indices, lo, hi, acc, out[i])
+            cnt = _scan_row(X, i, pos, _BIT_POSITIONS)
+            _row_log_prob(WT, const, required, n_required, pos, 0, cnt, acc, row)
+            ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
+            _scatter(c_sT, pos, 0, cnt, r)
+        p_ll[ch, 0] = ll
+
+
+@kernel
+def _estep_finish(X, sample_weight, theta, log_weights, nk, sx,
+                  WT, const, required, n_required, p_nk, p_sT, p_ll):
+    return _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
 
 
 @kernel(parallel=True)
@@ -454,30 +530,64 @@ def bernoulli_estep(X, sample_weight, theta, log_weights, nk, sx):
         ``sum_i w_i log p(x_i)``, the weighted log-likelihood of the input parameters
         (-inf if a row with positive weight is impossible under every component).
     """
-    n, d = X.shape
-    k = theta.shape[0]
+    nc, WT, const, required, n_required, p_nk, p_sT, p_ll = _estep_prepare(
+        X, sample_weight, theta, log_weights, nk, sx)
+    for ch in prange(nc):
+        _estep_work(ch, ch + 1, X, sample_weight, theta, log_weights, nk, sx,
+                    WT, const, required, n_required, p_nk, p_sT, p_ll)
+    return _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
+
+
+run_on_threads(bernoulli_estep, _estep_prepare, _estep_work, _estep_finish)
+
+
+
+
+@kernel
+def _estep_csr_prepare(data, indices, indptr, sample_weight, theta, log_weights, nk, sx):
+    n = indptr.shape[0] - 1
+    d = theta.shape[1]
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
     nc = n_partials(n, d * kp * 8)
-    p_nk = np.empty((nc, kp))
-    p_sT = np.empty((nc, d, kp))
-    p_ll = np.empty((nc, 1))
-    for ch in prange(nc):
+    return (nc, WT, const, required, n_required, np.empty((nc, kp)), np.empty((nc, d, kp)),
+            np.empty((nc, 1)))
+
+
+@kernel
+def _estep_csr_work(lo, hi, data, indices, indptr, sample_weight, theta, log_weights, nk, sx,
+                    WT, const, required, n_required, p_nk, p_sT, p_ll):
+    n = indptr.shape[0] - 1
+    k, d = theta.shape
+    kp = WT.shape[1]
+    nc = p_nk.shape[0]
+    scratch = np.empty(d, dtype=np.int64)
+    acc = np.empty(kp)
+    row = np.empty(k)
+    r = np.zeros(kp)
+    for ch in range(lo, hi):
         start, stop = chunk_bounds(ch, n, nc)
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
-        acc = np.empty(kp)
-        row = np.empty(k)
-        r = np.zeros(kp)
         ll = 0.0
         for i in range(start, stop):
-            cnt = _scan_row(X, i, pos, _BIT_POSITIONS)
-            _row_log_prob(WT, const, required, n_required, pos, 0, cnt, acc, row)
-            ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
-            _scatter(c_sT, pos, 0, cnt, r)
+            lo_i, hi_i = indptr[i], indptr[i + 1]
+            if _explicit_zeros(data, lo_i, hi_i):
+                cnt = _compact_row(data, indices, lo_i, hi_i, scratch)
+                _row_log_prob(WT, const, required, n_required, scratch, 0, cnt, acc, row)
+                ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
+                _scatter(c_sT, scratch, 0, cnt, r)
+            else:
+                _row_log_prob(WT, const, required, n_required, indices, lo_i, hi_i, acc, row)
+                ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
+                _scatter(c_sT, indices, lo_i, hi_i, r)
         p_ll[ch, 0] = ll
+
+
+@kernel
+def _estep_csr_finish(data, indices, indptr, sample_weight, theta, log_weights, nk, sx,
+                      WT, const, required, n_required, p_nk, p_sT, p_ll):
     return _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
 
 
@@ -502,91 +612,132 @@ def bernoulli_estep_csr(data, indices, indptr, sample_weight, theta, log_weights
     float
         ``sum_i w_i log p(x_i)``.
     """
-    n = indptr.shape[0] - 1
-    k, d = theta.shape
-    WT, const, required, n_required = _log_odds_table(theta, log_weights)
-    kp = WT.shape[1]
-    nc = n_partials(n, d * kp * 8)
-    p_nk = np.empty((nc, kp))
-    p_sT = np.empty((nc, d, kp))
-    p_ll = np.empty((nc, 1))
+    nc, WT, const, required, n_required, p_nk, p_sT, p_ll = _estep_csr_prepare(
+        data, indices, indptr, sample_weight, theta, log_weights, nk, sx)
     for ch in prange(nc):
-        start, stop = chunk_bounds(ch, n, nc)
-        c_nk, c_sT = p_nk[ch], p_sT[ch]
-        c_nk[:] = 0.0
-        c_sT[:] = 0.0
-        scratch = np.empty(d, dtype=np.int64)
-        acc = np.empty(kp)
-        row = np.empty(k)
-        r = np.zeros(kp)
-        ll = 0.0
-        for i in range(start, stop):
-            lo, hi = indptr[i], indptr[i + 1]
-            if _explicit_zeros(data, lo, hi):
-                cnt = _compact_row(data, indices, lo, hi, scratch)
-                _row_log_prob(WT, const, required, n_required, scratch, 0, cnt, acc, row)
-                ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
-                _scatter(c_sT, scratch, 0, cnt, r)
-            else:
-                _row_log_prob(WT, const, required, n_required, indices, lo, hi, acc, row)
-                ll += _accumulate_row(sample_weight[i], normalize_log_row(row), row, r, c_nk)
-                _scatter(c_sT, indices, lo, hi, r)
-        p_ll[ch, 0] = ll
+        _estep_csr_work(ch, ch + 1, data, indices, indptr, sample_weight, theta, log_weights,
+                        nk, sx, WT, const, required, n_required, p_nk, p_sT, p_ll)
     return _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
+
+
+run_on_threads(bernoulli_estep_csr, _estep_csr_prepare, _estep_csr_work, _estep_csr_finish)
+
 
 
 # ------------------------------------------------------------------ initialisation, validation
 
-@kernel(parallel=True)
-def _resp_stats(X, resp, nk, sx):
-    """nk = sum_i resp_ic, sx = sum_i resp_ic x_ij for dense X and weighted resp (n, k)."""
+
+@kernel
+def _resp_stats_prepare(X, resp, nk, sx):
+    n, d = X.shape
+    kp = _padded(resp.shape[1])
+    nc = n_partials(n, d * kp * 8)
+    return nc, np.empty((nc, kp)), np.empty((nc, d, kp)), np.zeros((nc, 1))
+
+
+@kernel
+def _resp_stats_work(lo, hi, X, resp, nk, sx, p_nk, p_sT, p_ll):
     n, d = X.shape
     k = resp.shape[1]
-    kp = _padded(k)
-    nc = n_partials(n, d * kp * 8)
-    p_nk = np.empty((nc, kp))
-    p_sT = np.empty((nc, d, kp))
-    p_ll = np.zeros((nc, 1))
-    for ch in prange(nc):
+    nc, kp = p_nk.shape
+    pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
+    r = np.zeros(kp)
+    for ch in range(lo, hi):
         start, stop = chunk_bounds(ch, n, nc)
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        pos = np.empty(d + SCAN_WIDTH, dtype=np.int32)
-        r = np.zeros(kp)
         for i in range(start, stop):
             for c in range(k):
                 r[c] = resp[i, c]
                 c_nk[c] += r[c]
             cnt = _scan_row(X, i, pos, _BIT_POSITIONS)
             _scatter(c_sT, pos, 0, cnt, r)
+
+
+@kernel
+def _resp_stats_finish(X, resp, nk, sx, p_nk, p_sT, p_ll):
     _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
 
 
 @kernel(parallel=True)
-def _resp_stats_csr(data, indices, indptr, resp, nk, sx):
-    """As :func:`_resp_stats` for CSR X (``indptr`` may be a slice; resp has its rows)."""
+def _resp_stats(X, resp, nk, sx):
+    """nk = sum_i resp_ic, sx = sum_i resp_ic x_ij for dense X and weighted resp (n, k)."""
+    nc, p_nk, p_sT, p_ll = _resp_stats_prepare(X, resp, nk, sx)
+    for ch in prange(nc):
+        _resp_stats_work(ch, ch + 1, X, resp, nk, sx, p_nk, p_sT, p_ll)
+    _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
+
+
+run_on_threads(_resp_stats, _resp_stats_prepare, _resp_stats_work, _resp_stats_finish)
+
+
+
+
+@kernel
+def _resp_stats_csr_prepare(data, indices, indptr, resp, nk, sx):
     n = indptr.shape[0] - 1
     k, d = sx.shape
     kp = _padded(k)
     nc = n_partials(n, d * kp * 8)
-    p_nk = np.empty((nc, kp))
-    p_sT = np.empty((nc, d, kp))
-    p_ll = np.zeros((nc, 1))
-    for ch in prange(nc):
+    return nc, np.empty((nc, kp)), np.empty((nc, d, kp)), np.zeros((nc, 1))
+
+
+@kernel
+def _resp_stats_csr_work(lo, hi, data, indices, indptr, resp, nk, sx, p_nk, p_sT, p_ll):
+    n = indptr.shape[0] - 1
+    k, d = sx.shape
+    nc, kp = p_nk.shape
+    scratch = np.empty(d, dtype=np.int64)
+    r = np.zeros(kp)
+    for ch in range(lo, hi):
         start, stop = chunk_bounds(ch, n, nc)
         c_nk, c_sT = p_nk[ch], p_sT[ch]
         c_nk[:] = 0.0
         c_sT[:] = 0.0
-        scratch = np.empty(d, dtype=np.int64)
-        r = np.zeros(kp)
         for i in range(start, stop):
             for c in range(k):
                 r[c] = resp[i, c]
                 c_nk[c] += r[c]
             cnt = _compact_row(data, indices, indptr[i], indptr[i + 1], scratch)
             _scatter(c_sT, scratch, 0, cnt, r)
+
+
+@kernel
+def _resp_stats_csr_finish(data, indices, indptr, resp, nk, sx, p_nk, p_sT, p_ll):
     _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
+
+
+@kernel(parallel=True)
+def _resp_stats_csr(data, indices, indptr, resp, nk, sx):
+    """As :func:`_resp_stats` for CSR X (``indptr`` may be a slice; resp has its rows)."""
+    nc, p_nk, p_sT, p_ll = _resp_stats_csr_prepare(data, indices, indptr, resp, nk, sx)
+    for ch in prange(nc):
+        _resp_stats_csr_work(ch, ch + 1, data, indices, indptr, resp, nk, sx, p_nk, p_sT, p_ll)
+    _unpad_stats(p_nk, p_sT, p_ll, nk, sx)
+
+
+run_on_threads(_resp_stats_csr, _resp_stats_csr_prepare, _resp_stats_csr_work, _resp_stats_csr_finish)
+
+
+
+
+@kernel
+def _count_prepare(values, counts):
+    return ((values.shape[0] + CHECK_BLOCK - 1) // CHECK_BLOCK,)
+
+
+@kernel
+def _count_work(lo, hi, values, counts):
+    m = values.shape[0]
+    for b in range(lo, hi):
+        start = b * CHECK_BLOCK
+        stop = min(m, start + CHECK_BLOCK)
+        bad = 0
+        for p in range(start, stop):
+            v = values[p]
+            bad += (v != 0) & (v != 1)
+        counts[b] = bad
 
 
 @kernel(parallel=True)
@@ -596,13 +747,8 @@ def _count_non_binary(values, counts):
     ``values`` is 1-D (a flat view of X or CSR data); blocks have :data:`CHECK_BLOCK` values.
     No temporaries, so checking a large uint8 array allocates nothing of its size.
     """
-    m = values.shape[0]
-    nb = (m + CHECK_BLOCK - 1) // CHECK_BLOCK
-    for b in prange(nb):
-        start = b * CHECK_BLOCK
-        stop = min(m, start + CHECK_BLOCK)
-        bad = 0
-        for p in range(start, stop):
-            v = values[p]
-            bad += (v != 0) & (v != 1)
-        counts[b] = bad
+    for b in prange(_count_prepare(values, counts)[0]):
+        _count_work(b, b + 1, values, counts)
+
+
+run_on_threads(_count_non_binary, _count_prepare, _count_work, None)

@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
-from ._jit import BLOCK_ROWS, kernel
+from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, search_tile, sqdist)
 
@@ -69,6 +69,23 @@ def _row_sqdist(X, i, centers, j):
     return sqdist(X, i * d, centers, j * d, d)
 
 
+@kernel
+def _search_prepare(X, centers, labels, sqdist):
+    tile, width = search_tile(centers.shape[0], X.itemsize)
+    ct, half_norms = _transposed_centers(X, centers, width)
+    return n_blocks(X.shape[0]), ct, half_norms, tile
+
+
+@kernel
+def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile):
+    n = X.shape[0]
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        _nearest_in_block(X, start, stop, ct, half_norms, tile, labels, 0)
+        for i in range(start, stop):
+            sqdist[i] = _row_sqdist(X, i, centers, labels[i])
+
+
 @kernel(parallel=True)
 def nearest_centers(X, centers, labels, sqdist):
     """Label every row with its nearest centre.
@@ -83,14 +100,66 @@ def nearest_centers(X, centers, labels, sqdist):
     sqdist : ndarray, shape (n,), float64
         OUT: squared Euclidean distance to that centre.
     """
-    n = X.shape[0]
-    tile, width = search_tile(centers.shape[0], X.itemsize)
+    nb, ct, half_norms, tile = _search_prepare(X, centers, labels, sqdist)
+    for b in prange(nb):
+        _search_work(b, b + 1, X, centers, labels, sqdist, ct, half_norms, tile)
+
+
+run_on_threads(nearest_centers, _search_prepare, _search_work, None)
+
+
+@kernel
+def _lloyd_prepare(X, sample_weight, centers, labels, center_sums, center_weights):
+    n, d = X.shape
+    k = centers.shape[0]
+    nc = n_partials(n, k * (d + 1) * 8)
+    tile, width = search_tile(k, X.itemsize)
     ct, half_norms = _transposed_centers(X, centers, width)
-    for b in prange(n_blocks(n)):
-        start, stop = block_bounds(b, n)
-        _nearest_in_block(X, start, stop, ct, half_norms, tile, labels, 0)
-        for i in range(start, stop):
-            sqdist[i] = _row_sqdist(X, i, centers, labels[i])
+    # per chunk: sums (k, d), weights (k,), [inertia, number of changed labels]
+    return (nc, ct, half_norms, tile, np.empty((nc, k, d)), np.empty((nc, k)),
+            np.empty((nc, 2)))
+
+
+@kernel
+def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_weights,
+                ct, half_norms, tile, part_sums, part_weights, part_scalars):
+    n, d = X.shape
+    k = centers.shape[0]
+    nc = part_sums.shape[0]
+    new = np.empty(BLOCK_ROWS, np.int32)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums = part_sums[c]
+        weights = part_weights[c]
+        for j in range(k):
+            weights[j] = 0.0
+            for f in range(d):
+                sums[j, f] = 0.0
+        inertia = 0.0
+        changed = 0
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            _nearest_in_block(X, b0, b1, ct, half_norms, tile, new, b0)
+            for i in range(b0, b1):
+                j = new[i - b0]
+                changed += j != labels[i]  # branch-free: label changes are unpredictable
+                labels[i] = j
+                w = sample_weight[i]
+                axpy(w, X, i * d, sums, j * d, d)
+                inertia += w * sqdist(X, i * d, centers, j * d, d)
+                weights[j] += w
+        part_scalars[c, 0] = inertia
+        part_scalars[c, 1] = changed
+
+
+@kernel
+def _lloyd_finish(X, sample_weight, centers, labels, center_sums, center_weights,
+                  ct, half_norms, tile, part_sums, part_weights, part_scalars):
+    fold_blocks(part_sums, center_sums)
+    fold_blocks(part_weights, center_weights)
+    totals = np.empty(2)
+    fold_blocks(part_scalars, totals)
+    return totals[0], np.int64(totals[1])
 
 
 @kernel(parallel=True)
@@ -121,43 +190,27 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
     into its own partial; partials are summed in chunk order, so every output is bitwise
     identical for any number of threads.
     """
-    n, d = X.shape
-    k = centers.shape[0]
-    nc = n_partials(n, k * (d + 1) * 8)
-    tile, width = search_tile(k, X.itemsize)
-    ct, half_norms = _transposed_centers(X, centers, width)
-    part_sums = np.empty((nc, k, d))
-    part_weights = np.empty((nc, k))
-    part_scalars = np.empty((nc, 2))  # inertia, number of changed labels
+    nc, ct, half_norms, tile, part_sums, part_weights, part_scalars = _lloyd_prepare(
+        X, sample_weight, centers, labels, center_sums, center_weights)
     for c in prange(nc):
-        start, stop = chunk_bounds(c, n, nc)
-        sums = part_sums[c]
-        weights = part_weights[c]
-        for j in range(k):
-            weights[j] = 0.0
-            for f in range(d):
-                sums[j, f] = 0.0
-        new = np.empty(BLOCK_ROWS, np.int32)
-        inertia = 0.0
-        changed = 0
-        for b0 in range(start, stop, BLOCK_ROWS):
-            b1 = min(stop, b0 + BLOCK_ROWS)
-            _nearest_in_block(X, b0, b1, ct, half_norms, tile, new, b0)
-            for i in range(b0, b1):
-                j = new[i - b0]
-                changed += j != labels[i]  # branch-free: label changes are unpredictable
-                labels[i] = j
-                w = sample_weight[i]
-                axpy(w, X, i * d, sums, j * d, d)
-                inertia += w * sqdist(X, i * d, centers, j * d, d)
-                weights[j] += w
-        part_scalars[c, 0] = inertia
-        part_scalars[c, 1] = changed
-    fold_blocks(part_sums, center_sums)
-    fold_blocks(part_weights, center_weights)
-    totals = np.empty(2)
-    fold_blocks(part_scalars, totals)
-    return totals[0], np.int64(totals[1])
+        _lloyd_work(c, c + 1, X, sample_weight, centers, labels, center_sums, center_weights,
+                    ct, half_norms, tile, part_sums, part_weights, part_scalars)
+    return _lloyd_finish(X, sample_weight, centers, labels, center_sums, center_weights,
+                         ct, half_norms, tile, part_sums, part_weights, part_scalars)
+
+
+run_on_threads(lloyd_step, _lloyd_prepare, _lloyd_work, _lloyd_finish)
+
+
+@kernel
+def _sqdist_work(lo, hi, X, centers, out):
+    n = X.shape[0]
+    k = centers.shape[0]
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for i in range(start, stop):
+            for j in range(k):
+                out[i, j] = _row_sqdist(X, i, centers, j)
 
 
 @kernel(parallel=True)
@@ -171,13 +224,22 @@ def sqdist_to_centers(X, centers, out):
     out : ndarray, shape (n, k), float64
         OUT.
     """
-    n = X.shape[0]
-    k = centers.shape[0]
-    for b in prange(n_blocks(n)):
+    for b in prange(n_blocks(X.shape[0])):
+        _sqdist_work(b, b + 1, X, centers, out)
+
+
+run_on_threads(sqdist_to_centers, None, _sqdist_work, None)
+
+
+@kernel
+def _min_sqdist_work(lo, hi, X, center, min_sqdist):
+    n, d = X.shape
+    for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         for i in range(start, stop):
-            for j in range(k):
-                out[i, j] = _row_sqdist(X, i, centers, j)
+            s = sqdist(X, i * d, center, 0, d)
+            if s < min_sqdist[i]:
+                min_sqdist[i] = s
 
 
 @kernel(parallel=True)
@@ -192,13 +254,38 @@ def update_min_sqdist(X, center, min_sqdist):
     min_sqdist : ndarray, shape (n,), float64
         IN/OUT: squared distance of each row to its closest centre so far (start with +inf).
     """
+    for b in prange(n_blocks(X.shape[0])):
+        _min_sqdist_work(b, b + 1, X, center, min_sqdist)
+
+
+run_on_threads(update_min_sqdist, None, _min_sqdist_work, None)
+
+
+@kernel
+def _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials):
+    nb = n_blocks(X.shape[0])
+    return nb, np.empty((nb, candidates.shape[0]))
+
+
+@kernel
+def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, partial):
     n, d = X.shape
-    for b in prange(n_blocks(n)):
+    m = candidates.shape[0]
+    for b in range(lo, hi):
         start, stop = block_bounds(b, n)
+        for c in range(m):
+            partial[b, c] = 0.0
         for i in range(start, stop):
-            s = sqdist(X, i * d, center, 0, d)
-            if s < min_sqdist[i]:
-                min_sqdist[i] = s
+            w = sample_weight[i]
+            closest = min_sqdist[i]
+            for c in range(m):
+                s = sqdist(X, i * d, candidates, c * d, d)
+                partial[b, c] += w * min(s, closest)
+
+
+@kernel
+def _potentials_finish(X, sample_weight, candidates, min_sqdist, potentials, partial):
+    fold_blocks(partial, potentials)
 
 
 @kernel(parallel=True)
@@ -218,21 +305,25 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist, potentials):
     potentials : ndarray, shape (m,), float64
         OUT.
     """
-    n, d = X.shape
-    m = candidates.shape[0]
-    nb = n_blocks(n)
-    partial = np.empty((nb, m))
+    nb, partial = _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials)
     for b in prange(nb):
+        _potentials_work(b, b + 1, X, sample_weight, candidates, min_sqdist, potentials,
+                         partial)
+    _potentials_finish(X, sample_weight, candidates, min_sqdist, potentials, partial)
+
+
+run_on_threads(kmeanspp_potentials, _potentials_prepare, _potentials_work, _potentials_finish)
+
+
+@kernel
+def _block_sums_work(lo, hi, sample_weight, min_sqdist, out):
+    n = min_sqdist.shape[0]
+    for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        for c in range(m):
-            partial[b, c] = 0.0
+        s = 0.0
         for i in range(start, stop):
-            w = sample_weight[i]
-            closest = min_sqdist[i]
-            for c in range(m):
-                s = sqdist(X, i * d, candidates, c * d, d)
-                partial[b, c] += w * min(s, closest)
-    fold_blocks(partial, potentials)
+            s += sample_weight[i] * min_sqdist[i]
+        out[b] = s
 
 
 @kernel(parallel=True)
@@ -245,13 +336,11 @@ def potential_block_sums(sample_weight, min_sqdist, out):
     out : ndarray, shape (n_blocks,), float64
         OUT, one entry per fixed row block (``BLOCK_ROWS`` rows).
     """
-    n = min_sqdist.shape[0]
-    for b in prange(n_blocks(n)):
-        start, stop = block_bounds(b, n)
-        s = 0.0
-        for i in range(start, stop):
-            s += sample_weight[i] * min_sqdist[i]
-        out[b] = s
+    for b in prange(n_blocks(min_sqdist.shape[0])):
+        _block_sums_work(b, b + 1, sample_weight, min_sqdist, out)
+
+
+run_on_threads(potential_block_sums, None, _block_sums_work, None)
 
 
 @kernel

@@ -23,7 +23,7 @@ import numpy as np
 from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
-from ._jit import BLOCK_ROWS, kernel
+from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_ROWS, axpy, matmul_acc_rows,
                     search_tile, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
 from .responsibilities import normalize_log_row
@@ -169,6 +169,26 @@ def _diag_block_log_prob(y, coef, bias, const, q, out, rows):
             out[i, j] = const[j] - 0.5 * q[i, j]
 
 
+
+@kernel
+def _log_pdf_full_prepare(X, means, prec_chol, const, out):
+    center = _mean_of_means(means, const)
+    tile, factors, bias = _full_layout(means, prec_chol, center)
+    return n_blocks(X.shape[0]), center, tile, factors, bias
+
+
+@kernel
+def _log_pdf_full_work(lo, hi, X, means, prec_chol, const, out, center, tile, factors, bias):
+    n = X.shape[0]
+    k, d = means.shape
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        xc = np.empty((stop - start, d))
+        q = np.empty((k, stop - start))
+        _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc, q,
+                             out[start:stop])
+
+
 @kernel(parallel=True)
 def gaussian_log_pdf_full(X, means, prec_chol, const, out):
     """Log-densities for full or tied covariances.
@@ -183,16 +203,33 @@ def gaussian_log_pdf_full(X, means, prec_chol, const, out):
     out : ndarray, shape (n, k), float64
         OUT: ``const[j] - 1/2 ||(x_i - mu_j)^T P_j||^2``.
     """
-    n = X.shape[0]
-    k, d = means.shape
+    nb, center, tile, factors, bias = _log_pdf_full_prepare(X, means, prec_chol, const, out)
+    for b in prange(nb):
+        _log_pdf_full_work(b, b + 1, X, means, prec_chol, const, out, center, tile, factors, bias)
+
+
+run_on_threads(gaussian_log_pdf_full, _log_pdf_full_prepare, _log_pdf_full_work, None)
+
+
+
+
+@kernel
+def _log_pdf_diag_prepare(X, means, prec, const, out):
     center = _mean_of_means(means, const)
-    tile, factors, bias = _full_layout(means, prec_chol, center)
-    for b in prange(n_blocks(n)):
+    coef, bias = _diag_layout(means, prec, center)
+    return n_blocks(X.shape[0]), center, coef, bias
+
+
+@kernel
+def _log_pdf_diag_work(lo, hi, X, means, prec, const, out, center, coef, bias):
+    n = X.shape[0]
+    for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        xc = np.empty((stop - start, d))
-        q = np.empty((k, stop - start))
-        _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc, q,
-                             out[start:stop])
+        rows4 = (stop - start + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
+        y = np.zeros((rows4, coef.shape[0]))
+        q = np.empty((rows4, coef.shape[1]))
+        _diag_block_features(X, start, stop, center, y)
+        _diag_block_log_prob(y, coef, bias, const, q, out[start:stop], stop - start)
 
 
 @kernel(parallel=True)
@@ -210,17 +247,13 @@ def gaussian_log_pdf_diag(X, means, prec, const, out):
     out : ndarray, shape (n, k), float64
         OUT.
     """
-    n = X.shape[0]
-    k, d = means.shape
-    center = _mean_of_means(means, const)
-    coef, bias = _diag_layout(means, prec, center)
-    for b in prange(n_blocks(n)):
-        start, stop = block_bounds(b, n)
-        rows4 = (stop - start + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
-        y = np.zeros((rows4, coef.shape[0]))
-        q = np.empty((rows4, coef.shape[1]))
-        _diag_block_features(X, start, stop, center, y)
-        _diag_block_log_prob(y, coef, bias, const, q, out[start:stop], stop - start)
+    nb, center, coef, bias = _log_pdf_diag_prepare(X, means, prec, const, out)
+    for b in prange(nb):
+        _log_pdf_diag_work(b, b + 1, X, means, prec, const, out, center, coef, bias)
+
+
+run_on_threads(gaussian_log_pdf_diag, _log_pdf_diag_prepare, _log_pdf_diag_work, None)
+
 
 
 @kernel
@@ -238,6 +271,96 @@ def _mirror_upper(s2):
         for f in range(s2.shape[1]):
             for g in range(f):
                 s2[m, f, g] = s2[m, g, f]
+
+
+
+@kernel
+def _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2):
+    n = X.shape[0]
+    k, d = means.shape
+    center = _mean_of_means(means, const)
+    tile, factors, bias = _full_layout(means, prec_chol, center)
+    pr, pc = PRODUCT_ROWS, PRODUCT_COLS
+    d4 = (d + pr - 1) // pr * pr   # product rows, padded for the product tile
+    k4 = (k + pr - 1) // pr * pr
+    dp = (d + pc - 1) // pc * pc   # product columns, padded likewise
+    nc = n_chunks(n, MAX_PARTIALS)
+    # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
+    return (nc, center, tile, factors, bias, np.empty((nc, k)), np.empty((nc, k4, dp)),
+            np.empty((nc, s2.shape[0], d4, dp)), np.empty((nc, 1)))
+
+
+@kernel
+def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
+                     center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll):
+    n = X.shape[0]
+    k, d = means.shape
+    pooled = shift.shape[0] == 1
+    m2 = s2.shape[0]
+    pr = PRODUCT_ROWS
+    nc, k4, dp = p_t1.shape
+    d4 = p_t2.shape[2]
+    zeros = np.zeros(dp)
+    xc = np.empty((BLOCK_ROWS, d))
+    q = np.empty((k, BLOCK_ROWS))
+    resp = np.empty((BLOCK_ROWS, k))
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        c_nk, c_t1, c_t2 = p_nk[c], p_t1[c], p_t2[c]
+        c_nk[:] = 0.0
+        c_t1[:] = 0.0
+        c_t2[:] = 0.0
+        ll = 0.0
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            rows = b1 - b0
+            rows4 = (rows + pr - 1) // pr * pr
+            _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
+            # operands of the products, zero-padded: XC (rows4, dp), XT = XC^T (d4, rows4),
+            # RT = (w r)^T (k4, rows4)
+            xcp = np.zeros((rows4, dp))
+            xt = np.zeros((d4, rows4))
+            rt = np.zeros((k4, rows4))
+            for i in range(rows):
+                w = sample_weight[b0 + i]
+                ll += w * normalize_log_row(resp[i])
+                for j in range(k):
+                    rt[j, i] = w * resp[i, j]
+                for f in range(d):
+                    xcp[i, f] = xc[i, f]
+                    xt[f, i] = xc[i, f]
+            for j0 in range(0, k4, pr):
+                matmul_acc_rows(rt, j0, k4 - 1, xcp, zeros, c_t1, 0)
+            for j in range(k):
+                for i in range(rows):
+                    c_nk[j] += rt[j, i]
+            wt = np.empty((d4, rows4))
+            for m in range(m2):
+                # pooled (tied): weights w_i; per component: w_i r_im (zero on padding rows)
+                for f in range(d4):
+                    for i in range(rows4):
+                        if pooled:
+                            r = sample_weight[b0 + i] if i < rows else 0.0
+                        else:
+                            r = rt[m, i]
+                        wt[f, i] = xt[f, i] * r
+                for f0 in range(0, d4, pr):
+                    matmul_acc_rows(wt, f0, d4 - 1, xcp, zeros, c_t2[m], 0)
+        p_ll[c, 0] = ll
+
+
+@kernel
+def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
+                       center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll):
+    fold_blocks(p_nk, nk)
+    t1 = np.empty(p_t1.shape[1:])
+    fold_blocks(p_t1, t1)
+    t2 = np.empty(p_t2.shape[1:])
+    fold_blocks(p_t2, t2)
+    _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2)
+    total = np.empty(1)
+    fold_blocks(p_ll, total)
+    return total[0]
 
 
 @kernel(parallel=True)
@@ -271,78 +394,17 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     float
         ``sum_i w_i log p(x_i)``, the weighted log-likelihood of the input parameters.
     """
-    n = X.shape[0]
-    k, d = means.shape
-    pooled = shift.shape[0] == 1
-    m2 = s2.shape[0]
-    center = _mean_of_means(means, const)
-    tile, factors, bias = _full_layout(means, prec_chol, center)
-    pr, pc = PRODUCT_ROWS, PRODUCT_COLS
-    d4 = (d + pr - 1) // pr * pr   # product rows, padded for the product tile
-    k4 = (k + pr - 1) // pr * pr
-    dp = (d + pc - 1) // pc * pc   # product columns, padded likewise
-    zeros = np.zeros(dp)
-    nc = n_chunks(n, MAX_PARTIALS)
-    # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
-    p_nk = np.empty((nc, k))
-    p_t1 = np.empty((nc, k4, dp))
-    p_t2 = np.empty((nc, m2, d4, dp))
-    p_ll = np.empty((nc, 1))
+    nc, center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll = _estep_full_prepare(
+        X, sample_weight, means, prec_chol, const, shift, nk, s1, s2)
     for c in prange(nc):
-        start, stop = chunk_bounds(c, n, nc)
-        c_nk, c_t1, c_t2 = p_nk[c], p_t1[c], p_t2[c]
-        c_nk[:] = 0.0
-        c_t1[:] = 0.0
-        c_t2[:] = 0.0
-        xc = np.empty((BLOCK_ROWS, d))
-        q = np.empty((k, BLOCK_ROWS))
-        resp = np.empty((BLOCK_ROWS, k))
-        ll = 0.0
-        for b0 in range(start, stop, BLOCK_ROWS):
-            b1 = min(stop, b0 + BLOCK_ROWS)
-            rows = b1 - b0
-            rows4 = (rows + pr - 1) // pr * pr
-            _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
-            # operands of the products, zero-padded: XC (rows4, dp), XT = XC^T (d4, rows4),
-            # RT = (w r)^T (k4, rows4)
-            xcp = np.zeros((rows4, dp))
-            xt = np.zeros((d4, rows4))
-            rt = np.zeros((k4, rows4))
-            for i in range(rows):
-                w = sample_weight[b0 + i]
-                ll += w * normalize_log_row(resp[i])
-                for j in range(k):
-                    rt[j, i] = w * resp[i, j]
-                for f in range(d):
-                    xcp[i, f] = xc[i, f]
-                    xt[f, i] = xc[i, f]
-            for j0 in range(0, k4, pr):
-                matmul_acc_rows(rt, j0, k4 - 1, xcp, zeros, c_t1, 0)
-            for j in range(k):
-                c_nk[j] += rt[j].sum()
-            wt = np.empty((d4, rows4))
-            for m in range(m2):
-                # pooled (tied): weights w_i; per component: w_i r_im (zero on padding rows)
-                if pooled:
-                    r = np.zeros(rows4)
-                    r[:rows] = sample_weight[b0:b1]
-                else:
-                    r = rt[m]
-                for f in range(d4):
-                    for i in range(rows4):
-                        wt[f, i] = xt[f, i] * r[i]
-                for f0 in range(0, d4, pr):
-                    matmul_acc_rows(wt, f0, d4 - 1, xcp, zeros, c_t2[m], 0)
-        p_ll[c, 0] = ll
-    fold_blocks(p_nk, nk)
-    t1 = np.empty((k4, dp))
-    fold_blocks(p_t1, t1)
-    t2 = np.empty((m2, d4, dp))
-    fold_blocks(p_t2, t2)
-    _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2)
-    total = np.empty(1)
-    fold_blocks(p_ll, total)
-    return total[0]
+        _estep_full_work(c, c + 1, X, sample_weight, means, prec_chol, const, shift, nk, s1,
+                         s2, center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll)
+    return _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
+                              center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll)
+
+
+run_on_threads(gaussian_estep_full, _estep_full_prepare, _estep_full_work, _estep_full_finish)
+
 
 
 @kernel
@@ -398,6 +460,69 @@ def _diag_stats_from_t(t, means, shift, center, nk, s1, s2):
             s2[j, f] = a - 2.0 * e * b + n_j * e * e
 
 
+
+@kernel
+def _estep_diag_prepare(X, sample_weight, means, prec, const, shift, nk, s1, s2):
+    k = means.shape[0]
+    center = _mean_of_means(means, const)
+    coef, bias = _diag_layout(means, prec, center)
+    k4 = (k + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
+    nc = n_chunks(X.shape[0], MAX_PARTIALS)
+    # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0), and the log-likelihood
+    return nc, center, coef, bias, np.empty((nc, k4, coef.shape[0])), np.empty((nc, 1))
+
+
+@kernel
+def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1, s2,
+                     center, coef, bias, p_t, p_ll):
+    n = X.shape[0]
+    k = means.shape[0]
+    yp, kp = coef.shape
+    pr = PRODUCT_ROWS
+    nc, k4 = p_t.shape[0], p_t.shape[1]
+    zeros = np.zeros(yp)
+    y = np.zeros((BLOCK_ROWS, yp))
+    q = np.empty((BLOCK_ROWS, kp))
+    resp = np.empty((BLOCK_ROWS, k))
+    rt = np.zeros((k4, BLOCK_ROWS))
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        c_t = p_t[c]
+        c_t[:] = 0.0
+        ll = 0.0
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            rows = b1 - b0
+            rows4 = (rows + pr - 1) // pr * pr
+            yb = y[:rows4]
+            _diag_block_features(X, b0, b1, center, yb)
+            _diag_block_log_prob(yb, coef, bias, const, q[:rows4], resp, rows)
+            for i in range(rows):
+                w = sample_weight[b0 + i]
+                ll += w * normalize_log_row(resp[i])
+                for j in range(k):
+                    rt[j, i] = w * resp[i, j]
+            for j in range(k4):
+                for i in range(rows, rows4):
+                    rt[j, i] = 0.0
+            # c_t += rt @ y over the block's rows (rt rows are components)
+            rtb = np.ascontiguousarray(rt[:, :rows4]) if rows4 < BLOCK_ROWS else rt
+            for j0 in range(0, k4, pr):
+                matmul_acc_rows(rtb, j0, k4 - 1, yb, zeros, c_t, 0)
+        p_ll[c, 0] = ll
+
+
+@kernel
+def _estep_diag_finish(X, sample_weight, means, prec, const, shift, nk, s1, s2,
+                       center, coef, bias, p_t, p_ll):
+    t = np.empty(p_t.shape[1:])
+    fold_blocks(p_t, t)
+    total = np.empty(1)
+    fold_blocks(p_ll, total)
+    _diag_stats_from_t(t, means, shift, center, nk, s1, s2)
+    return total[0]
+
+
 @kernel(parallel=True)
 def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2):
     """Fused E-step and sufficient statistics for diagonal or spherical covariances.
@@ -424,53 +549,77 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     float
         ``sum_i w_i log p(x_i)``.
     """
-    n = X.shape[0]
-    k, d = means.shape
-    center = _mean_of_means(means, const)
-    coef, bias = _diag_layout(means, prec, center)
-    yp, kp = coef.shape
-    pr = PRODUCT_ROWS
-    k4 = (k + pr - 1) // pr * pr
-    zeros = np.zeros(yp)
-    nc = n_chunks(n, MAX_PARTIALS)
-    # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0), and the log-likelihood
-    p_t = np.empty((nc, k4, yp))
-    p_ll = np.empty((nc, 1))
+    nc, center, coef, bias, p_t, p_ll = _estep_diag_prepare(
+        X, sample_weight, means, prec, const, shift, nk, s1, s2)
     for c in prange(nc):
+        _estep_diag_work(c, c + 1, X, sample_weight, means, prec, const, shift, nk, s1, s2,
+                         center, coef, bias, p_t, p_ll)
+    return _estep_diag_finish(X, sample_weight, means, prec, const, shift, nk, s1, s2,
+                              center, coef, bias, p_t, p_ll)
+
+
+run_on_threads(gaussian_estep_diag, _estep_diag_prepare, _estep_diag_work, _estep_diag_finish)
+
+
+
+
+@kernel
+def _moments_prepare(X, resp, shift, nk, s1, s2_full, s2_diag):
+    n, d = X.shape
+    k = resp.shape[1]
+    nc = n_chunks(n, MAX_PARTIALS)
+    return (nc, np.empty((nc, k)), np.empty((nc, k, d)), np.empty((nc, s2_full.shape[0], d, d)),
+            np.empty((nc, s2_diag.shape[0], d)))
+
+
+@kernel
+def _moments_work(lo, hi, X, resp, shift, nk, s1, s2_full, s2_diag, p_nk, p_s1, p_full, p_diag):
+    n, d = X.shape
+    k = resp.shape[1]
+    per_component = shift.shape[0] != 1
+    m_full = s2_full.shape[0]
+    do_diag = s2_diag.shape[0] > 0
+    nc = p_nk.shape[0]
+    v = np.empty(d)
+    for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
-        c_t = p_t[c]
-        c_t[:] = 0.0
-        y = np.zeros((BLOCK_ROWS, yp))
-        q = np.empty((BLOCK_ROWS, kp))
-        resp = np.empty((BLOCK_ROWS, k))
-        rt = np.zeros((k4, BLOCK_ROWS))
-        ll = 0.0
-        for b0 in range(start, stop, BLOCK_ROWS):
-            b1 = min(stop, b0 + BLOCK_ROWS)
-            rows = b1 - b0
-            rows4 = (rows + pr - 1) // pr * pr
-            yb = y[:rows4]
-            _diag_block_features(X, b0, b1, center, yb)
-            _diag_block_log_prob(yb, coef, bias, const, q[:rows4], resp, rows)
-            for i in range(rows):
-                w = sample_weight[b0 + i]
-                ll += w * normalize_log_row(resp[i])
-                for j in range(k):
-                    rt[j, i] = w * resp[i, j]
-            for j in range(k4):
-                for i in range(rows, rows4):
-                    rt[j, i] = 0.0
-            # c_t += rt @ y over the block's rows (rt rows are components)
-            rtb = np.ascontiguousarray(rt[:, :rows4]) if rows4 < BLOCK_ROWS else rt
-            for j0 in range(0, k4, pr):
-                matmul_acc_rows(rtb, j0, k4 - 1, yb, zeros, c_t, 0)
-        p_ll[c, 0] = ll
-    t = np.empty((k4, yp))
-    fold_blocks(p_t, t)
-    total = np.empty(1)
-    fold_blocks(p_ll, total)
-    _diag_stats_from_t(t, means, shift, center, nk, s1, s2)
-    return total[0]
+        p_nk[c][:] = 0.0
+        p_s1[c][:] = 0.0
+        p_full[c][:] = 0.0
+        p_diag[c][:] = 0.0
+        for i in range(start, stop):
+            total = 0.0
+            for j in range(k):
+                r = resp[i, j]
+                total += r
+                if r == 0.0:
+                    continue
+                cj = j if per_component else 0
+                for f in range(d):
+                    v[f] = np.float64(X[i, f]) - shift[cj, f]
+                p_nk[c, j] += r
+                for f in range(d):
+                    p_s1[c, j, f] += r * v[f]
+                if do_diag:
+                    for f in range(d):
+                        p_diag[c, j, f] += r * v[f] * v[f]
+                if per_component and m_full > 0:
+                    _accumulate_scatter(r, v, p_full[c, j])
+            if not per_component and m_full > 0 and total != 0.0:
+                for f in range(d):
+                    v[f] = np.float64(X[i, f]) - shift[0, f]
+                _accumulate_scatter(total, v, p_full[c, 0])
+
+
+@kernel
+def _moments_finish(X, resp, shift, nk, s1, s2_full, s2_diag, p_nk, p_s1, p_full, p_diag):
+    fold_blocks(p_nk, nk)
+    fold_blocks(p_s1, s1)
+    if s2_full.shape[0] > 0:
+        fold_blocks(p_full, s2_full)
+        _mirror_upper(s2_full)
+    if s2_diag.shape[0] > 0:
+        fold_blocks(p_diag, s2_diag)
 
 
 @kernel(parallel=True)
@@ -494,49 +643,11 @@ def weighted_moments(X, resp, shift, nk, s1, s2_full, s2_diag):
     s2_diag : ndarray, shape (k, d) or (0, d), float64
         OUT: ``sum_i resp_ij (x_i - c_j)^2``, or not computed when it has 0 rows.
     """
-    n, d = X.shape
-    k = resp.shape[1]
-    per_component = shift.shape[0] != 1
-    m_full = s2_full.shape[0]
-    do_diag = s2_diag.shape[0] > 0
-    nc = n_chunks(n, MAX_PARTIALS)
-    p_nk = np.empty((nc, k))
-    p_s1 = np.empty((nc, k, d))
-    p_full = np.empty((nc, m_full, d, d))
-    p_diag = np.empty((nc, s2_diag.shape[0], d))
+    nc, p_nk, p_s1, p_full, p_diag = _moments_prepare(X, resp, shift, nk, s1, s2_full, s2_diag)
     for c in prange(nc):
-        start, stop = chunk_bounds(c, n, nc)
-        p_nk[c][:] = 0.0
-        p_s1[c][:] = 0.0
-        p_full[c][:] = 0.0
-        p_diag[c][:] = 0.0
-        v = np.empty(d)
-        for i in range(start, stop):
-            total = 0.0
-            for j in range(k):
-                r = resp[i, j]
-                total += r
-                if r == 0.0:
-                    continue
-                cj = j if per_component else 0
-                for f in range(d):
-                    v[f] = np.float64(X[i, f]) - shift[cj, f]
-                p_nk[c, j] += r
-                for f in range(d):
-                    p_s1[c, j, f] += r * v[f]
-                if do_diag:
-                    for f in range(d):
-                        p_diag[c, j, f] += r * v[f] * v[f]
-                if per_component and m_full > 0:
-                    _accumulate_scatter(r, v, p_full[c, j])
-            if not per_component and m_full > 0 and total != 0.0:
-                for f in range(d):
-                    v[f] = np.float64(X[i, f]) - shift[0, f]
-                _accumulate_scatter(total, v, p_full[c, 0])
-    fold_blocks(p_nk, nk)
-    fold_blocks(p_s1, s1)
-    if m_full > 0:
-        fold_blocks(p_full, s2_full)
-        _mirror_upper(s2_full)
-    if do_diag:
-        fold_blocks(p_diag, s2_diag)
+        _moments_work(c, c + 1, X, resp, shift, nk, s1, s2_full, s2_diag, p_nk, p_s1, p_full,
+                      p_diag)
+    _moments_finish(X, resp, shift, nk, s1, s2_full, s2_diag, p_nk, p_s1, p_full, p_diag)
+
+
+run_on_threads(weighted_moments, _moments_prepare, _moments_work, _moments_finish)

@@ -3,7 +3,44 @@ import numpy as np
 from numba import prange
 
 from ._blocks import block_bounds, fold_blocks, n_blocks
-from ._jit import kernel
+from ._jit import kernel, run_on_threads
+
+
+@kernel
+def _moments_prepare(X):
+    nb = n_blocks(X.shape[0])
+    return nb, np.empty((nb, 2, X.shape[1]))
+
+
+@kernel
+def _moments_work(lo, hi, X, partial):
+    """Shifted sums of blocks lo..hi-1: sum(x - s) and sum((x - s)^2) with s = X[0]."""
+    n, d = X.shape
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        acc = partial[b]
+        for f in range(d):
+            acc[0, f] = 0.0
+            acc[1, f] = 0.0
+        for i in range(start, stop):
+            for f in range(d):
+                v = np.float64(X[i, f]) - np.float64(X[0, f])
+                acc[0, f] += v
+                acc[1, f] += v * v
+
+
+@kernel
+def _moments_finish(X, partial):
+    n, d = X.shape
+    total = np.empty((2, d))
+    fold_blocks(partial, total)
+    mean = np.empty(d)
+    var = np.empty(d)
+    for f in range(d):
+        m = total[0, f] / n
+        mean[f] = np.float64(X[0, f]) + m
+        var[f] = max(total[1, f] / n - m * m, 0.0)
+    return mean, var
 
 
 @kernel(parallel=True)
@@ -22,45 +59,48 @@ def column_mean_var(X):
     -------
     mean, var : ndarray, shape (d,), float64
     """
-    n, d = X.shape
-    nb = n_blocks(n)
-    partial = np.empty((nb, 2, d))
+    nb, partial = _moments_prepare(X)
     for b in prange(nb):
-        start, stop = block_bounds(b, n)
-        acc = partial[b]
-        for f in range(d):
-            acc[0, f] = 0.0
-            acc[1, f] = 0.0
-        for i in range(start, stop):
-            for f in range(d):
-                v = np.float64(X[i, f]) - np.float64(X[0, f])
-                acc[0, f] += v
-                acc[1, f] += v * v
-    total = np.empty((2, d))
-    fold_blocks(partial, total)
-    mean = np.empty(d)
-    var = np.empty(d)
-    for f in range(d):
-        m = total[0, f] / n
-        mean[f] = np.float64(X[0, f]) + m
-        var[f] = max(total[1, f] / n - m * m, 0.0)
-    return mean, var
+        _moments_work(b, b + 1, X, partial)
+    return _moments_finish(X, partial)
 
 
-@kernel(parallel=True)
-def all_finite(X):
-    """True when no element of the 2-D float array ``X`` is NaN or +-inf (no temporary)."""
+run_on_threads(column_mean_var, _moments_prepare, _moments_work, _moments_finish)
+
+
+@kernel
+def _finite_prepare(X):
+    nb = n_blocks(X.shape[0])
+    return nb, np.empty(nb)
+
+
+@kernel
+def _finite_work(lo, hi, X, bad):
     n, d = X.shape
-    nb = n_blocks(n)
-    bad = np.empty(nb)
-    for b in prange(nb):
+    for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         acc = 0.0
         for i in range(start, stop):
             for f in range(d):
                 acc += X[i, f] * 0.0  # 0 for finite values, NaN for NaN or +-inf
         bad[b] = acc
-    for b in range(nb):
+
+
+@kernel
+def _finite_finish(X, bad):
+    for b in range(bad.shape[0]):
         if bad[b] != 0.0:
             return False
     return True
+
+
+@kernel(parallel=True)
+def all_finite(X):
+    """True when no element of the 2-D float array ``X`` is NaN or +-inf (no temporary)."""
+    nb, bad = _finite_prepare(X)
+    for b in prange(nb):
+        _finite_work(b, b + 1, X, bad)
+    return _finite_finish(X, bad)
+
+
+run_on_threads(all_finite, _finite_prepare, _finite_work, _finite_finish)

@@ -3,7 +3,7 @@ import numpy as np
 from numba import prange
 
 from ._blocks import block_bounds, n_blocks
-from ._jit import kernel
+from ._jit import kernel, run_on_threads
 from ._simd import int64_bits_as_float64
 
 # exp(x) for x <= 0 by Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, and a degree-12
@@ -73,6 +73,19 @@ def normalize_log_row(row):
     return m + np.log(total)
 
 
+
+@kernel
+def _responsibilities_work(lo, hi, weighted_log_prob, resp, log_norm):
+    n = weighted_log_prob.shape[0]
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for i in range(start, stop):
+            row = resp[i]
+            for j in range(row.shape[0]):
+                row[j] = weighted_log_prob[i, j]
+            log_norm[i] = normalize_log_row(row)
+
+
 @kernel(parallel=True)
 def responsibilities(weighted_log_prob, resp, log_norm):
     """Row-wise log-sum-exp normalisation (e.g. for ``predict_proba``/``score_samples``).
@@ -86,11 +99,8 @@ def responsibilities(weighted_log_prob, resp, log_norm):
     log_norm : ndarray, shape (n,), float64
         OUT: ``log sum_j exp(weighted_log_prob[i, j])``.
     """
-    n = weighted_log_prob.shape[0]
-    for b in prange(n_blocks(n)):
-        start, stop = block_bounds(b, n)
-        for i in range(start, stop):
-            row = resp[i]
-            for j in range(row.shape[0]):
-                row[j] = weighted_log_prob[i, j]
-            log_norm[i] = normalize_log_row(row)
+    for b in prange(n_blocks(weighted_log_prob.shape[0])):
+        _responsibilities_work(b, b + 1, weighted_log_prob, resp, log_norm)
+
+
+run_on_threads(responsibilities, None, _responsibilities_work, None)

@@ -22,11 +22,11 @@ X is a dense binary array (bool, integer or float, used as given) or a CSR matri
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..kernels import (bernoulli_estep, bernoulli_estep_csr, bernoulli_log_pmf,
                        bernoulli_log_pmf_csr)
 from ..kernels.bernoulli import _resp_stats, _resp_stats_csr
+from ..validation import issparse
 from .mixture import MixtureModel, one_hot_rows, random_responsibilities, row_chunks
 
 INIT_PARAMS = ("kmeans", "random", "random_from_data")
@@ -79,7 +79,7 @@ def resp_statistics(X, resp, rows=None):
     """``(sum_i resp_ic, sum_i resp_ic x_ij)`` over ``rows`` (a slice, or index array) of X."""
     k = resp.shape[1]
     nk, sx = np.empty(k), np.empty((k, X.shape[1]))
-    if sp.issparse(X):
+    if issparse(X):
         if rows is None or isinstance(rows, slice):
             rows = slice(0, X.shape[0]) if rows is None else rows
             indptr = X.indptr[rows.start:rows.stop + 1]   # absolute offsets: no copy
@@ -94,7 +94,7 @@ def resp_statistics(X, resp, rows=None):
 
 def _float32_rows(X, rows):
     """Rows of X (all when ``rows`` is None) as a dense C-contiguous float32 array."""
-    if sp.issparse(X):
+    if issparse(X):
         sub = X if rows is None else X[rows]
         return sub.astype(np.float32).toarray()
     if rows is None:
@@ -185,7 +185,7 @@ class BernoulliMixtureModel(MixtureModel):
         k, d = params.means.shape
         nk, sx = np.empty(k), np.empty((k, d))
         lw = log_weights(params.weights)
-        if sp.issparse(X):
+        if issparse(X):
             ll = bernoulli_estep_csr(X.data, X.indices, X.indptr, sample_weight, params.means,
                                      lw, nk, sx)
         else:
@@ -201,7 +201,7 @@ class BernoulliMixtureModel(MixtureModel):
         """``log pi_c + log p(x_i | c)`` for every row, shape (n, k) float64."""
         out = np.empty((X.shape[0], self.n_components))
         lw = log_weights(params.weights)
-        if sp.issparse(X):
+        if issparse(X):
             bernoulli_log_pmf_csr(X.data, X.indices, X.indptr, params.means, lw, out)
         else:
             bernoulli_log_pmf(X, params.means, lw, out)

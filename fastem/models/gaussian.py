@@ -16,7 +16,6 @@ floor shrinks with weights of mean < 1, see ``mixture.weight_floor``).
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                        gaussian_log_pdf_full, precision_cholesky_factors, weighted_moments)
@@ -86,6 +85,7 @@ def _singular_error(component, covariance_type):
 
 def precisions_from_init(precisions_init, covariance_type):
     """Precision Cholesky factors from user-given precisions (scikit-learn's rule)."""
+    from scipy import linalg   # only for user-given precisions (its import costs ~0.1 s)
     if covariance_type == "full":
         return np.array([linalg.cholesky(p, lower=True) for p in precisions_init])
     if covariance_type == "tied":

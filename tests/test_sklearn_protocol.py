@@ -1,0 +1,140 @@
+"""First contact (issue 9): ``import fastem`` imports no optional dependency, and the
+scikit-learn protocol works with scikit-learn installed and without it (child processes: one
+sees scikit-learn, one has it blocked at import)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from fastem import BernoulliMixture, GaussianMixture, KMeans
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Makes ``import sklearn`` (and its submodules) fail in a child, as when it is not installed.
+BLOCK_SKLEARN = """
+    import importlib.abc, sys
+    class _NoSklearn(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "sklearn" or name.startswith("sklearn."):
+                raise ImportError(f"No module named {name!r} (blocked by the test)")
+            return None
+    sys.meta_path.insert(0, _NoSklearn())
+"""
+
+
+def _child(code, block_sklearn=False):
+    src = (textwrap.dedent(BLOCK_SKLEARN) if block_sklearn else "") + textwrap.dedent(code)
+    proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("block_sklearn", [False, True])
+def test_import_loads_no_optional_dependency(block_sklearn):
+    out = _child("""
+        import json, sys
+        import fastem
+        heavy = ("sklearn", "scipy.sparse", "scipy.linalg", "matplotlib", "dask",
+                 "distributed", "pandas")
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy
+                                and (m in heavy or m.split(".")[0] != "scipy"))))
+    """, block_sklearn)
+    assert out == []
+
+
+PROTOCOL_WITHOUT_SKLEARN = """
+    import json, pickle, warnings
+    import numpy as np
+    import fastem
+    from fastem import BernoulliMixture, GaussianMixture, KMeans
+    from fastem.validation import ConvergenceWarning, NotFittedError
+
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(c, 1.0, size=(100, 2)) for c in (-5.0, 0.0, 5.0)])
+    B = (X > 0).astype(np.uint8)
+    out = {}
+    for est, data in ((KMeans(3, random_state=0), X),
+                      (GaussianMixture(3, covariance_type="diag", random_state=0), X),
+                      (BernoulliMixture(2, random_state=0), B)):
+        name = type(est).__name__
+        try:
+            est.predict(data)
+            raise AssertionError("predict before fit must raise")
+        except NotFittedError as exc:
+            not_fitted = isinstance(exc, ValueError) and isinstance(exc, AttributeError)
+        params = est.get_params()
+        est.set_params(max_iter=50)
+        try:
+            est.set_params(no_such_parameter=1)
+            raise AssertionError("set_params must reject unknown names")
+        except ValueError as exc:
+            rejected = "no_such_parameter" in str(exc)
+        labels = est.fit_predict(data)
+        again = pickle.loads(pickle.dumps(est))
+        out[name] = dict(params=sorted(params), repr=repr(est), not_fitted=not_fitted,
+                         rejected=rejected, n_labels=len(set(labels.tolist())),
+                         pickled=bool(np.array_equal(again.predict(data), est.predict(data))))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GaussianMixture(3, max_iter=1, random_state=0).fit(X)
+    out["convergence_warning"] = [issubclass(w.category, ConvergenceWarning) for w in caught]
+    out["transform"] = KMeans(3, random_state=0).fit_transform(X).shape
+    print(json.dumps(out))
+"""
+
+
+def test_protocol_without_scikit_learn():
+    out = _child(PROTOCOL_WITHOUT_SKLEARN, block_sklearn=True)
+    expected_repr = {
+        "KMeans": "KMeans(max_iter=50, n_clusters=3, random_state=0)",
+        "GaussianMixture": "GaussianMixture(covariance_type='diag', max_iter=50, "
+                           "n_components=3, random_state=0)",
+        "BernoulliMixture": "BernoulliMixture(max_iter=50, n_components=2, random_state=0)"}
+    for name, n_labels in (("KMeans", 3), ("GaussianMixture", 3), ("BernoulliMixture", 2)):
+        got = out[name]
+        assert got["not_fitted"] and got["rejected"] and got["pickled"], got
+        assert got["n_labels"] == n_labels
+        assert got["repr"] == expected_repr[name]
+    assert out["convergence_warning"] == [True]
+    assert out["transform"] == [300, 3]
+
+
+def test_errors_and_warnings_are_scikit_learns_when_it_is_loaded():
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
+    X = np.random.RandomState(0).normal(size=(60, 2))
+    with pytest.raises(NotFittedError):
+        KMeans(2).predict(X)
+    with pytest.warns(ConvergenceWarning):
+        GaussianMixture(2, max_iter=1, random_state=0).fit(X)
+
+
+def test_tags_clone_and_meta_estimators():
+    from sklearn.base import clone, is_clusterer
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils import get_tags
+
+    X = np.random.RandomState(0).normal(size=(120, 3))
+    assert is_clusterer(KMeans())
+    assert get_tags(KMeans()).transformer_tags is not None
+    assert get_tags(KMeans()).input_tags.sparse is False
+    assert get_tags(GaussianMixture()).estimator_type == "density_estimator"
+    assert get_tags(BernoulliMixture()).input_tags.sparse is True
+    km = KMeans(4, init="random", random_state=3)
+    copy = clone(km)
+    assert copy is not km and copy.get_params() == km.get_params()
+    pipe = make_pipeline(StandardScaler(), KMeans(3, random_state=0)).fit(X)
+    assert pipe.predict(X).shape == (120,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = GridSearchCV(GaussianMixture(random_state=0),
+                              {"n_components": [1, 2, 3]}, cv=3).fit(X)
+    assert search.best_params_["n_components"] in (1, 2, 3)
+    assert repr(KMeans()) == "KMeans()"
