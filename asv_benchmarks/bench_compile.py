@@ -1,96 +1,150 @@
-"""Numba compile / cache-load cost, measured in fresh Python processes.
+"""First contact: import time, cold compile, warm-up and warm-cache start, in fresh processes.
 
-Every ``track_`` here starts ``sys.executable`` (the benchmarked environment's Python) with
+Every ``track_`` starts ``sys.executable`` (the benchmarked environment's Python) with
 ``NUMBA_CACHE_DIR`` pointing to a new temporary directory, so neither the in-tree
-``__pycache__`` nor a user cache is used. The child imports fastem and fits
-``KMeans(n_clusters=3, random_state=0)`` on a tiny (500, 4) float32 array and then on its
-float64 copy (all public code paths of a default fit, both dtypes), and reports its own
-timings (interpreter start-up and the numpy import excluded).
+``__pycache__`` nor a user cache is used, and reports seconds measured inside the child
+(interpreter start-up excluded, ``import numpy`` included where it says so). These are the
+targets of issue 9; ``asv_benchmarks/compile_times.py`` prints the same measurements as a
+table.
 """
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
+
+#: The first fit of each estimator, as a new user writes it (float64; uint8 for Bernoulli).
+FIRST_FITS = {
+    "kmeans": "KMeans(8).fit(X)",
+    "gmm_full": "GaussianMixture(8, covariance_type='full').fit(X)",
+    "bernoulli": "BernoulliMixture(8).fit(B)",
+}
 
 _CHILD = r"""
-import json, sys, time
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+t0 = time.perf_counter()
 import numpy as np
-
-t0 = time.perf_counter()
+t_numpy = time.perf_counter() - t0
 import fastem
-from fastem import KMeans
+from fastem import BernoulliMixture, GaussianMixture, KMeans
 t_import = time.perf_counter() - t0
-if sys.argv[1:] == ["import-only"]:
-    print(json.dumps({"import": t_import}))
-    raise SystemExit(0)
-
+out = {"import": t_import, "import_after_numpy": t_import - t_numpy}
 rng = np.random.default_rng(0)
-X64 = rng.standard_normal((500, 4))
-X32 = X64.astype(np.float32)
+X = rng.standard_normal((10000, 8))
+B = (rng.random((10000, 20)) < 0.3).astype(np.uint8)
+what = sys.argv[1]
 
-def fit_both():
-    KMeans(n_clusters=3, random_state=0).fit(X32)
-    KMeans(n_clusters=3, random_state=0).fit(X64)
+def timed(f):
+    t = time.perf_counter(); f(); return time.perf_counter() - t
 
-t0 = time.perf_counter()
-fit_both()
-t_first = time.perf_counter() - t0
-later = []
-for _ in range(5):
-    t0 = time.perf_counter()
-    fit_both()
-    later.append(time.perf_counter() - t0)
-print(json.dumps({"import": t_import, "first_fit": t_first, "later_fit": min(later)}))
+if what == "everything":
+    # all three estimators, both dtypes, dense and CSR, fit and predictions
+    import scipy.sparse as sp
+    out["kmeans"] = sum(timed(lambda: KMeans(3, random_state=0, max_iter=3).fit(Y).transform(Y))
+                        for Y in (X, X.astype(np.float32)))
+    out["gmm"] = sum(timed(lambda: [GaussianMixture(3, covariance_type=ct, random_state=0,
+                                                    max_iter=3).fit(Y).predict_proba(Y)
+                                    for ct in ("full", "tied", "diag", "spherical")])
+                     for Y in (X, X.astype(np.float32)))
+    out["bernoulli"] = sum(timed(lambda: BernoulliMixture(3, random_state=0, max_iter=3)
+                                 .fit(D).predict_proba(D)) for D in (B, sp.csr_matrix(B)))
+elif what != "import":
+    first = timed(lambda: eval(sys.argv[2]))
+    later = min(timed(lambda: eval(sys.argv[2])) for _ in range(3))
+    out.update(first_fit=first, later_fit=later)
+print(json.dumps(out))
 """
 
 CHILD_TIMEOUT = 500
 
 
-def _run_child(cache_dir, *args):
-    """Run the child script with ``NUMBA_CACHE_DIR=cache_dir``; return its timings dict."""
+def run_child(cache_dir, *args, block_sklearn=False):
+    """Run the child with ``NUMBA_CACHE_DIR=cache_dir``; return its timings dict."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], env=env, cwd=cache_dir,
+    code = _CHILD
+    if block_sklearn:   # as if scikit-learn were not installed
+        code = ("import sys\nsys.modules['sklearn'] = None\n") + code
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cache_dir,
                           capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"child process failed ({proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-class TrackCompile:
-    """Cold compile and warm-cache start-up cost of fastem in a fresh process."""
+def cold_first_fit(name):
+    """Fresh process, empty cache: import (numpy included) + the first fit of ``name``."""
+    with tempfile.TemporaryDirectory(prefix="fastem-cold-") as cache:
+        r = run_child(cache, "fit", FIRST_FITS[name])
+    return r["import"] + r["first_fit"]
+
+
+def warm_first_fit_overhead(name):
+    """Warm cache: a fresh process's first fit of ``name`` minus its best later fit."""
+    with tempfile.TemporaryDirectory(prefix="fastem-warm-") as cache:
+        run_child(cache, "fit", FIRST_FITS[name])
+        r = run_child(cache, "fit", FIRST_FITS[name])
+    return r["first_fit"] - r["later_fit"]
+
+
+def cold_everything():
+    """Fresh process, empty cache: every estimator, dtype and input kind (import excluded)."""
+    with tempfile.TemporaryDirectory(prefix="fastem-cold-") as cache:
+        r = run_child(cache, "everything")
+    return r["kmeans"] + r["gmm"] + r["bernoulli"]
+
+
+def warmup_wall():
+    """``python -m fastem warmup`` into an empty cache: wall seconds of the whole command."""
+    with tempfile.TemporaryDirectory(prefix="fastem-warmup-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fastem", "warmup"], env=env, check=True,
+                       capture_output=True, timeout=CHILD_TIMEOUT)
+        return time.perf_counter() - t0
+
+
+def import_time(block_sklearn=False):
+    """``import numpy, fastem`` in a fresh process (nothing is compiled at import)."""
+    with tempfile.TemporaryDirectory(prefix="fastem-import-") as cache:
+        return run_child(cache, "import", block_sklearn=block_sklearn)["import"]
+
+
+class TrackFirstContact:
+    """Issue 9's targets (seconds; fresh processes, 2-core CI-like machines)."""
 
     unit = "seconds"
-    timeout = 600
-
-    def track_cold_compile(self):
-        """Empty Numba cache: ``import fastem`` + first float32 fit + first float64 fit.
-
-        What a user pays once after installing (or after a cache-invalidating upgrade):
-        compiling every kernel a default fit uses, for both dtypes, plus the import.
-        """
-        with tempfile.TemporaryDirectory(prefix="fastem-numba-cold-") as cache:
-            r = _run_child(cache)
-        return r["import"] + r["first_fit"]
-
-    def track_warm_first_fit_overhead(self):
-        """Warm Numba cache: what a fresh process adds for its first fit.
-
-        A first child fills an empty cache (untimed); a second fresh child times its first
-        float32 + float64 fits (loading the compiled kernels from the cache) minus the best
-        later float32 + float64 fits in the same process.
-        """
-        with tempfile.TemporaryDirectory(prefix="fastem-numba-warm-") as cache:
-            _run_child(cache)
-            r = _run_child(cache)
-        return r["first_fit"] - r["later_fit"]
+    timeout = 900
+    number = 1
+    repeat = 1
 
     def track_import(self):
-        """``import fastem`` in a fresh process (numpy already imported, numba not).
+        """``import numpy, fastem`` with scikit-learn installed (target <= 0.7 s)."""
+        return import_time()
 
-        Nothing is compiled at import (kernels compile lazily on first call), so this does
-        not depend on the Numba cache.
-        """
-        with tempfile.TemporaryDirectory(prefix="fastem-numba-import-") as cache:
-            r = _run_child(cache, "import-only")
-        return r["import"]
+    def track_import_without_sklearn(self):
+        """The same with scikit-learn made unimportable (target <= 0.6 s)."""
+        return import_time(block_sklearn=True)
+
+    def track_cold_first_fit(self, name):
+        """Empty cache: import + first fit (targets: kmeans 6 s, gmm_full 10 s, bernoulli 8 s)."""
+        return cold_first_fit(name)
+
+    track_cold_first_fit.params = list(FIRST_FITS)
+    track_cold_first_fit.param_names = ["estimator"]
+
+    def track_cold_everything(self):
+        """Empty cache: all estimators, both dtypes, dense and CSR (target <= 45 s)."""
+        return cold_everything()
+
+    def track_warmup(self):
+        """``python -m fastem warmup`` on all cores (target <= 30 s on 2 cores)."""
+        return warmup_wall()
+
+    def track_warm_first_fit_overhead(self, name):
+        """Warm cache: first fit minus a later fit in a fresh process (target <= 0.3 s)."""
+        return warm_first_fit_overhead(name)
+
+    track_warm_first_fit_overhead.params = list(FIRST_FITS)
+    track_warm_first_fit_overhead.param_names = ["estimator"]

@@ -1,29 +1,40 @@
-"""Cold-compile and warm-start costs of every estimator, for the README.
+"""First-contact costs as a table (issue 9), measured in fresh processes with empty caches::
 
-Run twice with the same empty cache directory::
+    python asv_benchmarks/compile_times.py
 
-    NUMBA_CACHE_DIR=$(mktemp -d) python asv_benchmarks/compile_times.py   # cold: compiles
-    NUMBA_CACHE_DIR=<same dir>   python asv_benchmarks/compile_times.py   # warm: cache hits
-
-Prints the import time and the time of the first fits (float64 and float32) of KMeans (fit,
-predict, transform), GaussianMixture (all four covariance types) and BernoulliMixture (dense
-and CSR). The asv suite tracks the same costs in bench_compile.py and bench_gmm.py.
+Prints the import time (with and without scikit-learn importable), each estimator's cold
+first fit (import included), everything of all estimators in one process, the wall time of
+``python -m fastem warmup``, and each estimator's warm-cache first-fit overhead. The same
+measurements are the ``track_`` benchmarks of ``bench_compile.py`` (asv).
 """
-import time, warnings
-warnings.simplefilter("ignore")
-t0 = time.perf_counter()
-import numpy as np, scipy.sparse as sp
-from fastem import KMeans, GaussianMixture, BernoulliMixture
-t_import = time.perf_counter() - t0
-rng = np.random.default_rng(0)
-def timed(f):
-    t = time.perf_counter(); f(); return time.perf_counter() - t
-out = {"import": t_import}
-out["kmeans"] = sum(timed(lambda: KMeans(3, random_state=0, max_iter=3).fit(X).transform(X)) for X in
-                    (rng.standard_normal((5000, 4)).astype(dt) for dt in (np.float64, np.float32)))
-out["gmm"] = sum(timed(lambda: [GaussianMixture(3, covariance_type=ct, random_state=0, max_iter=3).fit(X).predict_proba(X) for ct in ("full", "tied", "diag", "spherical")]) for X in
-                 (rng.standard_normal((5000, 4)).astype(dt) for dt in (np.float64, np.float32)))
-B = (rng.random((5000, 20)) < 0.3).astype(np.uint8)
-out["bernoulli"] = timed(lambda: (BernoulliMixture(3, random_state=0, max_iter=3).fit(B).predict_proba(B),
-                                  BernoulliMixture(3, random_state=0, max_iter=3).fit(sp.csr_matrix(B)).predict_proba(sp.csr_matrix(B))))
-print(" ".join(f"{k} {v:.1f}s" for k, v in out.items()))
+import os
+import platform
+
+from bench_compile import (FIRST_FITS, cold_everything, cold_first_fit, import_time,
+                           warm_first_fit_overhead, warmup_wall)
+
+TARGETS = {"import": 0.7, "import without scikit-learn": 0.6, "kmeans": 6.0, "gmm_full": 10.0,
+           "bernoulli": 8.0, "everything": 45.0, "warmup": 30.0, "warm overhead": 0.3}
+
+
+def main():
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    rows = [("import numpy, fastem", import_time(), TARGETS["import"]),
+            ("same, scikit-learn not importable", import_time(block_sklearn=True),
+             TARGETS["import without scikit-learn"])]
+    for name, code in FIRST_FITS.items():
+        rows.append((f"cold: import + {code}", cold_first_fit(name), TARGETS[name]))
+    rows.append(("cold: everything, both dtypes, dense + CSR", cold_everything(),
+                 TARGETS["everything"]))
+    rows.append(("python -m fastem warmup (empty cache)", warmup_wall(), TARGETS["warmup"]))
+    for name, code in FIRST_FITS.items():
+        rows.append((f"warm: first minus later {code}", warm_first_fit_overhead(name),
+                     TARGETS["warm overhead"]))
+    print(f"{'step':<62}{'seconds':>9}{'target':>8}")
+    for label, seconds, target in rows:
+        flag = "" if seconds <= target else "  (over)"
+        print(f"{label:<62}{seconds:>9.2f}{target:>8.1f}{flag}")
+
+
+if __name__ == "__main__":
+    main()

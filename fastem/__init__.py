@@ -1,6 +1,7 @@
 """fastem: fast, deterministic EM clustering on Numba kernels.
 
 Estimators: :class:`KMeans`, :class:`GaussianMixture`, :class:`BernoulliMixture`. Kernels for your own Numba code: :mod:`fastem.kernels`.
+:func:`warmup` compiles every kernel into the disk cache ahead of time (``python -m fastem warmup``).
 """
 from ._version import __version__
 from .estimators._base import InconsistentVersionWarning
@@ -8,6 +9,7 @@ from .estimators.bernoulli_mixture import BernoulliMixture
 from .estimators.gaussian_mixture import GaussianMixture
 from .estimators.kmeans import KMeans
 from .kernels._jit import CacheUnavailableWarning
+from ._warmup import warmup
 
 __all__ = ["BernoulliMixture", "CacheUnavailableWarning", "GaussianMixture",
-           "InconsistentVersionWarning", "KMeans", "__version__"]
+           "InconsistentVersionWarning", "KMeans", "__version__", "warmup"]

@@ -6,20 +6,27 @@ per iteration - next to scikit-learn from the same initial parameters when it is
 Options: ``--n-samples N`` (default 1_000_000), ``--quick`` (100_000 rows).
 """
 import argparse
+import sys
 import time
 import warnings
 
 import numpy as np
 
-from . import BernoulliMixture, GaussianMixture, KMeans, __version__
+from . import BernoulliMixture, GaussianMixture, KMeans, __version__, warmup
 from .datasets import load_digits_binary, load_faithful, load_iris, make_blobs
 from .models.kmeans import kmeans_plusplus
 
-try:
-    from sklearn.cluster import KMeans as SklearnKMeans
-    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-except ImportError:  # the demo runs without scikit-learn, just without the comparison
-    SklearnKMeans = SklearnGaussianMixture = None
+# scikit-learn, for the side-by-side comparison; imported by main() (never by warmup)
+SklearnKMeans = SklearnGaussianMixture = None
+
+
+def _import_sklearn():
+    global SklearnKMeans, SklearnGaussianMixture
+    try:
+        from sklearn.cluster import KMeans as SklearnKMeans
+        from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+    except ImportError:  # the demo runs without scikit-learn, just without the comparison
+        SklearnKMeans = SklearnGaussianMixture = None
 
 
 def _timed(fn):
@@ -112,12 +119,27 @@ def _bernoulli_digits():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastem", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["warmup"]:
+        warm = argparse.ArgumentParser(
+            prog="python -m fastem warmup",
+            description="Compile every kernel into Numba's disk cache, in parallel processes.")
+        warm.add_argument("--jobs", type=int, default=None,
+                          help="processes to use (default: one per CPU)")
+        options = warm.parse_args(argv[1:])
+        if options.jobs is not None and options.jobs < 1:
+            warm.error("--jobs must be at least 1")
+        warmup(n_jobs=options.jobs)
+        return
+    parser = argparse.ArgumentParser(
+        prog="python -m fastem", description=__doc__.splitlines()[0],
+        epilog="python -m fastem warmup [--jobs N]: compile every kernel ahead of time.")
     parser.add_argument("--n-samples", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="use 100,000 generated rows")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.n_samples
 
+    _import_sklearn()
     print(f"fastem {__version__} - EM clustering on Numba kernels")
     if SklearnKMeans is None:
         print("(scikit-learn not installed: showing fastem only)")

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 
-from .kernels import all_finite
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when a method needs a fitted estimator."""
@@ -20,6 +19,20 @@ class NotFittedError(ValueError, AttributeError):
 
 class ConvergenceWarning(UserWarning):
     """Issued when EM stops at max_iter before meeting its tolerance."""
+
+
+def _all_finite(X):
+    """No NaN or +-inf in the 2-D float array X, without an n x d temporary and without a
+    kernel to compile: a chunk's sum is finite when all its values are (unless the sum
+    overflows; such a chunk is then checked element by element)."""
+    step = max(1, (1 << 20) // max(1, X.shape[1]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, X.shape[0], step):
+            chunk = X[start:start + step]
+            if not np.isfinite(np.add.reduce(chunk, axis=None)) and \
+                    not np.isfinite(chunk).all():
+                return False
+    return True
 
 
 def issparse(X):
@@ -105,7 +118,7 @@ def check_array(X, *, name="X", min_samples=1, estimator_name=None):
     elif not X.dtype.isnative:  # big-endian data: same precision, native byte order
         X = X.astype(X.dtype.newbyteorder("="))
     X = np.ascontiguousarray(X)
-    if not all_finite(X):
+    if not _all_finite(X):
         kind = "NaN" if np.isnan(X).any() else "infinity"
         raise ValueError(f"Input {name} contains {kind}; fastem needs finite values "
                          f"(remove or impute them first).")

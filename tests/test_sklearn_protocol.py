@@ -138,3 +138,70 @@ def test_tags_clone_and_meta_estimators():
                               {"n_components": [1, 2, 3]}, cv=3).fit(X)
     assert search.best_params_["n_components"] in (1, 2, 3)
     assert repr(KMeans()) == "KMeans()"
+
+
+# ------------------------------------------------------------------ warm-up and cache lock
+WARM_CHILD = """
+    import json, sys, warnings
+    import numpy as np
+    import scipy.sparse as sp
+    import fastem
+    from numba.core.registry import CPUDispatcher
+    warnings.simplefilter("ignore")
+    if sys.argv[1] == "warmup":
+        fastem.warmup(n_jobs=2, verbose=False)
+        raise SystemExit(0)
+    rng = np.random.default_rng(1)
+    for dtype in (np.float64, np.float32):
+        X = rng.standard_normal((6000, 4)).astype(dtype)
+        fastem.KMeans(5, random_state=0).fit(X).predict(X)
+        for ct in ("full", "tied", "diag", "spherical"):
+            fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X).score(X)
+    B = (rng.random((6000, 9)) < 0.4).astype(np.uint8)
+    for data in (B, sp.csr_matrix(B)):
+        fastem.BernoulliMixture(3, random_state=0).fit(data).predict_proba(data)
+    hits = misses = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("fastem.kernels"):
+            for obj in vars(module).values():
+                if isinstance(obj, CPUDispatcher) and hasattr(obj, "stats"):
+                    hits += sum(obj.stats.cache_hits.values())
+                    misses += sum(obj.stats.cache_misses.values())
+    print(json.dumps({"hits": hits, "misses": misses}))
+"""
+
+
+def test_warmup_compiles_everything_fits_load(tmp_path):
+    """Two warm-up processes fill an empty cache; a fresh process then fits every estimator,
+    dtype and input kind and compiles nothing (a dropped index entry would be a miss)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    src = textwrap.dedent(WARM_CHILD)
+    for arg in ("warmup", "check"):
+        proc = subprocess.run([sys.executable, "-c", src, arg], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["misses"] == 0 and out["hits"] > 20, out
+
+
+def test_cache_index_update_holds_an_exclusive_lock(tmp_path, monkeypatch):
+    fcntl = pytest.importorskip("fcntl")
+    from numba.core.caching import IndexDataCacheFile
+
+    from fastem.kernels import _jit
+    cache_file = _jit._CheckedCacheFile(str(tmp_path), "probe", "stamp")
+    seen = []
+
+    def save(self, key, data):   # runs inside fastem's save: the lock must be held by now
+        fd = os.open(self._index_path + ".lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("unlocked")
+        except BlockingIOError:
+            seen.append("locked")
+        finally:
+            os.close(fd)
+
+    monkeypatch.setattr(IndexDataCacheFile, "save", save)
+    cache_file.save(("sig",), b"data")
+    assert seen == ["locked"]

@@ -16,6 +16,9 @@ model and the runtime policies below are decided here and nowhere else:
   version and a SHA-256 of all kernel sources - so an upgrade or an edit anywhere in
   ``fastem/kernels`` recompiles every kernel; and cache files are named after the SIMD class
   of ``_target`` so kernels built with another tile choice never share an index file.
+* **Concurrent writers.** Updating a kernel's cache index is a read-modify-write; it runs
+  under an exclusive file lock, so processes compiling the same kernels at once (e.g.
+  ``fastem.warmup``) never drop each other's entries.
 * **Damaged caches.** Cache files are written with a SHA-256 checksum (file names carry a
   ``fe1`` tag so that they never collide with Numba's own format). A truncated, corrupt or
   unreadable cache entry is treated as a miss: the kernel is recompiled and the entry
@@ -27,6 +30,11 @@ import os
 import pickle
 import threading
 import warnings
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 import numba
 import numpy as np
@@ -115,12 +123,41 @@ def _unwrap(raw):
     return payload
 
 
+class _index_lock:
+    """Exclusive advisory lock on ``<index>.lock`` (POSIX ``flock``; a no-op where it does not
+    exist, e.g. Windows, where concurrent warm-ups should then not share a cache directory)."""
+
+    def __init__(self, index_path):
+        self._path = index_path + ".lock"
+        self._fd = None
+
+    def __enter__(self):
+        if fcntl is not None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 class _CheckedCacheFile(IndexDataCacheFile):
     """Numba's index/data cache files with a checksum on every file; damage reads as a miss."""
 
     def __init__(self, cache_path, filename_base, source_stamp):
         super().__init__(cache_path, f"{filename_base}-fe1-{SIMD_CLASS}",
                          (source_stamp, KERNEL_STAMP))
+
+    def save(self, key, data):
+        # Numba's save is a read-modify-write of the index (and picks the data file's number
+        # from it): two processes compiling the same kernel (``fastem.warmup``, parallel test
+        # runs, several workers on one node) could drop each other's entries. Hold an
+        # exclusive lock on the index for the whole update.
+        with _index_lock(self._index_path):
+            super().save(key, data)
 
     def _load_index(self):
         try:
@@ -226,10 +263,16 @@ def run_on_threads(parallel_kernel, prepare, work, finish):
     ``prepare(*args)`` returns ``(n_items, *scratch)`` (None: one item per row block of the
     first argument, no scratch); ``work(lo, hi, *args, *scratch)`` processes items
     ``lo <= item < hi``; ``finish(*args, *scratch)`` returns the kernel's result (None: the
-    kernel returns nothing). The kernel's own body must be exactly that sequence with ``prange`` over the items.
+    kernel returns nothing). The kernel's own body must be exactly that sequence with
+    ``prange`` over the items. ``prepare`` and ``finish`` may only allocate, index and call
+    other kernels (Python-level calls run their Python functions).
     """
     if isinstance(parallel_kernel, ParallelKernel):   # not under NUMBA_DISABLE_JIT
-        parallel_kernel._plan = (prepare, work, finish)
+        # prepare and finish run as Python: each is a few calls of other kernels plus
+        # allocations (no arithmetic of its own, so no result depends on where it runs), and
+        # compiling them separately would add two kernels to every cold start
+        parallel_kernel._plan = (getattr(prepare, "py_func", prepare), work,
+                                 getattr(finish, "py_func", finish))
     return parallel_kernel
 
 

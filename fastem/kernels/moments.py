@@ -30,10 +30,8 @@ def _moments_work(lo, hi, X, partial):
 
 
 @kernel
-def _moments_finish(X, partial):
+def _mean_var_from_shifted_sums(X, total):
     n, d = X.shape
-    total = np.empty((2, d))
-    fold_blocks(partial, total)
     mean = np.empty(d)
     var = np.empty(d)
     for f in range(d):
@@ -41,6 +39,13 @@ def _moments_finish(X, partial):
         mean[f] = np.float64(X[0, f]) + m
         var[f] = max(total[1, f] / n - m * m, 0.0)
     return mean, var
+
+
+@kernel
+def _moments_finish(X, partial):
+    total = np.empty((2, X.shape[1]))
+    fold_blocks(partial, total)
+    return _mean_var_from_shifted_sums(X, total)
 
 
 @kernel(parallel=True)

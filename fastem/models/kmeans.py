@@ -164,9 +164,12 @@ class KMeansModel:
     def finalize(self, X, sample_weight, centers, stats, converged):
         """Make labels and inertia consistent with the final centres."""
         if not (converged and stats.n_changed == 0 and stats.relocated == 0):
-            sqdist = np.empty(X.shape[0])
-            nearest_centers(X, centers.astype(X.dtype), self.labels, sqdist)
-            inertia = float(sample_weight @ sqdist)
+            # one more fused pass (the statistics are discarded): the fit compiles and runs
+            # the same kernel for its last labels as for every iteration
+            k, d = centers.shape
+            inertia, _ = lloyd_step(X, sample_weight, centers.astype(X.dtype), self.labels,
+                                    np.empty((k, d)), np.empty(k))
+            inertia = float(inertia)
         else:
             inertia = stats.inertia
         self.inertia = inertia

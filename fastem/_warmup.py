@@ -1,0 +1,127 @@
+"""Compile every kernel a fit or prediction uses, in parallel processes, into the disk cache.
+
+Numba compiles under a per-process lock, so the work is spread over processes: each runs
+small fits and predictions (the "jobs" below) of every estimator, dtype and input kind, which
+compiles exactly the kernels that real calls of that kind load later. Processes share the
+cache directory; fastem's cache writer locks each kernel's index file while it updates it
+(``kernels/_jit.py``), so concurrent writers never drop each other's entries.
+
+Use it once per machine, Docker image or cluster node (``NUMBA_CACHE_DIR`` pointing at a
+directory that the image or the nodes keep)::
+
+    python -m fastem warmup            # or: import fastem; fastem.warmup()
+"""
+import os
+import sys
+import time
+import warnings
+
+#: (job name, estimator, dtype or input kind), largest first so that processes finish
+#: together. Every job is a fit plus every prediction method of that estimator.
+JOBS = (
+    ("GaussianMixture full float64", "gmm", "full", "float64"),
+    ("GaussianMixture full float32", "gmm", "full", "float32"),
+    ("GaussianMixture tied float64", "gmm", "tied", "float64"),
+    ("GaussianMixture tied float32", "gmm", "tied", "float32"),
+    ("GaussianMixture diag float64", "gmm", "diag", "float64"),
+    ("GaussianMixture diag float32", "gmm", "diag", "float32"),
+    ("GaussianMixture spherical float64", "gmm", "spherical", "float64"),
+    ("GaussianMixture spherical float32", "gmm", "spherical", "float32"),
+    ("KMeans float64", "kmeans", None, "float64"),
+    ("KMeans float32", "kmeans", None, "float32"),
+    ("BernoulliMixture dense uint8", "bernoulli", "dense", "uint8"),
+    ("BernoulliMixture dense bool", "bernoulli", "dense", "bool"),
+    ("BernoulliMixture dense float64", "bernoulli", "dense", "float64"),
+    ("BernoulliMixture CSR uint8", "bernoulli", "csr", "uint8"),
+    ("BernoulliMixture CSR float64", "bernoulli", "csr", "float64"),
+)
+
+
+def run_job(job):
+    """Run one job in this process (compiles and caches what it uses); returns its name."""
+    import numpy as np
+
+    from . import BernoulliMixture, GaussianMixture, KMeans
+
+    name, estimator, kind, dtype = job
+    rng = np.random.default_rng(0)
+    # more rows than PARALLEL_MIN_ROWS: the same work kernels as large data
+    X = rng.standard_normal((5000, 3)).astype(dtype if estimator != "bernoulli" else "float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # convergence at max_iter=2 is irrelevant here
+        if estimator == "kmeans":
+            for init in ("k-means++", "random"):
+                km = KMeans(3, init=init, max_iter=2, random_state=0).fit(X)
+            km.predict(X), km.transform(X), km.score(X)
+        elif estimator == "gmm":
+            for init in ("kmeans", "k-means++", "random", "random_from_data"):
+                gm = GaussianMixture(2, covariance_type=kind, init_params=init, max_iter=2,
+                                     random_state=0).fit(X)
+            gm.predict(X), gm.predict_proba(X), gm.score_samples(X), gm.score(X)
+        else:
+            B = (X > 0).astype(dtype)
+            if kind == "csr":
+                import scipy.sparse as sp
+                B = sp.csr_matrix(B)
+            for init in ("kmeans", "random", "random_from_data"):
+                bm = BernoulliMixture(2, init_params=init, max_iter=2, random_state=0).fit(B)
+            bm.predict(B), bm.predict_proba(B), bm.score_samples(B), bm.score(B)
+    return name
+
+
+def _worker(job):
+    t0 = time.perf_counter()
+    return run_job(job), time.perf_counter() - t0
+
+
+def warmup(n_jobs=None, verbose=True):
+    """Compile every kernel that fits and predictions use, for float32 and float64, dense and
+    CSR input, into Numba's on-disk cache, using ``n_jobs`` processes.
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        Processes to use (default: the number of CPUs this process may run on).
+    verbose : bool, default=True
+        Print one progress line per finished job (to stderr).
+
+    Returns
+    -------
+    float
+        Wall time in seconds.
+
+    Notes
+    -----
+    Later processes with the same ``NUMBA_CACHE_DIR`` (or the default cache next to the
+    installed package) load the compiled kernels instead of compiling them. The cache is
+    specific to the CPU model, Numba version and fastem version: warm up on the machine (or
+    image) that runs the fits. Kernels called from your own ``@njit`` code are compiled when
+    that code is.
+    """
+    import multiprocessing
+
+    t0 = time.perf_counter()
+    if n_jobs is None:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+    n_jobs = max(1, min(int(n_jobs), len(JOBS)))
+
+    def report(done, name, seconds):
+        if verbose:
+            print(f"\rfastem warmup: {done}/{len(JOBS)} compiled ({name}, {seconds:.1f} s; "
+                  f"{time.perf_counter() - t0:.1f} s elapsed)", file=sys.stderr, flush=True)
+
+    if n_jobs == 1:
+        for done, job in enumerate(JOBS, 1):
+            report(done, *_worker(job))
+    else:
+        # fresh interpreters: no state, threads or locks inherited from the caller
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(n_jobs) as pool:
+            for done, (name, seconds) in enumerate(pool.imap_unordered(_worker, JOBS), 1):
+                report(done, name, seconds)
+    elapsed = time.perf_counter() - t0
+    if verbose:
+        print(f"fastem warmup: {len(JOBS)} jobs in {elapsed:.1f} s with {n_jobs} processes",
+              file=sys.stderr, flush=True)
+    return elapsed
