@@ -463,19 +463,15 @@ run_on_threads(bernoulli_log_pmf_csr, _log_pmf_csr_prepare, _log_pmf_csr_work, N
 
 
 @kernel
-def _estep_layout(n, theta, log_weights):
-    """Chunks, log-odds table and per-chunk partials (nk, transposed sx, ll) of an E-step."""
-    d = theta.shape[1]
+def _estep_prepare(X, sample_weight, theta, log_weights, nk, sx):
+    # written out (not shared with the CSR prepare through a helper kernel): Python-level
+    # calls run this as Python, and a helper would be one more kernel to compile
+    n, d = X.shape
     WT, const, required, n_required = _log_odds_table(theta, log_weights)
     kp = WT.shape[1]
     nc = n_partials(n, d * kp * 8)
     return (nc, WT, const, required, n_required, np.empty((nc, kp)), np.empty((nc, d, kp)),
             np.empty((nc, 1)))
-
-
-@kernel
-def _estep_prepare(X, sample_weight, theta, log_weights, nk, sx):
-    return _estep_layout(X.shape[0], theta, log_weights)
 
 
 @kernel
@@ -551,7 +547,13 @@ run_on_threads(bernoulli_estep, _estep_prepare, _estep_work, _estep_finish)
 
 @kernel
 def _estep_csr_prepare(data, indices, indptr, sample_weight, theta, log_weights, nk, sx):
-    return _estep_layout(indptr.shape[0] - 1, theta, log_weights)
+    n = indptr.shape[0] - 1
+    d = theta.shape[1]
+    WT, const, required, n_required = _log_odds_table(theta, log_weights)
+    kp = WT.shape[1]
+    nc = n_partials(n, d * kp * 8)
+    return (nc, WT, const, required, n_required, np.empty((nc, kp)), np.empty((nc, d, kp)),
+            np.empty((nc, 1)))
 
 
 @kernel
