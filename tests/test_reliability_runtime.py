@@ -666,3 +666,27 @@ def test_cache_files_are_separate_per_simd_class(tmp_path):
     forced_again = _check(_run(STAMP_CHILD, env=_child_env(
         site, tmp_path, NUMBA_CACHE_DIR=str(cache), FASTEM_SIMD_CLASS="portable"), cwd=site))
     assert forced_again["hits"] == 1
+
+
+FORK_CHILD = """
+    import json, multiprocessing, warnings
+    import numpy as np
+    from fastem import GaussianMixture, KMeans
+    warnings.simplefilter("ignore")
+    X = np.random.RandomState(0).normal(size=(20000, 3))
+
+    def fit(_):
+        return float(KMeans(3, random_state=0).fit(X).inertia_)
+
+    parent = fit(None)                                 # starts fastem's thread pool here
+    GaussianMixture(2, random_state=0, max_iter=5).fit(X)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(fit, range(2))             # would hang on the inherited pool
+    print(json.dumps({"parent": parent, "children": children}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_forked_children_fit_after_the_parent_did():
+    out = _check(_run(FORK_CHILD, timeout=180))
+    assert out["children"] == [out["parent"]] * 2

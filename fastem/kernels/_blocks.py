@@ -1,5 +1,5 @@
 """Fixed row blocks shared by all parallel kernels (see :data:`fastem.kernels._jit.BLOCK_ROWS`)."""
-from ._jit import BLOCK_ROWS, kernel
+from ._jit import BLOCK_ROWS, kernel, python_calls
 
 
 @kernel
@@ -57,16 +57,30 @@ def chunk_bounds(chunk, n_rows, n_chunk):
 
 
 @kernel
+def fold_rows(partials, out):
+    """``out[j] = sum over b of partials[b, j]`` (2-D partials, 1-D out), in row order."""
+    out[:] = 0.0
+    for b in range(partials.shape[0]):
+        for j in range(partials.shape[1]):
+            out[j] += partials[b, j]
+
+
+@kernel
 def fold_blocks(partials, out):
     """``out[...] = sum over b of partials[b, ...]``, summed in block order (serial).
 
     Keeping the fold out of the parallel kernels keeps each of them a single ``prange`` loop
     (every array expression in a ``parallel=True`` function would become a parallel region
-    of its own, costing compile time and a thread launch).
+    of its own, costing compile time and a thread launch). Both arrays must be C-contiguous.
     """
-    flat_out = out.reshape(-1)
-    flat = partials.reshape(partials.shape[0], -1)
-    flat_out[:] = 0.0
-    for b in range(flat.shape[0]):
-        for j in range(flat.shape[1]):
-            flat_out[j] += flat[b, j]
+    fold_rows(partials.reshape(partials.shape[0], -1), out.reshape(-1))
+
+
+def _fold_blocks_from_python(partials, out):
+    # one compiled specialisation (2-D, 1-D) for every shape, instead of one per ndim
+    if not (partials.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError("fold_blocks needs C-contiguous arrays")
+    fold_rows(partials.reshape(partials.shape[0], -1), out.reshape(-1))
+
+
+python_calls(fold_blocks, _fold_blocks_from_python)

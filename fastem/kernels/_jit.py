@@ -215,7 +215,18 @@ class _CheckedFunctionCache(FunctionCache):
 
 # ---------------------------------------------------------------------------- dispatchers
 class Kernel(CPUDispatcher):
-    """A Numba CPU dispatcher with fastem's cache policy (see the module docstring)."""
+    """A Numba CPU dispatcher with fastem's cache policy (see the module docstring).
+
+    ``_python_call``, when set (:func:`python_calls`), serves calls made from Python;
+    compiled callers always get the compiled function.
+    """
+
+    _python_call = None
+
+    def __call__(self, *args, **kwargs):
+        if self._python_call is not None and not kwargs:
+            return self._python_call(*args)
+        return super().__call__(*args, **kwargs)
 
     def enable_caching(self):
         try:
@@ -257,6 +268,14 @@ class ParallelKernel(Kernel):
         return None if finish is None else finish(*(args + scratch))
 
 
+def python_calls(kernel_, function):
+    """Serve Python-level calls of ``kernel_`` with ``function`` (same signature and results;
+    e.g. one that reshapes its arguments so that one compiled specialisation serves all)."""
+    if isinstance(kernel_, Kernel):   # not under NUMBA_DISABLE_JIT
+        kernel_._python_call = function
+    return kernel_
+
+
 def run_on_threads(parallel_kernel, prepare, work, finish):
     """Make Python-level calls of ``parallel_kernel`` run ``work`` on fastem's threads.
 
@@ -288,6 +307,18 @@ def n_threads():
     if getattr(_numba_parallel, "_is_initialized", False):
         return numba.get_num_threads()
     return config.NUMBA_NUM_THREADS
+
+
+def _forget_pool_after_fork():
+    # a forked child inherits the pool object but not its threads: work submitted to it
+    # would wait forever. The child starts its own pool on first use.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _thread_pool():
