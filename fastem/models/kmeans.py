@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels import (column_mean_var, draw_by_potential, kmeanspp_potentials, lloyd_step,
+from ..kernels import (draw_by_potential, kmeanspp_potentials, lloyd_step,
                        nearest_centers, potential_block_sums, update_min_sqdist)
 from ..kernels._blocks import n_blocks
 from .mixture import overflow_error
@@ -61,6 +61,26 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     return centers, indices
 
 
+def mean_feature_variance(X):
+    """Mean over the features of X's column variances (scikit-learn's ``tol`` scale).
+
+    float64 sums about the first row (no precision lost for data far from the origin), in
+    row chunks of about 8 MiB: no n x d temporary, and no kernel to compile for a number that
+    only scales the tolerance.
+    """
+    n, d = X.shape
+    shift = X[0].astype(np.float64)
+    s1, s2 = np.zeros(d), np.zeros(d)
+    step = max(1, (1 << 20) // d)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, n, step):
+            dev = X[start:start + step].astype(np.float64) - shift
+            s1 += dev.sum(axis=0)
+            s2 += np.einsum("ij,ij->j", dev, dev)
+        mean = s1 / n
+        return float(np.maximum(s2 / n - mean * mean, 0.0).mean())
+
+
 def random_centers(X, sample_weight, n_clusters, rng):
     """``n_clusters`` distinct rows drawn with probability proportional to their weight."""
     p = sample_weight / sample_weight.sum()
@@ -82,9 +102,8 @@ class KMeansModel:
     def __init__(self, X, n_clusters, init):
         self.n_clusters = n_clusters
         self.init = init
-        _, var = column_mean_var(X)
         # scikit-learn's tol: squared centre shift relative to the mean feature variance
-        self.mean_variance = float(var.mean())
+        self.mean_variance = mean_feature_variance(X)
         if not np.isfinite(self.mean_variance):
             raise overflow_error("the variance of X")
         self.labels = np.full(X.shape[0], -1, dtype=np.int32)
