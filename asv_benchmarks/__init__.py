@@ -16,7 +16,9 @@ bench_bernoulli
     BernoulliMixture: EM iteration on dense uint8 and CSR input, peak memory, and the NumPy
     EM forms users would write as the peer baselines.
 bench_compile
-    ``track_`` benchmarks of Numba compile / cache-load cost in fresh processes.
+    First contact (issue 9) as ``track_`` benchmarks in fresh processes: import time with and
+    without scikit-learn, cold first fit per estimator, everything cold, ``python -m fastem
+    warmup`` wall time, warm-cache first-fit overhead (``compile_times.py`` prints them).
 compare_kmeans.py, compare_gmm.py, compare_bernoulli.py
     Scripts (not asv benchmarks) that measure fastem and its peer in one process and print
     the markdown tables quoted in the README.

@@ -49,7 +49,7 @@ from .common import (COVARIANCE_TYPES, DTYPES, SklearnGaussianMixture, gmm_inits
                      make_anisotropic_data, PROFILE, require_sklearn, rows, run_python_child,
                      skip_unless)
 
-try:  # scikit-learn's own warning class (fastem's is the same class when sklearn is there)
+try:  # scikit-learn's own warning class (fastem warns with a subclass of it once sklearn is loaded)
     from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 except ImportError:  # pragma: no cover - depends on the environment
     SklearnConvergenceWarning = ConvergenceWarning
