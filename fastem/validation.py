@@ -122,6 +122,19 @@ def check_array(X, *, name="X", min_samples=1, estimator_name=None):
         kind = "NaN" if np.isnan(X).any() else "infinity"
         raise ValueError(f"Input {name} contains {kind}; fastem needs finite values "
                          f"(remove or impute them first).")
+    return read_only(X)
+
+
+def read_only(X):
+    """X itself when it is read-only, else a read-only view of it (X is not changed).
+
+    The kernels never write to X, and Numba compiles a read-only array and a writable one
+    as two different types: handing the kernels read-only arrays only means one compiled
+    specialisation per dtype, whether X is an ordinary array or a memmap opened read-only.
+    """
+    if X.flags.writeable:
+        X = X.view()
+        X.flags.writeable = False
     return X
 
 
@@ -289,4 +302,4 @@ def check_binary_array(X, *, name="X", estimator_name=None):
             X = type(X)((values, X.indices, X.indptr), shape=X.shape)
         else:
             X = np.ascontiguousarray(values)
-    return X
+    return X if sparse else read_only(X)

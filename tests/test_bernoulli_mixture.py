@@ -211,11 +211,21 @@ def test_input_is_used_as_given():
     from fastem.validation import check_binary_array
     X = np.zeros((50, 7), dtype=np.uint8)
     X[::2, 3] = 1
-    assert check_binary_array(X) is X
+    def used_as_given(A):
+        # no copy: a read-only view of A itself (one compiled type for every input), and A
+        # stays writable
+        out = check_binary_array(A)
+        return (out.base is A and out.dtype == A.dtype and not out.flags.writeable
+                and A.flags.writeable)
+
+    assert used_as_given(X)
     Xb = X.astype(bool)
-    assert check_binary_array(Xb) is Xb
+    assert used_as_given(Xb)
     Xf = X.astype(np.float32)
-    assert check_binary_array(Xf) is Xf
+    assert used_as_given(Xf)
+    R = X.copy()
+    R.flags.writeable = False
+    assert check_binary_array(R) is R
     F = np.asfortranarray(X)
     out = check_binary_array(F)
     assert out.flags.c_contiguous and out.dtype == np.uint8
