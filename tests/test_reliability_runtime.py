@@ -689,3 +689,28 @@ FORK_CHILD = """
 def test_forked_children_fit_after_the_parent_did():
     out = _check(_run(FORK_CHILD, timeout=180))
     assert out["children"] == [out["parent"]] * 2
+
+
+def test_work_items_are_covered_once_and_errors_reach_the_caller(monkeypatch):
+    rows = np.empty((_jit.PARALLEL_MIN_ROWS, 1))
+    for threads in (1, 2, 3, 5):
+        monkeypatch.setattr(_jit, "n_threads", lambda t=threads: t)
+        for n_items in (1, 2, 3, 7, 64):
+            seen, lock = [], threading.Lock()
+
+            def work(lo, hi, *args):
+                with lock:
+                    seen.extend(range(lo, hi))
+
+            _jit.run_work_items(work, n_items, (rows,))
+            assert sorted(seen) == list(range(n_items))
+
+    monkeypatch.setattr(_jit, "n_threads", lambda: 2)
+    caller = threading.get_ident()
+
+    def fails_in_pool(lo, hi, *args):
+        if threading.get_ident() != caller:
+            raise RuntimeError("raised in a pool thread")
+
+    with pytest.raises(RuntimeError, match="pool thread"):
+        _jit.run_work_items(fails_in_pool, 4, (rows,))
