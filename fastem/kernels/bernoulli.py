@@ -32,7 +32,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
+from ._blocks import block_bounds, chunk_bounds, fold_rows, n_blocks, n_partials
 from ._jit import kernel, run_on_threads
 from ._simd import LANES, _is_c_array, _splat
 from .responsibilities import normalize_log_row
@@ -351,14 +351,14 @@ def _unpad_stats(p_nk, p_sT, p_ll, nk, sx):
     kp = p_sT.shape[2]
     nk_p = np.empty(kp)
     sT = np.empty((d, kp))
-    fold_blocks(p_nk, nk_p)
-    fold_blocks(p_sT, sT)
+    fold_rows(p_nk, nk_p)
+    fold_rows(p_sT.reshape(p_sT.shape[0], -1), sT.reshape(-1))
     for c in range(k):
         nk[c] = nk_p[c]
         for j in range(d):
             sx[c, j] = sT[j, c]
     total = np.empty(1)
-    fold_blocks(p_ll, total)
+    fold_rows(p_ll, total)
     return total[0]
 
 
