@@ -4,7 +4,10 @@ Every kernel is an ``@njit(cache=True)`` function taking only arrays and scalars
 called from Python or from your own ``@njit`` code. ``X`` is float32 or float64, C-contiguous,
 used as given (read-only arrays included); statistics accumulate in float64; parallel kernels
 work over fixed row blocks whose partials are summed in block order, so their results are
-bitwise identical for any ``NUMBA_NUM_THREADS``. Shapes and dtypes are in each docstring.
+bitwise identical for any ``NUMBA_NUM_THREADS``. Called from Python, a parallel kernel runs
+its blocks on fastem's thread pool; compiled into your ``@njit`` code, its ``prange`` version
+runs on Numba's threading layer (same blocks, same results). Shapes and dtypes are in each
+docstring.
 The Bernoulli kernels take binary X as given in any of bool, integer, float32 or float64.
 """
 from .bernoulli import (
