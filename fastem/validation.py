@@ -274,21 +274,24 @@ def check_binary_array(X, *, name="X", estimator_name=None):
             values = X = np.ascontiguousarray(values)
         flat = values.reshape(-1)
         bad = np.empty(0, dtype=np.int64)
+        first_bad_block = None
         if values.dtype.kind in "iu" and flat.size:
             # integers are binary iff 0 <= min and max <= 1: two vectorised reductions per
             # block, no temporary and no kernel to compile (the usual uint8 input)
             for start in range(0, flat.size, CHECK_BLOCK):
                 part = flat[start:start + CHECK_BLOCK]
                 if part.min() < 0 or part.max() > 1:
-                    bad = start + np.flatnonzero((part != 0) & (part != 1))
+                    first_bad_block = start // CHECK_BLOCK
                     break
         elif values.dtype.kind == "f" and flat.size:
             counts = np.empty((flat.size + CHECK_BLOCK - 1) // CHECK_BLOCK, dtype=np.int64)
             _count_non_binary(flat, counts)
             if counts.any():
-                block = int(np.flatnonzero(counts)[0])
-                part = flat[block * CHECK_BLOCK:(block + 1) * CHECK_BLOCK]
-                bad = block * CHECK_BLOCK + np.flatnonzero((part != 0) & (part != 1))
+                first_bad_block = int(np.flatnonzero(counts)[0])
+        if first_bad_block is not None:
+            start = first_bad_block * CHECK_BLOCK
+            part = flat[start:start + CHECK_BLOCK]
+            bad = start + np.flatnonzero((part != 0) & (part != 1))
     if bad.size:
         value = flat[bad[0]].item()
         if isinstance(value, float) and value.is_integer():

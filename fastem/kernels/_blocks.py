@@ -15,6 +15,12 @@ def block_bounds(block, n_rows):
     return start, min(n_rows, start + BLOCK_ROWS)
 
 
+def one_item_per_block(first, *args):
+    """``prepare`` of parallel kernels without scratch (``_jit.run_on_threads``): one work
+    item per row block of their first argument."""
+    return (n_blocks(first.shape[0]),)
+
+
 @kernel
 def n_chunks(n_rows, max_chunks):
     """Number of chunks when at most ``max_chunks`` partials are wanted.

@@ -255,14 +255,9 @@ class ParallelKernel(Kernel):
 
     _plan = None  # (prepare, work, finish), set by run_on_threads
 
-    def __call__(self, *args, **kwargs):
-        if self._plan is None or kwargs:
-            return super().__call__(*args, **kwargs)
+    def _run_plan(self, *args):
         prepare, work, finish = self._plan
-        if prepare is None:   # one item per row block of the first argument, no scratch
-            layout = ((args[0].shape[0] + BLOCK_ROWS - 1) // BLOCK_ROWS,)
-        else:
-            layout = prepare(*args)
+        layout = prepare(*args)
         scratch = layout[1:]
         run_work_items(work, layout[0], args + scratch)
         return None if finish is None else finish(*(args + scratch))
@@ -279,8 +274,8 @@ def python_calls(kernel_, function):
 def run_on_threads(parallel_kernel, prepare, work, finish):
     """Make Python-level calls of ``parallel_kernel`` run ``work`` on fastem's threads.
 
-    ``prepare(*args)`` returns ``(n_items, *scratch)`` (None: one item per row block of the
-    first argument, no scratch); ``work(lo, hi, *args, *scratch)`` processes items
+    ``prepare(*args)`` returns ``(n_items, *scratch)`` (``_blocks.one_item_per_block`` for
+    kernels without scratch); ``work(lo, hi, *args, *scratch)`` processes items
     ``lo <= item < hi``; ``finish(*args, *scratch)`` returns the kernel's result (None: the
     kernel returns nothing). The kernel's own body must be exactly that sequence with
     ``prange`` over the items. ``prepare`` and ``finish`` may only allocate, index and call
@@ -292,6 +287,7 @@ def run_on_threads(parallel_kernel, prepare, work, finish):
         # compiling them separately would add two kernels to every cold start
         parallel_kernel._plan = (getattr(prepare, "py_func", prepare), work,
                                  getattr(finish, "py_func", finish))
+        python_calls(parallel_kernel, parallel_kernel._run_plan)
     return parallel_kernel
 
 

@@ -9,7 +9,8 @@ directly as ``sum_f (x_f - c_f)^2`` in float64.
 import numpy as np
 from numba import prange
 
-from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
+from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials,
+                      one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, search_tile, sqdist)
@@ -228,7 +229,7 @@ def sqdist_to_centers(X, centers, out):
         _sqdist_work(b, b + 1, X, centers, out)
 
 
-run_on_threads(sqdist_to_centers, None, _sqdist_work, None)
+run_on_threads(sqdist_to_centers, one_item_per_block, _sqdist_work, None)
 
 
 @kernel
@@ -258,7 +259,7 @@ def update_min_sqdist(X, center, min_sqdist):
         _min_sqdist_work(b, b + 1, X, center, min_sqdist)
 
 
-run_on_threads(update_min_sqdist, None, _min_sqdist_work, None)
+run_on_threads(update_min_sqdist, one_item_per_block, _min_sqdist_work, None)
 
 
 @kernel
@@ -340,7 +341,7 @@ def potential_block_sums(sample_weight, min_sqdist, out):
         _block_sums_work(b, b + 1, sample_weight, min_sqdist, out)
 
 
-run_on_threads(potential_block_sums, None, _block_sums_work, None)
+run_on_threads(potential_block_sums, one_item_per_block, _block_sums_work, None)
 
 
 @kernel

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import prange
 
-from ._blocks import block_bounds, n_blocks
+from ._blocks import block_bounds, n_blocks, one_item_per_block
 from ._jit import kernel, run_on_threads
 from ._simd import int64_bits_as_float64
 
@@ -103,4 +103,4 @@ def responsibilities(weighted_log_prob, resp, log_norm):
         _responsibilities_work(b, b + 1, weighted_log_prob, resp, log_norm)
 
 
-run_on_threads(responsibilities, None, _responsibilities_work, None)
+run_on_threads(responsibilities, one_item_per_block, _responsibilities_work, None)

@@ -10,7 +10,7 @@ import numpy as np
 from ..kernels import (draw_by_potential, kmeanspp_potentials, lloyd_step,
                        nearest_centers, potential_block_sums, update_min_sqdist)
 from ..kernels._blocks import n_blocks
-from .mixture import overflow_error
+from .mixture import overflow_error, row_chunks
 
 
 @dataclass
@@ -71,10 +71,9 @@ def mean_feature_variance(X):
     n, d = X.shape
     shift = X[0].astype(np.float64)
     s1, s2 = np.zeros(d), np.zeros(d)
-    step = max(1, (1 << 20) // d)
     with np.errstate(over="ignore", invalid="ignore"):
-        for start in range(0, n, step):
-            dev = X[start:start + step].astype(np.float64) - shift
+        for rows in row_chunks(n, max(1, (1 << 20) // d)):
+            dev = X[rows].astype(np.float64) - shift
             s1 += dev.sum(axis=0)
             s2 += np.einsum("ij,ij->j", dev, dev)
         mean = s1 / n
