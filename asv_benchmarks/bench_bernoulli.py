@@ -25,6 +25,7 @@ Numba types. ``PeakMem*`` benchmarks report the process's peak RSS around a defa
 import numpy as np
 import scipy.sparse as sp
 
+from fastem.sources import ArraySource
 from fastem import BernoulliMixture
 from fastem.models.bernoulli import BernoulliMixtureModel, BernoulliParams
 
@@ -102,12 +103,13 @@ class TimeBernoulliEMIteration(_Grid):
         self._make(n, d, k)
         self.data = self._data()
         self.model = BernoulliMixtureModel(k, 1e-2, "kmeans")
-        small = self.data[:WARMUP_ROWS]
-        self.model.e_step(small, self.w[:WARMUP_ROWS], self.params0)  # JIT warm-up
+        small = ArraySource(self.data[:WARMUP_ROWS], self.w[:WARMUP_ROWS])
+        self.model.e_step(small, self.params0)  # JIT warm-up
+        self.source = ArraySource(self.data, self.w)
 
     def time_em_iteration(self, n, d, k):
-        stats = self.model.e_step(self.data, self.w, self.params0)
-        self.model.m_step(self.data, self.w, self.params0, stats)
+        stats = self.model.e_step(self.source, self.params0)
+        self.model.m_step(self.source, self.params0, stats)
 
 
 class TimeBernoulliEMIterationCSR(TimeBernoulliEMIteration):
@@ -133,11 +135,12 @@ class TimeBernoulliCSRDensity:
         self.C = sp.csr_matrix(X)
         self.w = np.ones(X.shape[0])
         self.model = BernoulliMixtureModel(10, 1e-2, "kmeans")
-        self.model.e_step(self.C[:WARMUP_ROWS], self.w[:WARMUP_ROWS], self.params0)
+        self.model.e_step(ArraySource(self.C[:WARMUP_ROWS], self.w[:WARMUP_ROWS]), self.params0)
+        self.source = ArraySource(self.C, self.w)
 
     def time_em_iteration(self, density):
-        stats = self.model.e_step(self.C, self.w, self.params0)
-        self.model.m_step(self.C, self.w, self.params0, stats)
+        stats = self.model.e_step(self.source, self.params0)
+        self.model.m_step(self.source, self.params0, stats)
 
 
 def numpy_naive_em_iteration(Xf, weights, theta):

@@ -39,6 +39,7 @@ import warnings
 
 import numpy as np
 
+from fastem.sources import ArraySource
 from fastem import GaussianMixture
 from fastem.kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                             gaussian_log_pdf_full, responsibilities)
@@ -150,17 +151,19 @@ class TimeGMMEMStep(_Grid):
         self.model = GaussianMixtureModel(k, covariance_type, 1e-6, "kmeans", weights, means,
                                           precisions)
         self.w = np.ones(n, dtype=np.float64)
-        self.params = self.model.initialize(self.X, self.w, None)
+        self.source = ArraySource(self.X, self.w)
+        self.params = self.model.initialize(self.source, None)
         warm = GaussianMixtureModel(k, covariance_type, 1e-6, "kmeans", weights, means,
                                     precisions)  # JIT warm-up on a slice, same types
-        stats = warm.e_step(self.X[:WARMUP_ROWS], self.w[:WARMUP_ROWS], self.params)
-        warm.m_step(self.X[:WARMUP_ROWS], self.w[:WARMUP_ROWS], self.params, stats)
+        small = ArraySource(self.X[:WARMUP_ROWS], self.w[:WARMUP_ROWS])
+        stats = warm.e_step(small, self.params)
+        warm.m_step(small, self.params, stats)
         if covariance_type == "tied":
-            self.model.e_step(self.X, self.w, self.params)  # caches the pooled centre
+            self.model.e_step(self.source, self.params)  # caches the pooled centre
 
     def time_em_step(self, n, d, k, covariance_type, dtype):
-        stats = self.model.e_step(self.X, self.w, self.params)
-        self.model.m_step(self.X, self.w, self.params, stats)
+        stats = self.model.e_step(self.source, self.params)
+        self.model.m_step(self.source, self.params, stats)
 
 
 # --------------------------------------------------------------------------- per-iteration diff
@@ -254,9 +257,9 @@ class _KernelPoint:
         model = GaussianMixtureModel(k, covariance_type, 1e-6, "kmeans", weights, means,
                                      precisions)
         self.w = np.ones(n, dtype=np.float64)
-        Xs, ws = self.X[:WARMUP_ROWS], self.w[:WARMUP_ROWS]
-        p0 = model.initialize(Xs, ws, None)
-        self.p = model.m_step(Xs, ws, p0, model.e_step(Xs, ws, p0))
+        small = ArraySource(self.X[:WARMUP_ROWS], self.w[:WARMUP_ROWS])
+        p0 = model.initialize(small, None)
+        self.p = model.m_step(small, p0, model.e_step(small, p0))
         self.prec, self.const = model._kernel_form(self.p, d)  # what e_step passes
         self.full = covariance_type in ("full", "tied")
         if covariance_type == "tied":  # pooled moments about the data mean

@@ -38,6 +38,7 @@ import scipy.sparse as sp  # noqa: E402
 from asv_benchmarks.bench_bernoulli import (initial_params, make_binary_data,  # noqa: E402
                                             numpy_log_odds_em_iteration,
                                             numpy_naive_em_iteration)
+from fastem.sources import ArraySource
 from fastem.models.bernoulli import BernoulliMixtureModel  # noqa: E402
 
 _MEM_CHILD = r"""
@@ -75,9 +76,11 @@ def _median_time(fn, repeats):
 
 
 def _fastem_iteration(model, X, w, params):
+    source = ArraySource(X, w)
+
     def run():
-        stats = model.e_step(X, w, params)
-        model.m_step(X, w, params, stats)
+        stats = model.e_step(source, params)
+        model.m_step(source, params, stats)
     return run
 
 

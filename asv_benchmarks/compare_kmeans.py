@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from fastem.sources import ArraySource
 from fastem import KMeans
 from fastem.models.kmeans import KMeansModel, kmeans_plusplus
 
@@ -54,15 +55,16 @@ def per_iteration(X, k, rounds=3, block=6):
     init = X[:: max(1, len(X) // k)][:k].copy()
     w = np.ones(len(X), dtype=X.dtype)
     w64 = w.astype(np.float64)
-    model = KMeansModel(X, k, init)
-    state = {"ours": model.initialize(X, w64, None), "old": init.copy(),
+    source = ArraySource(X, w64)
+    model = KMeansModel(source, k, init)
+    state = {"ours": model.initialize(source, None), "old": init.copy(),
              "new": np.empty_like(init)}
     sk_weight, sk_shift = np.empty(k, X.dtype), np.empty(k, X.dtype)
     sk_labels = np.full(len(X), -1, dtype=np.int32)
 
     def ours():
-        stats = model.e_step(X, w64, state["ours"])
-        state["ours"] = model.m_step(X, w64, state["ours"], stats)
+        stats = model.e_step(source, state["ours"])
+        state["ours"] = model.m_step(source, state["ours"], stats)
 
     def theirs():
         # as scikit-learn's own Lloyd loop does: BLAS single-threaded inside its OpenMP loop

@@ -1,15 +1,17 @@
 """fastem: fast, deterministic EM clustering on Numba kernels.
 
-Estimators: :class:`KMeans`, :class:`GaussianMixture`, :class:`BernoulliMixture`. Kernels for your own Numba code: :mod:`fastem.kernels`.
+Estimators: :class:`KMeans`, :class:`MiniBatchKMeans`, :class:`GaussianMixture`, :class:`BernoulliMixture`; data larger
+than memory: a memory-mapped array or a :class:`ChunkedArray`. Kernels for your own Numba code: :mod:`fastem.kernels`.
 :func:`warmup` compiles every kernel into the disk cache ahead of time (``python -m fastem warmup``).
 """
 from ._version import __version__
 from .estimators._base import InconsistentVersionWarning
 from .estimators.bernoulli_mixture import BernoulliMixture
 from .estimators.gaussian_mixture import GaussianMixture
-from .estimators.kmeans import KMeans
+from .estimators.kmeans import KMeans, MiniBatchKMeans
 from .kernels._jit import CacheUnavailableWarning
+from .sources import ChunkedArray
 from ._warmup import warmup
 
-__all__ = ["BernoulliMixture", "CacheUnavailableWarning", "GaussianMixture",
-           "InconsistentVersionWarning", "KMeans", "__version__", "warmup"]
+__all__ = ["BernoulliMixture", "CacheUnavailableWarning", "ChunkedArray", "GaussianMixture",
+           "InconsistentVersionWarning", "KMeans", "MiniBatchKMeans", "__version__", "warmup"]

@@ -3,14 +3,18 @@
 A *model* (layer 2, :mod:`fastem.models`) supplies the steps; this module owns restarts
 (``n_init``), the iteration limit, convergence, warm starts, verbose progress and history::
 
-    params = model.initialize(X, w, rng)          # or the warm-start parameters
+    params = model.initialize(source, rng)        # or the warm-start parameters
     repeat up to max_iter times:
-        stats  = model.e_step(X, w, params)       # one fused pass; stats.objective is the
+        stats  = model.e_step(source, params)     # one fused pass; stats.objective is the
                                                   # objective of `params` (higher is better)
-        new    = model.m_step(X, w, params, stats)
+        new    = model.m_step(source, params, stats)
         done   = model.has_converged(params, new, stats, history, tol)
         params = new
-    params, objective = model.finalize(X, w, params, stats, converged)
+    params, objective = model.finalize(source, params, stats, converged)
+
+``source`` (:class:`fastem.sources.RowSource`) holds the rows and their weights, in memory,
+in a memory-mapped file or in chunks; the model sums its chunk statistics with
+:func:`fastem.sources.sum_chunks`, so this loop does not know where the rows live.
 
 The restart with the highest final objective wins (ties: the earliest). A model may also
 offer ``events(stats) -> list of str`` (e.g. empty clusters re-seeded, components that lost
@@ -36,15 +40,14 @@ class EMResult:
     final_stats: object = None
 
 
-def fit_em(model, X, sample_weight, *, n_init, max_iter, tol, rng, verbose=0,
+def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
            verbose_interval=1, init_params=None, objective_name="objective"):
     """Fit ``model`` by EM with ``n_init`` restarts and return the best :class:`EMResult`.
 
     Parameters
     ----------
     model : object with ``initialize``, ``e_step``, ``m_step``, ``has_converged``, ``finalize``
-    X : ndarray, shape (n, d)
-    sample_weight : ndarray, shape (n,), float64
+    source : fastem.sources.RowSource
     n_init, max_iter : int
     tol : float
         Passed to ``model.has_converged`` unchanged (its meaning is the model's).
@@ -57,16 +60,16 @@ def fit_em(model, X, sample_weight, *, n_init, max_iter, tol, rng, verbose=0,
     best = None
     for run in range(n_init):
         t_run = time.perf_counter()
-        params = init_params if init_params is not None else model.initialize(X, sample_weight, rng)
+        params = init_params if init_params is not None else model.initialize(source, rng)
         history = []
         converged = False
         stats = None
         n_iter = 0
         for n_iter in range(1, max_iter + 1):
             t_iter = time.perf_counter()
-            stats = model.e_step(X, sample_weight, params)
+            stats = model.e_step(source, params)
             history.append(stats.objective)
-            new_params = model.m_step(X, sample_weight, params, stats)
+            new_params = model.m_step(source, params, stats)
             converged = model.has_converged(params, new_params, stats, history, tol)
             params = new_params
             if verbose >= 2 and (n_iter % verbose_interval == 0 or converged):
@@ -78,7 +81,7 @@ def fit_em(model, X, sample_weight, *, n_init, max_iter, tol, rng, verbose=0,
                     print(f"  init {run + 1} iter {n_iter:4d}  {event}")
             if converged:
                 break
-        params, objective = model.finalize(X, sample_weight, params, stats, converged)
+        params, objective = model.finalize(source, params, stats, converged)
         if verbose:
             state = "converged" if converged else "did not converge"
             print(f"Initialization {run + 1}: {state} after {n_iter} iterations, "
@@ -86,3 +89,75 @@ def fit_em(model, X, sample_weight, *, n_init, max_iter, tol, rng, verbose=0,
         if best is None or objective > best.objective:
             best = EMResult(params, objective, n_iter, converged, history, stats)
     return best
+
+
+@dataclass
+class MiniBatchResult:
+    """Outcome of :func:`fit_minibatch`."""
+
+    n_steps: int
+    ewa_inertia: float
+    history: list = field(default_factory=list)
+
+
+def fit_minibatch(model, source, *, n_steps, batch_size, tol, max_no_improvement, rng,
+                  verbose=0):
+    """Mini-batch steps on batches drawn uniformly with replacement from ``source``, stopped
+    by scikit-learn's rules (``MiniBatchKMeans``):
+
+    * the mean batch inertia (per row, under the centres before the step) is smoothed by an
+      exponentially weighted average with ``alpha = min(1, 2 batch_size / (n + 1))``; the
+      first step is left out (its centres are the initial ones);
+    * stop when the squared centre change of a step is at most ``tol`` (an absolute value;
+      0 disables the test), or when the smoothed inertia has not reached a new minimum for
+      ``max_no_improvement`` consecutive steps (None disables it).
+
+    ``model`` offers ``step(X_batch, w_batch, rng) -> batch inertia`` and ``centers``.
+    """
+    n = source.n_rows
+    alpha = min(1.0, batch_size * 2.0 / (n + 1))
+    ewa = ewa_min = None
+    no_improvement = 0
+    history = []
+    step = 0
+    for step in range(1, n_steps + 1):
+        ids = rng.randint(0, n, batch_size)
+        X = source.take(ids)
+        before = model.centers.copy() if tol > 0 else None
+        inertia = model.step(X, source.weights(ids), rng) / batch_size
+        history.append(inertia)
+        if step == 1:
+            continue
+        ewa = inertia if ewa is None else ewa * (1 - alpha) + inertia * alpha
+        if verbose:
+            print(f"Minibatch step {step}/{n_steps}: mean batch inertia {inertia:.6g}, "
+                  f"ewa inertia {ewa:.6g}")
+        if tol > 0 and float(((model.centers - before) ** 2).sum()) <= tol:
+            if verbose:
+                print(f"Converged (small centres change) at step {step}/{n_steps}")
+            break
+        if ewa_min is None or ewa < ewa_min:
+            no_improvement, ewa_min = 0, ewa
+        else:
+            no_improvement += 1
+        if max_no_improvement is not None and no_improvement >= max_no_improvement:
+            if verbose:
+                print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
+            break
+    return MiniBatchResult(step, ewa if ewa is not None else history[-1], history)
+
+
+def stepwise_rate(n_updates, learning_offset, learning_decay):
+    """Step size of online EM for the ``n_updates``-th update after the first chunk:
+    ``rho_t = (t + learning_offset) ** -learning_decay`` (Cappe & Moulines 2009; any decay in
+    (0.5, 1] satisfies sum rho = inf, sum rho^2 < inf)."""
+    return float((n_updates + learning_offset) ** -learning_decay)
+
+
+def stepwise_em_update(model, running, stats, chunk_weight, rho):
+    """Online EM's statistics update ``S_t = (1 - rho) S_{t-1} + rho s_t / W_t``, with
+    ``s_t`` the chunk's statistics and ``W_t`` its total weight (``running`` None: the first
+    chunk, ``S_1 = s_1 / W_1``). The model re-derives its parameters from ``S_t``."""
+    if running is None:
+        return model.combine_stats(None, 0.0, stats, 1.0 / chunk_weight)
+    return model.combine_stats(running, 1.0 - rho, stats, rho / chunk_weight)

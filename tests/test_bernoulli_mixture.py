@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
+from fastem.sources import ArraySource
 from fastem import BernoulliMixture
 from fastem.datasets import load_digits_binary
 from fastem.models import bernoulli as model_module
@@ -127,12 +128,13 @@ def test_em_objective_never_decreases(seed, n, d, k, alpha, init):
     w[0] = 1.0
     k = min(k, n)
     model = BernoulliMixtureModel(k, alpha, init)
-    params = model.initialize(X, w, rng)
+    source = ArraySource(X, w)
+    params = model.initialize(source, rng)
     values = []
     for _ in range(15):
-        stats = model.e_step(X, w, params)
+        stats = model.e_step(source, params)
         values.append(penalized_objective(stats.objective, params.means, alpha, w.sum()))
-        params = model.m_step(X, w, params, stats)
+        params = model.m_step(source, params, stats)
     values = np.array(values)
     if alpha > 0 or init == "random":       # the first objective can be -inf only for alpha 0
         assert np.isfinite(values[1:]).all()

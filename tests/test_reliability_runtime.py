@@ -477,22 +477,23 @@ def test_scikit_learn_pickling_still_works():
 
 @pytest.fixture
 def spy_inputs(monkeypatch):
-    """Record (estimator family, X) for every X that reaches the EM driver or a predict kernel."""
+    """Record (estimator family, X) for every array that reaches the EM driver (each chunk of
+    its row source) or a predict kernel."""
     seen = []
     for family, module in (("kmeans", kmeans_module), ("mixture", mixture_module)):
         real = module.fit_em
 
-        def spy_fit_em(model, X, *args, _real=real, _family=family, **kwargs):
-            seen.append((_family, X))
-            return _real(model, X, *args, **kwargs)
+        def spy_fit_em(model, source, *args, _real=real, _family=family, **kwargs):
+            seen.extend((_family, X) for _, X, _ in source.chunks())
+            return _real(model, source, *args, **kwargs)
 
         monkeypatch.setattr(module, "fit_em", spy_fit_em)
     real_nearest = KMeans._nearest
     real_wlp = mixture_module.BaseMixture._estimate_weighted_log_prob
 
-    def spy_nearest(self, X):
-        seen.append(("kmeans", X))
-        return real_nearest(self, X)
+    def spy_nearest(self, source):
+        seen.extend(("kmeans", X) for _, X, _ in source.chunks())
+        return real_nearest(self, source)
 
     def spy_wlp(self, X):
         seen.append(("mixture", X))

@@ -235,9 +235,9 @@ def test_float_c_input_is_not_copied(X, dtype, monkeypatch):
     real_nearest = kmeans_module.nearest_centers
     real_sqdist = kmeans_module.sqdist_to_centers
 
-    def spy_fit_em(model, X_, *args, **kwargs):
-        seen.append(X_)
-        return real_fit_em(model, X_, *args, **kwargs)
+    def spy_fit_em(model, source, *args, **kwargs):
+        seen.extend(X_ for _, X_, _ in source.chunks())
+        return real_fit_em(model, source, *args, **kwargs)
 
     def spy_nearest(X_, *args):
         seen.append(X_)

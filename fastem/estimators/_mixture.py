@@ -2,9 +2,10 @@
 
 A subclass provides:
 
-* ``_validate_data(X)`` - the checked array (dense or CSR) for fit and predict;
-* ``_check_model_params(X)`` - validation of its own hyper-parameters;
-* ``_make_model(X, sample_weight)`` - the layer-2 model (see ``fastem.em``), which must also
+* ``_validate_data(X, name)`` - the checked array (dense or CSR) for fit and predict (called
+  once per array, or once per chunk of a memmap or :class:`fastem.ChunkedArray`);
+* ``_check_model_params(source)`` - validation of its own hyper-parameters;
+* ``_make_model()`` - the layer-2 model (see ``fastem.em``), which must also
   offer ``weighted_log_prob(X, params) -> (n, k) float64``, ``n_parameters(params)``,
   ``sample(params, n, rng)`` and ``attributes(params) -> dict`` of fitted attributes;
 * ``_params_attribute`` - the name of a fitted attribute that marks the estimator as fitted.
@@ -15,8 +16,9 @@ import warnings
 
 import numpy as np
 
-from ..em import fit_em
+from ..em import fit_em, stepwise_em_update, stepwise_rate
 from ..kernels import responsibilities
+from ..sources import ArraySource, as_source
 from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
                           check_is_fitted, check_n_features, check_random_state,
                           check_sample_weight, sklearn_compatible)
@@ -48,7 +50,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return w / w.sum()
 
     def _kmeans_labels(self, X, sample_weight, rng):
-        """Labels of fastem's KMeans, for init_params='kmeans' (weighted, seeded by rng)."""
+        """Labels of fastem's KMeans, for init_params='kmeans' (weighted, seeded by rng);
+        X is an array or a row source (which carries its weights)."""
         km = KMeans(self.n_components, n_init=1, random_state=rng)
         return km.fit(X, sample_weight=sample_weight).labels_
 
@@ -57,7 +60,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), memmap or :class:`fastem.ChunkedArray`
+            A memory-mapped array (``np.load(path, mmap_mode='r')``) or a ChunkedArray is
+            streamed in chunks (the statistics of the chunks are summed in order): no n x d
+            or n x k array is made, whatever the size of X.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; integer weights are equivalent to repeating rows.
@@ -66,20 +72,20 @@ class BaseMixture(DensityMixin, BaseEstimator):
         -------
         self
         """
-        X = self._validate_data(X)
         self._check_common_params()
-        self._check_model_params(X)
-        if X.shape[0] < self.n_components:
-            raise ValueError(f"n_samples={X.shape[0]} should be >= n_components="
+        self._online = None  # a fit starts afresh; partial_fit then continues from it
+        source = as_source(X, sample_weight, self._validate_data)
+        self._check_model_params(source)
+        if source.n_rows < self.n_components:
+            raise ValueError(f"n_samples={source.n_rows} should be >= n_components="
                              f"{self.n_components}.")
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        model = self._make_model(X, sample_weight)
+        model = self._make_model()
         warm = self.warm_start and hasattr(self, "_fitted_params")
         if warm:
-            check_n_features(self, X)
+            check_n_features(self, source)
             # scikit-learn's rule: the first change is measured from the last lower bound
             model.previous_lower_bound = self.lower_bound_
-        result = fit_em(model, X, sample_weight, n_init=1 if warm else self.n_init,
+        result = fit_em(model, source, n_init=1 if warm else self.n_init,
                         max_iter=self.max_iter, tol=self.tol,
                         rng=check_random_state(self.random_state), verbose=self.verbose,
                         verbose_interval=self.verbose_interval,
@@ -96,29 +102,118 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.objective
         self.lower_bounds_ = list(result.history)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = source.n_features
         self._model = model
         return self
 
-    # -- prediction -------------------------------------------------------------------------
+    # -- online EM -----------------------------------------------------------------------------
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on the chunk ``X``.
+
+        The chunk's E-step under the current parameters gives statistics ``s_t`` (weighted
+        sums, total weight ``W_t``); the running normalised statistics move toward them,
+        ``S_t = (1 - rho_t) S_{t-1} + rho_t s_t / W_t`` with
+        ``rho_t = (t + learning_offset) ** -learning_decay`` (``t`` = updates after the first
+        chunk, whose statistics start ``S``), and the parameters are the usual M-step of
+        ``S_t`` scaled to the total weight seen (``reg_covar``/``alpha`` as in batch EM).
+        The first call initialises from its chunk with ``init_params`` (or the user-given
+        initial parameters; after ``fit``, from the fitted parameters).
+
+        ``n_iter_`` counts the chunks seen; ``lower_bound_`` is the last chunk's mean
+        log-likelihood under the parameters before its update (``lower_bounds_``: one per
+        chunk). A later ``fit`` starts afresh.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_chunk, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_chunk,), default=None
+
+        Returns
+        -------
+        self
+        """
+        online = getattr(self, "_online", None)
+        X = self._validate_data(X)
+        if online is None:
+            self._check_common_params()
+            self._check_learning_params()
+            source = ArraySource(X, sample_weight)
+            self._check_model_params(source)
+            if hasattr(self, "_fitted_params"):
+                check_n_features(self, source)
+                model, params = self._model, self._fitted_params
+            else:
+                if source.n_rows < self.n_components:
+                    raise ValueError(f"The first chunk has n_samples={source.n_rows}; it "
+                                     f"should be >= n_components={self.n_components}.")
+                model = self._make_model()
+                params = model.initialize(source, check_random_state(self.random_state))
+            online = self._online = {"model": model, "running": None, "updates": 0,
+                                     "weight": 0.0, "rows": 0, "history": []}
+            self.n_features_in_ = source.n_features
+            self._model = model
+        else:
+            source = ArraySource(X, sample_weight)
+            check_n_features(self, source)
+            model, params = online["model"], self._fitted_params
+        stats = model.e_step(source, params)
+        if online["running"] is None:
+            rho = 1.0
+        else:
+            online["updates"] += 1
+            rho = stepwise_rate(online["updates"], self.learning_offset, self.learning_decay)
+        online["running"] = stepwise_em_update(model, online["running"], stats,
+                                               source.total_weight, rho)
+        online["weight"] += source.total_weight
+        online["rows"] += source.n_rows
+        online["history"].append(stats.objective)
+        params = model.params_from_running(online["running"], online["weight"],
+                                           online["weight"] / online["rows"])
+        self._fitted_params = params
+        for name, value in model.attributes(params).items():
+            setattr(self, name, value)
+        self.n_iter_ = len(online["history"])
+        self.lower_bound_ = stats.objective
+        self.lower_bounds_ = online["history"]
+        return self
+
+    def _check_learning_params(self):
+        decay = check_float(self.learning_decay, "learning_decay")
+        if not 0.5 < decay <= 1.0:
+            raise ValueError(f"learning_decay must lie in (0.5, 1], got {decay}.")
+        check_float(self.learning_offset, "learning_offset", low=0.0)
+
+    # -- prediction (row by row: chunk by chunk for a memmap or a ChunkedArray) -------------
     def _checked_input(self, X):
         check_is_fitted(self, self._params_attribute)
-        X = self._validate_data(X)
-        check_n_features(self, X)
-        return X
+        source = as_source(X, None, self._validate_data)
+        check_n_features(self, source)
+        return source
 
     def _estimate_weighted_log_prob(self, X):
         return self._model.weighted_log_prob(X, self._fitted_params)
 
+    def _row_outputs(self, X, per_chunk, width=None, dtype=np.float64):
+        """``per_chunk(X_chunk)`` for every chunk of the checked input, stacked by rows."""
+        source = self._checked_input(X)
+        if source.in_memory is not None:
+            return per_chunk(source.in_memory)
+        out = np.empty((source.n_rows,) if width is None else (source.n_rows, width), dtype)
+        for rows, Xc, _ in source.chunks():
+            out[rows] = per_chunk(Xc)
+        return out
+
     def _resp_and_log_norm(self, X):
-        wlp = self._estimate_weighted_log_prob(self._checked_input(X))
+        wlp = self._estimate_weighted_log_prob(X)
         log_norm = np.empty(wlp.shape[0])
         responsibilities(wlp, wlp, log_norm)
         return wlp, log_norm
 
     def predict(self, X):
         """Most probable component of each sample (int64 array of shape (n_samples,))."""
-        return self._estimate_weighted_log_prob(self._checked_input(X)).argmax(axis=1)
+        return self._row_outputs(
+            X, lambda Xc: self._estimate_weighted_log_prob(Xc).argmax(axis=1), dtype=np.int64)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of each sample."""
@@ -126,11 +221,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Posterior probability of each component, shape (n_samples, n_components)."""
-        return self._resp_and_log_norm(X)[0]
+        return self._row_outputs(X, lambda Xc: self._resp_and_log_norm(Xc)[0],
+                                 width=self.n_components)
 
     def score_samples(self, X):
         """Log-likelihood ``log p(x)`` of each sample, shape (n_samples,)."""
-        return self._resp_and_log_norm(X)[1]
+        return self._row_outputs(X, lambda Xc: self._resp_and_log_norm(Xc)[1])
 
     def score(self, X, y=None, sample_weight=None):
         """(Weighted) mean log-likelihood of X."""
@@ -145,13 +241,13 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def bic(self, X):
         """Bayesian information criterion: ``-2 log L + p log n`` (lower is better)."""
-        n = self._checked_input(X).shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        log_norm = self.score_samples(X)
+        return -2 * float(log_norm.sum()) + self._n_parameters() * np.log(len(log_norm))
 
     def aic(self, X):
         """Akaike information criterion: ``-2 log L + 2 p`` (lower is better)."""
-        n = self._checked_input(X).shape[0]
-        return -2 * self.score(X) * n + 2 * self._n_parameters()
+        log_norm = self.score_samples(X)
+        return -2 * float(log_norm.sum()) + 2 * self._n_parameters()
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` samples; returns ``(X, component labels)``."""

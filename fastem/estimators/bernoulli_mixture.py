@@ -44,6 +44,14 @@ class BernoulliMixture(BaseMixture):
         1: a line per initialisation; 2: also lower bound, change and ms per iteration.
     verbose_interval : int, default=10
         Iterations between verbose lines.
+    learning_decay : float, default=0.7
+        Online EM (:meth:`partial_fit`) step ``rho_t = (t + learning_offset) **
+        -learning_decay``, in (0.5, 1] (the names of scikit-learn's
+        LatentDirichletAllocation). Larger values forget early chunks faster at first but
+        average more in the long run; 1 weights every chunk equally (a running mean).
+    learning_offset : float, default=10.0
+        Non-negative; larger values make the first steps smaller (early chunks, whose
+        parameters are still poor, count less).
 
     Attributes
     ----------
@@ -72,7 +80,8 @@ class BernoulliMixture(BaseMixture):
 
     def __init__(self, n_components=1, *, alpha=1e-2, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, means_init=None, random_state=None,
-                 warm_start=False, verbose=0, verbose_interval=10):
+                 warm_start=False, verbose=0, verbose_interval=10, learning_decay=0.7,
+                 learning_offset=10.0):
         self.n_components = n_components
         self.alpha = alpha
         self.tol = tol
@@ -85,11 +94,14 @@ class BernoulliMixture(BaseMixture):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
-    def _validate_data(self, X):
-        return check_binary_array(X, estimator_name=type(self).__name__)
+    def _validate_data(self, X, name="X"):
+        return check_binary_array(X, name=name, estimator_name=type(self).__name__)
 
     def _check_model_params(self, X):
+        """Hyper-parameters checked against the data (an array or a row source)."""
         if self.init_params not in INIT_PARAMS:
             raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {self.init_params!r}.")
         check_float(self.alpha, "alpha", low=0.0)
@@ -102,7 +114,7 @@ class BernoulliMixture(BaseMixture):
                 raise ValueError("means_init holds success probabilities and must lie in [0, 1].")
             self._means_init = m
 
-    def _make_model(self, X, sample_weight):
+    def _make_model(self):
         return BernoulliMixtureModel(self.n_components, float(self.alpha), self.init_params,
                                      self._weights_init, self._means_init,
                                      kmeans_labels=self._kmeans_labels)

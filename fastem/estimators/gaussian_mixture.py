@@ -35,6 +35,14 @@ class GaussianMixture(BaseMixture):
         1: a line per initialisation; 2: also lower bound, change and ms per iteration.
     verbose_interval : int, default=10
         Iterations between verbose lines.
+    learning_decay : float, default=0.7
+        Online EM (:meth:`partial_fit`) step ``rho_t = (t + learning_offset) **
+        -learning_decay``, in (0.5, 1] (the names of scikit-learn's
+        LatentDirichletAllocation). Larger values forget early chunks faster at first but
+        average more in the long run; 1 weights every chunk equally (a running mean).
+    learning_offset : float, default=10.0
+        Non-negative; larger values make the first steps smaller (early chunks, whose
+        parameters are still poor, count less).
 
     Attributes
     ----------
@@ -57,7 +65,7 @@ class GaussianMixture(BaseMixture):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
                  means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10):
+                 verbose=0, verbose_interval=10, learning_decay=0.7, learning_offset=10.0):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -72,11 +80,14 @@ class GaussianMixture(BaseMixture):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
-    def _validate_data(self, X):
-        return check_array(X, estimator_name=type(self).__name__)
+    def _validate_data(self, X, name="X"):
+        return check_array(X, name=name, estimator_name=type(self).__name__)
 
     def _check_model_params(self, X):
+        """Hyper-parameters checked against the data (an array or a row source)."""
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, "
                              f"got {self.covariance_type!r}.")
@@ -95,7 +106,7 @@ class GaussianMixture(BaseMixture):
             _check_precisions(p, self.covariance_type)
             self._precisions_init = p
 
-    def _make_model(self, X, sample_weight):
+    def _make_model(self):
         return GaussianMixtureModel(
             self.n_components, self.covariance_type, self.reg_covar, self.init_params,
             self._weights_init, self._means_init, self._precisions_init,

@@ -1,9 +1,10 @@
 """The KMeans estimator: validation and attributes only; numerics live in the layers below."""
 import numpy as np
 
-from ..em import fit_em
+from ..em import fit_em, fit_minibatch
 from ..kernels import nearest_centers, sqdist_to_centers
-from ..models.kmeans import KMeansModel
+from ..models.kmeans import KMeansModel, MiniBatchKMeansModel, mean_feature_variance
+from ..sources import ArraySource, as_source
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_features, check_random_state, check_sample_weight)
 from ._base import BaseEstimator, ClusterMixin, TransformerMixin
@@ -60,8 +61,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
 
-    def _checked_params(self, X):
-        """Validate hyper-parameters against X; returns (init, n_init)."""
+    def _checked_params(self, source):
+        """Validate hyper-parameters against the data; returns (init, n_init)."""
         n_clusters = check_int(self.n_clusters, "n_clusters", low=1)
         check_int(self.max_iter, "max_iter", low=1)
         check_float(self.tol, "tol", low=0.0)
@@ -74,9 +75,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             raise TypeError("A callable init is not supported; pass the centres as an array.")
         else:
             init = check_array(init, name="init")
-            if init.shape != (n_clusters, X.shape[1]):
+            if init.shape != (n_clusters, source.n_features):
                 raise ValueError(f"init has shape {init.shape}; expected (n_clusters, n_features)"
-                                 f" = ({n_clusters}, {X.shape[1]}).")
+                                 f" = ({n_clusters}, {source.n_features}).")
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or a positive integer, got {self.n_init!r}.")
@@ -85,8 +86,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             n_init = check_int(self.n_init, "n_init", low=1)
         if isinstance(init, np.ndarray) and n_init != 1:
             n_init = 1  # an explicit init is deterministic; restarts would repeat it
-        if X.shape[0] < n_clusters:
-            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+        if source.n_rows < n_clusters:
+            raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
         return init, n_init
 
     def fit(self, X, y=None, sample_weight=None):
@@ -94,7 +95,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), memmap or :class:`fastem.ChunkedArray`
+            A memory-mapped array (``np.load(path, mmap_mode='r')``) or a ChunkedArray is
+            streamed in chunks; memory use is then one int32 label per row (plus one float64
+            per row while k-means++ seeds), never n x d or n x k.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; integer weights are equivalent to repeating rows.
@@ -103,31 +107,36 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self : KMeans
         """
-        X = check_array(X, estimator_name=type(self).__name__)
-        init, n_init = self._checked_params(X)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        model = KMeansModel(X, self.n_clusters, init)
-        result = fit_em(model, X, sample_weight, n_init=n_init, max_iter=self.max_iter,
+        source = as_source(X, sample_weight, self._validate)
+        init, n_init = self._checked_params(source)
+        model = KMeansModel(source, self.n_clusters, init)
+        result = fit_em(model, source, n_init=n_init, max_iter=self.max_iter,
                         tol=self.tol, rng=check_random_state(self.random_state),
                         verbose=self.verbose, objective_name="-inertia")
         centers, labels = result.params
-        self.cluster_centers_ = centers.astype(X.dtype)
+        self.cluster_centers_ = centers.astype(source.dtype)
         self.labels_ = labels
         self.inertia_ = -result.objective
         self.n_iter_ = result.n_iter
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = source.n_features
         return self
 
-    def _check_predict_input(self, X):
-        check_is_fitted(self, "cluster_centers_")
-        X = check_array(X, estimator_name=type(self).__name__)
-        check_n_features(self, X)
-        return X
+    def _validate(self, X, name="X"):
+        return check_array(X, name=name, estimator_name=type(self).__name__)
 
-    def _nearest(self, X):
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        sqdist = np.empty(X.shape[0])
-        nearest_centers(X, self.cluster_centers_.astype(X.dtype), labels, sqdist)
+    def _check_predict_input(self, X, sample_weight=None):
+        """The fitted check and the input as a row source (validated)."""
+        check_is_fitted(self, "cluster_centers_")
+        source = as_source(X, sample_weight, self._validate)
+        check_n_features(self, source)
+        return source
+
+    def _nearest(self, source):
+        labels = np.empty(source.n_rows, dtype=np.int32)
+        sqdist = np.empty(source.n_rows)
+        centers = self.cluster_centers_.astype(source.dtype)
+        for rows, X, _ in source.chunks():
+            nearest_centers(X, centers, labels[rows], sqdist[rows])
         return labels, sqdist
 
     def predict(self, X):
@@ -140,10 +149,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         """Euclidean distances to every centre, shape (n_samples, n_clusters), X's dtype."""
-        X = self._check_predict_input(X)
-        out = np.empty((X.shape[0], self.cluster_centers_.shape[0]))
-        sqdist_to_centers(X, self.cluster_centers_, out)
-        return np.sqrt(out, out=out).astype(X.dtype, copy=False)
+        source = self._check_predict_input(X)
+        out = np.empty((source.n_rows, self.cluster_centers_.shape[0]))
+        for rows, Xc, _ in source.chunks():
+            sqdist_to_centers(Xc, self.cluster_centers_, out[rows])
+        return np.sqrt(out, out=out).astype(source.dtype, copy=False)
 
     def fit_transform(self, X, y=None, sample_weight=None):
         """Fit and return ``transform(X)``."""
@@ -151,12 +161,187 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def score(self, X, y=None, sample_weight=None):
         """Negative (weighted) inertia of X under the fitted centres."""
-        X = self._check_predict_input(X)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        return -float(sample_weight @ self._nearest(X)[1])
+        source = self._check_predict_input(X)
+        sample_weight = check_sample_weight(sample_weight, source.n_rows)
+        return -float(sample_weight @ self._nearest(source)[1])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
 
+
+
+class MiniBatchKMeans(KMeans):
+    """Mini-batch k-means: scikit-learn's ``MiniBatchKMeans`` on fastem's kernels.
+
+    Each step draws ``batch_size`` rows uniformly (with replacement), assigns them with the
+    fused Lloyd kernel and moves every centre to the running weighted mean of all points it
+    has received (learning rate ``1 / count`` per centre; centres and counts in float64).
+    X may be in memory, a memmap or a :class:`fastem.ChunkedArray` (batches are then read
+    from it; prefer a memmap, whose rows are read directly).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+    init : {'k-means++', 'random'} or array of shape (n_clusters, n_features), default='k-means++'
+        Seeding (as :class:`KMeans`) on ``init_size`` rows drawn at random.
+    max_iter : int, default=100
+        Passes over the data: at most ``max_iter * n_samples // batch_size`` steps.
+    batch_size : int, default=1024
+    verbose : int, default=0
+    compute_labels : bool, default=True
+        After fitting, compute ``labels_`` and ``inertia_`` on all of X (one more pass).
+        Otherwise ``inertia_`` is the smoothed batch inertia times ``n_samples``.
+    random_state : int, RandomState instance or None, default=None
+    tol : float, default=0.0
+        Stop when a step moves the centres by a summed squared distance of at most ``tol``
+        times the mean feature variance of X (0 disables this test and the variance pass).
+    max_no_improvement : int or None, default=10
+        Stop after this many consecutive steps without a new minimum of the smoothed batch
+        inertia (exponentially weighted average, alpha = 2 batch_size / (n + 1)).
+    init_size : int or None, default=None
+        Rows used by the seeding and to choose among ``n_init`` seedings;
+        default ``3 * batch_size`` (at least ``3 * n_clusters``).
+    n_init : 'auto' or int, default='auto'
+        Seedings tried (the best inertia on a validation sample of ``init_size`` rows wins);
+        'auto' is 1 for 'k-means++' or an array, 3 for 'random'.
+    reassignment_ratio : float, default=0.01
+        Centres whose count is below this fraction of the largest count are moved to random
+        points of the batch (every ``10 n_clusters`` points, or when a count is 0).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features), X's dtype
+    labels_ : ndarray of shape (n_samples,), int32
+        (of the last batch after ``partial_fit``; only with ``compute_labels``)
+    inertia_ : float
+    n_iter_ : int
+        Passes over the data started (``ceil(n_steps_ * batch_size / n_samples)``).
+    n_steps_ : int
+        Mini-batch steps done.
+    n_features_in_ : int
+
+    Notes
+    -----
+    Deterministic for a given ``random_state`` and any number of threads. float32 X stays
+    float32 (only the batches are gathered); sample weights weight the seeding, the updates and
+    the inertia.
+    """
+
+    def __init__(self, n_clusters=8, *, init="k-means++", max_iter=100, batch_size=1024,
+                 verbose=0, compute_labels=True, random_state=None, tol=0.0,
+                 max_no_improvement=10, init_size=None, n_init="auto",
+                 reassignment_ratio=0.01):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+
+    def _checked_minibatch_params(self, source):
+        init, n_init = self._checked_params(source)
+        if isinstance(self.n_init, str) and isinstance(init, str):
+            n_init = 3 if init == "random" else 1
+        batch_size = min(check_int(self.batch_size, "batch_size", low=1), source.n_rows)
+        check_float(self.reassignment_ratio, "reassignment_ratio", low=0.0)
+        if self.max_no_improvement is not None:
+            check_int(self.max_no_improvement, "max_no_improvement", low=0)
+        if self.init_size is None:
+            init_size = 3 * batch_size
+        else:
+            init_size = check_int(self.init_size, "init_size", low=1)
+        init_size = min(max(init_size, 3 * self.n_clusters), source.n_rows)
+        model = MiniBatchKMeansModel(self.n_clusters, init, init_size,
+                                     float(self.reassignment_ratio))
+        return model, n_init, batch_size
+
+    def _seed(self, model, source, n_init, rng):
+        """The best of ``n_init`` seedings by inertia on a validation sample."""
+        if n_init == 1:
+            return model.initial_centers(source, rng)
+        ids = rng.randint(0, source.n_rows, model.init_size)
+        X_valid, w_valid = np.ascontiguousarray(source.take(ids)), source.weights(ids)
+        best, best_inertia = None, np.inf
+        for _ in range(n_init):
+            centers = model.initial_centers(source, rng)
+            inertia = model.batch_inertia(X_valid, w_valid, centers)
+            if inertia < best_inertia:
+                best, best_inertia = centers, inertia
+        return best
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the centres by mini-batch steps (see the class docstring).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), memmap or :class:`fastem.ChunkedArray`
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+        """
+        source = as_source(X, sample_weight, self._validate)
+        model, n_init, batch_size = self._checked_minibatch_params(source)
+        check_float(self.tol, "tol", low=0.0)
+        tol = float(self.tol) * mean_feature_variance(source) if self.tol > 0 else 0.0
+        rng = self._rng = check_random_state(self.random_state)
+        model.start(self._seed(model, source, n_init, rng))
+        n_steps = max(1, self.max_iter * source.n_rows // batch_size)
+        result = fit_minibatch(model, source, n_steps=n_steps, batch_size=batch_size, tol=tol,
+                               max_no_improvement=self.max_no_improvement, rng=rng,
+                               verbose=self.verbose)
+        self._finish(model, source)
+        if not self.compute_labels:
+            self.inertia_ = result.ewa_inertia * source.n_rows
+        self.n_steps_ = result.n_steps
+        self.n_iter_ = int(np.ceil(result.n_steps * batch_size / source.n_rows))
+        return self
+
+    def _finish(self, model, source):
+        self._minibatch = model
+        self.cluster_centers_ = model.centers.astype(source.dtype)
+        self.n_features_in_ = source.n_features
+        if self.compute_labels:
+            self.labels_, sqdist = self._nearest(source)
+            w = source.sample_weight
+            self.inertia_ = float(sqdist.sum() if w is None else w @ sqdist)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One mini-batch step on ``X`` (the whole chunk is the batch).
+
+        The first call seeds the centres from this chunk (``init`` on ``init_size`` of its
+        rows); later calls must have the same number of features.
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+        """
+        X = self._validate(X)
+        source = ArraySource(X, check_sample_weight(sample_weight, X.shape[0]))
+        model = getattr(self, "_minibatch", None)
+        if model is None:
+            self._rng = check_random_state(self.random_state)
+            model, n_init, _ = self._checked_minibatch_params(source)
+            model.start(self._seed(model, source, n_init, self._rng))
+            self.n_steps_ = 0
+        else:
+            check_n_features(self, source)
+        model.step(X, source.sample_weight, self._rng)
+        self._finish(model, source)
+        self.n_steps_ += 1
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags

@@ -27,7 +27,9 @@ from ..kernels import (bernoulli_estep, bernoulli_estep_csr, bernoulli_log_pmf,
                        bernoulli_log_pmf_csr)
 from ..kernels.bernoulli import _resp_stats, _resp_stats_csr
 from ..validation import issparse
-from .mixture import MixtureModel, one_hot_rows, random_responsibilities, row_chunks
+from ..sources import sum_chunks
+from .mixture import (MixtureModel, one_hot_rows, random_responsibilities, row_chunks,
+                      weight_floor)
 
 INIT_PARAMS = ("kmeans", "random", "random_from_data")
 
@@ -92,17 +94,11 @@ def resp_statistics(X, resp, rows=None):
     return nk, sx
 
 
-def _float32_rows(X, rows):
-    """Rows of X (all when ``rows`` is None) as a dense C-contiguous float32 array."""
+def _float32_rows(X):
+    """X (a subsample of at most ``KMEANS_INIT_BYTES`` of float32) as a dense float32 array."""
     if issparse(X):
-        sub = X if rows is None else X[rows]
-        return sub.astype(np.float32).toarray()
-    if rows is None:
-        return np.asarray(X, dtype=np.float32, order="C")
-    out = np.empty((len(rows), X.shape[1]), dtype=np.float32)
-    for part in row_chunks(len(rows), 4096):     # no full-size temporary of another dtype
-        out[part] = X[rows[part]]
-    return out
+        return X.astype(np.float32).toarray()
+    return np.asarray(X, dtype=np.float32, order="C")
 
 
 class BernoulliMixtureModel(MixtureModel):
@@ -116,6 +112,7 @@ class BernoulliMixtureModel(MixtureModel):
     init_params : {'kmeans', 'random', 'random_from_data'}
     weights_init, means_init : ndarray or None (already validated)
     kmeans_labels : callable(X_float32, sample_weight, rng) -> labels, for 'kmeans'
+        (an array and its weights: the init runs on an in-memory float32 subsample)
         (injected by the estimator layer so models do not import estimators).
     """
 
@@ -136,29 +133,37 @@ class BernoulliMixtureModel(MixtureModel):
         np.clip(theta, 0.0, 1.0, out=theta)
         return BernoulliParams(nk / nk.sum(), theta)
 
-    def _initial_stats(self, X, sample_weight, rng):
+    def _initial_stats(self, source, rng):
         """(nk, sx) of the initial weighted responsibilities of the chosen method."""
-        n, k = X.shape[0], self.n_components
+        n, k = source.n_rows, self.n_components
         method = self.init_params
         if method == "random_from_data":
-            p = sample_weight / sample_weight.sum()
-            p = p if np.count_nonzero(p) >= k else None   # prefer rows with positive weight
+            w = source.sample_weight
+            p = None if w is None else w / w.sum()
+            p = p if p is None or np.count_nonzero(p) >= k else None  # prefer positive weight
             idx = np.sort(rng.choice(n, size=k, replace=False, p=p))
             resp = np.zeros((k, k))
             resp[np.arange(k), rng.permutation(k)] = 1.0
-            return resp_statistics(X, resp * sample_weight[idx, None], idx)
+            return resp_statistics(source.take(idx), resp * source.weights(idx)[:, None])
         if method == "kmeans":
-            rows = self._kmeans_rows(n, X.shape[1], rng)
-            w = sample_weight if rows is None else sample_weight[rows]
-            labels = self.kmeans_labels(_float32_rows(X, rows), w, rng)
-            return resp_statistics(X, one_hot_rows(labels, k) * w[:, None], rows)
-        nk, sx = np.zeros(k), np.zeros((k, X.shape[1]))
-        for rows in row_chunks(n, 8192):          # small temporaries; same random stream
-            resp = random_responsibilities(rng, rows.stop - rows.start, k)
-            cnk, csx = resp_statistics(X, resp * sample_weight[rows, None], rows)
-            nk += cnk
-            sx += csx
-        return nk, sx
+            rows = self._kmeans_rows(n, source.n_features, rng)
+            if rows is None:
+                rows = np.arange(n)
+            sub = source.take(rows)
+            w = source.weights(rows)
+            labels = self.kmeans_labels(_float32_rows(sub), w, rng)
+            return resp_statistics(sub, one_hot_rows(labels, k) * w[:, None])
+
+        def chunk_statistics(rows, X, w):
+            nk, sx = np.zeros(k), np.zeros((k, X.shape[1]))
+            for part in row_chunks(X.shape[0], 8192):  # small temporaries; same random stream
+                resp = random_responsibilities(rng, part.stop - part.start, k)
+                cnk, csx = resp_statistics(X, resp * w[part, None], part)
+                nk += cnk
+                sx += csx
+            return nk, sx
+
+        return sum_chunks(source, chunk_statistics)
 
     @staticmethod
     def _kmeans_rows(n, d, rng):
@@ -169,32 +174,54 @@ class BernoulliMixtureModel(MixtureModel):
         return np.sort(rng.choice(n, size=cap, replace=False))
 
     # -- driver protocol ----------------------------------------------------------------------
-    def initialize(self, X, sample_weight, rng):
+    def initialize(self, source, rng):
         if self.weights_init is not None and self.means_init is not None:
             return BernoulliParams(np.array(self.weights_init, dtype=np.float64),
                                    np.array(self.means_init, dtype=np.float64))
-        params = self.params_from_stats(*self._initial_stats(X, sample_weight, rng),
-                                        self._floor(sample_weight))
+        params = self.params_from_stats(*self._initial_stats(source, rng), self._floor(source))
         if self.weights_init is not None:
             params.weights = np.array(self.weights_init, dtype=np.float64)
         if self.means_init is not None:
             params.means = np.array(self.means_init, dtype=np.float64)
         return params
 
-    def e_step(self, X, sample_weight, params):
+    def chunk_statistics(self, params):
+        """``f(rows, X, w) -> (nk, sx, log-likelihood)`` of one chunk (dense or CSR): the
+        fused E-step kernel's statistics (what :func:`fastem.sources.sum_chunks` adds)."""
         k, d = params.means.shape
         nk, sx = np.empty(k), np.empty((k, d))
         lw = log_weights(params.weights)
-        if issparse(X):
-            ll = bernoulli_estep_csr(X.data, X.indices, X.indptr, sample_weight, params.means,
-                                     lw, nk, sx)
-        else:
-            ll = bernoulli_estep(X, sample_weight, params.means, lw, nk, sx)
-        return BernoulliStats(nk, sx, ll / sample_weight.sum())
 
-    def m_step(self, X, sample_weight, params, stats):
-        return self.params_from_stats(stats.nk, stats.sx, self._floor(sample_weight))
+        def statistics(rows, X, w):
+            if issparse(X):
+                ll = bernoulli_estep_csr(X.data, X.indices, X.indptr, w, params.means, lw,
+                                         nk, sx)
+            else:
+                ll = bernoulli_estep(X, w, params.means, lw, nk, sx)
+            return nk, sx, float(ll)
 
+        return statistics
+
+    def e_step(self, source, params):
+        nk, sx, ll = sum_chunks(source, self.chunk_statistics(params))
+        return BernoulliStats(nk, sx, ll / source.total_weight)
+
+    def m_step(self, source, params, stats):
+        return self.params_from_stats(stats.nk, stats.sx, self._floor(source))
+
+    # -- online (stepwise) EM ----------------------------------------------------------------
+    def combine_stats(self, first, a, second, b):
+        """``a * first + b * second`` (``first`` may be None)."""
+        if first is None:
+            return BernoulliStats(b * second.nk, b * second.sx, second.objective)
+        return BernoulliStats(a * first.nk + b * second.nk, a * first.sx + b * second.sx,
+                              second.objective)
+
+    def params_from_running(self, running, weight_seen, mean_weight):
+        """The M-step from normalised running statistics, scaled back to the weight seen (so
+        ``alpha`` is a pseudo-count against all the data seen, as in batch EM)."""
+        return self.params_from_stats(weight_seen * running.nk, weight_seen * running.sx,
+                                      weight_floor(mean_weight))
 
     # -- prediction and sampling ------------------------------------------------------------
     def weighted_log_prob(self, X, params):

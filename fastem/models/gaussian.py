@@ -19,9 +19,10 @@ import numpy as np
 
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                        gaussian_log_pdf_full, precision_cholesky_factors, weighted_moments)
+from ..sources import sum_chunks
 from .kmeans import kmeans_plusplus
 from .mixture import (MixtureModel, one_hot_rows, overflow_error,
-                      random_responsibilities, row_chunks, weighted_mean)
+                      random_responsibilities, row_chunks, weight_floor, weighted_mean)
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -108,7 +109,7 @@ class GaussianMixtureModel(MixtureModel):
     ----------
     n_components, covariance_type, reg_covar, init_params : as the estimator's
     weights_init, means_init, precisions_init : ndarray or None (already validated)
-    kmeans_labels : callable(X, sample_weight, rng) -> labels, for init_params='kmeans'
+    kmeans_labels : callable(source, None, rng) -> labels, for init_params='kmeans'
         (injected by the estimator layer so models do not import estimators).
     """
 
@@ -148,56 +149,71 @@ class GaussianMixtureModel(MixtureModel):
             raise overflow_error("a component mean or covariance")
         return GaussianParams(nk / nk.sum(), means, cov, precision_cholesky(cov, ct))
 
-    def _moments(self, X, resp_chunks, shift):
-        """Accumulate statistics of (row slice, weighted responsibilities) chunks."""
-        k, d = self.n_components, X.shape[1]
-        total_nk, total_s1 = np.zeros(k), np.zeros((k, d))
-        full_rows = {"full": k, "tied": 1}.get(self.covariance_type, 0)
-        total_full = np.zeros((full_rows, d, d))
-        total_diag = np.zeros((k if full_rows == 0 else 0, d))
-        nk, s1 = np.empty(k), np.empty((k, d))
-        s2_full, s2_diag = np.empty_like(total_full), np.empty_like(total_diag)
-        kernel_shift = shift if self.covariance_type != "tied" else shift[:1]
-        for rows, resp in resp_chunks:
-            weighted_moments(X[rows], resp, kernel_shift, nk, s1, s2_full, s2_diag)
-            total_nk += nk
-            total_s1 += s1
-            total_full += s2_full
-            total_diag += s2_diag
-        s2 = total_full if full_rows else total_diag
-        return total_nk, total_s1, s2
+    def _moments(self, source, resp_of_chunk, shift):
+        """Statistics ``(nk, s1, s2)`` of weighted responsibilities about ``shift``.
 
-    def _initial_resp_chunks(self, X, sample_weight, rng):
-        """Yield (rows, w * responsibilities) for the chosen init method, chunk by chunk."""
-        n, k = X.shape[0], self.n_components
+        ``resp_of_chunk(rows, X_chunk, w_chunk)`` returns ``(X rows, w * responsibilities)``
+        for the chunk, or None when it has no rows to count.
+        """
+        k, d = self.n_components, source.n_features
+        full_rows = {"full": k, "tied": 1}.get(self.covariance_type, 0)
+        nk, s1 = np.empty(k), np.empty((k, d))
+        s2_full = np.empty((full_rows, d, d))
+        s2_diag = np.empty((k if full_rows == 0 else 0, d))
+        kernel_shift = shift if self.covariance_type != "tied" else shift[:1]
+
+        def chunk_statistics(rows, X, w):
+            out = [np.zeros(k), np.zeros((k, d)), np.zeros_like(s2_full), np.zeros_like(s2_diag)]
+            for Xr, resp in resp_of_chunk(rows, X, w):
+                weighted_moments(Xr, resp, kernel_shift, nk, s1, s2_full, s2_diag)
+                for total, part in zip(out, (nk, s1, s2_full, s2_diag)):
+                    total += part
+            return tuple(out)
+
+        nk, s1, s2_full, s2_diag = sum_chunks(source, chunk_statistics)
+        return nk, s1, s2_full if full_rows else s2_diag
+
+    def _initial_resp(self, source, rng):
+        """``resp_of_chunk`` (see :meth:`_moments`) for the chosen init method.
+
+        'k-means++' and 'random_from_data' pick k rows (fetched once); 'kmeans' uses the
+        labels of a KMeans fit (one int32 per row); 'random' draws each chunk's
+        responsibilities in row order (the same random stream for any chunking).
+        """
+        n, k = source.n_rows, self.n_components
         method = self.init_params
         if method in ("k-means++", "random_from_data"):
             if method == "k-means++":
-                _, idx = kmeans_plusplus(X, sample_weight, k, rng)
+                _, idx = kmeans_plusplus(source, None, k, rng)
             else:
                 idx = rng.choice(n, size=k, replace=False)
             order = np.argsort(idx, kind="stable")  # rows, each with one component
-            yield idx[order], one_hot_rows(order, k) * sample_weight[idx[order], None]
-            return
-        labels = self.kmeans_labels(X, sample_weight, rng) if method == "kmeans" else None
-        for rows in row_chunks(n):
-            if labels is not None:
-                resp = one_hot_rows(labels[rows], k)
-            else:
-                resp = random_responsibilities(rng, rows.stop - rows.start, k)
-            yield rows, resp * sample_weight[rows, None]
+            rows = np.ascontiguousarray(source.take(idx[order]))
+            resp = one_hot_rows(order, k) * source.weights(idx[order])[:, None]
+            return lambda chunk_rows, X, w: [(rows, resp)] if chunk_rows.start == 0 else []
+        labels = self.kmeans_labels(source, None, rng) if method == "kmeans" else None
+
+        def resp_of_chunk(chunk_rows, X, w):
+            for rows in row_chunks(X.shape[0]):
+                if labels is not None:
+                    glob = slice(chunk_rows.start + rows.start, chunk_rows.start + rows.stop)
+                    resp = one_hot_rows(labels[glob], k)
+                else:
+                    resp = random_responsibilities(rng, rows.stop - rows.start, k)
+                yield X[rows], resp * w[rows, None]
+
+        return resp_of_chunk
 
     # -- driver protocol ----------------------------------------------------------------------
-    def initialize(self, X, sample_weight, rng):
+    def initialize(self, source, rng):
         given = (self.weights_init, self.means_init, self.precisions_init)
         if all(v is not None for v in given):
             params = None
         else:
-            center = weighted_mean(X, sample_weight)
+            center = weighted_mean(source)
             shift = np.tile(center, (self.n_components, 1))
-            nk, s1, s2 = self._moments(X, self._initial_resp_chunks(X, sample_weight, rng),
-                                       shift)
-            params = self.params_from_stats(nk, s1, s2, shift, self._floor(sample_weight))
+            nk, s1, s2 = self._moments(source, self._initial_resp(source, rng), shift)
+            params = self.params_from_stats(nk, s1, s2, shift, self._floor(source))
         weights = self.weights_init if self.weights_init is not None else params.weights
         means = self.means_init if self.means_init is not None else params.means
         if self.precisions_init is None:
@@ -227,38 +243,77 @@ class GaussianMixtureModel(MixtureModel):
         const = log_weights + log_det - 0.5 * d * LOG_2PI
         return np.ascontiguousarray(prec), const
 
-    def e_step(self, X, sample_weight, params):
+    def chunk_statistics(self, params, shift):
+        """``f(rows, X, w) -> (nk, s1, s2, log-likelihood)`` of one chunk: the fused E-step
+        kernel's statistics about ``shift`` (what :func:`fastem.sources.sum_chunks` adds)."""
         k, d = params.means.shape
         prec, const = self._kernel_form(params, d)
         nk, s1 = np.empty(k), np.empty((k, d))
-        if self.covariance_type in ("full", "tied"):
-            if self.covariance_type == "full":
-                shift, s2 = params.means, np.empty((k, d, d))
-            else:
-                shift, s2 = self._pooled_shift(X, sample_weight), np.empty((1, d, d))
-            ll = gaussian_estep_full(X, sample_weight, params.means, prec, const, shift,
-                                     nk, s1, s2)
-        else:
-            shift, s2 = params.means, np.empty((k, d))
-            ll = gaussian_estep_diag(X, sample_weight, params.means, prec, const, shift,
-                                     nk, s1, s2)
+        full = self.covariance_type in ("full", "tied")
+        s2 = np.empty((1 if self.covariance_type == "tied" else k, d, d) if full else (k, d))
+        estep = gaussian_estep_full if full else gaussian_estep_diag
+
+        def statistics(rows, X, w):
+            ll = estep(X, w, params.means, prec, const, shift, nk, s1, s2)
+            return nk, s1, s2, float(ll)
+
+        return statistics
+
+    def e_step(self, source, params):
+        shift = self._pooled_shift(source) if self.covariance_type == "tied" else params.means
+        nk, s1, s2, ll = sum_chunks(source, self.chunk_statistics(params, shift))
         if not np.isfinite(ll):
             raise overflow_error("the log-likelihood")
-        return GaussianStats(nk, s1, s2, shift, ll / sample_weight.sum())
+        return GaussianStats(nk, s1, s2, shift, ll / source.total_weight)
 
-    def _pooled_shift(self, X, sample_weight):
-        if getattr(self, "_shift_for", None) is not X:  # computed once per fit
-            self._shift_for = X
-            self._shift = weighted_mean(X, sample_weight)[None]
+    def _pooled_shift(self, source):
+        if getattr(self, "_shift_for", None) is not source:  # computed once per fit
+            self._shift_for = source
+            self._shift = weighted_mean(source)[None]
         return self._shift
 
-    def m_step(self, X, sample_weight, params, stats):
+    def m_step(self, source, params, stats):
         return self.params_from_stats(stats.nk, stats.s1, stats.s2, stats.shift,
-                                      self._floor(sample_weight))
+                                      self._floor(source))
 
-    def finalize(self, X, sample_weight, params, stats, converged):
-        self._shift_for = None  # drop the reference to X
-        return super().finalize(X, sample_weight, params, stats, converged)
+    # -- online (stepwise) EM ----------------------------------------------------------------
+    def combine_stats(self, first, a, second, b):
+        """``a * first + b * second`` (``first`` may be None), about ``second``'s shift.
+
+        ``first`` is re-expressed about the new shift c' first (d = c - c')::
+
+            s1' = s1 + N d,   s2' = s2 + s1 d^T + d s1^T + N d d^T   (diag: the diagonal)
+
+        (tied: one shared shift, ``s2`` summed over the components, so N and s1 are summed
+        over the components too). The shifts move with the means, so d stays small.
+        """
+        if first is None:
+            return GaussianStats(b * second.nk, b * second.s1, b * second.s2, second.shift,
+                                 second.objective)
+        d = first.shift - second.shift
+        nk, s1, s2 = first.nk, first.s1, first.s2
+        s1_new = s1 + nk[:, None] * d
+        if self.covariance_type == "tied":
+            total_s1, total_n = s1.sum(axis=0), nk.sum()
+            s2 = s2 + (np.outer(total_s1, d[0]) + np.outer(d[0], total_s1)
+                       + total_n * np.outer(d[0], d[0]))[None]
+        elif self.covariance_type == "full":
+            s2 = s2 + (s1[:, :, None] * d[:, None, :] + d[:, :, None] * s1[:, None, :]
+                       + nk[:, None, None] * d[:, :, None] * d[:, None, :])
+        else:
+            s2 = s2 + 2.0 * d * s1 + nk[:, None] * d * d
+        return GaussianStats(a * nk + b * second.nk, a * s1_new + b * second.s1,
+                             a * s2 + b * second.s2, second.shift, second.objective)
+
+    def params_from_running(self, running, weight_seen, mean_weight):
+        """The M-step from normalised running statistics, scaled back to the weight seen."""
+        return self.params_from_stats(weight_seen * running.nk, weight_seen * running.s1,
+                                      weight_seen * running.s2, running.shift,
+                                      weight_floor(mean_weight))
+
+    def finalize(self, source, params, stats, converged):
+        self._shift_for = None  # drop the reference to the data
+        return super().finalize(source, params, stats, converged)
 
     # -- prediction and sampling ------------------------------------------------------------
     def weighted_log_prob(self, X, params):

@@ -10,6 +10,7 @@ import numpy as np
 from ..kernels import (draw_by_potential, kmeanspp_potentials, lloyd_step,
                        nearest_centers, potential_block_sums, update_min_sqdist)
 from ..kernels._blocks import n_blocks
+from ..sources import ArraySource, RowSource, sum_chunks
 from .mixture import overflow_error, row_chunks
 
 
@@ -31,61 +32,117 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     Each new centre is the best of ``n_local_trials`` (default ``2 + int(log(k))``) candidates
     drawn with probability proportional to ``w * D(x)^2``; "best" = lowest resulting potential.
 
+    Parameters
+    ----------
+    X : ndarray of shape (n, d) or :class:`fastem.sources.RowSource`
+        A source streams its chunks: two passes over X per centre, one n-long float64 array
+        (the distances to the closest centre) in memory.
+    sample_weight : ndarray of shape (n,) or None
+        Ignored for a source (it carries its weights).
+
     Returns
     -------
     centers : ndarray, shape (k, d), X's dtype
     indices : ndarray, shape (k,), int64 - rows of X chosen as centres
     """
-    n, d = X.shape
+    source = X if isinstance(X, RowSource) else ArraySource(X, sample_weight)
+    n, d = source.n_rows, source.n_features
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
-    centers = np.empty((n_clusters, d), dtype=X.dtype)
+    centers = np.empty((n_clusters, d), dtype=source.dtype)
     indices = np.empty(n_clusters, dtype=np.int64)
-    first = rng.choice(n, p=sample_weight / sample_weight.sum())
-    centers[0], indices[0] = X[first], first
-    closest = np.full(n, np.inf)
-    update_min_sqdist(X, centers[0], closest)
-    potentials = np.empty(n_local_trials)
-    block_sums = np.empty(n_blocks(n))
+    block_sums = [np.empty(n_blocks(r.stop - r.start)) for r in source.chunk_slices()]
+    # the first centre: a row drawn with probability proportional to w (D = 1 for all rows)
+    closest = np.ones(n)
+    _draw(source, closest, block_sums, 1, rng, indices[:1])
+    centers[0] = source.take(indices[:1])[0]
+    closest[:] = np.inf
+    for rows, Xc, _ in source.chunks():
+        update_min_sqdist(Xc, centers[0], closest[rows])
+    potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
-        # draw candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
-        potential_block_sums(sample_weight, closest, block_sums)
-        targets = rng.uniform(size=n_local_trials) * block_sums.sum()
-        draw_by_potential(sample_weight, closest, block_sums, targets, candidate_ids)
-        candidates = np.ascontiguousarray(X[candidate_ids])
-        kmeanspp_potentials(X, sample_weight, candidates, closest, potentials)
+        # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
+        _draw(source, closest, block_sums, n_local_trials, rng, candidate_ids)
+        candidates = np.ascontiguousarray(source.take(candidate_ids))
+        potentials[:] = 0.0
+        for rows, Xc, w in source.chunks():
+            kmeanspp_potentials(Xc, w, candidates, closest[rows], part)
+            potentials += part
         best = int(np.argmin(potentials))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        update_min_sqdist(X, centers[c], closest)
+        for rows, Xc, _ in source.chunks():
+            update_min_sqdist(Xc, centers[c], closest[rows])
     return centers, indices
 
 
-def mean_feature_variance(X):
+def _draw(source, closest, block_sums, n_draws, rng, out):
+    """``out[t]``: the row where the running sum of ``w * closest`` over all chunks (in row
+    order) reaches ``u_t`` times its total, ``u_t`` uniform - i.e. rows drawn with probability
+    proportional to ``w * closest``. One :func:`draw_by_potential` call per chunk that holds a
+    draw; ``block_sums`` (one array per chunk) is scratch."""
+    for (rows, w), sums in zip(source.weight_chunks(), block_sums):
+        potential_block_sums(w, closest[rows], sums)
+    bounds = np.cumsum([sums.sum() for sums in block_sums])
+    targets = rng.uniform(size=n_draws) * bounds[-1]
+    which = np.minimum(np.searchsorted(bounds, targets, side="left"), len(bounds) - 1)
+    local = np.empty(n_draws, dtype=np.int64)
+    for i, (rows, w) in enumerate(source.weight_chunks()):
+        mine = np.flatnonzero(which == i)
+        if mine.size:
+            before = bounds[i - 1] if i else 0.0
+            draw_by_potential(w, closest[rows], block_sums[i], targets[mine] - before,
+                              local[:mine.size])
+            out[mine] = rows.start + local[:mine.size]
+
+
+def mean_feature_variance(source):
     """Mean over the features of X's column variances (scikit-learn's ``tol`` scale).
 
     float64 sums about the first row (no precision lost for data far from the origin), in
-    row chunks of about 8 MiB: no n x d temporary, and no kernel to compile for a number that
+    row pieces of about 8 MiB: no n x d temporary, and no kernel to compile for a number that
     only scales the tolerance.
     """
-    n, d = X.shape
-    shift = X[0].astype(np.float64)
+    n, d = source.n_rows, source.n_features
+    shift = None
     s1, s2 = np.zeros(d), np.zeros(d)
     with np.errstate(over="ignore", invalid="ignore"):
-        for rows in row_chunks(n, max(1, (1 << 20) // d)):
-            dev = X[rows].astype(np.float64) - shift
-            s1 += dev.sum(axis=0)
-            s2 += np.einsum("ij,ij->j", dev, dev)
+        for _, Xc, _ in source.chunks():
+            if shift is None:
+                shift = Xc[0].astype(np.float64)
+            for rows in row_chunks(Xc.shape[0], max(1, (1 << 20) // d)):
+                dev = Xc[rows].astype(np.float64) - shift
+                s1 += dev.sum(axis=0)
+                s2 += np.einsum("ij,ij->j", dev, dev)
         mean = s1 / n
         return float(np.maximum(s2 / n - mean * mean, 0.0).mean())
 
 
-def random_centers(X, sample_weight, n_clusters, rng):
-    """``n_clusters`` distinct rows drawn with probability proportional to their weight."""
-    p = sample_weight / sample_weight.sum()
-    n_positive = int(np.count_nonzero(p))
-    ids = rng.choice(X.shape[0], size=n_clusters, replace=n_positive < n_clusters, p=p)
-    return np.array(X[ids])
+def random_centers(source, n_clusters, rng):
+    """``n_clusters`` distinct rows drawn with probability proportional to their weight.
+
+    Weighted sampling without replacement by exponential keys (Efraimidis & Spirakis 2006):
+    row i gets ``log(u_i) / w_i`` and the ``n_clusters`` largest keys win. The uniforms are
+    drawn in row order chunk by chunk, so the choice does not depend on the chunking and needs
+    no n-long array. With fewer rows of positive weight than clusters, rows are drawn with
+    replacement among those (scikit-learn's behaviour).
+    """
+    k = n_clusters
+    if source.positive_weights() < k:
+        w = source.sample_weight
+        ids = rng.choice(source.n_rows, size=k, replace=True, p=w / w.sum())
+    else:
+        best_keys, best_ids = np.empty(0), np.empty(0, dtype=np.int64)
+        with np.errstate(divide="ignore"):
+            for rows, w in source.weight_chunks():
+                keys = np.log(rng.uniform(size=rows.stop - rows.start)) / w
+                keys[w == 0] = -np.inf
+                keys = np.concatenate([best_keys, keys])
+                ids = np.concatenate([best_ids, np.arange(rows.start, rows.stop)])
+                top = np.argsort(-keys, kind="stable")[:k]
+                best_keys, best_ids = keys[top], ids[top]
+        ids = best_ids
+    return np.array(source.take(ids))
 
 
 class KMeansModel:
@@ -93,73 +150,98 @@ class KMeansModel:
 
     Parameters
     ----------
-    X : ndarray (used for the tolerance scale and the label buffer)
+    source : :class:`fastem.sources.RowSource` (for the tolerance scale and the label buffer)
     n_clusters : int
     init : 'k-means++', 'random' or ndarray (k, d)
+
+    Memory: one int32 label per row (two while a restart runs after the best one so far), and
+    k-means++'s float64 distance per row while seeding; nothing of size n x d or n x k.
     """
 
-    def __init__(self, X, n_clusters, init):
+    def __init__(self, source, n_clusters, init):
         self.n_clusters = n_clusters
         self.init = init
         # scikit-learn's tol: squared centre shift relative to the mean feature variance
-        self.mean_variance = mean_feature_variance(X)
+        self.mean_variance = mean_feature_variance(source)
         if not np.isfinite(self.mean_variance):
             raise overflow_error("the variance of X")
-        self.labels = np.full(X.shape[0], -1, dtype=np.int32)
+        self.labels = None
 
-    def initialize(self, X, sample_weight, rng):
-        self.labels[:] = -1
+    def initialize(self, source, rng):
+        # a fresh buffer per restart: the driver may still hold the best restart's labels
+        self.labels = np.full(source.n_rows, -1, dtype=np.int32)
         if isinstance(self.init, np.ndarray):
             return np.array(self.init, dtype=np.float64)
         if self.init == "k-means++":
-            centers, _ = kmeans_plusplus(X, sample_weight, self.n_clusters, rng)
+            centers, _ = kmeans_plusplus(source, None, self.n_clusters, rng)
         else:
-            centers = random_centers(X, sample_weight, self.n_clusters, rng)
+            centers = random_centers(source, self.n_clusters, rng)
         return centers.astype(np.float64)
 
-    def e_step(self, X, sample_weight, centers):
+    def _lloyd_pass(self, source, centers):
+        """(sums, weights, inertia, n_changed) of one fused pass over every chunk."""
         k, d = centers.shape
-        sums = np.empty((k, d))
-        weights = np.empty(k)
-        inertia, n_changed = lloyd_step(X, sample_weight, centers.astype(X.dtype), self.labels,
-                                        sums, weights)
+        kernel_centers = centers.astype(source.dtype)
+        sums, weights = np.empty((k, d)), np.empty(k)
+
+        def chunk_statistics(rows, X, w):
+            inertia, changed = lloyd_step(X, w, kernel_centers, self.labels[rows], sums, weights)
+            return sums, weights, float(inertia), int(changed)
+
+        return sum_chunks(source, chunk_statistics)
+
+    def e_step(self, source, centers):
+        sums, weights, inertia, n_changed = self._lloyd_pass(source, centers)
         if not (np.isfinite(inertia) and np.isfinite(sums).all()):
             raise overflow_error("the inertia (weighted sum of squared distances)")
         return LloydStats(sums, weights, inertia, n_changed, -inertia)
 
-    def m_step(self, X, sample_weight, centers, stats):
+    def m_step(self, source, centers, stats):
         sums, weights = stats.sums.copy(), stats.weights.copy()
         empty = np.flatnonzero(weights == 0)
         if empty.size:
-            stats.relocated = self._relocate_empty(X, sample_weight, centers, sums, weights, empty)
+            stats.relocated = self._relocate_empty(source, centers, sums, weights, empty)
         new = centers.copy()
         filled = weights > 0
         new[filled] = sums[filled] / weights[filled, None]
         return new
 
-    def _relocate_empty(self, X, sample_weight, centers, sums, weights, empty):
+    def _relocate_empty(self, source, centers, sums, weights, empty):
         """Move the points farthest from their centres into the empty clusters.
 
-        Deterministic and independent of the row order: candidates are ordered by decreasing
-        distance, exact ties (the two points of a two-point cluster are equidistant from its
-        mean) by the points' coordinates, then by row index (identical points only);
-        zero-weight rows are never used. Updates ``sums``/``weights`` in place.
+        Deterministic and independent of the row order and of the chunking: candidates are
+        ordered by decreasing distance, exact ties (the two points of a two-point cluster are
+        equidistant from its mean) by the points' coordinates, then by row index (identical
+        points only); zero-weight rows are never used. Only the ``len(empty)`` farthest rows
+        of each chunk (ties included) are kept while streaming. Updates ``sums``/``weights``
+        in place.
         """
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        sqdist = np.empty(X.shape[0])
-        nearest_centers(X, centers.astype(X.dtype), labels, sqdist)
-        sqdist[sample_weight == 0] = -1.0
+        m = len(empty)
+        kernel_centers = centers.astype(source.dtype)
+        found = {"rows": [], "sqdist": [], "labels": []}
+        for rows, X, w in source.chunks():
+            labels = np.empty(X.shape[0], dtype=np.int32)
+            sqdist = np.empty(X.shape[0])
+            nearest_centers(X, kernel_centers, labels, sqdist)
+            sqdist[w == 0] = -1.0
+            keep = np.flatnonzero(sqdist >= np.sort(sqdist)[-min(m, len(sqdist))])
+            found["rows"].append(rows.start + keep)
+            found["sqdist"].append(sqdist[keep])
+            found["labels"].append(labels[keep])
+        rows, sqdist, labels = (np.concatenate(found[key]) for key in ("rows", "sqdist", "labels"))
         order = np.argsort(-sqdist, kind="stable")
-        # only rows at least as far as the len(empty)-th farthest can be moved
-        order = order[sqdist[order] >= sqdist[order[min(len(empty), len(order)) - 1]]]
-        keys = tuple(X[order, f] for f in range(X.shape[1] - 1, -1, -1)) + (-sqdist[order],)
-        order = order[np.lexsort(keys)]
+        # only rows at least as far as the m-th farthest can be moved
+        order = order[sqdist[order] >= sqdist[order[min(m, len(order)) - 1]]]
+        points = source.take(rows[order]).astype(np.float64)
+        keys = tuple(points[:, f] for f in range(points.shape[1] - 1, -1, -1)) \
+            + (-sqdist[order],)
+        ranked = np.lexsort(keys)
+        weights_of = source.weights(rows[order][ranked])
         moved = 0
-        for cluster, row in zip(empty, order):
-            if sqdist[row] < 0:
+        for cluster, pos, w in zip(empty, ranked, weights_of):
+            if sqdist[order[pos]] < 0:
                 break
-            w, old = sample_weight[row], labels[row]
-            x = X[row].astype(np.float64)
+            old, x = labels[order[pos]], points[pos]
             sums[old] -= w * x
             weights[old] -= w
             sums[cluster] = w * x
@@ -179,16 +261,108 @@ class KMeansModel:
         shift = float(((new_centers - centers) ** 2).sum())
         return shift <= tol * self.mean_variance
 
-    def finalize(self, X, sample_weight, centers, stats, converged):
+    def finalize(self, source, centers, stats, converged):
         """Make labels and inertia consistent with the final centres."""
         if not (converged and stats.n_changed == 0 and stats.relocated == 0):
             # one more fused pass (the statistics are discarded): the fit compiles and runs
             # the same kernel for its last labels as for every iteration
-            k, d = centers.shape
-            inertia, _ = lloyd_step(X, sample_weight, centers.astype(X.dtype), self.labels,
-                                    np.empty((k, d)), np.empty(k))
-            inertia = float(inertia)
+            inertia = self._lloyd_pass(source, centers)[2]
         else:
             inertia = stats.inertia
         self.inertia = inertia
-        return (centers, self.labels.copy()), -inertia
+        labels, self.labels = self.labels, None
+        return (centers, labels), -inertia
+
+
+class MiniBatchKMeansModel:
+    """Mini-batch k-means (Sculley 2010) with scikit-learn's per-centre learning rate.
+
+    A step assigns a batch to the current centres (the fused Lloyd kernel: the batch's
+    per-cluster weighted sums and weights) and moves each centre to the running weighted mean
+    of every point it has been given so far::
+
+        counts_j' = counts_j + W_j,   c_j' = (counts_j c_j + S_j) / counts_j'
+
+    i.e. a learning rate ``W_j / counts_j'`` per centre; centres and counts are float64
+    whatever X's dtype. Centres whose count falls below ``reassignment_ratio`` times the
+    largest are moved to random points of the batch (scikit-learn's rule, see :meth:`step`).
+    """
+
+    def __init__(self, n_clusters, init, init_size, reassignment_ratio):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.init_size = init_size
+        self.reassignment_ratio = reassignment_ratio
+        self.centers = None
+        self.counts = None
+        self.n_since_reassign = 0
+
+    def initial_centers(self, source, rng):
+        """Centres from ``init`` on ``init_size`` rows drawn with replacement (all rows when
+        the data have fewer); the rows are drawn uniformly, the seeding is weighted."""
+        if isinstance(self.init, np.ndarray):
+            return np.array(self.init, dtype=np.float64)
+        n = source.n_rows
+        if self.init_size < n:
+            ids = rng.randint(0, n, self.init_size)
+            sub = ArraySource(np.ascontiguousarray(source.take(ids)), source.weights(ids))
+        else:
+            sub = source
+        if self.init == "k-means++":
+            centers, _ = kmeans_plusplus(sub, None, self.n_clusters, rng)
+        else:
+            centers = random_centers(sub, self.n_clusters, rng)
+        return centers.astype(np.float64)
+
+    def start(self, centers):
+        self.centers = centers
+        self.counts = np.zeros(len(centers))
+        self.n_since_reassign = 0
+
+    def batch_inertia(self, X, w, centers=None):
+        """Weighted inertia of an in-memory batch under ``centers`` (default: the current)."""
+        centers = self.centers if centers is None else centers
+        k, d = centers.shape
+        labels = np.full(X.shape[0], -1, dtype=np.int32)
+        inertia, _ = lloyd_step(X, w, centers.astype(X.dtype), labels, np.empty((k, d)),
+                                np.empty(k))
+        return float(inertia)
+
+    def step(self, X, w, rng):
+        """One mini-batch update from the in-memory batch ``(X, w)``; returns the batch's
+        weighted inertia under the centres before the update."""
+        k, d = self.centers.shape
+        labels = np.full(X.shape[0], -1, dtype=np.int32)
+        sums, weights = np.empty((k, d)), np.empty(k)
+        inertia, _ = lloyd_step(X, w, self.centers.astype(X.dtype), labels, sums, weights)
+        if not (np.isfinite(inertia) and np.isfinite(sums).all()):
+            raise overflow_error("the inertia (weighted sum of squared distances)")
+        got = weights > 0
+        new_counts = self.counts + weights
+        self.centers[got] = (self.centers[got] * self.counts[got, None] + sums[got]) \
+            / new_counts[got, None]
+        self.counts = new_counts
+        if self._reassign_now(X.shape[0]):
+            self._reassign(X, rng)
+        return float(inertia)
+
+    def _reassign_now(self, batch_rows):
+        """scikit-learn's schedule: when a centre has count 0, or after 10 k points."""
+        self.n_since_reassign += batch_rows
+        if (self.counts == 0).any() or self.n_since_reassign >= 10 * self.n_clusters:
+            self.n_since_reassign = 0
+            return self.reassignment_ratio > 0
+        return False
+
+    def _reassign(self, X, rng):
+        """Move centres with ``count < ratio * max(count)`` to random batch points (at most
+        half the batch); their count becomes the smallest count of the others."""
+        low = self.counts < self.reassignment_ratio * self.counts.max()
+        if low.sum() > 0.5 * X.shape[0]:
+            low[np.argsort(self.counts, kind="stable")[int(0.5 * X.shape[0]):]] = False
+        n_low = int(low.sum())
+        if n_low == 0 or n_low == len(low):
+            return
+        picked = rng.choice(X.shape[0], size=n_low, replace=False)
+        self.centers[low] = X[picked]
+        self.counts[low] = self.counts[~low].min()

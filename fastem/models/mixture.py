@@ -8,16 +8,15 @@ WEIGHT_FLOOR = 10 * np.finfo(np.float64).eps
 INIT_CHUNK_ROWS = 65536
 
 
-def weight_floor(sample_weight):
-    """The floor added to every component's weight sum, for these sample weights.
+def weight_floor(mean_weight):
+    """The floor added to every component's weight sum, for sample weights of this mean.
 
     scikit-learn's ``10 eps`` for weights of mean >= 1 (unit weights included, so fits match
     scikit-learn bit for bit); scaled down with smaller weights, so that weights like 1e-300
     (the fit is invariant to their scale) do not drown under the floor. Never below the
     smallest normal float64, so an empty component still divides by a positive number.
     """
-    mean = float(sample_weight.mean())
-    return max(WEIGHT_FLOOR * min(1.0, mean), np.finfo(np.float64).tiny)
+    return max(WEIGHT_FLOOR * min(1.0, float(mean_weight)), np.finfo(np.float64).tiny)
 
 
 def overflow_error(what):
@@ -60,12 +59,13 @@ def random_responsibilities(rng, n_rows, n_components):
     return resp
 
 
-def weighted_mean(X, sample_weight):
-    """``sum_i w_i x_i / sum_i w_i`` in float64, chunked (never a float64 copy of X)."""
-    total = np.zeros(X.shape[1])
-    for rows in row_chunks(X.shape[0]):
-        total += sample_weight[rows] @ X[rows].astype(np.float64, copy=False)
-    return total / sample_weight.sum()
+def weighted_mean(source):
+    """``sum_i w_i x_i / sum_i w_i`` in float64, in row pieces (never a float64 copy of X)."""
+    total = np.zeros(source.n_features)
+    for _, X, w in source.chunks():
+        for rows in row_chunks(X.shape[0]):
+            total += w[rows] @ X[rows].astype(np.float64, copy=False)
+    return total / source.total_weight
 
 
 def lost_mass_events(nk, relative=1e-12):
@@ -94,11 +94,8 @@ class MixtureModel:
     #: Warm start: the previous fit's lower bound (set by the estimator), else None.
     previous_lower_bound = None
 
-    def _floor(self, sample_weight):
-        if getattr(self, "_floor_for", None) is not sample_weight:  # computed once per fit
-            self._floor_for = sample_weight
-            self._floor_value = weight_floor(sample_weight)
-        return self._floor_value
+    def _floor(self, source):
+        return weight_floor(source.weight_mean)
 
     def events(self, stats):
         """Verbose reports: components that lost their mass in the last E-step."""
@@ -107,6 +104,5 @@ class MixtureModel:
     def has_converged(self, params, new_params, stats, history, tol):
         return lower_bound_converged(history, tol, self.previous_lower_bound)
 
-    def finalize(self, X, sample_weight, params, stats, converged):
-        self._floor_for = None  # drop the reference to the weights
+    def finalize(self, source, params, stats, converged):
         return params, stats.objective
