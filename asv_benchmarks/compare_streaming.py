@@ -17,11 +17,9 @@ Three tables (fastem and scikit-learn in one process, default environment):
    memmap, d=32 (default 4e6 rows): bytes per row.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,10 @@ import warnings
 import numpy as np
 
 from fastem import BernoulliMixture, GaussianMixture, MiniBatchKMeans
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from asv_benchmarks.bench_streaming import (MEMMAP_SPECS, anonymous_peak,  # noqa: E402
+                                            write_blob_memmap)
 
 warnings.simplefilter("ignore")
 
@@ -134,52 +136,13 @@ def table_online(n, repeat=3):
               f"({tight.n_iter_} it) {tight.score(held):.4f}", flush=True)
 
 
-MEASURE = """
-import gc, json, sys, threading, time, warnings
-import numpy as np, fastem
-def anon():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-X = np.load(sys.argv[1], mmap_mode="r")
-spec = json.loads(sys.argv[2])
-make = lambda: getattr(fastem, spec[0])(**spec[1])
-warnings.simplefilter("ignore")
-make().fit(X[:50_000]); gc.collect()
-base, peak, done = anon(), [0], threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], anon()); time.sleep(0.001)
-th = threading.Thread(target=sample); th.start()
-t0 = time.perf_counter(); make().fit(X); t = time.perf_counter() - t0
-done.set(); th.join()
-print(json.dumps([max(peak[0], anon()) - base, t]))
-"""
-
-
 def table_memmap(n):
-    specs = [("KMeans", {"n_clusters": 16, "random_state": 0}),
-             ("MiniBatchKMeans", {"n_clusters": 16, "random_state": 0}),
-             ("GaussianMixture", {"n_components": 16, "covariance_type": "diag",
-                                  "random_state": 0}),
-             ("GaussianMixture", {"n_components": 8, "covariance_type": "full",
-                                  "random_state": 0, "max_iter": 10})]
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "X.npy")
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, 32))
-        rng = np.random.default_rng(0)
-        centers = rng.normal(scale=10.0, size=(16, 32)).astype(np.float32)
-        for s in range(0, n, 1 << 20):
-            e = min(n, s + (1 << 20))
-            out[s:e] = centers[rng.integers(16, size=e - s)] + rng.standard_normal(
-                (e - s, 32), dtype=np.float32)
-        out.flush()
-        del out
-        for name, params in specs:
-            res = subprocess.run([sys.executable, "-c", MEASURE, path, json.dumps([name, params])],
-                                 capture_output=True, text=True, check=True)
-            anon, seconds = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"  {name}({params}): +{anon / 2**20:.0f} MiB anonymous = "
+        write_blob_memmap(path, n)
+        for label, (name, params) in MEMMAP_SPECS.items():
+            anon, seconds = anonymous_peak(path, name, params)
+            print(f"  {label} {params}: +{anon / 2**20:.0f} MiB anonymous = "
                   f"{anon / n:.1f} bytes/row, fit {seconds:.1f} s", flush=True)
 
 
