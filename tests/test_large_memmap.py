@@ -100,6 +100,7 @@ CASES = [
     ("KMeans", {"n_clusters": 16, "random_state": 0, "max_iter": 4}, "X"),
     ("KMeans", {"n_clusters": 16, "init": "random", "n_init": 2, "random_state": 0,
                 "max_iter": 2}, "X"),
+    ("MiniBatchKMeans", {"n_clusters": 16, "random_state": 0}, "X"),
     ("GaussianMixture", {"n_components": 16, "covariance_type": "diag", "random_state": 0,
                          "max_iter": 3}, "X"),
     ("GaussianMixture", {"n_components": 8, "covariance_type": "full",
