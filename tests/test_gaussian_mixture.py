@@ -624,7 +624,7 @@ def test_clone_get_set_params():
     assert set(params) == {"n_components", "covariance_type", "tol", "reg_covar", "max_iter",
                            "n_init", "init_params", "weights_init", "means_init",
                            "precisions_init", "random_state", "warm_start", "verbose",
-                           "verbose_interval"}
+                           "verbose_interval", "learning_decay", "learning_offset"}
     c = clone(gm)
     assert c is not gm and c.get_params() == params
     assert gm.set_params(tol=1e-5, max_iter=7) is gm
