@@ -96,8 +96,7 @@ class MiniBatchResult:
     """Outcome of :func:`fit_minibatch`."""
 
     n_steps: int
-    ewa_inertia: float
-    history: list = field(default_factory=list)
+    ewa_inertia: float  # the last batch's inertia when only one step ran
 
 
 def fit_minibatch(model, source, *, n_steps, batch_size, tol, max_no_improvement, rng,
@@ -118,14 +117,12 @@ def fit_minibatch(model, source, *, n_steps, batch_size, tol, max_no_improvement
     alpha = min(1.0, batch_size * 2.0 / (n + 1))
     ewa = ewa_min = None
     no_improvement = 0
-    history = []
     step = 0
     for step in range(1, n_steps + 1):
         ids = rng.randint(0, n, batch_size)
         X = source.take(ids)
         before = model.centers.copy() if tol > 0 else None
         inertia = model.step(X, source.weights(ids), rng) / batch_size
-        history.append(inertia)
         if step == 1:
             continue
         ewa = inertia if ewa is None else ewa * (1 - alpha) + inertia * alpha
@@ -144,7 +141,7 @@ def fit_minibatch(model, source, *, n_steps, batch_size, tol, max_no_improvement
             if verbose:
                 print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
             break
-    return MiniBatchResult(step, ewa if ewa is not None else history[-1], history)
+    return MiniBatchResult(step, ewa if ewa is not None else inertia)
 
 
 def stepwise_rate(n_updates, learning_offset, learning_decay):

@@ -163,21 +163,17 @@ class RowSource:
 
 
 class ArraySource(RowSource):
-    """An array (dense or CSR) already validated, as one chunk or in chunks of ``chunk_rows``."""
+    """An in-memory array (dense or CSR), already validated, as one chunk."""
 
-    def __init__(self, X, sample_weight=None, chunk_rows=None):
-        self.X = X
+    def __init__(self, X, sample_weight=None):
+        self.X = self.in_memory = X
         self.n_rows, self.n_features = X.shape
         self.dtype = X.dtype
         self.sparse = issparse(X)
-        self.chunk_rows = chunk_rows or self.n_rows
-        if chunk_rows is None:
-            self.in_memory = X
         self._set_weights(sample_weight)
 
     def chunk_slices(self):
-        for start in range(0, self.n_rows, self.chunk_rows):
-            yield slice(start, min(self.n_rows, start + self.chunk_rows))
+        yield slice(0, self.n_rows)
 
     def chunks(self):
         for rows, w in self.weight_chunks():
@@ -262,12 +258,13 @@ class StreamSource(RowSource):
             rows = self._validate(rows, "X")
             return rows[np.argsort(np.argsort(indices, kind="stable"), kind="stable")]
         which = np.searchsorted(self._starts, indices, side="right") - 1
+        wanted = np.unique(which).tolist()
         parts, order = [], []
         if self._data.random_access:
-            pairs = ((i, self._data.chunk(i)) for i in np.unique(which))
+            pairs = ((i, self._data.chunk(i)) for i in wanted)
         else:
             pairs = enumerate(self._data)
-        wanted = set(np.unique(which).tolist())
+        wanted = set(wanted)
         for i, raw in pairs:
             if i not in wanted:
                 continue
@@ -327,11 +324,3 @@ def sum_chunks(source, chunk_statistics):
             for i, p in enumerate(part):
                 total[i] += p
     return tuple(total)
-
-
-def map_chunks(source, chunk_output, out):
-    """Fill ``out[rows]`` with ``chunk_output(X_chunk, out[rows])`` for every chunk (row-wise
-    outputs: labels, log-probabilities); returns ``out``."""
-    for rows, X, _ in source.chunks():
-        chunk_output(X, out[rows])
-    return out

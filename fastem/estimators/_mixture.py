@@ -149,8 +149,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
                                      f"should be >= n_components={self.n_components}.")
                 model = self._make_model()
                 params = model.initialize(source, check_random_state(self.random_state))
-            online = self._online = {"model": model, "running": None, "updates": 0,
-                                     "weight": 0.0, "rows": 0, "history": []}
+            online = self._online = {"model": model, "running": None, "weight": 0.0,
+                                     "rows": 0, "history": []}
             self.n_features_in_ = source.n_features
             self._model = model
         else:
@@ -158,11 +158,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
             check_n_features(self, source)
             model, params = online["model"], self._fitted_params
         stats = model.e_step(source, params)
-        if online["running"] is None:
-            rho = 1.0
-        else:
-            online["updates"] += 1
-            rho = stepwise_rate(online["updates"], self.learning_offset, self.learning_decay)
+        # chunk t + 1 makes the t-th update; the first chunk's statistics start S (rho 1)
+        rho = 1.0 if online["running"] is None else stepwise_rate(
+            len(online["history"]), self.learning_offset, self.learning_decay)
         online["running"] = stepwise_em_update(model, online["running"], stats,
                                                source.total_weight, rho)
         online["weight"] += source.total_weight

@@ -124,10 +124,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def _validate(self, X, name="X"):
         return check_array(X, name=name, estimator_name=type(self).__name__)
 
-    def _check_predict_input(self, X, sample_weight=None):
+    def _check_predict_input(self, X):
         """The fitted check and the input as a row source (validated)."""
         check_is_fitted(self, "cluster_centers_")
-        source = as_source(X, sample_weight, self._validate)
+        source = as_source(X, None, self._validate)
         check_n_features(self, source)
         return source
 
@@ -272,7 +272,7 @@ class MiniBatchKMeans(KMeans):
         best, best_inertia = None, np.inf
         for _ in range(n_init):
             centers = model.initial_centers(source, rng)
-            inertia = model.batch_inertia(X_valid, w_valid, centers)
+            inertia = model.batch_lloyd(X_valid, w_valid, centers)[2]
             if inertia < best_inertia:
                 best, best_inertia = centers, inertia
         return best
@@ -292,7 +292,6 @@ class MiniBatchKMeans(KMeans):
         """
         source = as_source(X, sample_weight, self._validate)
         model, n_init, batch_size = self._checked_minibatch_params(source)
-        check_float(self.tol, "tol", low=0.0)
         tol = float(self.tol) * mean_feature_variance(source) if self.tol > 0 else 0.0
         rng = self._rng = check_random_state(self.random_state)
         model.start(self._seed(model, source, n_init, rng))
@@ -327,7 +326,7 @@ class MiniBatchKMeans(KMeans):
         self : MiniBatchKMeans
         """
         X = self._validate(X)
-        source = ArraySource(X, check_sample_weight(sample_weight, X.shape[0]))
+        source = ArraySource(X, sample_weight)
         model = getattr(self, "_minibatch", None)
         if model is None:
             self._rng = check_random_state(self.random_state)
@@ -336,7 +335,8 @@ class MiniBatchKMeans(KMeans):
             self.n_steps_ = 0
         else:
             check_n_features(self, source)
-        model.step(X, source.sample_weight, self._rng)
+        w = source.sample_weight if source.sample_weight is not None else np.ones(len(X))
+        model.step(X, w, self._rng)
         self._finish(model, source)
         self.n_steps_ += 1
         return self

@@ -139,16 +139,14 @@ class BernoulliMixtureModel(MixtureModel):
         method = self.init_params
         if method == "random_from_data":
             w = source.sample_weight
-            p = None if w is None else w / w.sum()
-            p = p if p is None or np.count_nonzero(p) >= k else None  # prefer positive weight
+            # rows in proportion to their weight, unless fewer than k have positive weight
+            p = w / w.sum() if w is not None and np.count_nonzero(w) >= k else None
             idx = np.sort(rng.choice(n, size=k, replace=False, p=p))
             resp = np.zeros((k, k))
             resp[np.arange(k), rng.permutation(k)] = 1.0
             return resp_statistics(source.take(idx), resp * source.weights(idx)[:, None])
         if method == "kmeans":
             rows = self._kmeans_rows(n, source.n_features, rng)
-            if rows is None:
-                rows = np.arange(n)
             sub = source.take(rows)
             w = source.weights(rows)
             labels = self.kmeans_labels(_float32_rows(sub), w, rng)
@@ -167,10 +165,10 @@ class BernoulliMixtureModel(MixtureModel):
 
     @staticmethod
     def _kmeans_rows(n, d, rng):
-        """Sorted random row subsample for k-means (None: all rows), see KMEANS_INIT_BYTES."""
+        """Sorted random row subsample for k-means (all rows when few), see KMEANS_INIT_BYTES."""
         cap = max(KMEANS_INIT_MIN_ROWS, KMEANS_INIT_BYTES // (4 * d))
         if n <= cap:
-            return None
+            return np.arange(n)
         return np.sort(rng.choice(n, size=cap, replace=False))
 
     # -- driver protocol ----------------------------------------------------------------------

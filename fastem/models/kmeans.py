@@ -319,22 +319,20 @@ class MiniBatchKMeansModel:
         self.counts = np.zeros(len(centers))
         self.n_since_reassign = 0
 
-    def batch_inertia(self, X, w, centers=None):
-        """Weighted inertia of an in-memory batch under ``centers`` (default: the current)."""
-        centers = self.centers if centers is None else centers
+    @staticmethod
+    def batch_lloyd(X, w, centers):
+        """(sums, weights, inertia) of the in-memory batch ``(X, w)`` assigned to ``centers``:
+        the fused Lloyd kernel with a throw-away label buffer."""
         k, d = centers.shape
         labels = np.full(X.shape[0], -1, dtype=np.int32)
-        inertia, _ = lloyd_step(X, w, centers.astype(X.dtype), labels, np.empty((k, d)),
-                                np.empty(k))
-        return float(inertia)
+        sums, weights = np.empty((k, d)), np.empty(k)
+        inertia, _ = lloyd_step(X, w, centers.astype(X.dtype), labels, sums, weights)
+        return sums, weights, float(inertia)
 
     def step(self, X, w, rng):
         """One mini-batch update from the in-memory batch ``(X, w)``; returns the batch's
         weighted inertia under the centres before the update."""
-        k, d = self.centers.shape
-        labels = np.full(X.shape[0], -1, dtype=np.int32)
-        sums, weights = np.empty((k, d)), np.empty(k)
-        inertia, _ = lloyd_step(X, w, self.centers.astype(X.dtype), labels, sums, weights)
+        sums, weights, inertia = self.batch_lloyd(X, w, self.centers)
         if not (np.isfinite(inertia) and np.isfinite(sums).all()):
             raise overflow_error("the inertia (weighted sum of squared distances)")
         got = weights > 0
