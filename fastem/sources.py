@@ -14,11 +14,13 @@ and sums what each chunk's kernels return with :func:`sum_chunks`, the reducer e
 An in-memory array is one chunk (the kernels split it into row blocks on fastem's threads), so
 its results are those of the kernels on the whole array. A memory-mapped array is read in
 chunks of about :data:`STREAM_CHUNK_BYTES`; unit weights are then a chunk-sized buffer of ones,
-never an n-sized array. A Dask array would be one more source whose reducer is a tree sum on
-the cluster (see the README's design section).
+never an n-sized array. A Dask array is one more source (:mod:`fastem._dask`, imported only
+when one is passed): its chunks are its blocks on the workers, ``sum_chunks`` a tree sum of
+the blocks' tables on the cluster and ``map_chunks`` returns the blocks' small results.
 """
 import mmap
 import os
+import sys
 
 import numpy as np
 
@@ -118,6 +120,14 @@ class RowSource:
     """
 
     in_memory = None
+    #: True for a source whose chunks live elsewhere (a Dask array on its workers): models may
+    #: only reach its rows through ``sum_chunks``, ``map_chunks``, ``take`` and ``weights``.
+    distributed = False
+
+    def map_chunks(self, chunk_function):
+        """``[chunk_function(rows, X_chunk, w_chunk) for every chunk]``, in chunk order: for
+        per-chunk results that are small but not additive (e.g. each chunk's farthest rows)."""
+        return [chunk_function(rows, X, w) for rows, X, w in self.chunks()]
 
     def _set_weights(self, sample_weight):
         if sample_weight is None:
@@ -281,6 +291,12 @@ class StreamSource(RowSource):
         return stacked[np.argsort(order, kind="stable")]
 
 
+def is_dask_array(X):
+    """True for a ``dask.array.Array`` (without importing dask: a program holding one has)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(X, module.Array)
+
+
 def _slices(n_rows, chunk_rows):
     return [slice(s, min(n_rows, s + chunk_rows)) for s in range(0, n_rows, chunk_rows)]
 
@@ -298,10 +314,14 @@ def as_source(X, sample_weight, validate):
     ``validate(array, name)`` is the estimator's check for an array (it returns the array the
     kernels use). A ChunkedArray and a file-backed array are streamed and validated chunk by
     chunk (no conversion of the whole file, no n x d temporary); anything else is validated
-    once and used as one in-memory chunk.
+    once and used as one in-memory chunk. A Dask array stays on its workers (validated there
+    block by block, persisted once).
     """
     if isinstance(X, RowSource):
         return X
+    if is_dask_array(X):
+        from ._dask import DaskSource
+        return DaskSource(X, sample_weight, validate)
     if isinstance(X, ChunkedArray) or (isinstance(X, np.ndarray) and X.ndim == 2
                                        and is_file_backed(X) and X.shape[0] > 0):
         return StreamSource(X, validate, sample_weight)
@@ -314,7 +334,13 @@ def sum_chunks(source, chunk_statistics):
     ``chunk_statistics`` returns a tuple of float64 arrays and floats (a model's additive
     sufficient statistics); the tuple of sums is returned. The one reducer of fastem: a fixed
     order makes the result independent of threads, and equal for any chunking up to rounding.
+    On a Dask source the same function runs on the workers, one task per block, and the tables
+    are added in a fixed tree (see :meth:`fastem._dask.DaskSource.sum_chunks`); it must then
+    be picklable (a module-level function or class, or a ``functools.partial`` of one) and
+    must not change shared state.
     """
+    if source.distributed:
+        return source.sum_chunks(chunk_statistics)
     total = None
     for rows, X, w in source.chunks():
         part = chunk_statistics(rows, X, w)

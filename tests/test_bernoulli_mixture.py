@@ -333,14 +333,14 @@ def test_kmeans_init_on_a_subsample(monkeypatch):
     seen = []
     monkeypatch.setattr(model_module, "KMEANS_INIT_BYTES", 4 * 12 * 500)
     monkeypatch.setattr(model_module, "KMEANS_INIT_MIN_ROWS", 10)
-    original = BernoulliMixture._kmeans_labels
+    original = BernoulliMixture._kmeans_fit
 
     def spy(self, Xs, w, rng):
         seen.append(Xs.shape)
         assert Xs.dtype == np.float32
         return original(self, Xs, w, rng)
 
-    monkeypatch.setattr(BernoulliMixture, "_kmeans_labels", spy)
+    monkeypatch.setattr(BernoulliMixture, "_kmeans_fit", spy)
     bm = BernoulliMixture(3, random_state=0).fit(X)
     assert seen == [(500, 12)]
     assert np.isfinite(bm.lower_bound_)

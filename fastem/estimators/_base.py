@@ -12,10 +12,15 @@ changed from their defaults. ``check_estimator`` passes on every estimator
 :class:`PersistenceMixin`: pickles record the fastem version, and loading a pickle written by
 another version warns.
 """
+import copy
 import inspect
 import warnings
 
+import numpy as np
+
 from .._version import __version__
+from ..sources import is_dask_array
+from ..validation import check_is_fitted, check_n_features
 
 
 class InconsistentVersionWarning(UserWarning):
@@ -26,7 +31,9 @@ class PersistenceMixin:
     """Pickle support: the state carries ``_fastem_version``; a mismatch on load warns."""
 
     def __getstate__(self):
-        state = dict(self.__dict__)
+        # per-row results of a fit on Dask (KMeans' lazy ``labels_``) refer to the cluster's
+        # data; they are not part of a saved model
+        state = {k: v for k, v in self.__dict__.items() if not is_dask_array(v)}
         state["_fastem_version"] = __version__
         return state
 
@@ -110,6 +117,16 @@ class BaseEstimator(PersistenceMixin):
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._changed_params().items())
         return f"{type(self).__name__}({args})"
+
+    def _lazy_rows(self, X, method, width=None, dtype=np.float64):
+        """``self.<method>(block)`` over the blocks of the Dask array X, lazily (a Dask array
+        of shape (n,) or (n, width)). The workers receive one copy of the fitted estimator
+        (without its Dask attributes); each block is validated there as in ``method``."""
+        from .._dask import map_rows
+        check_is_fitted(self, self._params_attribute)
+        check_n_features(self, X)
+        twin = copy.copy(self)   # via __getstate__: without the Dask attributes
+        return map_rows(X, getattr(twin, method), width, dtype)
 
     def __sklearn_tags__(self):
         # only scikit-learn calls this, so importing it here costs nothing extra

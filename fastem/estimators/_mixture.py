@@ -18,7 +18,7 @@ import numpy as np
 
 from ..em import fit_em, stepwise_em_update, stepwise_rate
 from ..kernels import responsibilities
-from ..sources import ArraySource, as_source
+from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
                           check_is_fitted, check_n_features, check_random_state,
                           check_sample_weight, sklearn_compatible)
@@ -49,21 +49,23 @@ class BaseMixture(DensityMixin, BaseEstimator):
                              f"got sum {w.sum():.6g}.")
         return w / w.sum()
 
-    def _kmeans_labels(self, X, sample_weight, rng):
-        """Labels of fastem's KMeans, for init_params='kmeans' (weighted, seeded by rng);
-        X is an array or a row source (which carries its weights)."""
+    def _kmeans_fit(self, X, sample_weight, rng):
+        """fastem's KMeans fitted for init_params='kmeans' (weighted, seeded by rng); X is
+        an array or a row source (which carries its weights)."""
         km = KMeans(self.n_components, n_init=1, random_state=rng)
-        return km.fit(X, sample_weight=sample_weight).labels_
+        return km.fit(X, sample_weight=sample_weight)
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the model parameters with the EM algorithm.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), memmap or :class:`fastem.ChunkedArray`
+        X : array-like of shape (n_samples, n_features), memmap, :class:`fastem.ChunkedArray` or dask array
             A memory-mapped array (``np.load(path, mmap_mode='r')``) or a ChunkedArray is
             streamed in chunks (the statistics of the chunks are summed in order): no n x d
-            or n x k array is made, whatever the size of X.
+            or n x k array is made, whatever the size of X. A Dask array stays on its
+            workers: each E-step is one task per block returning the block's statistics,
+            summed in a fixed tree (the 'kmeans' init runs fastem's KMeans there).
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; integer weights are equivalent to repeating rows.
@@ -209,7 +211,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         return wlp, log_norm
 
     def predict(self, X):
-        """Most probable component of each sample (int64 array of shape (n_samples,))."""
+        """Most probable component of each sample (int64 array of shape (n_samples,); a
+        lazy Dask array for a Dask array X, as for the other per-row methods)."""
+        if is_dask_array(X):
+            return self._lazy_rows(X, "predict", None, np.int64)
         return self._row_outputs(
             X, lambda Xc: self._estimate_weighted_log_prob(Xc).argmax(axis=1), dtype=np.int64)
 
@@ -219,16 +224,24 @@ class BaseMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Posterior probability of each component, shape (n_samples, n_components)."""
+        if is_dask_array(X):
+            return self._lazy_rows(X, "predict_proba", self.n_components)
         return self._row_outputs(X, lambda Xc: self._resp_and_log_norm(Xc)[0],
                                  width=self.n_components)
 
     def score_samples(self, X):
         """Log-likelihood ``log p(x)`` of each sample, shape (n_samples,)."""
+        if is_dask_array(X):
+            return self._lazy_rows(X, "score_samples")
         return self._row_outputs(X, lambda Xc: self._resp_and_log_norm(Xc)[1])
 
     def score(self, X, y=None, sample_weight=None):
         """(Weighted) mean log-likelihood of X."""
         log_norm = self.score_samples(X)
+        if is_dask_array(log_norm):
+            from .._dask import weighted_sum
+            total, weight = weighted_sum(log_norm, sample_weight)
+            return total / weight
         if sample_weight is None:
             return float(log_norm.mean())
         w = check_sample_weight(sample_weight, log_norm.shape[0])

@@ -97,8 +97,10 @@ class BernoulliMixture(BaseMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
 
-    def _validate_data(self, X, name="X"):
-        return check_binary_array(X, name=name, estimator_name=type(self).__name__)
+    @classmethod
+    def _validate_data(cls, X, name="X"):
+        # a classmethod: Dask workers run it on blocks without a copy of the estimator
+        return check_binary_array(X, name=name, estimator_name=cls.__name__)
 
     def _check_model_params(self, X):
         """Hyper-parameters checked against the data (an array or a row source)."""
@@ -117,7 +119,7 @@ class BernoulliMixture(BaseMixture):
     def _make_model(self):
         return BernoulliMixtureModel(self.n_components, float(self.alpha), self.init_params,
                                      self._weights_init, self._means_init,
-                                     kmeans_labels=self._kmeans_labels)
+                                     kmeans_fit=self._kmeans_fit)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

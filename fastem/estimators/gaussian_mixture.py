@@ -83,8 +83,10 @@ class GaussianMixture(BaseMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
 
-    def _validate_data(self, X, name="X"):
-        return check_array(X, name=name, estimator_name=type(self).__name__)
+    @classmethod
+    def _validate_data(cls, X, name="X"):
+        # a classmethod: Dask workers run it on blocks without a copy of the estimator
+        return check_array(X, name=name, estimator_name=cls.__name__)
 
     def _check_model_params(self, X):
         """Hyper-parameters checked against the data (an array or a row source)."""
@@ -110,7 +112,7 @@ class GaussianMixture(BaseMixture):
         return GaussianMixtureModel(
             self.n_components, self.covariance_type, self.reg_covar, self.init_params,
             self._weights_init, self._means_init, self._precisions_init,
-            kmeans_labels=self._kmeans_labels)
+            kmeans_fit=self._kmeans_fit)
 
 
 

@@ -4,7 +4,7 @@ import numpy as np
 from ..em import fit_em, fit_minibatch
 from ..kernels import nearest_centers, sqdist_to_centers
 from ..models.kmeans import KMeansModel, MiniBatchKMeansModel, mean_feature_variance
-from ..sources import ArraySource, as_source
+from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_features, check_random_state, check_sample_weight)
 from ._base import BaseEstimator, ClusterMixin, TransformerMixin
@@ -51,6 +51,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     for any ``NUMBA_NUM_THREADS``.
     """
 
+    _params_attribute = "cluster_centers_"
+
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
                  tol=1e-4, verbose=0, random_state=None):
         self.n_clusters = n_clusters
@@ -95,10 +97,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), memmap or :class:`fastem.ChunkedArray`
+        X : array-like of shape (n_samples, n_features), memmap, :class:`fastem.ChunkedArray` or dask array
             A memory-mapped array (``np.load(path, mmap_mode='r')``) or a ChunkedArray is
             streamed in chunks; memory use is then one int32 label per row (plus one float64
-            per row while k-means++ seeds), never n x d or n x k.
+            per row while k-means++ seeds), never n x d or n x k. A Dask array stays on its
+            workers (each Lloyd pass is one task per block plus a tree sum of the tables;
+            'k-means++' is k-means|| there) and ``labels_`` is a lazy Dask array.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; integer weights are equivalent to repeating rows.
@@ -115,14 +119,20 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                         verbose=self.verbose, objective_name="-inertia")
         centers, labels = result.params
         self.cluster_centers_ = centers.astype(source.dtype)
-        self.labels_ = labels
         self.inertia_ = -result.objective
         self.n_iter_ = result.n_iter
         self.n_features_in_ = source.n_features
+        # on Dask the labels stay on the cluster: a lazy Dask array (nearest fitted centre)
+        # of the user's array (a Dask row source passed in: of its persisted blocks)
+        if labels is None:
+            labels = self.predict(X if is_dask_array(X) else source.X)
+        self.labels_ = labels
         return self
 
-    def _validate(self, X, name="X"):
-        return check_array(X, name=name, estimator_name=type(self).__name__)
+    @classmethod
+    def _validate(cls, X, name="X"):
+        # a classmethod: Dask workers run it on blocks without a copy of the estimator
+        return check_array(X, name=name, estimator_name=cls.__name__)
 
     def _check_predict_input(self, X):
         """The fitted check and the input as a row source (validated)."""
@@ -140,15 +150,26 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return labels, sqdist
 
     def predict(self, X):
-        """Index of the closest centre for each sample (int32 array of shape (n_samples,))."""
+        """Index of the closest centre for each sample (int32 array of shape (n_samples,);
+        a lazy Dask array for a Dask array X)."""
+        if is_dask_array(X):
+            return self._lazy_rows(X, "predict", None, np.int32)
         return self._nearest(self._check_predict_input(X))[0]
+
+    def _min_sqdist(self, X):
+        """Squared distance of every row to its closest centre (float64)."""
+        return self._nearest(self._check_predict_input(X))[1]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return ``labels_``."""
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def transform(self, X):
-        """Euclidean distances to every centre, shape (n_samples, n_clusters), X's dtype."""
+        """Euclidean distances to every centre, shape (n_samples, n_clusters), X's dtype
+        (a lazy Dask array for a Dask array X)."""
+        if is_dask_array(X):
+            dtype = self._validate(np.zeros((1, X.shape[1]), dtype=X.dtype)).dtype
+            return self._lazy_rows(X, "transform", self.cluster_centers_.shape[0], dtype)
         source = self._check_predict_input(X)
         out = np.empty((source.n_rows, self.cluster_centers_.shape[0]))
         for rows, Xc, _ in source.chunks():
@@ -161,6 +182,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def score(self, X, y=None, sample_weight=None):
         """Negative (weighted) inertia of X under the fitted centres."""
+        if is_dask_array(X):
+            from .._dask import weighted_sum
+            return -weighted_sum(self._lazy_rows(X, "_min_sqdist"), sample_weight)[0]
         source = self._check_predict_input(X)
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
         return -float(sample_weight @ self._nearest(source)[1])
@@ -290,6 +314,13 @@ class MiniBatchKMeans(KMeans):
         -------
         self : MiniBatchKMeans
         """
+        if is_dask_array(X):
+            raise TypeError(
+                "MiniBatchKMeans does not fit Dask arrays: each mini-batch step depends on the "
+                "previous one, so on a cluster it would move every batch to one place and run "
+                "serially. Use fastem.KMeans, whose Lloyd passes run on the workers in "
+                "parallel, or call partial_fit on blocks you compute. A fitted "
+                "MiniBatchKMeans predicts and transforms Dask arrays lazily.")
         source = as_source(X, sample_weight, self._validate)
         model, n_init, batch_size = self._checked_minibatch_params(source)
         tol = float(self.tol) * mean_feature_variance(source) if self.tol > 0 else 0.0

@@ -296,13 +296,36 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
+_thread_cap = threading.local()
+
+
 def n_threads():
     """Threads a Python-level parallel call may use: Numba's setting for the calling thread
-    (``numba.set_num_threads``) once Numba's pool exists, else ``NUMBA_NUM_THREADS``."""
+    (``numba.set_num_threads``) once Numba's pool exists, else ``NUMBA_NUM_THREADS``; at most
+    the calling thread's :func:`thread_cap`."""
     from numba.np.ufunc import parallel as _numba_parallel
     if getattr(_numba_parallel, "_is_initialized", False):
-        return numba.get_num_threads()
-    return config.NUMBA_NUM_THREADS
+        threads = numba.get_num_threads()
+    else:
+        threads = config.NUMBA_NUM_THREADS
+    cap = getattr(_thread_cap, "value", None)
+    return threads if cap is None else max(1, min(threads, cap))
+
+
+class thread_cap:
+    """``with thread_cap(n):`` Python-level kernel calls made by this thread use at most ``n``
+    threads (e.g. a Dask task sharing its process with other tasks). Never changes results."""
+
+    def __init__(self, n):
+        self.n = int(n)
+
+    def __enter__(self):
+        self.previous = getattr(_thread_cap, "value", None)
+        _thread_cap.value = self.n
+        return self
+
+    def __exit__(self, *exc):
+        _thread_cap.value = self.previous
 
 
 def _forget_pool_after_fork():

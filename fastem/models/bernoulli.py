@@ -20,6 +20,7 @@ penalised objective ``sum_i w_i log p(x_i) + alpha sum_cj log theta_cj (1 - thet
 X is a dense binary array (bool, integer or float, used as given) or a CSR matrix.
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -101,6 +102,36 @@ def _float32_rows(X):
     return np.asarray(X, dtype=np.float32, order="C")
 
 
+class BernoulliStatistics:
+    """A chunk's fused E-step statistics ``(nk, sx, log-likelihood)`` (dense or CSR) for fixed
+    parameters (picklable: Dask ships it to the workers)."""
+
+    def __init__(self, theta, log_weights):
+        self.theta, self.log_weights = theta, log_weights
+
+    def __call__(self, rows, X, w):
+        k, d = self.theta.shape
+        nk, sx = np.empty(k), np.empty((k, d))
+        if issparse(X):
+            ll = bernoulli_estep_csr(X.data, X.indices, X.indptr, w, self.theta,
+                                     self.log_weights, nk, sx)
+        else:
+            ll = bernoulli_estep(X, w, self.theta, self.log_weights, nk, sx)
+        return nk, sx, float(ll)
+
+
+def _seeded_random_stats(seed, k, rows, X, w):
+    """(nk, sx) of scikit-learn's 'random' responsibilities from the chunk's own stream."""
+    rng = np.random.RandomState([seed, rows.start])
+    nk, sx = np.zeros(k), np.zeros((k, X.shape[1]))
+    for part in row_chunks(X.shape[0], 8192):
+        resp = random_responsibilities(rng, part.stop - part.start, k)
+        cnk, csx = resp_statistics(X, resp * w[part, None], part)
+        nk += cnk
+        sx += csx
+    return nk, sx
+
+
 class BernoulliMixtureModel(MixtureModel):
     """The driver's step protocol for a Bernoulli mixture.
 
@@ -111,19 +142,19 @@ class BernoulliMixtureModel(MixtureModel):
         Additive smoothing (see the module docstring).
     init_params : {'kmeans', 'random', 'random_from_data'}
     weights_init, means_init : ndarray or None (already validated)
-    kmeans_labels : callable(X_float32, sample_weight, rng) -> labels, for 'kmeans'
+    kmeans_fit : callable(X_float32, sample_weight, rng) -> fitted KMeans, for 'kmeans'
         (an array and its weights: the init runs on an in-memory float32 subsample)
         (injected by the estimator layer so models do not import estimators).
     """
 
     def __init__(self, n_components, alpha, init_params, weights_init=None, means_init=None,
-                 kmeans_labels=None):
+                 kmeans_fit=None):
         self.n_components = n_components
         self.alpha = alpha
         self.init_params = init_params
         self.weights_init = weights_init
         self.means_init = means_init
-        self.kmeans_labels = kmeans_labels
+        self.kmeans_fit = kmeans_fit
 
     # -- parameters from statistics ---------------------------------------------------------
     def params_from_stats(self, nk, sx, floor):
@@ -139,9 +170,16 @@ class BernoulliMixtureModel(MixtureModel):
         method = self.init_params
         if method == "random_from_data":
             w = source.sample_weight
-            # rows in proportion to their weight, unless fewer than k have positive weight
-            p = w / w.sum() if w is not None and np.count_nonzero(w) >= k else None
-            idx = np.sort(rng.choice(n, size=k, replace=False, p=p))
+            if source.distributed and w is not None and source.positive_weights() >= k:
+                # the same distribution, drawn block by block (see kmeans.random_centers)
+                from .kmeans import _distributed_weighted_rows
+                idx = np.sort(_distributed_weighted_rows(source, k, rng))
+            else:
+                # rows in proportion to their weight, unless fewer than k have positive weight
+                p = None
+                if w is not None and source.positive_weights() >= k:
+                    p = w / w.sum()
+                idx = np.sort(rng.choice(n, size=k, replace=False, p=p))
             resp = np.zeros((k, k))
             resp[np.arange(k), rng.permutation(k)] = 1.0
             return resp_statistics(source.take(idx), resp * source.weights(idx)[:, None])
@@ -149,10 +187,13 @@ class BernoulliMixtureModel(MixtureModel):
             rows = self._kmeans_rows(n, source.n_features, rng)
             sub = source.take(rows)
             w = source.weights(rows)
-            labels = self.kmeans_labels(_float32_rows(sub), w, rng)
+            labels = self.kmeans_fit(_float32_rows(sub), w, rng).labels_
             return resp_statistics(sub, one_hot_rows(labels, k) * w[:, None])
+        if source.distributed:
+            return sum_chunks(source, partial(_seeded_random_stats, int(rng.randint(2**31 - 1)),
+                                              k))
 
-        def chunk_statistics(rows, X, w):
+        def chunk_statistics(rows, X, w):   # local sources: one random stream in row order
             nk, sx = np.zeros(k), np.zeros((k, X.shape[1]))
             for part in row_chunks(X.shape[0], 8192):  # small temporaries; same random stream
                 resp = random_responsibilities(rng, part.stop - part.start, k)
@@ -186,19 +227,7 @@ class BernoulliMixtureModel(MixtureModel):
     def chunk_statistics(self, params):
         """``f(rows, X, w) -> (nk, sx, log-likelihood)`` of one chunk (dense or CSR): the
         fused E-step kernel's statistics (what :func:`fastem.sources.sum_chunks` adds)."""
-        k, d = params.means.shape
-        nk, sx = np.empty(k), np.empty((k, d))
-        lw = log_weights(params.weights)
-
-        def statistics(rows, X, w):
-            if issparse(X):
-                ll = bernoulli_estep_csr(X.data, X.indices, X.indptr, w, params.means, lw,
-                                         nk, sx)
-            else:
-                ll = bernoulli_estep(X, w, params.means, lw, nk, sx)
-            return nk, sx, float(ll)
-
-        return statistics
+        return BernoulliStatistics(params.means, log_weights(params.weights))
 
     def e_step(self, source, params):
         nk, sx, ll = sum_chunks(source, self.chunk_statistics(params))

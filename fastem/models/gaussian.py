@@ -14,11 +14,13 @@ with N_j = sum_i w_i r_ij + 10 eps and pi_j = N_j / sum N (scikit-learn's conven
 floor shrinks with weights of mean < 1, see ``mixture.weight_floor``).
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
-                       gaussian_log_pdf_full, precision_cholesky_factors, weighted_moments)
+                       gaussian_log_pdf_full, nearest_centers, precision_cholesky_factors,
+                       weighted_moments)
 from ..sources import sum_chunks
 from .kmeans import kmeans_plusplus
 from .mixture import (MixtureModel, one_hot_rows, overflow_error,
@@ -109,12 +111,12 @@ class GaussianMixtureModel(MixtureModel):
     ----------
     n_components, covariance_type, reg_covar, init_params : as the estimator's
     weights_init, means_init, precisions_init : ndarray or None (already validated)
-    kmeans_labels : callable(source, None, rng) -> labels, for init_params='kmeans'
+    kmeans_fit : callable(source, None, rng) -> fitted KMeans, for init_params='kmeans'
         (injected by the estimator layer so models do not import estimators).
     """
 
     def __init__(self, n_components, covariance_type, reg_covar, init_params,
-                 weights_init=None, means_init=None, precisions_init=None, kmeans_labels=None):
+                 weights_init=None, means_init=None, precisions_init=None, kmeans_fit=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
@@ -122,7 +124,7 @@ class GaussianMixtureModel(MixtureModel):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
-        self.kmeans_labels = kmeans_labels
+        self.kmeans_fit = kmeans_fit
 
     # -- parameters from statistics ---------------------------------------------------------
     def params_from_stats(self, nk, s1, s2, shift, floor):
@@ -155,30 +157,21 @@ class GaussianMixtureModel(MixtureModel):
         ``resp_of_chunk(rows, X_chunk, w_chunk)`` returns ``(X rows, w * responsibilities)``
         for the chunk, or None when it has no rows to count.
         """
-        k, d = self.n_components, source.n_features
-        full_rows = {"full": k, "tied": 1}.get(self.covariance_type, 0)
-        nk, s1 = np.empty(k), np.empty((k, d))
-        s2_full = np.empty((full_rows, d, d))
-        s2_diag = np.empty((k if full_rows == 0 else 0, d))
+        full_rows = {"full": self.n_components, "tied": 1}.get(self.covariance_type, 0)
         kernel_shift = shift if self.covariance_type != "tied" else shift[:1]
-
-        def chunk_statistics(rows, X, w):
-            out = [np.zeros(k), np.zeros((k, d)), np.zeros_like(s2_full), np.zeros_like(s2_diag)]
-            for Xr, resp in resp_of_chunk(rows, X, w):
-                weighted_moments(Xr, resp, kernel_shift, nk, s1, s2_full, s2_diag)
-                for total, part in zip(out, (nk, s1, s2_full, s2_diag)):
-                    total += part
-            return tuple(out)
-
-        nk, s1, s2_full, s2_diag = sum_chunks(source, chunk_statistics)
+        nk, s1, s2_full, s2_diag = sum_chunks(
+            source, partial(_resp_moments, resp_of_chunk, self.n_components, full_rows,
+                            kernel_shift))
         return nk, s1, s2_full if full_rows else s2_diag
 
     def _initial_resp(self, source, rng):
         """``resp_of_chunk`` (see :meth:`_moments`) for the chosen init method.
 
         'k-means++' and 'random_from_data' pick k rows (fetched once); 'kmeans' uses the
-        labels of a KMeans fit (one int32 per row); 'random' draws each chunk's
-        responsibilities in row order (the same random stream for any chunking).
+        labels of a KMeans fit (one int32 per row; on a Dask source each block labels its
+        rows by the fitted centres, which are the labels a fit ends with); 'random' draws
+        each chunk's responsibilities in row order (the same random stream for any
+        chunking; on a Dask source, one stream per block).
         """
         n, k = source.n_rows, self.n_components
         method = self.init_params
@@ -190,19 +183,21 @@ class GaussianMixtureModel(MixtureModel):
             order = np.argsort(idx, kind="stable")  # rows, each with one component
             rows = np.ascontiguousarray(source.take(idx[order]))
             resp = one_hot_rows(order, k) * source.weights(idx[order])[:, None]
-            return lambda chunk_rows, X, w: [(rows, resp)] if chunk_rows.start == 0 else []
-        labels = self.kmeans_labels(source, None, rng) if method == "kmeans" else None
+            return partial(_given_rows_resp, rows, resp)
+        if method == "kmeans":
+            km = self.kmeans_fit(source, None, rng)
+            if source.distributed:
+                return partial(_nearest_center_resp, km.cluster_centers_)
+            return partial(_labels_resp, km.labels_, k)
+        if source.distributed:
+            return partial(_seeded_random_resp, int(rng.randint(2**31 - 1)), k)
 
-        def resp_of_chunk(chunk_rows, X, w):
+        def random_resp(chunk_rows, X, w):   # local sources only: one stream in row order
             for rows in row_chunks(X.shape[0]):
-                if labels is not None:
-                    glob = slice(chunk_rows.start + rows.start, chunk_rows.start + rows.stop)
-                    resp = one_hot_rows(labels[glob], k)
-                else:
-                    resp = random_responsibilities(rng, rows.stop - rows.start, k)
+                resp = random_responsibilities(rng, rows.stop - rows.start, k)
                 yield X[rows], resp * w[rows, None]
 
-        return resp_of_chunk
+        return random_resp
 
     # -- driver protocol ----------------------------------------------------------------------
     def initialize(self, source, rng):
@@ -246,18 +241,8 @@ class GaussianMixtureModel(MixtureModel):
     def chunk_statistics(self, params, shift):
         """``f(rows, X, w) -> (nk, s1, s2, log-likelihood)`` of one chunk: the fused E-step
         kernel's statistics about ``shift`` (what :func:`fastem.sources.sum_chunks` adds)."""
-        k, d = params.means.shape
-        prec, const = self._kernel_form(params, d)
-        nk, s1 = np.empty(k), np.empty((k, d))
-        full = self.covariance_type in ("full", "tied")
-        s2 = np.empty((1 if self.covariance_type == "tied" else k, d, d) if full else (k, d))
-        estep = gaussian_estep_full if full else gaussian_estep_diag
-
-        def statistics(rows, X, w):
-            ll = estep(X, w, params.means, prec, const, shift, nk, s1, s2)
-            return nk, s1, s2, float(ll)
-
-        return statistics
+        prec, const = self._kernel_form(params, params.means.shape[1])
+        return GaussianStatistics(self.covariance_type, params.means, prec, const, shift)
 
     def e_step(self, source, params):
         shift = self._pooled_shift(source) if self.covariance_type == "tied" else params.means
@@ -355,6 +340,69 @@ class GaussianMixtureModel(MixtureModel):
         return {"weights_": params.weights, "means_": params.means,
                 "covariances_": params.covariances, "precisions_cholesky_": pc,
                 "precisions_": precisions}
+
+
+class GaussianStatistics:
+    """A chunk's fused E-step statistics ``(nk, s1, s2, log-likelihood)`` about ``shift``
+    for fixed parameters in the kernels' form (picklable: Dask ships it to the workers)."""
+
+    def __init__(self, covariance_type, means, prec, const, shift):
+        self.covariance_type = covariance_type
+        self.means, self.prec, self.const, self.shift = means, prec, const, shift
+
+    def __call__(self, rows, X, w):
+        k, d = self.means.shape
+        nk, s1 = np.empty(k), np.empty((k, d))
+        if self.covariance_type in ("full", "tied"):
+            s2 = np.empty((1 if self.covariance_type == "tied" else k, d, d))
+            estep = gaussian_estep_full
+        else:
+            s2, estep = np.empty((k, d)), gaussian_estep_diag
+        ll = estep(X, w, self.means, self.prec, self.const, self.shift, nk, s1, s2)
+        return nk, s1, s2, float(ll)
+
+
+def _resp_moments(resp_of_chunk, k, full_rows, shift, rows, X, w):
+    """Chunk statistics ``(nk, s1, s2_full, s2_diag)`` of the weighted responsibilities that
+    ``resp_of_chunk(rows, X, w)`` yields as ``(X rows, w * resp)`` pairs, about ``shift``."""
+    d = X.shape[1]
+    shapes = ((k,), (k, d), (full_rows, d, d), (k if full_rows == 0 else 0, d))
+    out = [np.zeros(shape) for shape in shapes]
+    for Xr, resp in resp_of_chunk(rows, X, w):
+        parts = [np.empty(shape) for shape in shapes]
+        weighted_moments(Xr, resp, shift, *parts)
+        for total, part in zip(out, parts):
+            total += part
+    return tuple(out)
+
+
+def _given_rows_resp(rows, resp, chunk_rows, X, w):
+    """Initial responsibilities of a few given rows (counted once, with the first chunk)."""
+    return [(rows, resp)] if chunk_rows.start == 0 else []
+
+
+def _labels_resp(labels, k, chunk_rows, X, w):
+    """One-hot responsibilities of the fit's labels (an n-long array on the client)."""
+    for rows in row_chunks(X.shape[0]):
+        glob = slice(chunk_rows.start + rows.start, chunk_rows.start + rows.stop)
+        yield X[rows], one_hot_rows(labels[glob], k) * w[rows, None]
+
+
+def _nearest_center_resp(centers, chunk_rows, X, w):
+    """One-hot responsibilities of each row's nearest centre (computed where the chunk is)."""
+    kernel_centers = centers.astype(X.dtype)
+    for rows in row_chunks(X.shape[0]):
+        Xr = X[rows]
+        labels, sqdist = np.empty(Xr.shape[0], dtype=np.int32), np.empty(Xr.shape[0])
+        nearest_centers(Xr, kernel_centers, labels, sqdist)
+        yield Xr, one_hot_rows(labels, len(centers)) * w[rows, None]
+
+
+def _seeded_random_resp(seed, k, chunk_rows, X, w):
+    """scikit-learn's 'random' responsibilities from the chunk's own random stream."""
+    rng = np.random.RandomState([seed, chunk_rows.start])
+    for rows in row_chunks(X.shape[0]):
+        yield X[rows], random_responsibilities(rng, rows.stop - rows.start, k) * w[rows, None]
 
 
 def _covariances_from_prec_chol(prec_chol, covariance_type):

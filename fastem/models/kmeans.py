@@ -4,6 +4,7 @@ Parameters are the centres, held in float64; the E-step hands them to the kernel
 dtype. ``stats.objective`` is ``-inertia`` so the driver maximises it like a log-likelihood.
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class LloydStats:
     sums: np.ndarray      # (k, d) float64, sum of w*x per cluster
     weights: np.ndarray   # (k,) float64, sum of w per cluster
     inertia: float        # of the input centres
-    n_changed: int        # labels that changed in this pass
+    n_changed: int        # labels that changed in this pass (-1: not tracked, Dask source)
     objective: float      # -inertia
     relocated: int = 0    # empty clusters re-seeded by the M-step
 
@@ -36,7 +37,9 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     ----------
     X : ndarray of shape (n, d) or :class:`fastem.sources.RowSource`
         A source streams its chunks: two passes over X per centre, one n-long float64 array
-        (the distances to the closest centre) in memory.
+        (the distances to the closest centre) in memory. On a Dask source this is k-means||
+        (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
+        seeding on the weighted candidates.
     sample_weight : ndarray of shape (n,) or None
         Ignored for a source (it carries its weights).
 
@@ -46,6 +49,8 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     indices : ndarray, shape (k,), int64 - rows of X chosen as centres
     """
     source = X if isinstance(X, RowSource) else ArraySource(X, sample_weight)
+    if source.distributed:
+        return source.kmeans_parallel(n_clusters, rng)
     n, d = source.n_rows, source.n_features
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
@@ -103,19 +108,22 @@ def mean_feature_variance(source):
     row pieces of about 8 MiB: no n x d temporary, and no kernel to compile for a number that
     only scales the tolerance.
     """
-    n, d = source.n_rows, source.n_features
-    shift = None
-    s1, s2 = np.zeros(d), np.zeros(d)
+    shift = np.asarray(source.take([0])[0], dtype=np.float64)
+    s1, s2 = sum_chunks(source, partial(_shifted_column_sums, shift))
     with np.errstate(over="ignore", invalid="ignore"):
-        for _, Xc, _ in source.chunks():
-            if shift is None:
-                shift = Xc[0].astype(np.float64)
-            for rows in row_chunks(Xc.shape[0], max(1, (1 << 20) // d)):
-                dev = Xc[rows].astype(np.float64) - shift
-                s1 += dev.sum(axis=0)
-                s2 += np.einsum("ij,ij->j", dev, dev)
-        mean = s1 / n
-        return float(np.maximum(s2 / n - mean * mean, 0.0).mean())
+        mean = s1 / source.n_rows
+        return float(np.maximum(s2 / source.n_rows - mean * mean, 0.0).mean())
+
+
+def _shifted_column_sums(shift, rows, X, w):
+    """Chunk statistics ``(sum_i (x_i - shift), sum_i (x_i - shift)^2)`` per feature."""
+    s1, s2 = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        for part in row_chunks(X.shape[0], max(1, (1 << 20) // X.shape[1])):
+            dev = X[part].astype(np.float64) - shift
+            s1 += dev.sum(axis=0)
+            s2 += np.einsum("ij,ij->j", dev, dev)
+    return s1, s2
 
 
 def random_centers(source, n_clusters, rng):
@@ -125,9 +133,13 @@ def random_centers(source, n_clusters, rng):
     row i gets ``log(u_i) / w_i`` and the ``n_clusters`` largest keys win. The uniforms are
     drawn in row order chunk by chunk, so the choice does not depend on the chunking and needs
     no n-long array. With fewer rows of positive weight than clusters, rows are drawn with
-    replacement among those (scikit-learn's behaviour).
+    replacement among those (scikit-learn's behaviour). On a Dask source every block draws its
+    keys from its own stream (seeded by one draw of ``rng`` and the block's first row), so
+    the choice depends on the chunking there.
     """
     k = n_clusters
+    if source.distributed:
+        return np.array(source.take(_distributed_weighted_rows(source, k, rng)))
     if source.positive_weights() < k:
         w = source.sample_weight
         ids = rng.choice(source.n_rows, size=k, replace=True, p=w / w.sum())
@@ -143,6 +155,68 @@ def random_centers(source, n_clusters, rng):
                 best_keys, best_ids = keys[top], ids[top]
         ids = best_ids
     return np.array(source.take(ids))
+
+
+def _distributed_weighted_rows(source, k, rng):
+    """``random_centers``' rows on a source whose chunks live elsewhere (see there)."""
+    if source.positive_weights() < k:
+        ids, w = (np.concatenate(part) for part in
+                  zip(*source.map_chunks(_positive_weight_rows)))
+        return rng.choice(ids, size=k, replace=True, p=w / w.sum())
+    seed = int(rng.randint(2**31 - 1))
+    found = source.map_chunks(partial(_top_keys, seed, k))
+    keys, ids = (np.concatenate(part) for part in zip(*found))
+    return ids[np.argsort(-keys, kind="stable")[:k]]
+
+
+def _top_keys(seed, k, rows, X, w):
+    """The ``k`` largest exponential keys ``log(u) / w`` of a chunk and their row numbers."""
+    u = np.random.RandomState([seed, rows.start]).uniform(size=rows.stop - rows.start)
+    with np.errstate(divide="ignore"):
+        keys = np.log(u) / w
+    keys[w == 0] = -np.inf
+    top = np.argsort(-keys, kind="stable")[:k]
+    return keys[top], rows.start + top
+
+
+def _positive_weight_rows(rows, X, w):
+    mine = np.flatnonzero(w > 0)
+    return rows.start + mine, w[mine]
+
+
+class LloydStatistics:
+    """A chunk's Lloyd statistics ``(sums, weights, inertia, n_changed)`` for fixed centres
+    (what :func:`fastem.sources.sum_chunks` adds).
+
+    ``labels`` (n,) int32 is the fit's label buffer: each chunk's labels are updated in place
+    and the changes counted. None (a Dask source: per-row state stays on the workers'
+    blocks, never on the client) uses a throw-away buffer per chunk; ``n_changed`` is then -1.
+    """
+
+    def __init__(self, centers, labels=None):
+        self.centers = centers
+        self.labels = labels
+
+    def __call__(self, rows, X, w):
+        k, d = self.centers.shape
+        sums, weights = np.empty((k, d)), np.empty(k)
+        if self.labels is None:
+            labels = np.full(X.shape[0], -1, dtype=np.int32)
+        else:
+            labels = self.labels[rows]
+        inertia, changed = lloyd_step(X, w, self.centers, labels, sums, weights)
+        return sums, weights, float(inertia), int(changed) if self.labels is not None else -1
+
+
+def _farthest_rows(centers, m, rows, X, w):
+    """The rows of a chunk at least as far from their nearest centre as its ``m``-th farthest
+    (zero-weight rows at distance -1): (row numbers, squared distances, nearest centres)."""
+    labels = np.empty(X.shape[0], dtype=np.int32)
+    sqdist = np.empty(X.shape[0])
+    nearest_centers(X, centers, labels, sqdist)
+    sqdist[w == 0] = -1.0
+    keep = np.flatnonzero(sqdist >= np.sort(sqdist)[-min(m, len(sqdist))])
+    return rows.start + keep, sqdist[keep], labels[keep]
 
 
 class KMeansModel:
@@ -169,7 +243,9 @@ class KMeansModel:
 
     def initialize(self, source, rng):
         # a fresh buffer per restart: the driver may still hold the best restart's labels
-        self.labels = np.full(source.n_rows, -1, dtype=np.int32)
+        # (none for a Dask source: its labels are computed lazily from the final centres)
+        self.labels = None if source.distributed else np.full(source.n_rows, -1, np.int32)
+        self.last_shift = None
         if isinstance(self.init, np.ndarray):
             return np.array(self.init, dtype=np.float64)
         if self.init == "k-means++":
@@ -180,15 +256,7 @@ class KMeansModel:
 
     def _lloyd_pass(self, source, centers):
         """(sums, weights, inertia, n_changed) of one fused pass over every chunk."""
-        k, d = centers.shape
-        kernel_centers = centers.astype(source.dtype)
-        sums, weights = np.empty((k, d)), np.empty(k)
-
-        def chunk_statistics(rows, X, w):
-            inertia, changed = lloyd_step(X, w, kernel_centers, self.labels[rows], sums, weights)
-            return sums, weights, float(inertia), int(changed)
-
-        return sum_chunks(source, chunk_statistics)
+        return sum_chunks(source, LloydStatistics(centers.astype(source.dtype), self.labels))
 
     def e_step(self, source, centers):
         sums, weights, inertia, n_changed = self._lloyd_pass(source, centers)
@@ -217,18 +285,8 @@ class KMeansModel:
         in place.
         """
         m = len(empty)
-        kernel_centers = centers.astype(source.dtype)
-        found = {"rows": [], "sqdist": [], "labels": []}
-        for rows, X, w in source.chunks():
-            labels = np.empty(X.shape[0], dtype=np.int32)
-            sqdist = np.empty(X.shape[0])
-            nearest_centers(X, kernel_centers, labels, sqdist)
-            sqdist[w == 0] = -1.0
-            keep = np.flatnonzero(sqdist >= np.sort(sqdist)[-min(m, len(sqdist))])
-            found["rows"].append(rows.start + keep)
-            found["sqdist"].append(sqdist[keep])
-            found["labels"].append(labels[keep])
-        rows, sqdist, labels = (np.concatenate(found[key]) for key in ("rows", "sqdist", "labels"))
+        found = source.map_chunks(partial(_farthest_rows, centers.astype(source.dtype), m))
+        rows, sqdist, labels = (np.concatenate(part) for part in zip(*found))
         order = np.argsort(-sqdist, kind="stable")
         # only rows at least as far as the m-th farthest can be moved
         order = order[sqdist[order] >= sqdist[order[min(m, len(order)) - 1]]]
@@ -258,12 +316,21 @@ class KMeansModel:
     def has_converged(self, centers, new_centers, stats, history, tol):
         if stats.n_changed == 0 and stats.relocated == 0:
             return True  # strict convergence: the labels are a fixed point
-        shift = float(((new_centers - centers) ** 2).sum())
+        shift = self.last_shift = float(((new_centers - centers) ** 2).sum())
+        # Untracked labels (n_changed -1) give the same stopping iteration: unchanged labels
+        # give bitwise unchanged centres (shift 0 <= tol * variance), and a zero shift stops
+        # the tracked rule too (as 0 <= tol * variance).
         return shift <= tol * self.mean_variance
+
+    def _labels_fixed(self, stats):
+        """The last pass changed no label (so its inertia is that of the final centres)."""
+        if stats.relocated:
+            return False
+        return stats.n_changed == 0 or (stats.n_changed < 0 and self.last_shift == 0.0)
 
     def finalize(self, source, centers, stats, converged):
         """Make labels and inertia consistent with the final centres."""
-        if not (converged and stats.n_changed == 0 and stats.relocated == 0):
+        if not (converged and self._labels_fixed(stats)):
             # one more fused pass (the statistics are discarded): the fit compiles and runs
             # the same kernel for its last labels as for every iteration
             inertia = self._lloyd_pass(source, centers)[2]

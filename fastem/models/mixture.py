@@ -61,11 +61,16 @@ def random_responsibilities(rng, n_rows, n_components):
 
 def weighted_mean(source):
     """``sum_i w_i x_i / sum_i w_i`` in float64, in row pieces (never a float64 copy of X)."""
-    total = np.zeros(source.n_features)
-    for _, X, w in source.chunks():
-        for rows in row_chunks(X.shape[0]):
-            total += w[rows] @ X[rows].astype(np.float64, copy=False)
-    return total / source.total_weight
+    from ..sources import sum_chunks
+    return sum_chunks(source, _weighted_column_sums)[0] / source.total_weight
+
+
+def _weighted_column_sums(rows, X, w):
+    """Chunk statistics ``(sum_i w_i x_i,)`` in float64."""
+    total = np.zeros(X.shape[1])
+    for part in row_chunks(X.shape[0]):
+        total += w[part] @ X[part].astype(np.float64, copy=False)
+    return (total,)
 
 
 def lost_mass_events(nk, relative=1e-12):

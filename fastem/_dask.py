@@ -1,0 +1,439 @@
+"""Dask arrays as a row source (layer 2): X stays on the workers, only small tables travel.
+
+Imported only when a ``dask.array.Array`` reaches fastem (``import fastem`` never imports
+dask). What a fit does with a Dask array ``X`` (and optional Dask or NumPy ``sample_weight``):
+
+* **Once per fit.** Column chunks are merged (``X.rechunk({1: -1})``: blocks hold whole
+  rows), every block is validated on its worker by the estimator's own check and the
+  validated blocks are persisted (``dask.persist``): later passes read them from worker
+  memory. One summary pass returns the row count, the total weight and the number of rows
+  with positive weight.
+* **Every pass** (an E-step, an init statistic): the model's picklable per-chunk function is
+  sent to the workers once (``Client.scatter(..., broadcast=True)`` on a distributed
+  cluster, one graph key under Dask's local schedulers); one task per block calls it on the
+  block and returns only its tables; :func:`tree_sum` adds the tables in a fixed tree (groups
+  of :data:`SPLIT_EVERY` consecutive blocks in row order, then groups of those sums, ...).
+  The tree depends on the number of blocks only, never on timing or on the workers, so a fit
+  is reproducible for a given chunking and equals the in-memory fit up to the rounding of the
+  sums. The M-step, the driver and the convergence test run unchanged on the client.
+* **Threads.** Kernels release the GIL, so a worker with several threads runs several blocks
+  at once. A task's kernels use the worker's fair share of its host's cores - ``cores x
+  (worker threads) / (Dask threads of all workers on the host)`` - divided by the fastem tasks
+  running in that process at the moment (at least 1; see :func:`_thread_budgets`). Results do
+  not depend on it (the kernels are deterministic for any thread count).
+* **Faults.** When a worker dies, Dask's scheduler recomputes its blocks from the persisted
+  collection's lineage and the pass goes on. A pass that fails because the cluster lost data
+  it cannot recompute (e.g. X made from scattered futures) is retried :data:`RETRIES` times
+  and then raises :class:`DaskFitError`; a fit never continues with missing blocks.
+"""
+import os
+import sys
+import threading
+from functools import partial
+
+import dask
+import numpy as np
+from dask import delayed
+
+from .kernels import nearest_centers
+from .kernels._jit import thread_cap
+from .sources import RowSource, is_dask_array
+from .validation import issparse, read_only
+
+#: Tables added per task of the tree reduction.
+SPLIT_EVERY = 8
+
+#: Times a pass is resubmitted after the cluster lost data or workers, before DaskFitError.
+RETRIES = 2
+
+#: k-means|| (Bahmani et al. 2012): candidates drawn per round, as a multiple of k, and rounds.
+KMEANS_PARALLEL_OVERSAMPLING = 2.0
+KMEANS_PARALLEL_ROUNDS = 5
+
+
+class DaskFitError(RuntimeError):
+    """A pass over a Dask array failed because the cluster lost workers or data for good."""
+
+
+# ------------------------------------------------------------------------------ the client
+def _client():
+    """The distributed Client that ``dask.compute`` uses now, or None (local schedulers)."""
+    if "distributed" not in sys.modules:
+        return None
+    scheduler = dask.base.get_scheduler()
+    owner = getattr(scheduler, "__self__", None)
+    from distributed import Client
+    return owner if isinstance(owner, Client) else None
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _thread_budgets(client):
+    """Kernel threads each worker process may use: its share of its host's cores in
+    proportion to its Dask threads (2 workers x 1 thread on 2 cores: 1 each; 1 worker x 2
+    threads: 2, shared by the tasks running at once)."""
+    if client is None:
+        return {}
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    cores = client.run(_usable_cores)
+    host_threads = {}
+    for info in workers.values():
+        host_threads[info["host"]] = host_threads.get(info["host"], 0) + info["nthreads"]
+    return {address: max(1, cores.get(address, 1) * info["nthreads"]
+                         // max(1, host_threads[info["host"]]))
+            for address, info in workers.items()}
+
+
+_running = 0
+_running_lock = threading.Lock()
+
+
+def _process_budget(budgets):
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None   # a local scheduler: the whole process
+    budget = budgets.get(worker.address)
+    if budget is None:   # a worker that joined (or restarted) after the budgets were made
+        from numba.core import config
+        budget = max(1, config.NUMBA_NUM_THREADS // max(1, worker.state.nthreads))
+    return budget
+
+
+def _capped_call(budgets, function, *args):
+    """``function(*args)`` in a task, its kernels limited to the task's share of threads."""
+    global _running
+    budget = _process_budget(budgets)
+    with _running_lock:
+        _running += 1
+        running = _running
+    try:
+        if budget is None:
+            from numba.core import config
+            budget = config.NUMBA_NUM_THREADS
+        with thread_cap(max(1, budget // running)):
+            return function(*args)
+    finally:
+        with _running_lock:
+            _running -= 1
+
+
+def _run_block(payload, rows, X, w):
+    """Task body: ``function(rows, X_block, w_block)`` (unit weights made here)."""
+    function, budgets = payload
+    if w is None:
+        w = np.ones(rows.stop - rows.start)
+    return _capped_call(budgets, function, rows, X, w)
+
+
+def _add_tables(*parts):
+    """The element-wise sum of statistic tuples, left to right."""
+    total = [p.copy() if isinstance(p, np.ndarray) else p for p in parts[0]]
+    for part in parts[1:]:
+        for i, p in enumerate(part):
+            total[i] += p
+    return tuple(total)
+
+
+def tree_sum(parts, split_every=SPLIT_EVERY):
+    """The sum of a list of delayed statistic tuples: groups of ``split_every`` consecutive
+    items, summed left to right, then groups of the group sums, ... (a fixed tree)."""
+    while len(parts) > 1:
+        parts = [delayed(_add_tables, pure=False)(*parts[i:i + split_every])
+                 for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _lost_data(exc):
+    names = {type(e).__name__ for e in (exc, exc.__cause__) if e is not None}
+    return bool(names & {"KilledWorker", "FutureCancelledError", "CancelledError",
+                         "CommClosedError"})
+
+
+# -------------------------------------------------------------------------- per-block helpers
+def _validated_block(block, validate, block_id=None):
+    return validate(block, f"X (block {block_id[0]})")
+
+
+def _validated_weights(w, block_id=None):
+    w = np.array(w, dtype=np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if (w < 0).any():
+        raise ValueError("Negative values in sample_weight are not allowed.")
+    return w
+
+
+def _summary(rows, X, w):
+    with np.errstate(over="ignore"):
+        return float(w.sum()), int(np.count_nonzero(w)), X.shape[0]
+
+
+def _rows_of(X, local):
+    return X[local]
+
+
+def _min_sqdist(candidates, previous, X):
+    """Squared distance of every row of the block to its nearest candidate (float64), the
+    smaller of it and ``previous``."""
+    labels, sqdist = np.empty(X.shape[0], dtype=np.int32), np.empty(X.shape[0])
+    nearest_centers(X, candidates, labels, sqdist)
+    return sqdist if previous is None else np.minimum(previous, sqdist)
+
+
+def _potential(sqdist, w):
+    return (float(sqdist.sum() if w is None else w @ sqdist),)
+
+
+def _oversample(sqdist, w, scale, seed, start):
+    """Rows drawn independently with probability ``min(1, scale * w * D^2)`` (k-means||),
+    from the block's own random stream."""
+    u = np.random.RandomState([seed, start]).uniform(size=len(sqdist))
+    p = scale * sqdist if w is None else scale * w * sqdist
+    return start + np.flatnonzero(u < p)
+
+
+def _candidate_weights(candidates, rows, X, w):
+    """(sum of w over the rows nearest to each candidate,) for k-means||' final step."""
+    labels, sqdist = np.empty(X.shape[0], dtype=np.int32), np.empty(X.shape[0])
+    nearest_centers(X, candidates, labels, sqdist)
+    return (np.bincount(labels, weights=w, minlength=len(candidates)).astype(np.float64),)
+
+
+def _apply_rows(block, function):
+    return function(block)
+
+
+# ----------------------------------------------------------------------------- the source
+class DaskSource(RowSource):
+    """A ``dask.array.Array`` X (rows in blocks; any number of column chunks, merged) and
+    optional sample weights, validated and persisted on the workers (see the module
+    docstring). ``validate(block, name)`` is the estimator's check for one block: a
+    module-level function or a classmethod (it runs on the workers)."""
+
+    distributed = True
+
+    def __init__(self, X, sample_weight, validate):
+        if X.ndim != 2:
+            raise ValueError(f"Expected a 2D dask array for X, got {X.ndim}D (shape {X.shape}).")
+        if X.numblocks[1] > 1:
+            X = X.rechunk({1: -1})
+        d = X.shape[1]
+        self.sparse = issparse(X._meta)
+        if self.sparse:
+            import scipy.sparse as sp
+            probe = validate(sp.csr_matrix((1, d), dtype=X.dtype), "X")
+        else:
+            probe = validate(np.zeros((1, d), dtype=X.dtype), "X")
+        self.dtype, self.n_features = probe.dtype, d
+        validated = X.map_blocks(_validated_block, validate, dtype=probe.dtype,
+                                 meta=probe[:0])
+        weights = self._weight_array(sample_weight, X) if sample_weight is not None else None
+        if weights is not None and not np.isnan(X.shape[0]):
+            weights = weights.rechunk((validated.chunks[0],))
+        validated, weights = dask.persist(validated, weights)
+        if any(np.isnan(c) for c in validated.chunks[0]):
+            validated.compute_chunk_sizes()
+            if weights is not None:
+                weights = weights.rechunk((validated.chunks[0],)).persist()
+        self.X = validated
+        self._client = _client()
+        self._budgets = _thread_budgets(self._client)
+        self._blocks = validated.to_delayed().ravel().tolist()
+        self._w_blocks = (weights.to_delayed().ravel().tolist() if weights is not None
+                          else [None] * len(self._blocks))
+        sizes = [int(c) for c in validated.chunks[0]]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n_rows = int(self._starts[-1])
+        self.sample_weight = weights
+        total, positive, _ = self.sum_chunks(_summary)
+        if weights is None:
+            total = float(self.n_rows)
+        elif not total > 0:
+            raise ValueError("sample_weight sums to zero; at least one sample needs positive "
+                             "weight.")
+        elif not np.isfinite(total):
+            raise ValueError("sample_weight is too large: its sum overflows float64. Rescale "
+                             "the weights (only their ratios matter to the mixture models).")
+        self.total_weight, self._positive = float(total), int(positive)
+
+    @staticmethod
+    def _weight_array(sample_weight, X):
+        import dask.array as da
+        if not is_dask_array(sample_weight):
+            w = np.asarray(sample_weight)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must be numeric; got dtype {w.dtype}.")
+            if w.ndim == 0:
+                return da.full(X.shape[0], float(w), chunks=(X.chunks[0],))
+            sample_weight = da.from_array(w, chunks=(X.chunks[0],) if w.ndim == 1 else -1)
+        if sample_weight.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numeric; got dtype {sample_weight.dtype}.")
+        if sample_weight.ndim != 1 or (not np.isnan(X.shape[0])
+                                       and sample_weight.shape[0] != X.shape[0]):
+            raise ValueError(f"sample_weight.shape == {sample_weight.shape}, expected "
+                             f"({X.shape[0]},).")
+        return sample_weight.map_blocks(_validated_weights, dtype=np.float64)
+
+    # -- the RowSource interface -------------------------------------------------------------
+    def chunk_slices(self):
+        for i in range(len(self._blocks)):
+            yield slice(int(self._starts[i]), int(self._starts[i + 1]))
+
+    def chunks(self):
+        raise TypeError("A Dask source's blocks stay on the workers: use sum_chunks, "
+                        "map_chunks or take.")
+
+    weight_chunks = chunks
+
+    def positive_weights(self):
+        return self._positive
+
+    def _broadcast(self, value):
+        """``value`` on every worker once (a future), or one graph key (local schedulers)."""
+        if self._client is not None:
+            return self._client.scatter(value, broadcast=True, hash=False)
+        return delayed(value, pure=False, traverse=False)
+
+    def _block_tasks(self, chunk_function):
+        payload = self._broadcast((chunk_function, self._budgets))
+        return [delayed(_run_block, pure=False)(payload, rows, X, w)
+                for rows, X, w in zip(self.chunk_slices(), self._blocks, self._w_blocks)]
+
+    def _compute(self, build):
+        """``dask.compute(*build())``, resubmitted after lost workers (see the module)."""
+        for attempt in range(RETRIES + 1):
+            try:
+                return dask.compute(*build())
+            except Exception as exc:   # noqa: BLE001 - only the cluster's losses are retried
+                if not _lost_data(exc):
+                    raise
+                if attempt == RETRIES:
+                    raise DaskFitError(
+                        "The Dask cluster lost workers or data during a pass over X and could "
+                        f"not recompute them ({type(exc).__name__}: {exc}). Persist X from a "
+                        "recomputable source (e.g. dask.array.from_zarr / from_array, not "
+                        "scattered futures) or give the cluster more memory; no model was "
+                        "fitted.") from exc
+
+    def sum_chunks(self, chunk_function):
+        """The tree sum of ``chunk_function(rows, X_block, w_block)`` over the blocks,
+        computed on the cluster (see the module docstring); only the tables travel."""
+        return self._compute(lambda: [tree_sum(self._block_tasks(chunk_function))])[0]
+
+    def map_chunks(self, chunk_function):
+        """Every block's (small) ``chunk_function`` result, in block order."""
+        return list(self._compute(lambda: self._block_tasks(chunk_function)))
+
+    def _gather_rows(self, blocks, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        which = np.searchsorted(self._starts, indices, side="right") - 1
+        groups = [(int(b), np.flatnonzero(which == b)) for b in np.unique(which)]
+        parts = self._compute(lambda: [
+            delayed(_rows_of, pure=False)(blocks[b], indices[mine] - self._starts[b])
+            for b, mine in groups])
+        order = np.concatenate([mine for _, mine in groups])
+        if parts and issparse(parts[0]):
+            import scipy.sparse as sp
+            stacked = sp.vstack(parts, format="csr")
+        else:
+            stacked = np.concatenate(parts)
+        return stacked[np.argsort(order, kind="stable")]
+
+    def take(self, indices):
+        """Rows ``indices`` (any order), fetched from the blocks that hold them."""
+        rows = self._gather_rows(self._blocks, indices)
+        return rows if self.sparse else read_only(np.ascontiguousarray(rows))
+
+    def weights(self, indices):
+        if self.sample_weight is None:
+            return np.ones(len(indices))
+        return self._gather_rows(self._w_blocks, indices)
+
+    def _nearest_sqdist(self, previous, candidates):
+        """Per block (persisted on the workers): each row's squared distance to its nearest
+        candidate, the smaller of it and ``previous``'s."""
+        candidates = self._broadcast(read_only(np.ascontiguousarray(candidates)))
+        return list(dask.persist(*[
+            delayed(_capped_call, pure=False)(self._budgets, _min_sqdist, candidates, prev, X)
+            for prev, X in zip(previous or [None] * len(self._blocks), self._blocks)]))
+
+    # -- k-means|| ------------------------------------------------------------------------------
+    def kmeans_parallel(self, n_clusters, rng, oversampling=KMEANS_PARALLEL_OVERSAMPLING,
+                        rounds=KMEANS_PARALLEL_ROUNDS):
+        """k-means|| seeding (Bahmani et al. 2012), the Dask version of k-means++.
+
+        A first centre drawn with probability proportional to w; then ``rounds`` rounds in
+        which every row joins the candidates independently with probability
+        ``min(1, l w D^2 / phi)`` (``l = oversampling * k``, D the distance to the nearest
+        candidate so far, phi the potential ``sum w D^2``); each candidate is weighted by the
+        weight of the rows nearest to it, and greedy k-means++
+        (:func:`fastem.models.kmeans.kmeans_plusplus`) picks k of them on the client. Per
+        round: one pass that samples (per-block random streams seeded from ``rng``), one that
+        updates D (persisted per block on the workers) and its potential. Returns
+        ``(centers, row indices)`` like ``kmeans_plusplus``.
+        """
+        from .models.kmeans import _distributed_weighted_rows, kmeans_plusplus
+        ell = oversampling * n_clusters
+        ids = [np.asarray(_distributed_weighted_rows(self, 1, rng), dtype=np.int64)]
+        sqdist = self._nearest_sqdist(None, self.take(ids[0]))
+        for round_ in range(rounds):
+            potential = self._compute(lambda: [tree_sum([
+                delayed(_potential, pure=False)(s, w)
+                for s, w in zip(sqdist, self._w_blocks)])])[0][0]
+            if not potential > 0:
+                break   # every row is a candidate already
+            seed = int(rng.randint(2**31 - 1))
+            picked = self._compute(lambda: [
+                delayed(_oversample, pure=False)(s, w, ell / potential, seed, int(start))
+                for s, w, start in zip(sqdist, self._w_blocks, self._starts)])
+            picked = np.concatenate(picked).astype(np.int64)
+            if picked.size:
+                ids.append(picked)
+                if round_ < rounds - 1:
+                    sqdist = self._nearest_sqdist(sqdist, self.take(picked))
+        del sqdist
+        ids = np.concatenate(ids)
+        k = n_clusters
+        if len(ids) < k:   # (near-)duplicate data: too few candidates; add rows by weight
+            ids = np.concatenate([ids, _distributed_weighted_rows(self, k, rng)])
+        candidates = read_only(np.ascontiguousarray(self.take(ids)))
+        counts, = self.sum_chunks(partial(_candidate_weights, candidates))
+        if not counts.sum() > 0:
+            counts = np.ones(len(ids))
+        centers, chosen = kmeans_plusplus(candidates, counts, k, rng)
+        return centers, ids[chosen]
+
+
+def map_rows(X, row_function, width=None, dtype=np.float64):
+    """``row_function(block)`` over the row blocks of the Dask array X, lazily: a Dask array
+    of shape (n,) (``width`` None) or (n, width). ``row_function`` (a picklable object,
+    e.g. a fitted estimator's bound method) is one key of the graph, not copied per task."""
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2D dask array for X, got {X.ndim}D (shape {X.shape}).")
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    function = delayed(row_function, pure=False, traverse=False)
+    if width is None:
+        return X.map_blocks(_apply_rows, function, dtype=dtype, drop_axis=1,
+                            meta=np.empty((0,), dtype=dtype))
+    return X.map_blocks(_apply_rows, function, dtype=dtype, chunks=(X.chunks[0], (width,)),
+                        meta=np.empty((0, 0), dtype=dtype))
+
+
+def weighted_sum(values, sample_weight=None):
+    """``(sum_i w_i v_i, sum_i w_i)`` of a lazy per-row Dask array ``values`` (computed;
+    ``sample_weight`` a Dask or NumPy array, validated block by block, or None)."""
+    if sample_weight is None:
+        return float(values.sum().compute()), float(values.shape[0])
+    w = DaskSource._weight_array(sample_weight, values[:, None])
+    total, weight = dask.compute((w * values).sum(), w.sum())
+    if not weight > 0:
+        raise ValueError("sample_weight sums to zero; at least one sample needs positive weight.")
+    return float(total), float(weight)
