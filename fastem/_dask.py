@@ -8,10 +8,10 @@ dask). What a fit does with a Dask array ``X`` (and optional Dask or NumPy ``sam
   validated blocks are persisted (``dask.persist``): later passes read them from worker
   memory. One summary pass returns the row count, the total weight and the number of rows
   with positive weight.
-* **Every pass** (an E-step, an init statistic): the model's picklable per-chunk function is
-  sent to the workers once (``Client.scatter(..., broadcast=True)`` on a distributed
-  cluster, one graph key under Dask's local schedulers); one task per block calls it on the
-  block and returns only its tables; :func:`tree_sum` adds the tables in a fixed tree (groups
+* **Every pass** (an E-step, an init statistic): the model's picklable per-chunk function
+  (with the current parameters) is one key of the pass's graph, sent once and fetched by the
+  workers that need it (see :meth:`DaskSource._broadcast`); one task per block calls it on
+  the block and returns only its tables; :func:`tree_sum` adds the tables in a fixed tree (groups
   of :data:`SPLIT_EVERY` consecutive blocks in row order, then groups of those sums, ...).
   The tree depends on the number of blocks only, never on timing or on the workers, so a fit
   is reproducible for a given chunking and equals the in-memory fit up to the rounding of the
@@ -240,11 +240,13 @@ class DaskSource(RowSource):
         validated, weights = dask.persist(validated, weights)
         if any(np.isnan(c) for c in validated.chunks[0]):
             validated.compute_chunk_sizes()
+            if weights is not None and weights.shape[0] != validated.shape[0]:
+                raise ValueError(f"sample_weight.shape == {weights.shape}, expected "
+                                 f"({validated.shape[0]},).")
             if weights is not None:
                 weights = weights.rechunk((validated.chunks[0],)).persist()
         self.X = validated
-        self._client = _client()
-        self._budgets = _thread_budgets(self._client)
+        self._budgets = _thread_budgets(_client())
         self._blocks = validated.to_delayed().ravel().tolist()
         self._w_blocks = (weights.to_delayed().ravel().tolist() if weights is not None
                           else [None] * len(self._blocks))
@@ -272,13 +274,17 @@ class DaskSource(RowSource):
                 raise TypeError(f"sample_weight must be numeric; got dtype {w.dtype}.")
             if w.ndim == 0:
                 return da.full(X.shape[0], float(w), chunks=(X.chunks[0],))
-            sample_weight = da.from_array(w, chunks=(X.chunks[0],) if w.ndim == 1 else -1)
+            if w.ndim == 1 and w.shape[0] == X.shape[0]:
+                w = da.from_array(w, chunks=(X.chunks[0],))
+            sample_weight = w
         if sample_weight.dtype.kind not in "biuf":
             raise TypeError(f"sample_weight must be numeric; got dtype {sample_weight.dtype}.")
         if sample_weight.ndim != 1 or (not np.isnan(X.shape[0])
                                        and sample_weight.shape[0] != X.shape[0]):
             raise ValueError(f"sample_weight.shape == {sample_weight.shape}, expected "
                              f"({X.shape[0]},).")
+        if not is_dask_array(sample_weight):   # NumPy weights for X of unknown length
+            sample_weight = da.from_array(sample_weight, chunks=-1)
         return sample_weight.map_blocks(_validated_weights, dtype=np.float64)
 
     # -- the RowSource interface -------------------------------------------------------------
@@ -295,10 +301,14 @@ class DaskSource(RowSource):
     def positive_weights(self):
         return self._positive
 
-    def _broadcast(self, value):
-        """``value`` on every worker once (a future), or one graph key (local schedulers)."""
-        if self._client is not None:
-            return self._client.scatter(value, broadcast=True, hash=False)
+    @staticmethod
+    def _broadcast(value):
+        """``value`` as one key of the pass's graph, which every block task depends on.
+
+        It is shipped with the graph once and fetched by each worker that runs a block
+        (peer to peer), never copied into the tasks. Unlike ``Client.scatter(broadcast=True)``
+        it is part of the lineage: a worker that dies holding it costs a recomputation, not
+        a pass that waits for a scatter to a dead worker (measured: scatter hangs then)."""
         return delayed(value, pure=False, traverse=False)
 
     def _block_tasks(self, chunk_function):
