@@ -408,7 +408,6 @@ class DaskSource(RowSource):
                 ids.append(picked)
                 if round_ < rounds - 1:
                     sqdist = self._nearest_sqdist(sqdist, self.take(picked))
-        del sqdist
         ids = np.concatenate(ids)
         k = n_clusters
         if len(ids) < k:   # (near-)duplicate data: too few candidates; add rows by weight
