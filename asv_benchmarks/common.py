@@ -4,6 +4,7 @@ Nothing in this module is a benchmark (asv only collects names starting with ``t
 ``timeraw_``, ``mem_``, ``peakmem_`` and ``track_``).
 """
 import os
+import platform
 
 import numpy as np
 
@@ -183,3 +184,20 @@ def run_python_child(script, *args, env=None, cwd=None, timeout=500):
     if proc.returncode != 0:
         raise RuntimeError(f"child process failed ({proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_name():
+    """The CPU model, its ISA class (AVX-512 / AVX2 / other) and the CPU count, for reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+            else:
+                name = platform.processor()
+        flags = open("/proc/cpuinfo").read()
+        isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "other"
+        return f"{name} ({isa}, {os.cpu_count()} CPUs)"
+    except OSError:
+        return platform.processor()

@@ -18,7 +18,6 @@ Three tables (fastem and scikit-learn in one process, default environment):
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,24 +31,9 @@ from fastem import BernoulliMixture, GaussianMixture, MiniBatchKMeans
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from asv_benchmarks.bench_streaming import (MEMMAP_SPECS, anonymous_peak,  # noqa: E402
                                             write_blob_memmap)
+from asv_benchmarks.common import cpu_name  # noqa: E402
 
 warnings.simplefilter("ignore")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-            else:
-                name = platform.processor()
-        flags = open("/proc/cpuinfo").read()
-        isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "other"
-        return f"{name} ({isa}, {os.cpu_count()} CPUs)"
-    except OSError:
-        return platform.processor()
 
 
 def blobs(n, d, k, seed=0):

@@ -281,8 +281,10 @@ def test_every_pass_is_one_task_per_block_plus_a_tree(monkeypatch):
     with dask.config.set(scheduler="threads"):
         KMeans(4, init=X[:4], max_iter=3, tol=0).fit(da.from_array(X, chunks=250))
     assert calls and set(calls) == {16}
-    graph = dict(_dask.tree_sum([dask.delayed(i) for i in range(20)]).dask)
-    assert sum(1 for key in graph if str(key).startswith("_add_tables")) == 3 + 1
+    # 20 leaves, split_every 8: 3 group sums on the cluster, added on the client
+    top = _dask.tree_sum([dask.delayed(i) for i in range(20)])
+    assert len(top) == 3 and all(str(t.key).startswith("_add_tables") for t in top)
+    assert [len(dict(t.dask)) for t in top] == [9, 9, 5]
 
 
 # --------------------------------------------------------------------------- validation
@@ -326,6 +328,10 @@ def test_column_chunks_and_unknown_chunk_sizes(scheduler):
     assert np.isnan(unknown.shape[0])
     got = KMeans(4, init=init, tol=0).fit(unknown)
     assert close(got.cluster_centers_, ref.cluster_centers_)
+    empty_blocks = da.from_array(X, chunks=((1000, 0, 2000, 0, 1000), (6,)))
+    got = KMeans(4, init=init, tol=0).fit(empty_blocks, sample_weight=np.ones(len(X)))
+    assert close(got.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(got.labels_.compute(), ref.labels_)
 
 
 def test_integer_blocks_become_float64(scheduler):
