@@ -402,3 +402,51 @@ def test_worker_killed_mid_fit_gives_the_same_model(monkeypatch):
     for name in ("weights_", "means_", "covariances_"):
         assert close(getattr(got, name), getattr(ref, name)), name
     assert close(got.lower_bounds_, ref.lower_bounds_)
+
+
+def test_fastem_works_without_dask_installed():
+    """With dask and distributed blocked at import (as when the extra is not installed),
+    fastem imports and fits NumPy data; nothing asks for dask."""
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import importlib.abc, sys
+        class _NoDask(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("dask", "distributed"):
+                    raise ImportError(f"No module named {name!r} (blocked by the test)")
+        sys.meta_path.insert(0, _NoDask())
+        import numpy as np
+        from fastem import BernoulliMixture, GaussianMixture, KMeans
+        X = np.random.RandomState(0).randn(300, 3)
+        KMeans(3, random_state=0).fit(X).predict(X)
+        GaussianMixture(2, random_state=0).fit(X).score(X)
+        BernoulliMixture(2, random_state=0).fit(X > 0).predict(X > 0)
+        assert not any(m.split(".")[0] in ("dask", "distributed") for m in sys.modules)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_both_kinds_of_pass_give_the_same_bits(client):
+    """A pass run as one task per worker thread (tables added on the client) and one run as
+    one task per block (group sums on the cluster) add the same tables in the same tree."""
+    from fastem.models.kmeans import LloydStatistics
+    X, w = blobs(n=8000, d=4, seed=13)
+    with client.as_current():
+        source = DaskSource(da.from_array(X, chunks=500), w, _KMeans._validate)
+        statistics = LloydStatistics(X[:5].copy(), None)
+        per_block = source.sum_chunks(statistics)          # the first pass of its kind
+        assert LloydStatistics in source._table_bytes      # ... learns its tables are small
+        batched = source.sum_chunks(statistics)
+        calls = []
+        real = source._thread_runs
+        source._thread_runs = lambda: calls.append(1) or real()
+        again = source.sum_chunks(statistics)
+        assert calls   # the batched path ran
+    for a, b, c in zip(per_block, batched, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)

@@ -3,6 +3,7 @@
 Parameters are the centres, held in float64; the E-step hands them to the kernels in X's
 dtype. ``stats.objective`` is ``-inertia`` so the driver maximises it like a log-likelihood.
 """
+import threading
 from dataclasses import dataclass
 from functools import partial
 
@@ -184,6 +185,19 @@ def _positive_weight_rows(rows, X, w):
     return rows.start + mine, w[mine]
 
 
+_scratch = threading.local()
+
+
+def _scratch_labels(n):
+    """A label buffer of n int32 for this thread, reused between calls (its values are
+    irrelevant: the changes it counts are discarded). Fresh pages per call cost page faults
+    on every Dask pass."""
+    buffer = getattr(_scratch, "labels", None)
+    if buffer is None or len(buffer) < n:
+        buffer = _scratch.labels = np.empty(n, dtype=np.int32)
+    return buffer[:n]
+
+
 class LloydStatistics:
     """A chunk's Lloyd statistics ``(sums, weights, inertia, n_changed)`` for fixed centres
     (what :func:`fastem.sources.sum_chunks` adds).
@@ -200,10 +214,7 @@ class LloydStatistics:
     def __call__(self, rows, X, w):
         k, d = self.centers.shape
         sums, weights = np.empty((k, d)), np.empty(k)
-        if self.labels is None:
-            labels = np.full(X.shape[0], -1, dtype=np.int32)
-        else:
-            labels = self.labels[rows]
+        labels = _scratch_labels(X.shape[0]) if self.labels is None else self.labels[rows]
         inertia, changed = lloyd_step(X, w, self.centers, labels, sums, weights)
         return sums, weights, float(inertia), int(changed) if self.labels is not None else -1
 
