@@ -10,9 +10,9 @@ dask). What a fit does with a Dask array ``X`` (and optional Dask or NumPy ``sam
   with positive weight.
 * **Every pass** (an E-step, an init statistic): the model's picklable per-chunk function
   (with the current parameters) reaches the workers once - scattered to all of them on a
-  distributed cluster, one graph key under Dask's local schedulers (see
-  :meth:`DaskSource._block_results`); one task per block calls it on the block and returns
-  only its tables; :func:`tree_sum` adds the tables in a fixed tree (groups
+  distributed cluster, one graph key under Dask's local schedulers; tasks call it on the
+  blocks where they are (one per block, or one per worker thread over its blocks: see
+  :meth:`DaskSource._block_results`) and return only the blocks' tables; :func:`tree_sum` adds the tables in a fixed tree (groups
   of :data:`SPLIT_EVERY` consecutive blocks in row order, then groups of those sums, ...; the
   last at most :data:`SPLIT_EVERY` partial sums are added on the client).
   The tree depends on the number of blocks only, never on timing or on the workers, so a fit
