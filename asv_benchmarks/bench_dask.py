@@ -51,7 +51,7 @@ class TimeDaskLloydPass:
         if where == "cluster":
             from distributed import Client, LocalCluster
             self.cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                        dashboard_address=None,
+                                        dashboard_address=":0",
                                         env={"NUMBA_NUM_THREADS": "1"})
             self.client = Client(self.cluster)
             workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])

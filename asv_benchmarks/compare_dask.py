@@ -98,7 +98,7 @@ def main():
     print(f"CPU: {cpu_name()}; numpy {np.__version__}, dask {dask.__version__}")
     n = args.rows
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"})
+                           dashboard_address=":0", env={"NUMBA_NUM_THREADS": "1"})
     client = Client(cluster)
     try:
         X, Xd = data(n, client)

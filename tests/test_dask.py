@@ -31,7 +31,7 @@ CHUNKINGS = {"uneven": (700, 1300, 450, 1550), "one block": (4000,)}
 
 def _cluster(**kw):
     return LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                        dashboard_address=None, silence_logs=logging.CRITICAL, **kw)
+                        dashboard_address=":0", silence_logs=logging.CRITICAL, **kw)
 
 
 @pytest.fixture(scope="module")
