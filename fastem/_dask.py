@@ -40,7 +40,7 @@ from dask import delayed
 
 from .kernels import nearest_centers
 from .kernels._jit import thread_cap
-from .sources import RowSource, is_dask_array
+from .sources import RowSource, add_tables, is_dask_array
 from .validation import issparse, read_only
 
 #: Tables added per task of the tree reduction.
@@ -168,10 +168,9 @@ def _run_block(payload, rows, X, w):
 
 def _add_tables(*parts):
     """The element-wise sum of statistic tuples, left to right."""
-    total = [p.copy() if isinstance(p, np.ndarray) else p for p in parts[0]]
-    for part in parts[1:]:
-        for i, p in enumerate(part):
-            total[i] += p
+    total = None
+    for part in parts:
+        total = add_tables(total, part)
     return tuple(total)
 
 

@@ -334,19 +334,24 @@ def sum_chunks(source, chunk_statistics):
     ``chunk_statistics`` returns a tuple of float64 arrays and floats (a model's additive
     sufficient statistics); the tuple of sums is returned. The one reducer of fastem: a fixed
     order makes the result independent of threads, and equal for any chunking up to rounding.
-    On a Dask source the same function runs on the workers, one task per block, and the tables
-    are added in a fixed tree (see :meth:`fastem._dask.DaskSource.sum_chunks`); it must then
-    be picklable (a module-level function or class, or a ``functools.partial`` of one) and
-    must not change shared state.
+    On a Dask source the same function runs on the workers where the blocks are, and the
+    tables are added with :func:`add_tables` in a fixed tree (see
+    :meth:`fastem._dask.DaskSource.sum_chunks`); it must then be picklable (a module-level
+    function or class, or a ``functools.partial`` of one) and must not change shared state.
     """
     if source.distributed:
         return source.sum_chunks(chunk_statistics)
     total = None
     for rows, X, w in source.chunks():
-        part = chunk_statistics(rows, X, w)
-        if total is None:
-            total = [p.copy() if isinstance(p, np.ndarray) else p for p in part]
-        else:
-            for i, p in enumerate(part):
-                total[i] += p
+        total = add_tables(total, chunk_statistics(rows, X, w))
     return tuple(total)
+
+
+def add_tables(total, part):
+    """``total + part`` for statistic tuples, element by element, into ``total`` (a list;
+    None: a copy of ``part`` starts it). Every sum of chunk statistics uses it."""
+    if total is None:
+        return [p.copy() if isinstance(p, np.ndarray) else p for p in part]
+    for i, p in enumerate(part):
+        total[i] += p
+    return total
