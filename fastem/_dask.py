@@ -9,7 +9,7 @@ dask). What a fit does with a Dask array ``X`` (and optional Dask or NumPy ``sam
   memory. One summary pass returns the row count, the total weight and the number of rows
   with positive weight.
 * **Every pass** (an E-step, an init statistic): the model's picklable per-chunk function
-  (with the current parameters) reaches the workers once - scattered to all of them on a
+  (with the current parameters) reaches the workers once - one task of its own on a
   distributed cluster, one graph key under Dask's local schedulers; tasks call it on the
   blocks where they are (one per block, or one per worker thread over its blocks: see
   :meth:`DaskSource._block_results`) and return only the blocks' tables; :func:`tree_sum` adds the tables in a fixed tree (groups
@@ -48,9 +48,6 @@ SPLIT_EVERY = 8
 
 #: Times a pass is resubmitted after the cluster lost data or workers, before DaskFitError.
 RETRIES = 2
-
-#: Seconds a broadcast of a pass's parameters may take before it counts as a lost worker.
-SCATTER_TIMEOUT = 30
 
 #: A pass whose tables take at most this many bytes in all (blocks x table) runs one task
 #: per worker thread and adds the tables on the client (see DaskSource._block_results).
@@ -191,7 +188,7 @@ def tree_sum(parts, split_every=SPLIT_EVERY, combine=None):
 def _lost_data(exc):
     names = {type(e).__name__ for e in (exc, exc.__cause__) if e is not None}
     return bool(names & {"KilledWorker", "FutureCancelledError", "CancelledError",
-                         "CommClosedError", "TimeoutError"})
+                         "CommClosedError"})
 
 
 # -------------------------------------------------------------------------- per-block helpers
@@ -252,6 +249,10 @@ def _block_futures(persisted, kept):
     by_key = {future.key: future for future in futures_of(persisted)}
     keys = list(dask.core.flatten(persisted.__dask_keys__()))
     return [by_key[keys[i]] for i in kept]
+
+
+def _same(value):
+    return value
 
 
 def _apply_rows(block, function, empty):
@@ -411,8 +412,10 @@ class DaskSource(RowSource):
         """``chunk_function`` over every block: the tables' sum in the fixed tree
         (``summed``) or the list of the blocks' results, in block order.
 
-        On a distributed cluster the function (with the current parameters) is scattered to
-        every worker once (``broadcast=True``), and then either
+        On a distributed cluster the function (with the current parameters) is submitted once
+        as a task of its own, which one worker runs and the others fetch (never copied into
+        the block tasks; part of the lineage, so recomputed if its worker dies), and then
+        either
 
         * **one task per worker thread** runs the function on each block that thread's worker
           holds (see :meth:`_locate`) and returns the blocks' tables, which the client adds
@@ -423,10 +426,10 @@ class DaskSource(RowSource):
         * **one task per block**, the tree's group sums as tasks on the cluster and its top
           on the client (large tables: they never all travel to the client).
 
-        Both add the same tables in the same tree, so they give the same bits. A scatter that
-        does not finish within :data:`SCATTER_TIMEOUT` s (a worker died and the scheduler
-        has not noticed yet) counts as a lost worker; retries go through ``dask.compute`` of
-        a graph whose parameter key is part of the lineage.
+        Both add the same tables in the same tree, so they give the same bits. Not
+        ``Client.scatter(broadcast=True)``: a broadcast to a worker that has just died waits
+        forever (its ``timeout`` does not cover that; seen in the fault test). Retries go
+        through ``dask.compute`` of a graph.
         """
         kind = getattr(chunk_function, "func", chunk_function)   # a partial's function
         kind = kind if isinstance(kind, types.FunctionType) else type(kind)
@@ -439,8 +442,7 @@ class DaskSource(RowSource):
             if client is None:
                 parts = self._block_tasks(chunk_function)
                 return dask.compute(*(tree_sum(parts) if summed else parts))
-            payload = client.scatter((chunk_function, self._budgets), broadcast=True,
-                                     hash=False, timeout=SCATTER_TIMEOUT)
+            payload = client.submit(_same, (chunk_function, self._budgets), pure=False)
             slices = list(self.chunk_slices())
             if batched:
                 runs = self._thread_runs()

@@ -370,9 +370,11 @@ def test_lost_data_is_retried_then_a_clear_error():
         DaskSource._compute(source, lambda: 1 / 0)
 
 
-def test_worker_killed_mid_fit_gives_the_same_model(monkeypatch):
-    """SIGKILL one of the two worker processes while an E-step runs: the scheduler
-    recomputes its persisted blocks from their lineage and the fit equals the in-memory one."""
+@pytest.mark.parametrize("delay", [0.0, 0.03], ids=["as a pass starts", "during a pass"])
+def test_worker_killed_mid_fit_gives_the_same_model(monkeypatch, delay):
+    """SIGKILL one of the two worker processes as an E-step is submitted or while it runs:
+    the scheduler recomputes its persisted blocks (and the pass's parameters) from their
+    lineage and the fit equals the in-memory one."""
     X, w = blobs(n=60000, d=6, k=5, seed=12)
     start = quiet(GaussianMixture(5, covariance_type="diag", max_iter=1,
                                   random_state=0).fit, X)
@@ -389,12 +391,22 @@ def test_worker_killed_mid_fit_gives_the_same_model(monkeypatch):
             def sum_chunks(self, function):
                 passes.append(1)
                 if len(passes) == 6:   # the 5th E-step (pass 1 is the input summary)
-                    threading.Timer(0.01, os.kill, (victim, signal.SIGKILL)).start()
+                    threading.Timer(delay, os.kill, (victim, signal.SIGKILL)).start()
                 return real(self, function)
 
             monkeypatch.setattr(DaskSource, "sum_chunks", sum_chunks)
-            got = quiet(GaussianMixture(5, **kw).fit, da.from_array(X, chunks=5000),
-                        sample_weight=w)
+            fitted = {}
+
+            def fit():   # in a thread, so that a hang fails this test instead of CI's run
+                with c.as_current():
+                    fitted["model"] = quiet(GaussianMixture(5, **kw).fit,
+                                            da.from_array(X, chunks=5000), sample_weight=w)
+
+            runner = threading.Thread(target=fit, daemon=True)
+            runner.start()
+            runner.join(timeout=300)
+            assert not runner.is_alive(), "the fit hung after a worker was killed"
+            got = fitted["model"]
             assert victim not in c.run(os.getpid).values()   # it really died
     finally:
         cluster.close()
