@@ -274,7 +274,7 @@ class StreamSource(RowSource):
             pairs = ((i, self._data.chunk(i)) for i in wanted)
         else:
             pairs = enumerate(self._data)
-        wanted = set(wanted)
+        last, wanted = wanted[-1], set(wanted)
         for i, raw in pairs:
             if i not in wanted:
                 continue
@@ -282,6 +282,8 @@ class StreamSource(RowSource):
             mine = np.flatnonzero(which == i)
             parts.append(chunk[indices[mine] - self._starts[i]])
             order.append(mine)
+            if i == last:   # a callable source: read no further than the last chunk needed
+                break
         order = np.concatenate(order)
         if self.sparse:
             import scipy.sparse as sp
