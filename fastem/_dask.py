@@ -104,14 +104,15 @@ _running_lock = threading.Lock()
 
 
 def _process_budget(budgets):
+    """Kernel threads for all fastem tasks of this process (see :func:`_thread_budgets`)."""
+    from numba.core import config
     try:
         from distributed import get_worker
         worker = get_worker()
     except (ImportError, ValueError):
-        return None   # a local scheduler: the whole process
+        return config.NUMBA_NUM_THREADS   # a local scheduler: the whole process
     budget = budgets.get(worker.address)
     if budget is None:   # a worker that joined (or restarted) after the budgets were made
-        from numba.core import config
         budget = max(1, config.NUMBA_NUM_THREADS // max(1, worker.state.nthreads))
     return budget
 
@@ -124,9 +125,6 @@ def _capped_call(budgets, function, *args):
         _running += 1
         running = _running
     try:
-        if budget is None:
-            from numba.core import config
-            budget = config.NUMBA_NUM_THREADS
         with thread_cap(max(1, budget // running)):
             return function(*args)
     finally:
@@ -198,7 +196,7 @@ def _validated_block(block, validate, empty, block_id=None):
     return validate(block, f"X (block {block_id[0]})")
 
 
-def _validated_weights(w, block_id=None):
+def _validated_weights(w):
     w = np.array(w, dtype=np.float64)
     if not np.isfinite(w).all():
         raise ValueError("sample_weight contains NaN or infinity.")
@@ -340,8 +338,8 @@ class DaskSource(RowSource):
 
     @staticmethod
     def _weight_array(sample_weight, X):
-        """Validated float64 Dask weights chunked like the rows of X (block checks run with
-        the first pass; shape and dtype are checked here)."""
+        """Validated float64 Dask weights chunked like the rows of the Dask array X (1-D or
+        2-D; block checks run with the first pass, shape and dtype are checked here)."""
         import dask.array as da
         if not is_dask_array(sample_weight):
             w = np.asarray(sample_weight)
@@ -592,7 +590,7 @@ def weighted_sum(values, sample_weight=None):
     ``sample_weight`` a Dask or NumPy array, validated block by block, or None)."""
     if sample_weight is None:
         return float(values.sum().compute()), float(values.shape[0])
-    w = DaskSource._weight_array(sample_weight, values[:, None])
+    w = DaskSource._weight_array(sample_weight, values)
     total, weight = dask.compute((w * values).sum(), w.sum())
     if not weight > 0:
         raise ValueError("sample_weight sums to zero; at least one sample needs positive weight.")
