@@ -29,6 +29,16 @@ def mixture_data(n, d=3, k=3, seed=0, dtype=np.float64):
     return X.astype(dtype)
 
 
+def stepwise(S, s, t, decay, offset):
+    """Stepwise EM's running statistics after chunk t + 1 (math of Cappe & Moulines 2009):
+    S = s for the first chunk, else S = (1 - rho) S + rho s, rho = (t + offset)^-decay."""
+    if S is None:
+        return s, t
+    t += 1
+    rho = (t + offset) ** -decay
+    return [(1 - rho) * a + rho * b for a, b in zip(S, s)], t
+
+
 def reference_gaussian(chunks, weights_of, params, covariance_type, reg, decay, offset):
     weights, means, cov = params
     S, t, W = None, 0, 0.0
@@ -38,12 +48,7 @@ def reference_gaussian(chunks, weights_of, params, covariance_type, reg, decay, 
         wr = resp * w[:, None]
         Wt = w.sum()
         s = [wr.sum(axis=0) / Wt, wr.T @ X / Wt, np.einsum("ik,id,ie->kde", wr, X, X) / Wt]
-        if S is None:
-            S = s
-        else:
-            t += 1
-            rho = (t + offset) ** -decay
-            S = [(1 - rho) * a + rho * b for a, b in zip(S, s)]
+        S, t = stepwise(S, s, t, decay, offset)
         W += Wt
         nk = W * S[0] + FLOOR
         means = W * S[1] / nk[:, None]
@@ -113,13 +118,7 @@ def test_bernoulli_partial_fit_matches_numpy_stepwise_em(form):
     weights, theta, S, t, W = weights0, theta0, None, 0, 0.0
     for c, w in zip(chunks, sample_w):
         nk, sx, _ = nb.estep(c, w, theta, np.log(weights))
-        s = [nk / w.sum(), sx / w.sum()]
-        if S is None:
-            S = s
-        else:
-            t += 1
-            rho = (t + offset) ** -decay
-            S = [(1 - rho) * a + rho * b for a, b in zip(S, s)]
+        S, t = stepwise(S, [nk / w.sum(), sx / w.sum()], t, decay, offset)
         W += w.sum()
         weights, theta = nb.m_step(W * S[0], W * S[1], alpha)
     assert_rel(est.weights_, weights, 1e-10, "weights_")
