@@ -45,6 +45,9 @@ CHILD = textwrap.dedent("""
             centers=km.cluster_centers_, labels=km.labels_, inertia=km.inertia_,
             n_iter=km.n_iter_, step=(labels, sums, weights, inertia, changed),
             potentials=potentials, mean_var=column_mean_var(X))
+        kh = KMeans(k, algorithm="hamerly", random_state=0).fit(X, sample_weight=w)
+        out[X.dtype.name]["hamerly"] = dict(centers=kh.cluster_centers_, labels=kh.labels_,
+                                            inertia=kh.inertia_, n_iter=kh.n_iter_)
         for ct in ("full", "tied", "diag", "spherical"):
             gm = GaussianMixture(4, covariance_type=ct, max_iter=20, random_state=0)
             gm.fit(X, sample_weight=w)

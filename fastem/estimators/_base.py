@@ -14,6 +14,7 @@ another version warns.
 """
 import copy
 import inspect
+import sys
 import warnings
 
 import numpy as np
@@ -163,11 +164,71 @@ class DensityMixin:
 
 
 class TransformerMixin:
-    """``fit_transform`` and the transformer tag."""
+    """``fit_transform``, output names, ``set_output`` and the transformer tag.
+
+    The transform has one output per component/cluster, named like scikit-learn's
+    ``ClassNamePrefixFeaturesOutMixin`` (``kmeans0, kmeans1, ...``), so ``set_output`` and
+    ``ColumnTransformer`` work without fastem importing scikit-learn.
+    """
 
     def fit_transform(self, X, y=None, **kwargs):
         """Fit, then return ``transform(X)``."""
         return self.fit(X, y, **kwargs).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the transform's outputs: ``<class name lowercased><i>``.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Accepted for scikit-learn compatibility (the outputs do not depend on it).
+
+        Returns
+        -------
+        ndarray of str objects, shape (n_outputs,)
+        """
+        check_is_fitted(self, self._params_attribute)
+        prefix = type(self).__name__.lower()
+        n_out = len(getattr(self, self._params_attribute))
+        return np.asarray([f"{prefix}{i}" for i in range(n_out)], dtype=object)
+
+    def set_output(self, *, transform=None):
+        """Choose the container of ``transform``'s output (scikit-learn's API).
+
+        Parameters
+        ----------
+        transform : {'default', 'pandas', 'polars'} or None
+            'default': NumPy; 'pandas' / 'polars': a DataFrame with the columns of
+            :meth:`get_feature_names_out` (and X's index for pandas input); None: unchanged.
+
+        Returns
+        -------
+        self
+        """
+        if transform is None:
+            return self
+        if transform not in ("default", "pandas", "polars"):
+            raise ValueError(f"transform must be 'default', 'pandas', 'polars' or None, got "
+                             f"{transform!r}.")
+        # scikit-learn's attribute name: its clone() copies this configuration
+        self._sklearn_output_config = {"transform": transform}
+        return self
+
+    def _wrap_output(self, out, X):
+        """``out`` in the container chosen by :meth:`set_output` (or scikit-learn's global
+        ``transform_output`` setting when scikit-learn is loaded)."""
+        kind = getattr(self, "_sklearn_output_config", {}).get("transform")
+        if kind is None and "sklearn" in sys.modules:
+            kind = sys.modules["sklearn"].get_config().get("transform_output", "default")
+        if kind in (None, "default"):
+            return out
+        names = self.get_feature_names_out()
+        if kind == "pandas":
+            import pandas as pd
+            index = X.index if isinstance(X, pd.DataFrame) else None
+            return pd.DataFrame(out, columns=names, index=index, copy=False)
+        import polars as pl
+        return pl.DataFrame(out, schema=list(names), orient="row")
 
     def __sklearn_tags__(self):
         from sklearn.utils import TransformerTags

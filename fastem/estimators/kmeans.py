@@ -1,13 +1,36 @@
 """The KMeans estimator: validation and attributes only; numerics live in the layers below."""
+import warnings
+from functools import partial
+
 import numpy as np
 
 from ..em import fit_em, fit_minibatch
 from ..kernels import nearest_centers, sqdist_to_centers
-from ..models.kmeans import KMeansModel, MiniBatchKMeansModel, mean_feature_variance
+from ..models.kmeans import (HamerlyKMeansModel, KMeansModel, MiniBatchKMeansModel,
+                             choose_algorithm, mean_feature_variance)
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_features, check_random_state, check_sample_weight)
 from ._base import BaseEstimator, ClusterMixin, TransformerMixin
+
+
+#: KMeans(algorithm=...) values, and the model each method runs on
+ALGORITHMS = ("auto", "lloyd", "hamerly", "elkan")
+MODELS = {"lloyd": KMeansModel, "hamerly": HamerlyKMeansModel}
+
+
+def _checked_centers(centers, n_clusters, n_features, name):
+    centers = check_array(centers, name=name)
+    if centers.shape != (n_clusters, n_features):
+        raise ValueError(f"{name} has shape {centers.shape}; expected (n_clusters, n_features)"
+                         f" = ({n_clusters}, {n_features}).")
+    return centers
+
+
+def _call_init(init, X, n_clusters, n_features, rng):
+    """Centres from a user's ``init(X, n_clusters, random_state)``, checked."""
+    return _checked_centers(init(X, n_clusters, random_state=rng), n_clusters, n_features,
+                            "the centres returned by init")
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -34,6 +57,19 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         1: one line per restart; 2: also one line per iteration (inertia and ms/iteration).
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation; fixes the result for any number of threads.
+    copy_x : bool, default=True
+        Accepted for scikit-learn compatibility; fastem never modifies X (nor centres it), so
+        both values behave the same.
+    algorithm : {'auto', 'lloyd', 'hamerly', 'elkan'}, default='auto'
+        'lloyd': every row searched against every centre each iteration. 'hamerly': Lloyd's
+        iterations with Hamerly's bounds (two float64 per row): rows whose bounds prove that
+        their label cannot change are not searched; the others go through the same SIMD
+        search, so the labels, ``n_iter_`` and centres equal Lloyd's (centres and inertia to
+        rounding of the running sums). 'elkan' (scikit-learn's name for its exact
+        bound-based method) runs 'hamerly'. 'auto': 'hamerly' from 16 clusters and
+        ``n_clusters * n_features >= 256`` on (below, a Lloyd search is as cheap as the
+        bookkeeping), except 'lloyd' for a Dask array and when the bounds would be larger
+        than X (``n_features * itemsize < 16``).
 
     Attributes
     ----------
@@ -54,7 +90,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     _params_attribute = "cluster_centers_"
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
-                 tol=1e-4, verbose=0, random_state=None):
+                 tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="auto"):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -62,9 +98,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.tol = tol
         self.verbose = verbose
         self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
 
-    def _checked_params(self, source):
-        """Validate hyper-parameters against the data; returns (init, n_init)."""
+    def _checked_params(self, source, X):
+        """Validate hyper-parameters against the data; returns (init, n_init).
+
+        ``init`` is then 'k-means++', 'random', a float array, or for a callable
+        ``init(X, n_clusters, random_state)`` a function of the random state returning
+        checked centres (X is the validated input: an array, memmap, ChunkedArray or Dask
+        array)."""
         n_clusters = check_int(self.n_clusters, "n_clusters", low=1)
         check_int(self.max_iter, "max_iter", low=1)
         check_float(self.tol, "tol", low=0.0)
@@ -72,25 +115,42 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         init = self.init
         if isinstance(init, str):
             if init not in ("k-means++", "random"):
-                raise ValueError(f"init must be 'k-means++', 'random' or an array, got {init!r}.")
+                raise ValueError(f"init must be 'k-means++', 'random', an array or a callable, "
+                                 f"got {init!r}.")
         elif callable(init):
-            raise TypeError("A callable init is not supported; pass the centres as an array.")
+            init = partial(_call_init, init, getattr(source, "X", X), n_clusters,
+                           source.n_features)
         else:
-            init = check_array(init, name="init")
-            if init.shape != (n_clusters, source.n_features):
-                raise ValueError(f"init has shape {init.shape}; expected (n_clusters, n_features)"
-                                 f" = ({n_clusters}, {source.n_features}).")
+            init = _checked_centers(init, n_clusters, source.n_features, "init")
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or a positive integer, got {self.n_init!r}.")
-            n_init = 10 if isinstance(init, str) and init == "random" else 1
+            # scikit-learn's rule: several restarts only for random seedings
+            n_init = 1 if isinstance(init, np.ndarray) or init == "k-means++" else 10
         else:
             n_init = check_int(self.n_init, "n_init", low=1)
         if isinstance(init, np.ndarray) and n_init != 1:
+            warnings.warn(f"Explicit initial center position passed: performing only one init "
+                          f"in {type(self).__name__} instead of n_init={n_init}.",
+                          RuntimeWarning, stacklevel=3)
             n_init = 1  # an explicit init is deterministic; restarts would repeat it
         if source.n_rows < n_clusters:
             raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
         return init, n_init
+
+    def _checked_algorithm(self, source):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, "
+                             f"got {self.algorithm!r}.")
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. Using "
+                          "'lloyd' instead.", RuntimeWarning, stacklevel=3)
+            return "lloyd"
+        if self.algorithm != "lloyd" and source.distributed:
+            if self.algorithm != "auto":
+                raise ValueError(f"algorithm={self.algorithm!r} keeps two bounds per row; on a "
+                                 "Dask array use 'lloyd' or 'auto'.")
+        return choose_algorithm(self.algorithm, self.n_clusters, source)
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering.
@@ -112,8 +172,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self : KMeans
         """
         source = as_source(X, sample_weight, self._validate)
-        init, n_init = self._checked_params(source)
-        model = KMeansModel(source, self.n_clusters, init)
+        init, n_init = self._checked_params(source, X)
+        model_class = MODELS[self._checked_algorithm(source)]
+        model = model_class(source, self.n_clusters, init)
         result = fit_em(model, source, n_init=n_init, max_iter=self.max_iter,
                         tol=self.tol, rng=check_random_state(self.random_state),
                         verbose=self.verbose, objective_name="-inertia")
@@ -174,7 +235,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         out = np.empty((source.n_rows, self.cluster_centers_.shape[0]))
         for rows, Xc, _ in source.chunks():
             sqdist_to_centers(Xc, self.cluster_centers_, out[rows])
-        return np.sqrt(out, out=out).astype(source.dtype, copy=False)
+        return self._wrap_output(np.sqrt(out, out=out).astype(source.dtype, copy=False), X)
 
     def fit_transform(self, X, y=None, sample_weight=None):
         """Fit and return ``transform(X)``."""
@@ -270,10 +331,10 @@ class MiniBatchKMeans(KMeans):
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
 
-    def _checked_minibatch_params(self, source):
-        init, n_init = self._checked_params(source)
-        if isinstance(self.n_init, str) and isinstance(init, str):
-            n_init = 3 if init == "random" else 1
+    def _checked_minibatch_params(self, source, X):
+        init, n_init = self._checked_params(source, X)
+        if isinstance(self.n_init, str) and not isinstance(init, np.ndarray):
+            n_init = 1 if isinstance(init, str) and init == "k-means++" else 3
         batch_size = min(check_int(self.batch_size, "batch_size", low=1), source.n_rows)
         check_float(self.reassignment_ratio, "reassignment_ratio", low=0.0)
         if self.max_no_improvement is not None:
@@ -322,7 +383,7 @@ class MiniBatchKMeans(KMeans):
                 "parallel, or call partial_fit on blocks you compute. A fitted "
                 "MiniBatchKMeans predicts and transforms Dask arrays lazily.")
         source = as_source(X, sample_weight, self._validate)
-        model, n_init, batch_size = self._checked_minibatch_params(source)
+        model, n_init, batch_size = self._checked_minibatch_params(source, X)
         tol = float(self.tol) * mean_feature_variance(source) if self.tol > 0 else 0.0
         rng = self._rng = check_random_state(self.random_state)
         model.start(self._seed(model, source, n_init, rng))
@@ -361,7 +422,7 @@ class MiniBatchKMeans(KMeans):
         model = getattr(self, "_minibatch", None)
         if model is None:
             self._rng = check_random_state(self.random_state)
-            model, n_init, _ = self._checked_minibatch_params(source)
+            model, n_init, _ = self._checked_minibatch_params(source, X)
             model.start(self._seed(model, source, n_init, self._rng))
             self.n_steps_ = 0
         else:

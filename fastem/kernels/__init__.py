@@ -16,6 +16,7 @@ from .bernoulli import (
     bernoulli_log_pmf,
     bernoulli_log_pmf_csr,
 )
+from .bounds import bounded_full_step, bounded_step
 from .distances import (
     draw_by_potential,
     kmeanspp_potentials,
@@ -42,6 +43,8 @@ __all__ = [
     "bernoulli_estep_csr",
     "bernoulli_log_pmf",
     "bernoulli_log_pmf_csr",
+    "bounded_full_step",
+    "bounded_step",
     "column_mean_var",
     "draw_by_potential",
     "gaussian_estep_diag",

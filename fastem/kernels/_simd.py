@@ -78,6 +78,9 @@ def make_tile_kernel(tile_shape, reduction):
     and writes ``out[r - out_offset]``:
 
     * ``reduction='argmin'``: the smallest j minimising z_j (int32 ``out``);
+    * ``reduction='argmin2'``: the same, and how far the second-smallest z_j (over every
+      other column: 0 on a tie) lies above the smallest, in ``gap[r - out_offset]``
+      (float64; the intrinsic then takes this eighth argument);
     * ``reduction='sumsq'``: ``sum_j z_j^2`` (float64 ``out``); zero-padded columns add 0;
     * ``reduction='subtract'``: ``out[r - out_offset, j] -= z_j`` for every column (2-D float64
       ``out`` of width kp, X of dtype float64) - with ``bias = 0`` this accumulates the matrix
@@ -89,129 +92,163 @@ def make_tile_kernel(tile_shape, reduction):
     same intrinsic.
     """
     n_rows, n_vec, vector_bytes = tile_shape
-    out_dtype = types.int32 if reduction == "argmin" else types.float64
+    searching = reduction in ("argmin", "argmin2")
+    out_dtype = types.int32 if searching else types.float64
     out_ndim = 2 if reduction == "subtract" else 1
 
-    @intrinsic
-    def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset):
-        if not (_is_c_array(X, 2, floating=True) and _is_c_array(CT, 2, floating=True)
+    def typed(X, CT, bias, out):
+        return (_is_c_array(X, 2, floating=True) and _is_c_array(CT, 2, floating=True)
                 and _is_c_array(bias, 1, floating=True) and CT.dtype == X.dtype
                 and bias.dtype == X.dtype and isinstance(out, types.Array)
                 and out.ndim == out_ndim and out.dtype == out_dtype
-                and (reduction != "subtract" or (X.dtype == types.float64 and out.layout == "C"))):
-            return None
-        sig = types.void(X, row0, row_last, CT, bias, out, out_offset)
+                and (reduction != "subtract" or (X.dtype == types.float64 and out.layout == "C")))
 
-        def codegen(context, builder, signature, args):
-            Xv, row0v, lastv, CTv, biasv, outv, offv = args
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            bits = X.dtype.bitwidth
-            scalar = context.get_value_type(X.dtype)
-            L = vector_bytes // (bits // 8)
-            width = n_vec * L
-            vtype = ir.VectorType(scalar, L)
-            itype = ir.VectorType(i32, L)
-            vptr = vtype.as_pointer()
-            align = bits // 8
-            suffix = _llvm_suffix(L, bits)
-            fma = _fma(builder, vtype)
+    if reduction == "argmin2":
+        @intrinsic
+        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset, gap):
+            if not (typed(X, CT, bias, out) and isinstance(gap, types.Array)
+                    and gap.ndim == 1 and gap.dtype == types.float64):
+                return None
+            return types.void(X, row0, row_last, CT, bias, out, out_offset, gap), codegen
+    else:
+        @intrinsic
+        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset):
+            if not typed(X, CT, bias, out):
+                return None
+            return types.void(X, row0, row_last, CT, bias, out, out_offset), codegen
 
-            xa = context.make_array(X)(context, builder, Xv)
-            ca = context.make_array(CT)(context, builder, CTv)
-            ba = context.make_array(bias)(context, builder, biasv)
-            oa = context.make_array(out)(context, builder, outv)
-            d = builder.extract_value(xa.shape, 1)
-            kp = builder.extract_value(ca.shape, 1)
-            row0i = context.cast(builder, row0v, signature.args[1], types.int64)
-            lasti = context.cast(builder, lastv, signature.args[2], types.int64)
-            offi = context.cast(builder, offv, signature.args[6], types.int64)
+    def codegen(context, builder, signature, args):
+        Xv, row0v, lastv, CTv, biasv, outv, offv = args[:7]
+        X, CT, bias, out = (signature.args[i] for i in (0, 3, 4, 5))
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        bits = X.dtype.bitwidth
+        scalar = context.get_value_type(X.dtype)
+        L = vector_bytes // (bits // 8)
+        width = n_vec * L
+        vtype = ir.VectorType(scalar, L)
+        itype = ir.VectorType(i32, L)
+        vptr = vtype.as_pointer()
+        align = bits // 8
+        suffix = _llvm_suffix(L, bits)
+        fma = _fma(builder, vtype)
 
-            def vload(base, offset):
-                return builder.load(builder.bitcast(builder.gep(base, [offset]), vptr), align=align)
+        xa = context.make_array(X)(context, builder, Xv)
+        ca = context.make_array(CT)(context, builder, CTv)
+        ba = context.make_array(bias)(context, builder, biasv)
+        oa = context.make_array(out)(context, builder, outv)
+        d = builder.extract_value(xa.shape, 1)
+        kp = builder.extract_value(ca.shape, 1)
+        row0i = context.cast(builder, row0v, signature.args[1], types.int64)
+        lasti = context.cast(builder, lastv, signature.args[2], types.int64)
+        offi = context.cast(builder, offv, signature.args[6], types.int64)
 
-            rows, xrows, best, best_idx, sumsq, acc = [], [], [], [], [], []
-            for m in range(n_rows):
-                r = builder.add(row0i, ir.Constant(i64, m))
-                r = builder.select(builder.icmp_signed("<", r, lasti), r, lasti)
-                rows.append(r)
-                xrows.append(builder.gep(xa.data, [builder.mul(r, d)]))
-                if reduction == "argmin":
-                    best.append(cgutils.alloca_once_value(
+        def vload(base, offset):
+            return builder.load(builder.bitcast(builder.gep(base, [offset]), vptr), align=align)
+
+        rows, xrows, best, best_idx, runner_up, sumsq, acc = [], [], [], [], [], [], []
+        for m in range(n_rows):
+            r = builder.add(row0i, ir.Constant(i64, m))
+            r = builder.select(builder.icmp_signed("<", r, lasti), r, lasti)
+            rows.append(r)
+            xrows.append(builder.gep(xa.data, [builder.mul(r, d)]))
+            if searching:
+                best.append(cgutils.alloca_once_value(
+                    builder, ir.Constant(vtype, [float("inf")] * L)))
+                best_idx.append(cgutils.alloca_once_value(builder, ir.Constant(itype, [0] * L)))
+                if reduction == "argmin2":
+                    runner_up.append(cgutils.alloca_once_value(
                         builder, ir.Constant(vtype, [float("inf")] * L)))
-                    best_idx.append(cgutils.alloca_once_value(builder, ir.Constant(itype, [0] * L)))
-                else:
-                    sumsq.append(cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L)))
-                acc.append([cgutils.alloca_once(builder, vtype) for _ in range(n_vec)])
-            lane_ids = ir.Constant(itype, list(range(L)))
+            else:
+                sumsq.append(cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L)))
+            acc.append([cgutils.alloca_once(builder, vtype) for _ in range(n_vec)])
+        lane_ids = ir.Constant(itype, list(range(L)))
 
-            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kp,
-                                         ir.Constant(i64, width), intp=i64) as (j0, _):
-                for v in range(n_vec):
-                    h = vload(ba.data, builder.add(j0, ir.Constant(i64, v * L)))
-                    for m in range(n_rows):
-                        builder.store(h, acc[m][v])
-                # acc[m][v] -= x[m, f] * CT[f, j0 + v*L : j0 + (v+1)*L]  for every feature f
-                with cgutils.for_range(builder, d, intp=i64) as loop:
-                    f = loop.index
-                    cbase = builder.add(builder.mul(f, kp), j0)
-                    cvec = [vload(ca.data, builder.add(cbase, ir.Constant(i64, v * L)))
-                            for v in range(n_vec)]
-                    for m in range(n_rows):
-                        xneg = _splat(builder, builder.fneg(builder.load(builder.gep(xrows[m], [f]))), vtype)
-                        for v in range(n_vec):
-                            builder.store(fma([xneg, cvec[v], builder.load(acc[m][v])]),
-                                          acc[m][v])
-                if reduction == "argmin":
-                    # lane-wise running minimum; strict '<' keeps the earliest index per lane
-                    j0_32 = builder.trunc(j0, i32)
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kp,
+                                     ir.Constant(i64, width), intp=i64) as (j0, _):
+            for v in range(n_vec):
+                h = vload(ba.data, builder.add(j0, ir.Constant(i64, v * L)))
+                for m in range(n_rows):
+                    builder.store(h, acc[m][v])
+            # acc[m][v] -= x[m, f] * CT[f, j0 + v*L : j0 + (v+1)*L]  for every feature f
+            with cgutils.for_range(builder, d, intp=i64) as loop:
+                f = loop.index
+                cbase = builder.add(builder.mul(f, kp), j0)
+                cvec = [vload(ca.data, builder.add(cbase, ir.Constant(i64, v * L)))
+                        for v in range(n_vec)]
+                for m in range(n_rows):
+                    xneg = _splat(builder, builder.fneg(builder.load(builder.gep(xrows[m], [f]))), vtype)
                     for v in range(n_vec):
-                        ids = builder.add(_splat(builder, builder.add(j0_32, ir.Constant(i32, v * L)), itype),
-                                          lane_ids)
-                        for m in range(n_rows):
-                            a = builder.load(acc[m][v])
-                            b = builder.load(best[m])
-                            lt = builder.fcmp_ordered("<", a, b)
-                            builder.store(builder.select(lt, a, b), best[m])
-                            builder.store(builder.select(lt, ids, builder.load(best_idx[m])), best_idx[m])
-                elif reduction == "sumsq":
+                        builder.store(fma([xneg, cvec[v], builder.load(acc[m][v])]),
+                                      acc[m][v])
+            if searching:
+                # lane-wise running minimum; strict '<' keeps the earliest index per lane
+                j0_32 = builder.trunc(j0, i32)
+                for v in range(n_vec):
+                    ids = builder.add(_splat(builder, builder.add(j0_32, ir.Constant(i32, v * L)), itype),
+                                      lane_ids)
                     for m in range(n_rows):
-                        for v in range(n_vec):
-                            a = builder.load(acc[m][v])
-                            builder.store(fma([a, a, builder.load(sumsq[m])]), sumsq[m])
-                else:
-                    out_cols = builder.extract_value(oa.shape, 1)
-                    for m in range(n_rows):
-                        orow = builder.gep(oa.data, [builder.mul(builder.sub(rows[m], offi), out_cols)])
-                        for v in range(n_vec):
-                            ptr = builder.bitcast(builder.gep(orow, [builder.add(j0, ir.Constant(i64, v * L))]), vptr)
-                            builder.store(builder.fsub(builder.load(ptr, align=align),
-                                                       builder.load(acc[m][v])), ptr, align=align)
-
-            if reduction == "argmin":
-                # horizontal: smallest score, ties to the smallest index
-                reduce_min = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(scalar, [vtype]), "llvm.vector.reduce.fmin." + suffix)
-                reduce_smin = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(i32, [itype]), "llvm.vector.reduce.smin.v%di32" % L)
-                int_max = ir.Constant(itype, [2**31 - 1] * L)
-                for m in range(n_rows):
-                    bv, bi = builder.load(best[m]), builder.load(best_idx[m])
-                    lowest = _splat(builder, builder.call(reduce_min, [bv]), vtype)
-                    candidates = builder.select(builder.fcmp_ordered("==", bv, lowest), bi, int_max)
-                    builder.store(builder.call(reduce_smin, [candidates]),
-                                  builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+                        a = builder.load(acc[m][v])
+                        b = builder.load(best[m])
+                        lt = builder.fcmp_ordered("<", a, b)
+                        builder.store(builder.select(lt, a, b), best[m])
+                        builder.store(builder.select(lt, ids, builder.load(best_idx[m])), best_idx[m])
+                        if reduction == "argmin2":
+                            # the lane's runner-up: the old best when a wins, else min(a, it)
+                            r = builder.load(runner_up[m])
+                            r = builder.select(builder.fcmp_ordered("<", a, r), a, r)
+                            builder.store(builder.select(lt, b, r), runner_up[m])
             elif reduction == "sumsq":
-                reduce_add = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(scalar, [scalar, vtype]),
-                    "llvm.vector.reduce.fadd." + suffix)
                 for m in range(n_rows):
-                    total = builder.call(reduce_add, [ir.Constant(scalar, 0.0), builder.load(sumsq[m])])
-                    if bits != 64:
-                        total = builder.fpext(total, ir.DoubleType())
-                    builder.store(total, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
-            return context.get_dummy_value()
+                    for v in range(n_vec):
+                        a = builder.load(acc[m][v])
+                        builder.store(fma([a, a, builder.load(sumsq[m])]), sumsq[m])
+            else:
+                out_cols = builder.extract_value(oa.shape, 1)
+                for m in range(n_rows):
+                    orow = builder.gep(oa.data, [builder.mul(builder.sub(rows[m], offi), out_cols)])
+                    for v in range(n_vec):
+                        ptr = builder.bitcast(builder.gep(orow, [builder.add(j0, ir.Constant(i64, v * L))]), vptr)
+                        builder.store(builder.fsub(builder.load(ptr, align=align),
+                                                   builder.load(acc[m][v])), ptr, align=align)
 
-        return sig, codegen
+        if searching:
+            # horizontal: smallest score, ties to the smallest index
+            reduce_min = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(scalar, [vtype]), "llvm.vector.reduce.fmin." + suffix)
+            reduce_smin = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(i32, [itype]), "llvm.vector.reduce.smin.v%di32" % L)
+            int_max = ir.Constant(itype, [2**31 - 1] * L)
+            for m in range(n_rows):
+                bv, bi = builder.load(best[m]), builder.load(best_idx[m])
+                lowest = _splat(builder, builder.call(reduce_min, [bv]), vtype)
+                candidates = builder.select(builder.fcmp_ordered("==", bv, lowest), bi, int_max)
+                winner = builder.call(reduce_smin, [candidates])
+                builder.store(winner, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+                if reduction == "argmin2":
+                    # second-smallest score: the other lanes' bests and every runner-up
+                    others = builder.select(
+                        builder.icmp_signed("==", bi, _splat(builder, winner, itype)),
+                        ir.Constant(vtype, [float("inf")] * L), bv)
+                    second = builder.call(reduce_min, [builder.select(
+                        builder.fcmp_ordered("<", others, builder.load(runner_up[m])),
+                        others, builder.load(runner_up[m]))])
+                    first = builder.call(reduce_min, [bv])
+                    if bits != 64:
+                        second = builder.fpext(second, ir.DoubleType())
+                        first = builder.fpext(first, ir.DoubleType())
+                    sa = context.make_array(signature.args[7])(context, builder, args[7])
+                    builder.store(builder.fsub(second, first),
+                                  builder.gep(sa.data, [builder.sub(rows[m], offi)]))
+        elif reduction == "sumsq":
+            reduce_add = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(scalar, [scalar, vtype]),
+                "llvm.vector.reduce.fadd." + suffix)
+            for m in range(n_rows):
+                total = builder.call(reduce_add, [ir.Constant(scalar, 0.0), builder.load(sumsq[m])])
+                if bits != 64:
+                    total = builder.fpext(total, ir.DoubleType())
+                builder.store(total, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+        return context.get_dummy_value()
 
     return tile
 
@@ -335,6 +372,9 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 #: the narrowest that covers k wastes the least work on padding.
 nearest_rows_narrow, nearest_rows_medium, nearest_rows_wide = (
     make_tile_kernel(t, "argmin") for t in TILES["search"])
+#: The same tiles also returning the runner-up's score gap (bound-based k-means: lower bounds).
+top2_rows_narrow, top2_rows_medium, top2_rows_wide = (
+    make_tile_kernel(t, "argmin2") for t in TILES["search"])
 #: The same tiles reducing to sum_j z_j^2 (Gaussian quadratic forms).
 sumsq_rows_narrow, sumsq_rows_medium, sumsq_rows_wide = (
     make_tile_kernel(t, "sumsq") for t in TILES["search"])

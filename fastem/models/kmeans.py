@@ -9,11 +9,12 @@ from functools import partial
 
 import numpy as np
 
-from ..kernels import (draw_by_potential, kmeanspp_potentials, lloyd_step,
-                       nearest_centers, potential_block_sums, update_min_sqdist)
+from ..kernels import (bounded_full_step, bounded_step, column_mean_var, draw_by_potential,
+                       kmeanspp_potentials, lloyd_step, nearest_centers, potential_block_sums,
+                       update_min_sqdist)
 from ..kernels._blocks import n_blocks
 from ..sources import ArraySource, RowSource, sum_chunks
-from .mixture import overflow_error, row_chunks
+from .mixture import overflow_error
 
 
 @dataclass
@@ -102,12 +103,26 @@ def _draw(source, closest, block_sums, n_draws, rng, out):
             out[mine] = rows.start + local[:mine.size]
 
 
+def initial_centers(init, source, n_clusters, rng):
+    """float64 centres from ``init``: 'k-means++', 'random', an array (copied) or a function
+    of the random state (a user's callable bound to X, see the KMeans estimator)."""
+    if isinstance(init, np.ndarray):
+        centers = init
+    elif callable(init):
+        centers = init(rng)
+    elif init == "k-means++":
+        centers, _ = kmeans_plusplus(source, None, n_clusters, rng)
+    else:
+        centers = random_centers(source, n_clusters, rng)
+    return np.array(centers, dtype=np.float64)
+
+
 def mean_feature_variance(source):
     """Mean over the features of X's column variances (scikit-learn's ``tol`` scale).
 
-    float64 sums about the first row (no precision lost for data far from the origin), in
-    row pieces of about 8 MiB: no n x d temporary, and no kernel to compile for a number that
-    only scales the tolerance.
+    Each chunk's column means and variances (:func:`fastem.kernels.column_mean_var`, one
+    parallel pass in float64) become sums about the first row, which add across chunks
+    without losing precision for data far from the origin.
     """
     shift = np.asarray(source.take([0])[0], dtype=np.float64)
     s1, s2 = sum_chunks(source, partial(_shifted_column_sums, shift))
@@ -118,13 +133,10 @@ def mean_feature_variance(source):
 
 def _shifted_column_sums(shift, rows, X, w):
     """Chunk statistics ``(sum_i (x_i - shift), sum_i (x_i - shift)^2)`` per feature."""
-    s1, s2 = np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    mean, var = column_mean_var(X)
     with np.errstate(over="ignore", invalid="ignore"):
-        for part in row_chunks(X.shape[0], max(1, (1 << 20) // X.shape[1])):
-            dev = X[part].astype(np.float64) - shift
-            s1 += dev.sum(axis=0)
-            s2 += np.einsum("ij,ij->j", dev, dev)
-    return s1, s2
+        dev = mean - shift
+        return X.shape[0] * dev, X.shape[0] * (var + dev * dev)
 
 
 def random_centers(source, n_clusters, rng):
@@ -257,13 +269,7 @@ class KMeansModel:
         # (none for a Dask source: its labels are computed lazily from the final centres)
         self.labels = None if source.distributed else np.full(source.n_rows, -1, np.int32)
         self.last_shift = None
-        if isinstance(self.init, np.ndarray):
-            return np.array(self.init, dtype=np.float64)
-        if self.init == "k-means++":
-            centers, _ = kmeans_plusplus(source, None, self.n_clusters, rng)
-        else:
-            centers = random_centers(source, self.n_clusters, rng)
-        return centers.astype(np.float64)
+        return initial_centers(self.init, source, self.n_clusters, rng)
 
     def _lloyd_pass(self, source, centers):
         """(sums, weights, inertia, n_changed) of one fused pass over every chunk."""
@@ -352,6 +358,126 @@ class KMeansModel:
         return (centers, labels), -inertia
 
 
+#: A bounded model re-sums its centre statistics from scratch (a full pass, which also
+#: rebuilds every bound) after this many passes that only added the rows that moved ...
+RESUM_EVERY = 32
+#: ... and falls back to a full pass after a pass that searched more than this fraction of
+#: the rows (the bounds are then too loose to pay for their bookkeeping).
+FULL_PASS_FRACTION = 0.5
+
+
+#: 'auto' runs 'hamerly' from this many clusters ...
+BOUNDED_MIN_CLUSTERS = 16
+#: ... and this many centre coordinates (k x d) on; below, a Lloyd search costs about as
+#: much per row as the bound bookkeeping (measured, README "KMeans to convergence").
+BOUNDED_MIN_WORK = 256
+
+
+def choose_algorithm(algorithm, n_clusters, source):
+    """The k-means method a fit runs: ``algorithm`` itself, or for 'auto' 'hamerly' unless
+
+    * the rows live on a Dask cluster (per-row bounds would have to stay on the workers),
+    * the bounds (two float64 per row) would take more memory than X itself
+      (``n_features * itemsize < 16``), or
+    * the search is cheap: fewer than :data:`BOUNDED_MIN_CLUSTERS` clusters or
+      ``n_clusters * n_features < BOUNDED_MIN_WORK``.
+
+    'elkan' (scikit-learn's name for its exact bound-based method) runs 'hamerly': both are
+    exact, so only the speed differs.
+    """
+    if algorithm == "auto":
+        if (source.distributed or source.n_features * np.dtype(source.dtype).itemsize < 16
+                or n_clusters < BOUNDED_MIN_CLUSTERS
+                or n_clusters * source.n_features < BOUNDED_MIN_WORK):
+            return "lloyd"
+        return "hamerly"
+    return "hamerly" if algorithm == "elkan" else algorithm
+
+
+class BoundedFullStatistics:
+    """A chunk's :func:`fastem.kernels.bounded_full_step` (labels and bounds in place)."""
+
+    def __init__(self, centers, labels, upper, lower):
+        self.args = (centers,)
+        self.rows = labels, upper, lower
+
+    def __call__(self, rows, X, w):
+        return bounded_full_step(X, w, *self.args, *(a[rows] for a in self.rows))
+
+
+class BoundedStatistics(BoundedFullStatistics):
+    """A chunk's :func:`fastem.kernels.bounded_step`: changes of the statistics."""
+
+    def __init__(self, centers, drift, shift, labels, upper, lower):
+        self.args = centers, drift, shift
+        self.rows = labels, upper, lower
+
+    def __call__(self, rows, X, w):
+        return bounded_step(X, w, *self.args, *(a[rows] for a in self.rows))
+
+
+class HamerlyKMeansModel(KMeansModel):
+    """Lloyd's iterations with Hamerly's bounds (:mod:`fastem.kernels.bounds`): the same
+    labels, iteration by iteration, while searching only the rows whose bounds do not fix
+    their label.
+
+    State besides Lloyd's labels: two float64 bounds per row and the running centre
+    statistics ``sums`` (k, d) and ``moments`` (k, 2: weight W_j and
+    ``Q_j = sum w ||x - m_j||^2`` about ``m_j``, cluster j's centre at the last full pass),
+    updated by the rows that move (float64 accumulators; re-summed from scratch every
+    :data:`RESUM_EVERY` passes). The objective of a bounded pass is the inertia from these
+    moments, ``sum_j Q_j - 2 (c_j - m_j).(S_j - W_j m_j) + W_j ||c_j - m_j||^2`` (small
+    corrections: the centres move little between full passes).
+    """
+
+    def initialize(self, source, rng):
+        centers = super().initialize(source, rng)
+        self.upper, self.lower = np.empty(source.n_rows), np.empty(source.n_rows)
+        self.bounded_passes = None  # None: the next pass is a full one
+        return centers
+
+    def _full_pass(self, source, centers):
+        sums, moments, changed = sum_chunks(source, BoundedFullStatistics(
+            centers, self.labels, self.upper, self.lower))
+        self.shift = centers.astype(np.float64)
+        self.bounded_passes = 0
+        return sums, moments, float(moments[:, 1].sum()), changed
+
+    def _lloyd_pass(self, source, centers):
+        sums, moments, inertia, changed = self._full_pass(source, centers.astype(source.dtype))
+        return sums, moments[:, 0], inertia, changed
+
+    def e_step(self, source, centers):
+        centers = centers.astype(source.dtype)
+        if self.bounded_passes is None:
+            sums, moments, inertia, n_changed = self._full_pass(source, centers)
+        else:
+            c64, before = centers.astype(np.float64), self.centers.astype(np.float64)
+            drift = np.sqrt(((c64 - before) ** 2).sum(axis=1))
+            d_sums, d_moments, n_changed, searched = sum_chunks(source, BoundedStatistics(
+                centers, drift, self.shift, self.labels, self.upper, self.lower))
+            sums, moments = self.sums + d_sums, self.moments + d_moments
+            offset = c64 - self.shift
+            inertia = float(moments[:, 1].sum()
+                            - 2.0 * np.einsum("jf,jf->", offset,
+                                              sums - moments[:, :1] * self.shift)
+                            + moments[:, 0] @ np.einsum("jf,jf->j", offset, offset))
+            self.bounded_passes += 1
+            if (searched > FULL_PASS_FRACTION * source.n_rows
+                    or self.bounded_passes >= RESUM_EVERY):
+                self.bounded_passes = None
+        self.centers, self.sums, self.moments = centers, sums, moments
+        if not (np.isfinite(inertia) and np.isfinite(sums).all()):
+            raise overflow_error("the inertia (weighted sum of squared distances)")
+        return LloydStats(sums, moments[:, 0].copy(), inertia, int(n_changed), -inertia)
+
+    def m_step(self, source, centers, stats):
+        new = super().m_step(source, centers, stats)
+        if stats.relocated:
+            self.bounded_passes = None  # relocated rows' labels no longer match the sums
+        return new
+
+
 class MiniBatchKMeansModel:
     """Mini-batch k-means (Sculley 2010) with scikit-learn's per-centre learning rate.
 
@@ -378,19 +504,11 @@ class MiniBatchKMeansModel:
     def initial_centers(self, source, rng):
         """Centres from ``init`` on ``init_size`` rows drawn with replacement (all rows when
         the data have fewer); the rows are drawn uniformly, the seeding is weighted."""
-        if isinstance(self.init, np.ndarray):
-            return np.array(self.init, dtype=np.float64)
         n = source.n_rows
-        if self.init_size < n:
+        if self.init_size < n and isinstance(self.init, str):
             ids = rng.randint(0, n, self.init_size)
-            sub = ArraySource(np.ascontiguousarray(source.take(ids)), source.weights(ids))
-        else:
-            sub = source
-        if self.init == "k-means++":
-            centers, _ = kmeans_plusplus(sub, None, self.n_clusters, rng)
-        else:
-            centers = random_centers(sub, self.n_clusters, rng)
-        return centers.astype(np.float64)
+            source = ArraySource(np.ascontiguousarray(source.take(ids)), source.weights(ids))
+        return initial_centers(self.init, source, self.n_clusters, rng)
 
     def start(self, centers):
         self.centers = centers

@@ -1,0 +1,309 @@
+"""Exact bound-based k-means (Hamerly 2010): Lloyd steps that skip rows whose label is fixed.
+
+Every row keeps its label ``a``, an upper bound ``u >= ||x - c_a||`` and a lower bound
+``l <= min_{j != a} ||x - c_j||`` (distances in float64, for the centres rounded to X's
+dtype: the centres the search uses). When the centres move by ``delta_j``, ``u += delta_a``
+and ``l -= max_{j != a} delta_j`` keep the bounds valid (triangle inequality). A row whose
+bounds separate is not searched.
+
+**Same labels as Lloyd.** The search (``_simd``) picks the smallest *computed* score
+``s_j = (||x - c_j||^2 - ||x - r||^2) / 2`` in X's dtype; its rounding error is at most
+``eps = 2 (d + 4) u_T (B + ||x|| C)`` (``u_T`` the unit roundoff of X's dtype,
+``B = max_j |bias_j|``, ``C = max_j ||c_j - r||``; an FMA chain of d terms plus the rounding
+of the tables, with a factor 2 to spare). A row is skipped only when
+``l^2 - u^2 > 4 eps``: then every other centre's computed score exceeds the assigned one's,
+so the search would return ``a`` again. Rows that fail go through the same SIMD search
+(gathered into a compact block), which returns Lloyd's label bit for bit and the gap
+``g = s_2 - s_a`` to the runner-up's computed score, from which ``l`` is rebuilt:
+``l^2 = ||x - c_a||^2 + 2 (g - 2 eps)`` (as ``||x - c_j||^2 - ||x - c_a||^2 = 2 (s_j - s_a)``).
+
+The centre statistics are kept by the caller and updated here by the rows that moved
+(per-chunk partials, folded in chunk order: bitwise identical for any thread count).
+"""
+import numpy as np
+from numba import prange
+
+from ._blocks import chunk_bounds, fold_blocks, n_partials
+from ._jit import BLOCK_ROWS, kernel, run_on_threads
+from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_medium,
+                    top2_rows_narrow, top2_rows_wide)
+from .distances import _transposed_centers
+
+
+@kernel
+def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
+    """out / gap [i - out_offset] = nearest centre / runner-up's score gap of row i."""
+    if tile == 2:
+        for i in range(start, stop, SEARCH_ROWS[2]):
+            top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+    elif tile == 1:
+        for i in range(start, stop, SEARCH_ROWS[1]):
+            top2_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+    else:
+        for i in range(start, stop, SEARCH_ROWS[0]):
+            top2_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+
+
+@kernel
+def _search_tables(X, centers):
+    """Search tables of ``centers`` plus what the bounds need: (tile, ct, half_norms,
+    centre norms, slack of float64 bound arithmetic, eps factors (E B, E C))."""
+    k, d = centers.shape
+    tile, width = search_tile(k, X.itemsize)
+    ct, half_norms, _ = _transposed_centers(X, centers, width)
+    norms = np.empty(k)
+    big_b, big_c = 0.0, 0.0
+    for j in range(k):
+        s, t = 0.0, 0.0
+        for f in range(d):
+            s += np.float64(centers[j, f]) ** 2
+            t += np.float64(ct[f, j]) ** 2
+        norms[j] = np.sqrt(s)
+        big_c = max(big_c, np.sqrt(t))
+        big_b = max(big_b, abs(np.float64(half_norms[j])))
+    unit = 2.0 ** -24 if X.itemsize == 4 else 2.0 ** -53
+    factor = 2.0 * (d + 4) * unit
+    # relative error of a float64 squared distance / sqrt, with room to spare
+    slack = 4.0 * (d + 4) * 2.0 ** -53
+    return tile, ct, half_norms, norms, slack, factor * big_b, factor * big_c
+
+
+@kernel
+def _rebuild_bounds(d2, gap, j, norms, slack, eps_b, eps_c):
+    """(u, l) of a searched row: ``d2 = ||x - c_j||^2`` for its nearest centre j, ``gap``
+    the runner-up's score gap."""
+    u = np.sqrt(d2) * (1.0 + slack)
+    eps = eps_b + (u + norms[j]) * eps_c
+    low2 = d2 * (1.0 - slack) + 2.0 * (gap * (1.0 - slack) - 2.0 * eps)
+    low = np.sqrt(low2) * (1.0 - slack) if low2 > 0.0 else 0.0
+    return u, low
+
+
+@kernel
+def _separated(u, low, a, norms, slack, eps_b, eps_c):
+    """Whether bounds (u, low) prove that the search would return label a."""
+    eps = eps_b + (u + norms[a]) * eps_c
+    return low > u and low * low * (1.0 - slack) - u * u * (1.0 + slack) > 4.0 * eps
+
+
+@kernel
+def _full_prepare(X, sample_weight, centers, labels, upper, lower):
+    n, d = X.shape
+    k = centers.shape[0]
+    nc = n_partials(n, k * (d + 2) * 8)
+    tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
+    # per chunk: sums (k, d), [weights, inertias] (k, 2), number of changed labels
+    return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, np.empty((nc, k, d)),
+            np.empty((nc, k, 2)), np.empty(nc))
+
+
+@kernel
+def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct,
+               half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed):
+    n, d = X.shape
+    nc = part_sums.shape[0]
+    new = np.empty(BLOCK_ROWS, np.int32)
+    gap = np.empty(BLOCK_ROWS)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums, moments = part_sums[c], part_moments[c]
+        sums[:] = 0.0
+        moments[:] = 0.0
+        changed = 0
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            _top2_in_block(X, b0, b1, ct, half_norms, tile, new, b0, gap)
+            for i in range(b0, b1):
+                j = new[i - b0]
+                changed += j != labels[i]
+                labels[i] = j
+                d2 = sqdist(X, i * d, centers, j * d, d)
+                upper[i], lower[i] = _rebuild_bounds(d2, gap[i - b0], j, norms, slack, eps_b,
+                                                     eps_c)
+                w = sample_weight[i]
+                axpy(w, X, i * d, sums, j * d, d)
+                moments[j, 0] += w
+                moments[j, 1] += w * d2
+        part_changed[c] = changed
+
+
+@kernel
+def _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms, norms,
+                 slack, eps_b, eps_c, part_sums, part_moments, part_changed):
+    k, d = centers.shape
+    sums, moments = np.empty((k, d)), np.empty((k, 2))
+    fold_blocks(part_sums, sums)
+    fold_blocks(part_moments, moments)
+    return sums, moments, np.int64(part_changed.sum())
+
+
+@kernel(parallel=True)
+def bounded_full_step(X, sample_weight, centers, labels, upper, lower):
+    """A Lloyd pass that also (re)builds every row's bounds.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d), float32 or float64, C-contiguous
+    sample_weight : ndarray, shape (n,), float64
+    centers : ndarray, shape (k, d), X's dtype
+    labels : ndarray, shape (n,), int32
+        IN: previous labels (any values); OUT: nearest centre (Lloyd's, bit for bit).
+    upper, lower : ndarray, shape (n,), float64
+        OUT: the bounds (module docstring).
+
+    Returns
+    -------
+    sums : ndarray (k, d) float64, ``sum_i w_i x_i`` per cluster
+    moments : ndarray (k, 2) float64
+        ``[sum_i w_i, sum_i w_i ||x_i - c_j||^2]`` per cluster j (the second column sums to
+        the inertia of ``centers``).
+    n_changed : int
+    """
+    (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments,
+     part_changed) = _full_prepare(X, sample_weight, centers, labels, upper, lower)
+    for c in prange(nc):
+        _full_work(c, c + 1, X, sample_weight, centers, labels, upper, lower, tile, ct,
+                   half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments,
+                   part_changed)
+    return _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms,
+                        norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed)
+
+
+run_on_threads(bounded_full_step, _full_prepare, _full_work, _full_finish)
+
+
+@kernel
+def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower):
+    n, d = X.shape
+    k = centers.shape[0]
+    nc = n_partials(n, k * (d + 2) * 8)
+    tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
+    # the largest drift of any *other* centre, for each label: the largest, or for the
+    # centre that has it, the second largest
+    top, runner, top_at = 0.0, 0.0, 0
+    for j in range(k):
+        if drift[j] > top:
+            top, runner, top_at = drift[j], top, j
+        elif drift[j] > runner:
+            runner = drift[j]
+    other = np.full(k, top)
+    other[top_at] = runner
+    return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other,
+            np.empty((nc, k, d)), np.empty((nc, k, 2)), np.empty((nc, 2), np.int64))
+
+
+@kernel
+def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, lower, tile,
+               ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
+               part_counts):
+    n, d = X.shape
+    nc = part_sums.shape[0]
+    rows = np.empty(BLOCK_ROWS, np.int64)
+    tight = np.empty(BLOCK_ROWS)
+    gathered = np.empty((BLOCK_ROWS, d), X.dtype)
+    new = np.empty(BLOCK_ROWS, np.int32)
+    gap = np.empty(BLOCK_ROWS)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums, moments = part_sums[c], part_moments[c]
+        sums[:] = 0.0
+        moments[:] = 0.0
+        changed = 0
+        searched = 0
+        for b0 in range(start, stop, BLOCK_ROWS):
+            b1 = min(stop, b0 + BLOCK_ROWS)
+            m = 0
+            for i in range(b0, b1):
+                a = labels[i]
+                u = (upper[i] + drift[a]) * (1.0 + slack)
+                low = (lower[i] - other[a]) * (1.0 - slack)
+                lower[i] = low
+                if not _separated(u, low, a, norms, slack, eps_b, eps_c):
+                    # tighten the upper bound; search only if that does not settle it
+                    d2 = sqdist(X, i * d, centers, a * d, d)
+                    u = np.sqrt(d2) * (1.0 + slack)
+                    if not _separated(u, low, a, norms, slack, eps_b, eps_c):
+                        rows[m] = i
+                        tight[m] = d2
+                        gathered[m] = X[i]
+                        m += 1
+                upper[i] = u
+            if m == 0:
+                continue
+            searched += m
+            _top2_in_block(gathered, 0, m, ct, half_norms, tile, new, 0, gap)
+            for t in range(m):
+                i = rows[t]
+                j = new[t]
+                a = labels[i]
+                d2 = tight[t] if j == a else sqdist(gathered, t * d, centers, j * d, d)
+                upper[i], lower[i] = _rebuild_bounds(d2, gap[t], j, norms, slack, eps_b, eps_c)
+                if j != a:
+                    changed += 1
+                    labels[i] = j
+                    w = sample_weight[i]
+                    axpy(-w, gathered, t * d, sums, a * d, d)
+                    axpy(w, gathered, t * d, sums, j * d, d)
+                    moments[a, 0] -= w
+                    moments[j, 0] += w
+                    moments[a, 1] -= w * sqdist(gathered, t * d, shift, a * d, d)
+                    moments[j, 1] += w * sqdist(gathered, t * d, shift, j * d, d)
+        part_counts[c, 0] = changed
+        part_counts[c, 1] = searched
+
+
+@kernel
+def _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile, ct,
+                 half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
+                 part_counts):
+    k, d = centers.shape
+    sums, moments = np.empty((k, d)), np.empty((k, 2))
+    fold_blocks(part_sums, sums)
+    fold_blocks(part_moments, moments)
+    changed, searched = 0, 0
+    for c in range(part_counts.shape[0]):
+        changed += part_counts[c, 0]
+        searched += part_counts[c, 1]
+    return sums, moments, changed, searched
+
+
+@kernel(parallel=True)
+def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
+    """A Lloyd pass that searches only the rows whose bounds do not fix their label.
+
+    Parameters
+    ----------
+    X, sample_weight, centers :
+        As :func:`bounded_full_step`.
+    drift : ndarray, shape (k,), float64
+        ``||c_j - c_j_before||``: how far each centre moved since the bounds were valid.
+    shift : ndarray, shape (k, d), float64
+        Reference point of each cluster's squared norms (the centres of the full pass that
+        built the moments).
+    labels, upper, lower : ndarray, shape (n,)
+        IN/OUT: labels (int32) and bounds (float64) of the previous pass; OUT: Lloyd's labels
+        for ``centers`` and valid bounds.
+
+    Returns
+    -------
+    sums_change : ndarray (k, d) float64
+        Change of ``sum_i w_i x_i`` per cluster caused by the rows that moved.
+    moments_change : ndarray (k, 2) float64
+        Change of ``[sum_i w_i, sum_i w_i ||x_i - shift_j||^2]`` per cluster j.
+    n_changed : int
+    n_searched : int
+        Rows whose bounds did not settle their label (searched over all centres).
+    """
+    (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
+     part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
+                                  lower)
+    for c in prange(nc):
+        _step_work(c, c + 1, X, sample_weight, centers, drift, shift, labels, upper, lower,
+                   tile, ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums,
+                   part_moments, part_counts)
+    return _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile,
+                        ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums,
+                        part_moments, part_counts)
+
+
+run_on_threads(bounded_step, _step_prepare, _step_work, _step_finish)

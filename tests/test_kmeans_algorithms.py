@@ -1,0 +1,222 @@
+"""KMeans(algorithm=...): the bound-based method is Lloyd, iteration by iteration; the rest of
+scikit-learn's KMeans surface (callable init, copy_x, output names, set_output, warnings).
+
+References: the Lloyd path (every row searched each iteration), the NumPy Lloyd loop of
+``tests/naive.py`` and scikit-learn's KMeans from the same initial centres.
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+from fastem import ChunkedArray, KMeans
+from fastem.models.kmeans import HamerlyKMeansModel, KMeansModel, choose_algorithm
+from fastem.sources import ArraySource
+
+from . import naive
+
+
+def blobs(n, d, k, dtype, seed=0, spread=3.0):
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=spread, size=(k, d))
+    X = centres[rng.randint(k, size=n)] + rng.normal(size=(n, d))
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def first_rows(X, k, seed=1):
+    rows = np.sort(np.random.RandomState(seed).choice(len(X), k, replace=False))
+    return np.ascontiguousarray(X[rows])
+
+
+def run_models(X, init, w, n_iter):
+    """Both models stepped side by side: per-iteration labels, statistics and objectives."""
+    source = ArraySource(X, w)
+    lloyd, bounded = KMeansModel(source, len(init), init), HamerlyKMeansModel(source, len(init), init)
+    c1, c2 = lloyd.initialize(source, None), bounded.initialize(source, None)
+    history = []
+    for _ in range(n_iter):
+        s1, s2 = lloyd.e_step(source, c1), bounded.e_step(source, c2)
+        history.append((lloyd.labels.copy(), bounded.labels.copy(), s1, s2))
+        c1, c2 = lloyd.m_step(source, c1, s1), bounded.m_step(source, c2, s2)
+        if s1.n_changed == 0 and s1.relocated == 0:
+            break
+    return history, c1, c2
+
+
+CASES = [  # (n, d, k, dtype, weighted)
+    (6000, 8, 2, np.float64, False),
+    (6000, 8, 16, np.float32, True),
+    (9000, 24, 64, np.float64, True),
+    (9000, 24, 64, np.float32, False),
+    (5000, 5, 300, np.float64, True),
+    (4100, 16, 1024, np.float64, False),
+    (4100, 16, 1024, np.float32, True),
+]
+
+
+@pytest.mark.parametrize("n, d, k, dtype, weighted", CASES)
+def test_bounded_iterations_equal_lloyds(n, d, k, dtype, weighted):
+    X = blobs(n, d, max(2, k // 4), dtype, seed=k)
+    w = np.random.RandomState(2).uniform(0.0, 3.0, n) if weighted else None
+    if weighted:
+        w[::17] = 0.0
+    history, c1, c2 = run_models(X, first_rows(X, k), w, 40)
+    for it, (l1, l2, s1, s2) in enumerate(history):
+        assert np.array_equal(l1, l2), f"labels differ at iteration {it + 1}"
+        assert s1.n_changed == s2.n_changed
+        np.testing.assert_allclose(s2.sums, s1.sums, rtol=1e-10, atol=1e-10 * np.abs(s1.sums).max())
+        np.testing.assert_allclose(s2.weights, s1.weights, rtol=1e-10, atol=1e-9)
+        assert s2.inertia == pytest.approx(s1.inertia, rel=1e-10)
+    np.testing.assert_allclose(c2, c1, rtol=1e-10, atol=1e-12 * np.abs(c1).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_estimators_agree_with_numpy_lloyd(dtype):
+    X = blobs(3000, 12, 20, dtype, seed=5)
+    w = np.random.RandomState(3).uniform(0.5, 2.0, len(X))
+    init = first_rows(X, 40)
+    centers, labels, inertia, n_iter = naive.lloyd(X, init, w, tol=1e-4)
+    fits = {a: KMeans(40, init=init, algorithm=a).fit(X, sample_weight=w)
+            for a in ("lloyd", "hamerly", "elkan", "auto")}
+    for name, km in fits.items():
+        assert km.n_iter_ == n_iter, name
+        assert np.array_equal(km.labels_, labels), name
+        np.testing.assert_allclose(km.cluster_centers_, centers.astype(dtype),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-10, err_msg=name)
+        assert km.inertia_ == pytest.approx(inertia, rel=1e-5 if dtype == np.float32 else 1e-10)
+    ref = fits["lloyd"]
+    np.testing.assert_allclose(fits["hamerly"].cluster_centers_, ref.cluster_centers_,
+                               rtol=1e-10 if dtype == np.float64 else 0)
+    assert fits["hamerly"].inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+
+
+def test_empty_cluster_relocation_matches_lloyd():
+    X = blobs(4000, 10, 6, np.float64, seed=7)
+    init = np.vstack([first_rows(X, 30), np.full((2, 10), 1e3)])  # two centres nobody picks
+    a = KMeans(32, init=init, algorithm="lloyd").fit(X)
+    b = KMeans(32, init=init, algorithm="hamerly").fit(X)
+    history, _, _ = run_models(X, init, None, 60)
+    assert any(s1.relocated for _, _, s1, _ in history), "no relocation happened"
+    for l1, l2, s1, s2 in history:
+        assert s1.relocated == s2.relocated and np.array_equal(l1, l2)
+    assert a.n_iter_ == b.n_iter_
+    assert np.array_equal(a.labels_, b.labels_)
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-10)
+
+
+def test_bounded_fit_on_a_chunked_source_equals_in_memory():
+    X = blobs(7000, 16, 24, np.float64, seed=3)
+    init = first_rows(X, 32)
+    a = KMeans(32, init=init, algorithm="hamerly").fit(X)
+    chunks = [X[i:i + 1500] for i in range(0, len(X), 1500)]
+    b = KMeans(32, init=init, algorithm="hamerly").fit(ChunkedArray(chunks))
+    assert a.n_iter_ == b.n_iter_
+    assert np.array_equal(a.labels_, b.labels_)
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-10)
+
+
+def test_same_fixed_point_as_scikit_learn_elkan():
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    X = blobs(5000, 16, 30, np.float64, seed=11)
+    init = first_rows(X, 48)
+    ours = KMeans(48, init=init, algorithm="hamerly", tol=0).fit(X)
+    theirs = sklearn_cluster.KMeans(48, init=init, n_init=1, algorithm="elkan", tol=0).fit(X)
+    assert np.array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-9)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-9)
+
+
+def test_auto_rule():
+    def source(n, d, dtype):
+        return ArraySource(np.zeros((n, d), dtype), None)
+    assert choose_algorithm("auto", 64, source(100, 32, np.float64)) == "hamerly"
+    assert choose_algorithm("auto", 64, source(100, 32, np.float32)) == "hamerly"
+    assert choose_algorithm("auto", 8, source(100, 32, np.float64)) == "lloyd"    # few clusters
+    assert choose_algorithm("auto", 16, source(100, 8, np.float64)) == "lloyd"    # k d < 256
+    assert choose_algorithm("auto", 512, source(100, 3, np.float32)) == "lloyd"   # bounds > X
+    assert choose_algorithm("elkan", 8, source(100, 2, np.float64)) == "hamerly"
+    assert choose_algorithm("lloyd", 512, source(100, 32, np.float64)) == "lloyd"
+
+
+def test_bad_algorithm():
+    X = blobs(200, 4, 3, np.float64)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        KMeans(3, algorithm="full").fit(X)
+
+
+def test_elkan_with_one_cluster_warns_like_scikit_learn():
+    X = blobs(200, 4, 3, np.float64)
+    with pytest.warns(RuntimeWarning, match="single cluster"):
+        km = KMeans(1, algorithm="elkan").fit(X)
+    np.testing.assert_allclose(km.cluster_centers_[0], X.mean(axis=0))
+
+
+def test_explicit_init_with_several_restarts_warns():
+    X = blobs(300, 4, 3, np.float64)
+    init = first_rows(X, 3)
+    with pytest.warns(RuntimeWarning, match="performing only one init"):
+        km = KMeans(3, init=init, n_init=5).fit(X)
+    assert km.n_iter_ >= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KMeans(3, init=init).fit(X)   # n_init='auto' means one run: no warning
+
+
+def test_callable_init():
+    X = blobs(500, 6, 4, np.float64)
+    calls = []
+
+    def init(data, n_clusters, random_state):
+        calls.append((data, n_clusters, random_state))
+        return data[random_state.choice(len(data), n_clusters, replace=False)]
+
+    km = KMeans(4, init=init, random_state=0).fit(X)
+    assert len(calls) == 10                      # 'auto' restarts for a callable: 10
+    assert np.shares_memory(calls[0][0], X) and calls[0][1] == 4   # validated X, no copy
+    assert isinstance(calls[0][2], np.random.RandomState)
+    again = KMeans(4, init=init, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, again.cluster_centers_)
+    assert KMeans(4, init=init, n_init=1, random_state=0).fit(X).n_iter_ >= 1
+    with pytest.raises(ValueError, match="returned by init has shape"):
+        KMeans(4, init=lambda X, k, random_state: X[:3]).fit(X)
+
+
+def test_copy_x_is_accepted_and_x_is_never_modified():
+    X = blobs(400, 5, 3, np.float64) + 100.0
+    before = X.copy()
+    for copy_x in (True, False):
+        KMeans(3, copy_x=copy_x, random_state=0).fit(X)
+        np.testing.assert_array_equal(X, before)
+    assert KMeans(copy_x=False).get_params()["copy_x"] is False
+
+
+def test_feature_names_out_and_set_output():
+    X = blobs(300, 4, 3, np.float64)
+    km = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.get_feature_names_out(), ["kmeans0", "kmeans1", "kmeans2"])
+    assert km.get_feature_names_out().dtype == object
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=list("abcd"), index=np.arange(300) + 1000)
+    out = KMeans(3, random_state=0).set_output(transform="pandas").fit(frame).transform(frame)
+    assert list(out.columns) == ["kmeans0", "kmeans1", "kmeans2"]
+    assert (out.index == frame.index).all()
+    np.testing.assert_allclose(out.to_numpy(), km.transform(X))
+    with pytest.raises(ValueError, match="transform must be"):
+        km.set_output(transform="arrow")
+
+
+def test_column_transformer_and_set_output():
+    compose = pytest.importorskip("sklearn.compose")
+    pd = pytest.importorskip("pandas")
+    from sklearn.base import clone
+    X = blobs(300, 4, 3, np.float64)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    ct = compose.ColumnTransformer([("km", KMeans(3, random_state=0), ["a", "b", "c"]),
+                                    ("keep", "passthrough", ["d"])])
+    ct.set_output(transform="pandas")
+    out = ct.fit_transform(frame)
+    assert list(out.columns) == ["km__kmeans0", "km__kmeans1", "km__kmeans2", "keep__d"]
+    expected = KMeans(3, random_state=0).fit(X[:, :3]).transform(X[:, :3])
+    np.testing.assert_allclose(out.iloc[:, :3].to_numpy(), expected)
+    cloned = clone(KMeans(3).set_output(transform="pandas"))
+    assert cloned._sklearn_output_config == {"transform": "pandas"}
