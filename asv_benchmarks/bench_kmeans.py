@@ -342,3 +342,33 @@ class PeakMemBaseline:
 
     def peakmem_data_only(self, dtype):
         pass
+
+
+class TimeKMeansToConvergence:
+    """Whole fits to convergence (``tol=1e-4``, ``max_iter=300``) from fixed initial centres,
+    per method: fastem's 'lloyd' and 'hamerly' (bounds; the same iterations) and the peer's
+    'lloyd' and 'elkan' (skipped without scikit-learn). The issue-12 shapes at the profile's
+    scale: (1e6, 8, 8), (1e6, 32, 64), (2e5, 128, 256), (1e5, 64, 1024) rows for ``regular``.
+    """
+
+    params = [[(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256),
+               (100_000, 64, 1024)],
+              ["fastem-lloyd", "fastem-hamerly", "sklearn-lloyd", "sklearn-elkan"], DTYPES]
+    param_names = ["shape", "method", "dtype"]
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup(self, shape, method, dtype):
+        n, d, k = shape
+        library, algorithm = method.split("-")
+        if library == "sklearn":
+            require_sklearn()
+        self.X = make_data(rows(n), d, dtype)
+        init = init_centers(self.X, k)
+        cls = KMeans if library == "fastem" else SklearnKMeans
+        self.make = lambda: cls(k, init=init, n_init=1, algorithm=algorithm)
+        self.make().fit(self.X[:max(k, WARMUP_ROWS)])  # JIT warm-up
+
+    def time_fit_to_convergence(self, shape, method, dtype):
+        self.make().fit(self.X)

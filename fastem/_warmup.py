@@ -52,6 +52,7 @@ def run_job(job):
         if estimator == "kmeans":
             for init in ("k-means++", "random"):
                 km = KMeans(3, init=init, max_iter=2, random_state=0).fit(X)
+            KMeans(3, algorithm="hamerly", max_iter=3, random_state=0).fit(X)
             km.predict(X), km.transform(X), km.score(X)
         elif estimator == "gmm":
             for init in ("kmeans", "k-means++", "random", "random_from_data"):
