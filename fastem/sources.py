@@ -187,7 +187,8 @@ class ArraySource(RowSource):
 
     def chunks(self):
         for rows, w in self.weight_chunks():
-            yield rows, self.X[rows], w
+            # the one chunk is all of X (slicing a CSR matrix would copy it)
+            yield rows, self.X if rows == slice(0, self.n_rows) else self.X[rows], w
 
     def take(self, indices):
         return self.X[np.asarray(indices)]

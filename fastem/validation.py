@@ -94,19 +94,25 @@ def _check_2d_shape(X, name, who, min_samples=1):
         raise ValueError(f"n_samples={n} should be >= {min_samples}{who}.")
 
 
-def check_array(X, *, name="X", min_samples=1, estimator_name=None):
+def check_array(X, *, name="X", min_samples=1, estimator_name=None, accept_sparse=False):
     """Validate a 2-D numeric sample matrix and return it as a float32/float64 C array.
+
+    With ``accept_sparse``, scipy.sparse input is returned as CSR (converted once from other
+    formats; duplicates summed and indices sorted in a copy when needed) with float32 or
+    float64 values (other dtypes become float64); X itself is never modified.
 
     Raises
     ------
     TypeError
-        Sparse input, strings, complex numbers or other non-numeric data.
+        Sparse input (unless accepted), strings, complex numbers or other non-numeric data.
     ValueError
         Not 2-D, no samples or features, fewer than ``min_samples`` rows, NaN or inf.
     """
     who = f" by {estimator_name}" if estimator_name else ""
     if issparse(X):
-        raise TypeError(f"{name}: sparse input is not supported{who}; pass a dense array.")
+        if not accept_sparse:
+            raise TypeError(f"{name}: sparse input is not supported{who}; pass a dense array.")
+        return _check_csr(X, name, who, min_samples)
     if not isinstance(X, np.ndarray):
         X = np.asarray(X)
     X = _numeric(X, name)
@@ -123,6 +129,28 @@ def check_array(X, *, name="X", min_samples=1, estimator_name=None):
         raise ValueError(f"Input {name} contains {kind}; fastem needs finite values "
                          f"(remove or impute them first).")
     return read_only(X)
+
+
+def _check_csr(X, name, who, min_samples):
+    """``check_array`` for scipy.sparse input (see there)."""
+    X = X if X.format == "csr" else X.tocsr()
+    data = _numeric(X.data, name)
+    _check_2d_shape(X, name, who, min_samples)
+    if data.dtype == np.float16:
+        data = data.astype(np.float32)
+    elif data.dtype.kind != "f" or data.dtype.itemsize > 8 or not data.dtype.isnative:
+        data = data.astype(np.float64 if data.dtype.kind != "f" or data.itemsize > 8
+                           else data.dtype.newbyteorder("="))
+    if data is not X.data:
+        X = type(X)((data, X.indices, X.indptr), shape=X.shape)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    if not np.isfinite(X.data).all():
+        kind = "NaN" if np.isnan(X.data).any() else "infinity"
+        raise ValueError(f"Input {name} contains {kind}; fastem needs finite values "
+                         f"(remove or impute them first).")
+    return X
 
 
 def read_only(X):

@@ -304,7 +304,7 @@ def test_clone_and_params(blobs):
                 random_state=3)
     params = km.get_params()
     assert params == dict(n_clusters=3, init="random", n_init=4, max_iter=50, tol=1e-3,
-                          verbose=0, random_state=3)
+                          verbose=0, random_state=3, copy_x=True, algorithm="auto")
     cloned = clone(km)
     assert cloned is not km and cloned.get_params() == params
     assert km.set_params(n_clusters=5, tol=0.0) is km
@@ -335,14 +335,14 @@ def test_grid_search_over_n_clusters(blobs):
 
 
 def test_sklearn_check_estimator():
-    # The same instance scikit-learn tests its own KMeans with. Its one expected failure is
-    # also expected for scikit-learn's KMeans (sklearn/utils/_test_common/instance_generator.py).
+    # The same instance scikit-learn tests its own KMeans with. Its expected failures (dense
+    # and, now that KMeans takes CSR, sparse) are also expected for scikit-learn's KMeans
+    # (sklearn/utils/_test_common/instance_generator.py).
+    reason = ("the check shuffles the rows of the weighted data set, so the random init picks "
+              "different rows; weights are equivalent to repetitions for a fixed init "
+              "(test_integer_sample_weight_equals_repeated_rows)")
     check_estimator(
         KMeans(n_clusters=2, n_init=2, max_iter=5),
-        expected_failed_checks={
-            "check_sample_weight_equivalence_on_dense_data": (
-                "the check shuffles the rows of the weighted data set, so the random init "
-                "picks different rows; weights are equivalent to repetitions for a fixed "
-                "init (test_integer_sample_weight_equals_repeated_rows)"),
-        },
+        expected_failed_checks={"check_sample_weight_equivalence_on_dense_data": reason,
+                                "check_sample_weight_equivalence_on_sparse_data": reason},
     )

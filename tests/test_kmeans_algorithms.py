@@ -11,7 +11,7 @@ import pytest
 
 from fastem import ChunkedArray, KMeans
 from fastem.models.kmeans import HamerlyKMeansModel, KMeansModel, choose_algorithm
-from fastem.sources import ArraySource
+from fastem.sources import ArraySource, as_source
 
 from . import naive
 
@@ -133,7 +133,8 @@ def test_auto_rule():
     assert choose_algorithm("auto", 64, source(100, 32, np.float32)) == "hamerly"
     assert choose_algorithm("auto", 8, source(100, 32, np.float64)) == "lloyd"    # few clusters
     assert choose_algorithm("auto", 16, source(100, 8, np.float64)) == "lloyd"    # k d < 256
-    assert choose_algorithm("auto", 512, source(100, 3, np.float32)) == "lloyd"   # bounds > X
+    assert choose_algorithm("auto", 512, source(100, 1, np.float32)) == "lloyd"   # bounds > X
+    assert choose_algorithm("auto", 512, source(100, 2, np.float32)) == "hamerly"
     assert choose_algorithm("elkan", 8, source(100, 2, np.float64)) == "hamerly"
     assert choose_algorithm("lloyd", 512, source(100, 32, np.float64)) == "lloyd"
 
@@ -220,3 +221,159 @@ def test_column_transformer_and_set_output():
     np.testing.assert_allclose(out.iloc[:, :3].to_numpy(), expected)
     cloned = clone(KMeans(3).set_output(transform="pandas"))
     assert cloned._sklearn_output_config == {"transform": "pandas"}
+
+
+# ----------------------------------------------------------------- pruned k-means++ seeding
+
+def unpruned_kmeans_plusplus(X, w, k, rng):
+    """Greedy k-means++ as fastem ran it before pruning, from the public unpruned kernels
+    (each checked against its NumPy twin in test_kernels.py): every candidate's potential
+    over every row, every row updated for every new centre."""
+    from fastem.kernels import (draw_by_potential, kmeanspp_potentials,
+                                potential_block_sums, update_min_sqdist)
+    n = len(X)
+    m = 2 + int(np.log(k))
+    sums = np.empty((n + 2047) // 2048)
+
+    def draw(closest, n_draws):
+        potential_block_sums(w, closest, sums)
+        targets = rng.uniform(size=n_draws) * np.cumsum(sums)[-1]
+        out = np.empty(n_draws, dtype=np.int64)
+        draw_by_potential(w, closest, sums, targets, out)
+        return out
+
+    ids = [int(draw(np.ones(n), 1)[0])]
+    closest = np.full(n, np.inf)
+    update_min_sqdist(X, X[ids[0]], closest)
+    potentials = np.empty(m)
+    for _ in range(1, k):
+        cand = draw(closest, m)
+        kmeanspp_potentials(X, w, np.ascontiguousarray(X[cand]), closest, potentials)
+        ids.append(int(cand[np.argmin(potentials)]))
+        update_min_sqdist(X, X[ids[-1]], closest)
+    return np.array(ids)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700)])
+def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
+    from fastem.models.kmeans import kmeans_plusplus
+    X = blobs(n, d, 12, dtype, seed=d)
+    X[100:140] = X[99]                      # duplicates: D = 0 rows
+    w = np.random.RandomState(4).uniform(0.0, 2.0, n)
+    expected = unpruned_kmeans_plusplus(X, w, k, np.random.RandomState(7))
+    centers, ids = kmeans_plusplus(X, w, k, np.random.RandomState(7))
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_array_equal(centers, X[expected])
+    chunked = as_source(ChunkedArray([X[i:i + 1700] for i in range(0, n, 1700)]), w,
+                        KMeans._validate)
+    np.testing.assert_array_equal(
+        kmeans_plusplus(chunked, None, k, np.random.RandomState(7))[1], expected)
+
+
+def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
+    from fastem.kernels import (kmeanspp_potentials, potential_block_sums, seed_potentials,
+                                seed_update, update_min_sqdist)
+    X = blobs(9000, 6, 10, np.float64, seed=3)
+    w = np.random.RandomState(0).uniform(0.1, 2.0, len(X))
+    centers = np.ascontiguousarray(X[[5, 900, 4000, 7000]])
+    closest, nearest = np.full(len(X), np.inf), np.zeros(len(X), np.int32)
+    sums = np.empty(5)
+    for c in range(len(centers)):
+        gaps = ((centers[c] - centers[:max(c, 1)]) ** 2).sum(axis=1)
+        seed_update(X, w, centers[c], c, gaps, closest, nearest, sums)
+    reference = np.full(len(X), np.inf)
+    for c in centers:
+        update_min_sqdist(X, c, reference)
+    ref_sums = np.empty(5)
+    potential_block_sums(w, reference, ref_sums)
+    assert closest.tobytes() == reference.tobytes() and sums.tobytes() == ref_sums.tobytes()
+    np.testing.assert_array_equal(nearest, naive.nearest_centers(X, centers)[0])
+    candidates = np.ascontiguousarray(X[[10, 2500, 8000]])
+    gaps = ((candidates[:, None, :] - centers[None]) ** 2).sum(axis=-1)
+    ours, theirs = np.empty(3), np.empty(3)
+    seed_potentials(X, w, candidates, gaps, closest, nearest, ours)
+    kmeanspp_potentials(X, w, candidates, closest, theirs)
+    assert ours.tobytes() == theirs.tobytes()
+
+
+# --------------------------------------------------------------------------- sparse input
+
+def sparse_blobs(n, d, density, k, dtype, seed=0):
+    """TF-IDF-like CSR rows: each row draws most of its non-zeros from its cluster's columns."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.RandomState(seed)
+    per_row = max(1, int(density * d))
+    topics = [rng.choice(d, size=max(per_row * 3, 8), replace=False) for _ in range(k)]
+    rows = []
+    for i in range(n):
+        own = rng.uniform(size=per_row) < 0.8
+        rows.append(np.unique(np.where(own, rng.choice(topics[i % k], per_row),
+                                       rng.randint(d, size=per_row))))
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    cols = np.concatenate(rows)
+    data = rng.exponential(size=len(cols)).astype(dtype)
+    return sp.csr_matrix((data, cols, indptr), shape=(n, d))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_fit_equals_dense_fit(dtype):
+    X = sparse_blobs(2500, 400, 0.03, 12, dtype)
+    dense = X.toarray()
+    w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
+    init = dense[first_rows_index(X.shape[0], 12)]
+    a = KMeans(12, init=init).fit(X, sample_weight=w)
+    b = KMeans(12, init=init).fit(dense, sample_weight=w)
+    assert a.n_iter_ == b.n_iter_
+    assert np.array_equal(a.labels_, b.labels_)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=rtol, atol=rtol)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=rtol)
+    assert a.cluster_centers_.dtype == dtype
+    np.testing.assert_array_equal(a.predict(X), b.predict(dense))
+    np.testing.assert_allclose(a.transform(X), b.transform(dense), rtol=rtol, atol=rtol)
+    assert a.score(X, sample_weight=w) == pytest.approx(b.score(dense, sample_weight=w), rel=rtol)
+    # k-means++ on CSR picks the rows the dense seeding picks
+    from fastem.models.kmeans import kmeans_plusplus
+    np.testing.assert_array_equal(kmeans_plusplus(X, w, 12, np.random.RandomState(3))[1],
+                                  kmeans_plusplus(dense, w, 12, np.random.RandomState(3))[1])
+
+
+def first_rows_index(n, k, seed=1):
+    return np.sort(np.random.RandomState(seed).choice(n, k, replace=False))
+
+
+def test_sparse_fit_reaches_scikit_learns_fixed_point():
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    X = sparse_blobs(3000, 2000, 0.01, 16, np.float64, seed=5)
+    init = X[first_rows_index(X.shape[0], 16)].toarray()
+    ours = KMeans(16, init=init, tol=0).fit(X)
+    theirs = sklearn_cluster.KMeans(16, init=init, n_init=1, tol=0).fit(X)
+    assert np.array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-9,
+                               atol=1e-12)
+    assert ours.inertia_ == pytest.approx(theirs.inertia_, rel=1e-9)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+def test_sparse_formats_random_init_minibatch_and_errors():
+    sp = pytest.importorskip("scipy.sparse")
+    X = sparse_blobs(1200, 300, 0.05, 6, np.float64, seed=2)
+    ref = KMeans(6, random_state=0).fit(X)
+    for other in (X.tocsc(), X.tocoo(), sp.csr_array(X)):
+        km = KMeans(6, random_state=0).fit(other)
+        np.testing.assert_array_equal(km.labels_, ref.labels_)
+    before = X.copy()
+    KMeans(6, init="random", n_init=3, random_state=0).fit(X)
+    assert (X != before).nnz == 0                                    # input untouched
+    from fastem import MiniBatchKMeans
+    mb = MiniBatchKMeans(6, batch_size=256, random_state=0).fit(X)
+    assert mb.cluster_centers_.shape == (6, 300) and np.isfinite(mb.inertia_)
+    with pytest.raises(ValueError, match="not available for sparse input"):
+        KMeans(6, algorithm="hamerly").fit(X)
+    bad = X.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        KMeans(6).fit(bad)
+    with pytest.raises(ValueError, match="expecting 300 features"):
+        ref.predict(X[:, :299])

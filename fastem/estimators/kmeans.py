@@ -5,9 +5,9 @@ from functools import partial
 import numpy as np
 
 from ..em import fit_em, fit_minibatch
-from ..kernels import nearest_centers, sqdist_to_centers
 from ..models.kmeans import (HamerlyKMeansModel, KMeansModel, MiniBatchKMeansModel,
-                             choose_algorithm, mean_feature_variance)
+                             all_sqdist, assign_nearest, choose_algorithm,
+                             mean_feature_variance)
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_features, check_random_state, check_sample_weight)
@@ -62,14 +62,14 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         both values behave the same.
     algorithm : {'auto', 'lloyd', 'hamerly', 'elkan'}, default='auto'
         'lloyd': every row searched against every centre each iteration. 'hamerly': Lloyd's
-        iterations with Hamerly's bounds (two float64 per row): rows whose bounds prove that
+        iterations with Hamerly's bounds (two float32 per row): rows whose bounds prove that
         their label cannot change are not searched; the others go through the same SIMD
         search, so the labels, ``n_iter_`` and centres equal Lloyd's (centres and inertia to
         rounding of the running sums). 'elkan' (scikit-learn's name for its exact
         bound-based method) runs 'hamerly'. 'auto': 'hamerly' from 16 clusters and
         ``n_clusters * n_features >= 256`` on (below, a Lloyd search is as cheap as the
         bookkeeping), except 'lloyd' for a Dask array and when the bounds would be larger
-        than X (``n_features * itemsize < 16``).
+        than X (``n_features * itemsize < 8``). CSR input runs 'lloyd' (O(nnz k) per pass).
 
     Attributes
     ----------
@@ -146,10 +146,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. Using "
                           "'lloyd' instead.", RuntimeWarning, stacklevel=3)
             return "lloyd"
-        if self.algorithm != "lloyd" and source.distributed:
-            if self.algorithm != "auto":
-                raise ValueError(f"algorithm={self.algorithm!r} keeps two bounds per row; on a "
-                                 "Dask array use 'lloyd' or 'auto'.")
+        if self.algorithm not in ("lloyd", "auto") and (source.distributed or source.sparse):
+            where = "a Dask array" if source.distributed else "sparse input"
+            raise ValueError(f"algorithm={self.algorithm!r} is not available for {where}; use "
+                             "'lloyd' or 'auto'.")
         return choose_algorithm(self.algorithm, self.n_clusters, source)
 
     def fit(self, X, y=None, sample_weight=None):
@@ -193,7 +193,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     @classmethod
     def _validate(cls, X, name="X"):
         # a classmethod: Dask workers run it on blocks without a copy of the estimator
-        return check_array(X, name=name, estimator_name=cls.__name__)
+        return check_array(X, name=name, estimator_name=cls.__name__, accept_sparse=True)
 
     def _check_predict_input(self, X):
         """The fitted check and the input as a row source (validated)."""
@@ -207,7 +207,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         sqdist = np.empty(source.n_rows)
         centers = self.cluster_centers_.astype(source.dtype)
         for rows, X, _ in source.chunks():
-            nearest_centers(X, centers, labels[rows], sqdist[rows])
+            assign_nearest(X, centers, labels[rows], sqdist[rows])
         return labels, sqdist
 
     def predict(self, X):
@@ -234,7 +234,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         source = self._check_predict_input(X)
         out = np.empty((source.n_rows, self.cluster_centers_.shape[0]))
         for rows, Xc, _ in source.chunks():
-            sqdist_to_centers(Xc, self.cluster_centers_, out[rows])
+            all_sqdist(Xc, self.cluster_centers_.astype(source.dtype), out[rows])
         return self._wrap_output(np.sqrt(out, out=out).astype(source.dtype, copy=False), X)
 
     def fit_transform(self, X, y=None, sample_weight=None):
@@ -252,7 +252,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
 

@@ -17,12 +17,21 @@ from .bernoulli import (
     bernoulli_log_pmf_csr,
 )
 from .bounds import bounded_full_step, bounded_step
+from .csr_distances import (
+    lloyd_step_csr,
+    nearest_centers_csr,
+    seed_potentials_csr,
+    seed_update_csr,
+    sqdist_to_centers_csr,
+)
 from .distances import (
     draw_by_potential,
     kmeanspp_potentials,
     lloyd_step,
     nearest_centers,
     potential_block_sums,
+    seed_potentials,
+    seed_update,
     sqdist_to_centers,
     update_min_sqdist,
 )
@@ -53,12 +62,19 @@ __all__ = [
     "gaussian_log_pdf_full",
     "kmeanspp_potentials",
     "lloyd_step",
+    "lloyd_step_csr",
     "nearest_centers",
+    "nearest_centers_csr",
     "normalize_log_row",
     "potential_block_sums",
     "precision_cholesky_factors",
     "responsibilities",
+    "seed_potentials",
+    "seed_potentials_csr",
+    "seed_update",
+    "seed_update_csr",
     "sqdist_to_centers",
+    "sqdist_to_centers_csr",
     "update_min_sqdist",
     "weighted_moments",
 ]

@@ -1,8 +1,8 @@
 """Exact bound-based k-means (Hamerly 2010): Lloyd steps that skip rows whose label is fixed.
 
 Every row keeps its label ``a``, an upper bound ``u >= ||x - c_a||`` and a lower bound
-``l <= min_{j != a} ||x - c_j||`` (distances in float64, for the centres rounded to X's
-dtype: the centres the search uses). When the centres move by ``delta_j``, ``u += delta_a``
+``l <= min_{j != a} ||x - c_j||`` (distances for the centres rounded to X's dtype, the centres
+the search uses; computed in float64, stored as float32 rounded outwards: 8 bytes per row). When the centres move by ``delta_j``, ``u += delta_a``
 and ``l -= max_{j != a} delta_j`` keep the bounds valid (triangle inequality). A row whose
 bounds separate is not searched.
 
@@ -80,6 +80,18 @@ def _rebuild_bounds(d2, gap, j, norms, slack, eps_b, eps_c):
 
 
 @kernel
+def _stored_upper(u):
+    """u as the float32 the bounds are stored in, rounded up (never below u)."""
+    return np.float32(u * (1.0 + 2.0 ** -22))
+
+
+@kernel
+def _stored_lower(low):
+    """A non-negative lower bound as float32, rounded down (distances are >= 0)."""
+    return np.float32(max(low, 0.0) * (1.0 - 2.0 ** -22))
+
+
+@kernel
 def _separated(u, low, a, norms, slack, eps_b, eps_c):
     """Whether bounds (u, low) prove that the search would return label a."""
     eps = eps_b + (u + norms[a]) * eps_c
@@ -118,8 +130,8 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
                 changed += j != labels[i]
                 labels[i] = j
                 d2 = sqdist(X, i * d, centers, j * d, d)
-                upper[i], lower[i] = _rebuild_bounds(d2, gap[i - b0], j, norms, slack, eps_b,
-                                                     eps_c)
+                u, low = _rebuild_bounds(d2, gap[i - b0], j, norms, slack, eps_b, eps_c)
+                upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
                 w = sample_weight[i]
                 axpy(w, X, i * d, sums, j * d, d)
                 moments[j, 0] += w
@@ -148,8 +160,8 @@ def bounded_full_step(X, sample_weight, centers, labels, upper, lower):
     centers : ndarray, shape (k, d), X's dtype
     labels : ndarray, shape (n,), int32
         IN: previous labels (any values); OUT: nearest centre (Lloyd's, bit for bit).
-    upper, lower : ndarray, shape (n,), float64
-        OUT: the bounds (module docstring).
+    upper, lower : ndarray, shape (n,), float32
+        OUT: the bounds (module docstring), rounded outwards to float32.
 
     Returns
     -------
@@ -215,9 +227,9 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
             m = 0
             for i in range(b0, b1):
                 a = labels[i]
-                u = (upper[i] + drift[a]) * (1.0 + slack)
-                low = (lower[i] - other[a]) * (1.0 - slack)
-                lower[i] = low
+                u = (np.float64(upper[i]) + drift[a]) * (1.0 + slack)
+                low = (np.float64(lower[i]) - other[a]) * (1.0 - slack)
+                lower[i] = _stored_lower(low)
                 if not _separated(u, low, a, norms, slack, eps_b, eps_c):
                     # tighten the upper bound; search only if that does not settle it
                     d2 = sqdist(X, i * d, centers, a * d, d)
@@ -227,7 +239,7 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                         tight[m] = d2
                         gathered[m] = X[i]
                         m += 1
-                upper[i] = u
+                upper[i] = _stored_upper(u)
             if m == 0:
                 continue
             searched += m
@@ -237,7 +249,8 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                 j = new[t]
                 a = labels[i]
                 d2 = tight[t] if j == a else sqdist(gathered, t * d, centers, j * d, d)
-                upper[i], lower[i] = _rebuild_bounds(d2, gap[t], j, norms, slack, eps_b, eps_c)
+                u, low = _rebuild_bounds(d2, gap[t], j, norms, slack, eps_b, eps_c)
+                upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
                 if j != a:
                     changed += 1
                     labels[i] = j
@@ -281,7 +294,7 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
         Reference point of each cluster's squared norms (the centres of the full pass that
         built the moments).
     labels, upper, lower : ndarray, shape (n,)
-        IN/OUT: labels (int32) and bounds (float64) of the previous pass; OUT: Lloyd's labels
+        IN/OUT: labels (int32) and bounds (float32) of the previous pass; OUT: Lloyd's labels
         for ``centers`` and valid bounds.
 
     Returns

@@ -317,6 +317,130 @@ run_on_threads(kmeanspp_potentials, _potentials_prepare, _potentials_work, _pote
 
 
 @kernel
+def _cannot_improve(gap, closest, d):
+    """Whether a point at squared distance ``closest`` from its nearest centre m is at least
+    as far from a point c with ``||c - m||^2 = gap``: ``||c - m|| >= 2 sqrt(closest)`` gives
+    ``||x - c|| >= ||c - m|| - ||x - m|| >= sqrt(closest)`` (triangle inequality). The
+    margin covers the rounding of the three float64 distances, so a skipped row's computed
+    distance could not have been smaller either: results stay bitwise those of the search
+    without pruning."""
+    slack = 8.0 * (d + 4) * 2.0 ** -53
+    return gap * (1.0 - slack) >= 4.0 * closest * (1.0 + slack)
+
+
+@kernel
+def _seed_update_work(lo, hi, X, sample_weight, center, center_id, center_gaps, min_sqdist,
+                      nearest, block_sums):
+    n, d = X.shape
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for i in range(start, stop):
+            if not _cannot_improve(center_gaps[nearest[i]], min_sqdist[i], d):
+                s = sqdist(X, i * d, center, 0, d)
+                if s < min_sqdist[i]:
+                    min_sqdist[i] = s
+                    nearest[i] = center_id
+        _block_sums_work(b, b + 1, sample_weight, min_sqdist, block_sums)  # block still in cache
+
+
+@kernel(parallel=True)
+def seed_update(X, sample_weight, center, center_id, center_gaps, min_sqdist, nearest,
+                block_sums):
+    """Pruned k-means++ update for a new centre, fused with the sampling's block sums.
+
+    ``min_sqdist[i] = min(min_sqdist[i], ||X[i] - center||^2)`` (``nearest[i] = center_id``
+    where the new centre is closer), skipping rows whose nearest centre m has
+    ``||center - m|| >= 2 sqrt(min_sqdist[i])`` (they cannot get closer; Raff 2021); then
+    ``block_sums[b] = sum_{i in block b} w_i * min_sqdist[i]`` as
+    :func:`potential_block_sums`. Same results, bit for bit, as
+    :func:`update_min_sqdist` followed by :func:`potential_block_sums`.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d), float32 or float64
+    sample_weight : ndarray, shape (n,), float64
+    center : ndarray, shape (d,), X's dtype
+    center_id : int
+    center_gaps : ndarray, shape (n_centers,), float64
+        ``||center - centers[j]||^2`` for every earlier centre j (any values >= 0 when there
+        is none yet: ``min_sqdist`` is +inf then, so nothing is skipped).
+    min_sqdist : ndarray, shape (n,), float64
+        IN/OUT.
+    nearest : ndarray, shape (n,), int32
+        IN/OUT: index of each row's nearest centre so far (0 before the first).
+    block_sums : ndarray, shape (n_blocks,), float64
+        OUT.
+    """
+    for b in prange(n_blocks(X.shape[0])):
+        _seed_update_work(b, b + 1, X, sample_weight, center, center_id, center_gaps,
+                          min_sqdist, nearest, block_sums)
+
+
+run_on_threads(seed_update, one_item_per_block, _seed_update_work, None)
+
+
+@kernel
+def _seed_potentials_work(lo, hi, X, sample_weight, candidates, candidate_gaps, min_sqdist,
+                          nearest, potentials, partial):
+    n, d = X.shape
+    m = candidates.shape[0]
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for c in range(m):
+            partial[b, c] = 0.0
+        for i in range(start, stop):
+            w = sample_weight[i]
+            closest = min_sqdist[i]
+            a = nearest[i]
+            for c in range(m):
+                if _cannot_improve(candidate_gaps[c, a], closest, d):
+                    partial[b, c] += w * closest
+                else:
+                    partial[b, c] += w * min(sqdist(X, i * d, candidates, c * d, d), closest)
+
+
+@kernel(parallel=True)
+def seed_potentials(X, sample_weight, candidates, candidate_gaps, min_sqdist, nearest,
+                    potentials):
+    """:func:`kmeanspp_potentials` with the pruning of :func:`seed_update` (bitwise the same
+    potentials): candidate c skips rows whose nearest centre m has
+    ``candidate_gaps[c, m] = ||candidates[c] - m||^2 >= 4 min_sqdist[i]``.
+
+    Parameters
+    ----------
+    X, sample_weight, candidates, min_sqdist, potentials :
+        As :func:`kmeanspp_potentials`.
+    candidate_gaps : ndarray, shape (m, n_centers), float64
+    nearest : ndarray, shape (n,), int32
+        Index of each row's nearest chosen centre (:func:`seed_update`).
+    """
+    nb, partial = _seed_potentials_prepare(X, sample_weight, candidates, candidate_gaps,
+                                           min_sqdist, nearest, potentials)
+    for b in prange(nb):
+        _seed_potentials_work(b, b + 1, X, sample_weight, candidates, candidate_gaps,
+                              min_sqdist, nearest, potentials, partial)
+    _seed_potentials_finish(X, sample_weight, candidates, candidate_gaps, min_sqdist, nearest,
+                            potentials, partial)
+
+
+@kernel
+def _seed_potentials_prepare(X, sample_weight, candidates, candidate_gaps, min_sqdist,
+                             nearest, potentials):
+    nb = n_blocks(X.shape[0])
+    return nb, np.empty((nb, candidates.shape[0]))
+
+
+@kernel
+def _seed_potentials_finish(X, sample_weight, candidates, candidate_gaps, min_sqdist,
+                            nearest, potentials, partial):
+    fold_blocks(partial, potentials)
+
+
+run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,
+               _seed_potentials_finish)
+
+
+@kernel
 def _block_sums_work(lo, hi, sample_weight, min_sqdist, out):
     n = min_sqdist.shape[0]
     for b in range(lo, hi):

@@ -10,10 +10,13 @@ from functools import partial
 import numpy as np
 
 from ..kernels import (bounded_full_step, bounded_step, column_mean_var, draw_by_potential,
-                       kmeanspp_potentials, lloyd_step, nearest_centers, potential_block_sums,
-                       update_min_sqdist)
+                       lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
+                       potential_block_sums, seed_potentials, seed_potentials_csr,
+                       seed_update, seed_update_csr, sqdist_to_centers,
+                       sqdist_to_centers_csr)
 from ..kernels._blocks import n_blocks
 from ..sources import ArraySource, RowSource, sum_chunks
+from ..validation import issparse
 from .mixture import overflow_error
 
 
@@ -38,8 +41,12 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     Parameters
     ----------
     X : ndarray of shape (n, d) or :class:`fastem.sources.RowSource`
-        A source streams its chunks: two passes over X per centre, one n-long float64 array
-        (the distances to the closest centre) in memory. On a Dask source this is k-means||
+        A source streams its chunks: two passes over X per centre (the candidates' potentials,
+        then the chosen centre's update fused with the sampling's block sums), each skipping
+        the rows that the triangle inequality proves cannot get closer (Raff 2021: a row
+        whose nearest centre lies at least twice its distance from the new point); one
+        float64 distance and one int32 nearest-centre index per row in memory. The chosen
+        centres are bitwise those of the unpruned search. On a Dask source this is k-means||
         (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
         seeding on the weighted candidates.
     sample_weight : ndarray of shape (n,) or None
@@ -61,35 +68,82 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     block_sums = [np.empty(n_blocks(r.stop - r.start)) for r in source.chunk_slices()]
     # the first centre: a row drawn with probability proportional to w (D = 1 for all rows)
     closest = np.ones(n)
+    for (rows, w), sums in zip(source.weight_chunks(), block_sums):
+        potential_block_sums(w, closest[rows], sums)
     _draw(source, closest, block_sums, 1, rng, indices[:1])
-    centers[0] = source.take(indices[:1])[0]
+    centers[0] = take_dense(source, indices[:1])[0]
     closest[:] = np.inf
-    for rows, Xc, _ in source.chunks():
-        update_min_sqdist(Xc, centers[0], closest[rows])
+    nearest = np.zeros(n, dtype=np.int32)   # each row's nearest centre so far
+    _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
         # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
         _draw(source, closest, block_sums, n_local_trials, rng, candidate_ids)
-        candidates = np.ascontiguousarray(source.take(candidate_ids))
+        candidates = take_dense(source, candidate_ids)
+        # squared distances candidate - chosen centre: rows whose nearest centre is at
+        # least twice their distance away from a candidate skip it (seed_potentials)
+        diff = candidates.astype(np.float64)[:, None, :] - centers[:c].astype(np.float64)
+        gaps = np.einsum("mcf,mcf->mc", diff, diff)
         potentials[:] = 0.0
         for rows, Xc, w in source.chunks():
-            kmeanspp_potentials(Xc, w, candidates, closest[rows], part)
+            if issparse(Xc):
+                seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
+                                    closest[rows], nearest[rows], part)
+            else:
+                seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows], part)
             potentials += part
         best = int(np.argmin(potentials))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        for rows, Xc, _ in source.chunks():
-            update_min_sqdist(Xc, centers[c], closest[rows])
+        _add_center(source, centers, c, gaps[best], closest, nearest, block_sums)
     return centers, indices
+
+
+def _add_center(source, centers, c, gaps, closest, nearest, block_sums):
+    """Fold centre ``c`` (``gaps``: its squared distances to the earlier centres) into every
+    row's closest distance and nearest centre, and refresh the sampling's block sums."""
+    for (rows, Xc, w), sums in zip(source.chunks(), block_sums):
+        if issparse(Xc):
+            seed_update_csr(Xc.data, Xc.indices, Xc.indptr, w, centers[c:c + 1], c, gaps,
+                            closest[rows], nearest[rows], sums)
+        else:
+            seed_update(Xc, w, centers[c], c, gaps, closest[rows], nearest[rows], sums)
+
+
+def take_dense(source, ids):
+    """Rows ``ids`` of the source as a dense C-contiguous array (CSR rows densified)."""
+    rows = source.take(ids)
+    return rows.toarray() if issparse(rows) else np.ascontiguousarray(rows)
+
+
+def assign_nearest(X, centers, labels, sqdist):
+    """Nearest centre (int32) and squared distance (float64) of every row, dense or CSR."""
+    if issparse(X):
+        nearest_centers_csr(X.data, X.indices, X.indptr, centers, labels, sqdist)
+    else:
+        nearest_centers(X, centers, labels, sqdist)
+
+
+def all_sqdist(X, centers, out):
+    """``out[i, j] = ||x_i - c_j||^2`` (float64), dense or CSR."""
+    if issparse(X):
+        sqdist_to_centers_csr(X.data, X.indices, X.indptr, centers, out)
+    else:
+        sqdist_to_centers(X, centers, out)
+
+
+def fused_lloyd(X, w, centers, labels, sums, weights):
+    """The fused Lloyd kernel for a dense or CSR chunk: (inertia, n_changed)."""
+    if issparse(X):
+        return lloyd_step_csr(X.data, X.indices, X.indptr, w, centers, labels, sums, weights)
+    return lloyd_step(X, w, centers, labels, sums, weights)
 
 
 def _draw(source, closest, block_sums, n_draws, rng, out):
     """``out[t]``: the row where the running sum of ``w * closest`` over all chunks (in row
     order) reaches ``u_t`` times its total, ``u_t`` uniform - i.e. rows drawn with probability
     proportional to ``w * closest``. One :func:`draw_by_potential` call per chunk that holds a
-    draw; ``block_sums`` (one array per chunk) is scratch."""
-    for (rows, w), sums in zip(source.weight_chunks(), block_sums):
-        potential_block_sums(w, closest[rows], sums)
+    draw; ``block_sums`` (one array per chunk) holds the per-block sums of ``w * closest``."""
     bounds = np.cumsum([sums.sum() for sums in block_sums])
     targets = rng.uniform(size=n_draws) * bounds[-1]
     which = np.minimum(np.searchsorted(bounds, targets, side="left"), len(bounds) - 1)
@@ -124,7 +178,9 @@ def mean_feature_variance(source):
     parallel pass in float64) become sums about the first row, which add across chunks
     without losing precision for data far from the origin.
     """
-    shift = np.asarray(source.take([0])[0], dtype=np.float64)
+    # about the first row (sparse data: about 0, the value of most entries)
+    shift = (np.zeros(source.n_features) if source.sparse
+             else np.asarray(source.take([0])[0], dtype=np.float64))
     s1, s2 = sum_chunks(source, partial(_shifted_column_sums, shift))
     with np.errstate(over="ignore", invalid="ignore"):
         mean = s1 / source.n_rows
@@ -132,7 +188,13 @@ def mean_feature_variance(source):
 
 
 def _shifted_column_sums(shift, rows, X, w):
-    """Chunk statistics ``(sum_i (x_i - shift), sum_i (x_i - shift)^2)`` per feature."""
+    """Chunk statistics ``(sum_i (x_i - shift), sum_i (x_i - shift)^2)`` per feature
+    (CSR chunks: shift 0)."""
+    if issparse(X):
+        s1 = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
+        s2 = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64),
+                         minlength=X.shape[1])
+        return s1, s2
     mean, var = column_mean_var(X)
     with np.errstate(over="ignore", invalid="ignore"):
         dev = mean - shift
@@ -167,7 +229,7 @@ def random_centers(source, n_clusters, rng):
                 top = np.argsort(-keys, kind="stable")[:k]
                 best_keys, best_ids = keys[top], ids[top]
         ids = best_ids
-    return np.array(source.take(ids))
+    return take_dense(source, ids)
 
 
 def _distributed_weighted_rows(source, k, rng):
@@ -227,7 +289,7 @@ class LloydStatistics:
         k, d = self.centers.shape
         sums, weights = np.empty((k, d)), np.empty(k)
         labels = _scratch_labels(X.shape[0]) if self.labels is None else self.labels[rows]
-        inertia, changed = lloyd_step(X, w, self.centers, labels, sums, weights)
+        inertia, changed = fused_lloyd(X, w, self.centers, labels, sums, weights)
         return sums, weights, float(inertia), int(changed) if self.labels is not None else -1
 
 
@@ -236,7 +298,7 @@ def _farthest_rows(centers, m, rows, X, w):
     (zero-weight rows at distance -1): (row numbers, squared distances, nearest centres)."""
     labels = np.empty(X.shape[0], dtype=np.int32)
     sqdist = np.empty(X.shape[0])
-    nearest_centers(X, centers, labels, sqdist)
+    assign_nearest(X, centers, labels, sqdist)
     sqdist[w == 0] = -1.0
     keep = np.flatnonzero(sqdist >= np.sort(sqdist)[-min(m, len(sqdist))])
     return rows.start + keep, sqdist[keep], labels[keep]
@@ -307,7 +369,7 @@ class KMeansModel:
         order = np.argsort(-sqdist, kind="stable")
         # only rows at least as far as the m-th farthest can be moved
         order = order[sqdist[order] >= sqdist[order[min(m, len(order)) - 1]]]
-        points = source.take(rows[order]).astype(np.float64)
+        points = take_dense(source, rows[order]).astype(np.float64)
         keys = tuple(points[:, f] for f in range(points.shape[1] - 1, -1, -1)) \
             + (-sqdist[order],)
         ranked = np.lexsort(keys)
@@ -376,9 +438,10 @@ BOUNDED_MIN_WORK = 256
 def choose_algorithm(algorithm, n_clusters, source):
     """The k-means method a fit runs: ``algorithm`` itself, or for 'auto' 'hamerly' unless
 
-    * the rows live on a Dask cluster (per-row bounds would have to stay on the workers),
-    * the bounds (two float64 per row) would take more memory than X itself
-      (``n_features * itemsize < 16``), or
+    * the rows live on a Dask cluster (per-row bounds would have to stay on the workers) or
+      are CSR (the bounded kernels are dense-only; a sparse row costs O(nnz k) anyway),
+    * the bounds (two float32 per row) would take more memory than X itself
+      (``n_features * itemsize < 8``), or
     * the search is cheap: fewer than :data:`BOUNDED_MIN_CLUSTERS` clusters or
       ``n_clusters * n_features < BOUNDED_MIN_WORK``.
 
@@ -386,7 +449,8 @@ def choose_algorithm(algorithm, n_clusters, source):
     exact, so only the speed differs.
     """
     if algorithm == "auto":
-        if (source.distributed or source.n_features * np.dtype(source.dtype).itemsize < 16
+        if (source.distributed or source.sparse
+                or source.n_features * np.dtype(source.dtype).itemsize < 8
                 or n_clusters < BOUNDED_MIN_CLUSTERS
                 or n_clusters * source.n_features < BOUNDED_MIN_WORK):
             return "lloyd"
@@ -421,7 +485,7 @@ class HamerlyKMeansModel(KMeansModel):
     labels, iteration by iteration, while searching only the rows whose bounds do not fix
     their label.
 
-    State besides Lloyd's labels: two float64 bounds per row and the running centre
+    State besides Lloyd's labels: two float32 bounds per row and the running centre
     statistics ``sums`` (k, d) and ``moments`` (k, 2: weight W_j and
     ``Q_j = sum w ||x - m_j||^2`` about ``m_j``, cluster j's centre at the last full pass),
     updated by the rows that move (float64 accumulators; re-summed from scratch every
@@ -432,7 +496,8 @@ class HamerlyKMeansModel(KMeansModel):
 
     def initialize(self, source, rng):
         centers = super().initialize(source, rng)
-        self.upper, self.lower = np.empty(source.n_rows), np.empty(source.n_rows)
+        self.upper = np.empty(source.n_rows, dtype=np.float32)
+        self.lower = np.empty(source.n_rows, dtype=np.float32)
         self.bounded_passes = None  # None: the next pass is a full one
         return centers
 
@@ -507,7 +572,9 @@ class MiniBatchKMeansModel:
         n = source.n_rows
         if self.init_size < n and isinstance(self.init, str):
             ids = rng.randint(0, n, self.init_size)
-            source = ArraySource(np.ascontiguousarray(source.take(ids)), source.weights(ids))
+            rows = source.take(ids)
+            source = ArraySource(rows if issparse(rows) else np.ascontiguousarray(rows),
+                                 source.weights(ids))
         return initial_centers(self.init, source, self.n_clusters, rng)
 
     def start(self, centers):
@@ -522,7 +589,7 @@ class MiniBatchKMeansModel:
         k, d = centers.shape
         labels = np.full(X.shape[0], -1, dtype=np.int32)
         sums, weights = np.empty((k, d)), np.empty(k)
-        inertia, _ = lloyd_step(X, w, centers.astype(X.dtype), labels, sums, weights)
+        inertia, _ = fused_lloyd(X, w, centers.astype(X.dtype), labels, sums, weights)
         return sums, weights, float(inertia)
 
     def step(self, X, w, rng):
@@ -558,5 +625,5 @@ class MiniBatchKMeansModel:
         if n_low == 0 or n_low == len(low):
             return
         picked = rng.choice(X.shape[0], size=n_low, replace=False)
-        self.centers[low] = X[picked]
+        self.centers[low] = X[picked].toarray() if issparse(X) else X[picked]
         self.counts[low] = self.counts[~low].min()
