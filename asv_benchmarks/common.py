@@ -93,10 +93,11 @@ def make_data(n, d, dtype, seed=DATA_SEED):
 
 
 def init_centers(X, k, seed=INIT_SEED):
-    """``k`` distinct rows of X (X's dtype, C-contiguous): fixed initial centres."""
+    """``k`` distinct rows of X (X's dtype, C-contiguous; dense for CSR X): fixed initial
+    centres."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=k, replace=False))
-    return np.ascontiguousarray(X[rows])
+    return X[rows].toarray() if hasattr(X, "toarray") else np.ascontiguousarray(X[rows])
 
 
 # --------------------------------------------------------------------------- Gaussian mixtures
@@ -201,3 +202,23 @@ def cpu_name():
         return f"{name} ({isa}, {os.cpu_count()} CPUs)"
     except OSError:
         return platform.processor()
+
+
+def make_sparse_data(n, d, density, dtype, n_topics=N_BLOBS, seed=DATA_SEED):
+    """(n, d) CSR matrix like TF-IDF rows: ``density * d`` non-zeros per row, 80% of them from
+    the row's topic (one of ``n_topics`` sets of ``3 * density * d`` columns), exponential
+    values, each row scaled to unit Euclidean norm (as ``TfidfVectorizer`` does)."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(seed)
+    per_row = max(1, int(round(density * d)))
+    topics = rng.integers(d, size=(n_topics, 3 * per_row))
+    topic = rng.integers(n_topics, size=n)
+    own = rng.uniform(size=(n, per_row)) < 0.8
+    cols = np.where(own, topics[topic[:, None], rng.integers(3 * per_row, size=(n, per_row))],
+                    rng.integers(d, size=(n, per_row)))
+    X = sp.csr_matrix((rng.exponential(size=n * per_row), cols.ravel(),
+                       np.arange(0, n * per_row + 1, per_row)), shape=(n, d))
+    X.sum_duplicates()
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    X = sp.diags(1.0 / norms) @ X
+    return X.tocsr().astype(dtype)

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_name, init_centers, make_data  # noqa: E402
+from common import cpu_name, init_centers, make_data, make_sparse_data  # noqa: E402
 
 from fastem import KMeans  # noqa: E402
 from fastem.models.kmeans import kmeans_plusplus  # noqa: E402
@@ -38,8 +38,10 @@ try:
 except ImportError as exc:  # pragma: no cover
     raise SystemExit(f"scikit-learn is needed for the comparison: {exc}")
 
-#: (n, d, k) of the issue's table; d=None marks the sparse row (n, features, density, k)
-ROWS = [(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256), (100_000, 64, 1024)]
+#: (n, d, k) of the issue's table, then the sparse row: CSR with 0.5% density
+ROWS = [(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256), (100_000, 64, 1024),
+        (100_000, 20_000, 64)]
+SPARSE_ROW, DENSITY = 4, 0.005
 
 
 def timed(fn):
@@ -95,12 +97,17 @@ def main():
     parser.add_argument("--rows", type=int, nargs="*", help="indices into ROWS")
     parser.add_argument("--dtypes", nargs="*", default=["float64", "float32"])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fit-repeat", type=int, default=None,
+                        help="repeats of the fits to convergence (default: --repeat)")
     parser.add_argument("--parts", nargs="*", default=["fit", "seeding", "default"])
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     print(f"CPU: {cpu_name()}; repeat {repeat}; medians in seconds\n")
     warm = make_data(2000, 8, np.float64)
     for dtype in args.dtypes:  # compile outside the timings
+        KMeans(8, n_init=1, random_state=0).fit(make_sparse_data(2000, 500, 0.02, dtype))
+        kmeans_plusplus(make_sparse_data(2000, 500, 0.02, dtype), None, 8,
+                        np.random.RandomState(0))
         KMeans(8, n_init=1, random_state=0).fit(warm.astype(dtype))
         KMeans(8, n_init=1, random_state=0, algorithm="lloyd").fit(warm.astype(dtype))
         KMeans(32, n_init=1, random_state=0, algorithm="hamerly").fit(warm.astype(dtype))
@@ -113,10 +120,14 @@ def main():
         if args.quick:
             n //= 10
         for dtype in args.dtypes:
-            X = make_data(n, d, dtype)
-            label = f"n={n:,} d={d} k={k}"
+            if index == SPARSE_ROW:
+                X = make_sparse_data(n, d, DENSITY, dtype)
+                label = f"CSR n={n:,} d={d:,} density {DENSITY:.1%} k={k}"
+            else:
+                X = make_data(n, d, dtype)
+                label = f"n={n:,} d={d} k={k}"
             if "fit" in args.parts:
-                t, fits = fit_row(X, k, repeat)
+                t, fits = fit_row(X, k, args.fit_repeat or repeat)
                 peer = min(t["sklearn lloyd"], t["sklearn elkan"])
                 which = "lloyd" if t["sklearn lloyd"] <= t["sklearn elkan"] else "elkan"
                 print(f"| {label} | {dtype} | fit to convergence | {t['fastem auto']:.3f} | "

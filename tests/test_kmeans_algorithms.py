@@ -61,6 +61,10 @@ def test_bounded_iterations_equal_lloyds(n, d, k, dtype, weighted):
     if weighted:
         w[::17] = 0.0
     history, c1, c2 = run_models(X, first_rows(X, k), w, 40)
+    assert_same_iterations(history, c1, c2)
+
+
+def assert_same_iterations(history, c1, c2):
     for it, (l1, l2, s1, s2) in enumerate(history):
         assert np.array_equal(l1, l2), f"labels differ at iteration {it + 1}"
         assert s1.n_changed == s2.n_changed
@@ -316,14 +320,15 @@ def sparse_blobs(n, d, density, k, dtype, seed=0):
     return sp.csr_matrix((data, cols, indptr), shape=(n, d))
 
 
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sparse_fit_equals_dense_fit(dtype):
+def test_sparse_fit_equals_dense_fit(dtype, algorithm):
     X = sparse_blobs(2500, 400, 0.03, 12, dtype)
     dense = X.toarray()
     w = np.random.RandomState(1).uniform(0.0, 2.0, X.shape[0])
     init = dense[first_rows_index(X.shape[0], 12)]
-    a = KMeans(12, init=init).fit(X, sample_weight=w)
-    b = KMeans(12, init=init).fit(dense, sample_weight=w)
+    a = KMeans(12, init=init, algorithm=algorithm).fit(X, sample_weight=w)
+    b = KMeans(12, init=init, algorithm="lloyd").fit(dense, sample_weight=w)
     assert a.n_iter_ == b.n_iter_
     assert np.array_equal(a.labels_, b.labels_)
     rtol = 1e-10 if dtype == np.float64 else 1e-5
@@ -369,11 +374,19 @@ def test_sparse_formats_random_init_minibatch_and_errors():
     from fastem import MiniBatchKMeans
     mb = MiniBatchKMeans(6, batch_size=256, random_state=0).fit(X)
     assert mb.cluster_centers_.shape == (6, 300) and np.isfinite(mb.inertia_)
-    with pytest.raises(ValueError, match="not available for sparse input"):
-        KMeans(6, algorithm="hamerly").fit(X)
     bad = X.copy()
     bad.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         KMeans(6).fit(bad)
     with pytest.raises(ValueError, match="expecting 300 features"):
         ref.predict(X[:, :299])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bounded_csr_iterations_equal_lloyds(dtype):
+    X = sparse_blobs(3000, 600, 0.03, 20, dtype, seed=4)
+    w = np.random.RandomState(5).uniform(0.0, 2.0, X.shape[0])
+    init = X[first_rows_index(X.shape[0], 40)].toarray()
+    history, c1, c2 = run_models(X, init, w, 40)
+    assert len(history) > 3 and any(h[2].n_changed for h in history[1:])
+    assert_same_iterations(history, c1, c2)

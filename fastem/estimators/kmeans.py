@@ -69,7 +69,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         bound-based method) runs 'hamerly'. 'auto': 'hamerly' from 16 clusters and
         ``n_clusters * n_features >= 256`` on (below, a Lloyd search is as cheap as the
         bookkeeping), except 'lloyd' for a Dask array and when the bounds would be larger
-        than X (``n_features * itemsize < 8``). CSR input runs 'lloyd' (O(nnz k) per pass).
+        than X (``n_features * itemsize < 8``). Both methods take CSR input (a pass costs
+        O(nnz k) for the searched rows).
 
     Attributes
     ----------
@@ -146,10 +147,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             warnings.warn("algorithm='elkan' doesn't make sense for a single cluster. Using "
                           "'lloyd' instead.", RuntimeWarning, stacklevel=3)
             return "lloyd"
-        if self.algorithm not in ("lloyd", "auto") and (source.distributed or source.sparse):
-            where = "a Dask array" if source.distributed else "sparse input"
-            raise ValueError(f"algorithm={self.algorithm!r} is not available for {where}; use "
-                             "'lloyd' or 'auto'.")
+        if self.algorithm not in ("lloyd", "auto") and source.distributed:
+            raise ValueError(f"algorithm={self.algorithm!r} keeps two bounds per row; on a "
+                             "Dask array use 'lloyd' or 'auto'.")
         return choose_algorithm(self.algorithm, self.n_clusters, source)
 
     def fit(self, X, y=None, sample_weight=None):

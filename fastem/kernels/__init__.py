@@ -16,7 +16,7 @@ from .bernoulli import (
     bernoulli_log_pmf,
     bernoulli_log_pmf_csr,
 )
-from .bounds import bounded_full_step, bounded_step
+from .bounds import bounded_full_step, bounded_full_step_csr, bounded_step, bounded_step_csr
 from .csr_distances import (
     lloyd_step_csr,
     nearest_centers_csr,
@@ -53,7 +53,9 @@ __all__ = [
     "bernoulli_log_pmf",
     "bernoulli_log_pmf_csr",
     "bounded_full_step",
+    "bounded_full_step_csr",
     "bounded_step",
+    "bounded_step_csr",
     "column_mean_var",
     "draw_by_potential",
     "gaussian_estep_diag",

@@ -27,6 +27,7 @@ from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_medium,
                     top2_rows_narrow, top2_rows_wide)
+from .csr_distances import _center_norms, _center_tables, _row_sqdist, _top2_row
 from .distances import _transposed_centers
 
 
@@ -185,22 +186,41 @@ run_on_threads(bounded_full_step, _full_prepare, _full_work, _full_finish)
 
 
 @kernel
+def _other_drift(drift):
+    """For each label a, the largest drift of any *other* centre: the largest drift, or for
+    the centre that has it, the second largest."""
+    top, runner, top_at = 0.0, 0.0, 0
+    for j in range(drift.shape[0]):
+        if drift[j] > top:
+            top, runner, top_at = drift[j], top, j
+        elif drift[j] > runner:
+            runner = drift[j]
+    other = np.full(drift.shape[0], top)
+    other[top_at] = runner
+    return other
+
+
+@kernel
+def _fold_step_partials(part_sums, part_moments, part_counts):
+    """(sums change, moments change, n_changed, n_searched) from a bounded pass's chunks."""
+    k, d = part_sums.shape[1], part_sums.shape[2]
+    sums, moments = np.empty((k, d)), np.empty((k, 2))
+    fold_blocks(part_sums, sums)
+    fold_blocks(part_moments, moments)
+    changed, searched = 0, 0
+    for c in range(part_counts.shape[0]):
+        changed += part_counts[c, 0]
+        searched += part_counts[c, 1]
+    return sums, moments, changed, searched
+
+
+@kernel
 def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower):
     n, d = X.shape
     k = centers.shape[0]
     nc = n_partials(n, k * (d + 2) * 8)
     tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
-    # the largest drift of any *other* centre, for each label: the largest, or for the
-    # centre that has it, the second largest
-    top, runner, top_at = 0.0, 0.0, 0
-    for j in range(k):
-        if drift[j] > top:
-            top, runner, top_at = drift[j], top, j
-        elif drift[j] > runner:
-            runner = drift[j]
-    other = np.full(k, top)
-    other[top_at] = runner
-    return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other,
+    return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, _other_drift(drift),
             np.empty((nc, k, d)), np.empty((nc, k, 2)), np.empty((nc, 2), np.int64))
 
 
@@ -269,15 +289,7 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
 def _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile, ct,
                  half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
                  part_counts):
-    k, d = centers.shape
-    sums, moments = np.empty((k, d)), np.empty((k, 2))
-    fold_blocks(part_sums, sums)
-    fold_blocks(part_moments, moments)
-    changed, searched = 0, 0
-    for c in range(part_counts.shape[0]):
-        changed += part_counts[c, 0]
-        searched += part_counts[c, 1]
-    return sums, moments, changed, searched
+    return _fold_step_partials(part_sums, part_moments, part_counts)
 
 
 @kernel(parallel=True)
@@ -320,3 +332,213 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
 
 
 run_on_threads(bounded_step, _step_prepare, _step_work, _step_finish)
+
+
+# ------------------------------------------------------------------------------- CSR rows
+# The same method for CSR X (``fastem.kernels.csr_distances``): a row is searched on its own
+# (no gathering), its search error is that of an nnz-term sum, eps = 2 (nnz + 4) u_T (B + ||x|| C),
+# and its float64 distance ``||c||^2 + sum_nnz ((x_f - c_f)^2 - c_f^2)`` is off by at most
+# ``err = 8 (nnz + 4) u_64 (||c||^2 + ||x||^2)`` (absolute: the sum cancels), which widens
+# both bounds.
+
+
+@kernel
+def _csr_tables(data, centers):
+    """(ct, half_norms, centre norms, squared centre norms, 2 u_T B, 2 u_T C)."""
+    ct, half_norms, squares = _center_tables(data, centers)
+    k = centers.shape[0]
+    big_b, big_c = 0.0, 0.0
+    for j in range(k):
+        t = 0.0
+        for f in range(ct.shape[0]):
+            t += np.float64(ct[f, j]) ** 2
+        big_c = max(big_c, np.sqrt(t))
+        big_b = max(big_b, abs(np.float64(half_norms[j])))
+    unit = 2.0 ** -24 if data.itemsize == 4 else 2.0 ** -53
+    return ct, half_norms, np.sqrt(squares), squares, 2.0 * unit * big_b, 2.0 * unit * big_c
+
+
+@kernel
+def _csr_upper(data, indices, lo, hi, centers, j, squares):
+    """(u >= ||x - c_j||, computed ||x - c_j||^2, its error bound, ||x||^2) of a CSR row."""
+    xx = 0.0
+    for p in range(lo, hi):
+        xx += np.float64(data[p]) ** 2
+    d2 = _row_sqdist(data, indices, lo, hi, centers, j, squares)
+    err = 8.0 * (hi - lo + 4.0) * 2.0 ** -53 * (squares[j] + xx)
+    return np.sqrt(d2 + err) * (1.0 + 2.0 ** -50), d2, err, xx
+
+
+@kernel
+def _csr_row_bounds(data, indices, lo, hi, centers, j, gap, squares, eps_b, eps_c):
+    """(u, l, ||x - c_j||^2) of a searched CSR row with nearest centre j and score gap."""
+    u, d2, err, xx = _csr_upper(data, indices, lo, hi, centers, j, squares)
+    eps = (hi - lo + 4.0) * (eps_b + np.sqrt(xx) * eps_c)
+    low2 = d2 - err + 2.0 * (gap * (1.0 - 2.0 ** -50) - 2.0 * eps)
+    low = np.sqrt(low2) * (1.0 - 2.0 ** -50) if low2 > 0.0 else 0.0
+    return u, low, d2
+
+
+@kernel
+def _csr_separated(u, low, terms, a, norms, eps_b, eps_c):
+    """:func:`_separated` for a CSR row of ``terms - 4`` non-zeros."""
+    eps = terms * (eps_b + (u + norms[a]) * eps_c)
+    return low > u and low * low * (1.0 - 2.0 ** -50) - u * u * (1.0 + 2.0 ** -50) > 4.0 * eps
+
+
+@kernel
+def _csr_full_prepare(data, indices, indptr, sample_weight, centers, labels, upper, lower):
+    n = indptr.shape[0] - 1
+    k, d = centers.shape
+    nc = n_partials(n, k * (d + 2) * 8)
+    ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
+    return (nc, ct, half_norms, norms, squares, eps_b, eps_c, np.empty((nc, k, d)),
+            np.empty((nc, k, 2)), np.empty(nc))
+
+
+@kernel
+def _csr_full_work(lo, hi, data, indices, indptr, sample_weight, centers, labels, upper,
+                   lower, ct, half_norms, norms, squares, eps_b, eps_c, part_sums,
+                   part_moments, part_changed):
+    n = indptr.shape[0] - 1
+    k = centers.shape[0]
+    nc = part_sums.shape[0]
+    scores = np.empty(ct.shape[1], ct.dtype)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums, moments = part_sums[c], part_moments[c]
+        sums[:] = 0.0
+        moments[:] = 0.0
+        changed = 0
+        for i in range(start, stop):
+            a, b = indptr[i], indptr[i + 1]
+            j, gap = _top2_row(data, indices, a, b, ct, half_norms, k, scores)
+            changed += j != labels[i]
+            labels[i] = j
+            u, low, d2 = _csr_row_bounds(data, indices, a, b, centers, j, gap, squares, eps_b,
+                                         eps_c)
+            upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
+            w = sample_weight[i]
+            for p in range(a, b):
+                sums[j, indices[p]] += w * np.float64(data[p])
+            moments[j, 0] += w
+            moments[j, 1] += w * d2
+        part_changed[c] = changed
+
+
+@kernel
+def _csr_full_finish(data, indices, indptr, sample_weight, centers, labels, upper, lower, ct,
+                     half_norms, norms, squares, eps_b, eps_c, part_sums, part_moments,
+                     part_changed):
+    k, d = centers.shape
+    sums, moments = np.empty((k, d)), np.empty((k, 2))
+    fold_blocks(part_sums, sums)
+    fold_blocks(part_moments, moments)
+    return sums, moments, np.int64(part_changed.sum())
+
+
+@kernel(parallel=True)
+def bounded_full_step_csr(data, indices, indptr, sample_weight, centers, labels, upper, lower):
+    """:func:`bounded_full_step` for CSR X (``data, indices, indptr``; same outputs)."""
+    (nc, ct, half_norms, norms, squares, eps_b, eps_c, part_sums, part_moments,
+     part_changed) = _csr_full_prepare(data, indices, indptr, sample_weight, centers, labels,
+                                       upper, lower)
+    for c in prange(nc):
+        _csr_full_work(c, c + 1, data, indices, indptr, sample_weight, centers, labels, upper,
+                       lower, ct, half_norms, norms, squares, eps_b, eps_c, part_sums,
+                       part_moments, part_changed)
+    return _csr_full_finish(data, indices, indptr, sample_weight, centers, labels, upper,
+                            lower, ct, half_norms, norms, squares, eps_b, eps_c, part_sums,
+                            part_moments, part_changed)
+
+
+run_on_threads(bounded_full_step_csr, _csr_full_prepare, _csr_full_work, _csr_full_finish)
+
+
+@kernel
+def _csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                      upper, lower):
+    n = indptr.shape[0] - 1
+    k, d = centers.shape
+    nc = n_partials(n, k * (d + 2) * 8)
+    ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
+    return (nc, ct, half_norms, norms, squares, eps_b, eps_c, _other_drift(drift),
+            _center_norms(shift), np.empty((nc, k, d)), np.empty((nc, k, 2)),
+            np.empty((nc, 2), np.int64))
+
+
+@kernel
+def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
+                   labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c, other,
+                   shift_squares, part_sums, part_moments, part_counts):
+    n = indptr.shape[0] - 1
+    k = centers.shape[0]
+    nc = part_sums.shape[0]
+    scores = np.empty(ct.shape[1], ct.dtype)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums, moments = part_sums[c], part_moments[c]
+        sums[:] = 0.0
+        moments[:] = 0.0
+        changed = 0
+        searched = 0
+        for i in range(start, stop):
+            a = labels[i]
+            lo_p, hi_p = indptr[i], indptr[i + 1]
+            terms = hi_p - lo_p + 4.0
+            u = (np.float64(upper[i]) + drift[a]) * (1.0 + 2.0 ** -50)
+            low = (np.float64(lower[i]) - other[a]) * (1.0 - 2.0 ** -50)
+            if not _csr_separated(u, low, terms, a, norms, eps_b, eps_c):
+                # tighten the upper bound (O(nnz)); search (O(nnz k)) only if still needed
+                u = _csr_upper(data, indices, lo_p, hi_p, centers, a, squares)[0]
+            if _csr_separated(u, low, terms, a, norms, eps_b, eps_c):
+                upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
+                continue
+            searched += 1
+            j, gap = _top2_row(data, indices, lo_p, hi_p, ct, half_norms, k, scores)
+            u, low, _ = _csr_row_bounds(data, indices, lo_p, hi_p, centers, j, gap, squares,
+                                        eps_b, eps_c)
+            upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
+            if j != a:
+                changed += 1
+                labels[i] = j
+                w = sample_weight[i]
+                for p in range(lo_p, hi_p):
+                    v = w * np.float64(data[p])
+                    sums[a, indices[p]] -= v
+                    sums[j, indices[p]] += v
+                moments[a, 0] -= w
+                moments[j, 0] += w
+                moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
+                                                 shift_squares)
+                moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
+                                                 shift_squares)
+        part_counts[c, 0] = changed
+        part_counts[c, 1] = searched
+
+
+@kernel
+def _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                     upper, lower, ct, half_norms, norms, squares, eps_b, eps_c, other,
+                     shift_squares, part_sums, part_moments, part_counts):
+    return _fold_step_partials(part_sums, part_moments, part_counts)
+
+
+@kernel(parallel=True)
+def bounded_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                     upper, lower):
+    """:func:`bounded_step` for CSR X (``data, indices, indptr``; same outputs)."""
+    (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, part_sums,
+     part_moments, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
+                                                    centers, drift, shift, labels, upper,
+                                                    lower)
+    for c in prange(nc):
+        _csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift, shift,
+                       labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
+                       other, shift_squares, part_sums, part_moments, part_counts)
+    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
+                            labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
+                            other, shift_squares, part_sums, part_moments, part_counts)
+
+
+run_on_threads(bounded_step_csr, _csr_step_prepare, _csr_step_work, _csr_step_finish)

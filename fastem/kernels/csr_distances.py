@@ -68,6 +68,18 @@ def _nearest_row(data, indices, lo, hi, ct, half_norms, k, scores):
 
 
 @kernel
+def _top2_row(data, indices, lo, hi, ct, half_norms, k, scores):
+    """:func:`_nearest_row` plus the gap from the smallest score to the second smallest
+    (float64; 0 on a tie, +inf when k = 1)."""
+    j = _nearest_row(data, indices, lo, hi, ct, half_norms, k, scores)
+    second = np.inf
+    for t in range(k):
+        if t != j and scores[t] < second:
+            second = scores[t]
+    return j, np.float64(second) - np.float64(scores[j])
+
+
+@kernel
 def _lloyd_csr_prepare(data, indices, indptr, sample_weight, centers, labels, center_sums,
                        center_weights):
     n = indptr.shape[0] - 1

@@ -9,7 +9,8 @@ from functools import partial
 
 import numpy as np
 
-from ..kernels import (bounded_full_step, bounded_step, column_mean_var, draw_by_potential,
+from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
+                       bounded_step_csr, column_mean_var, draw_by_potential,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
                        seed_update, seed_update_csr, sqdist_to_centers,
@@ -438,10 +439,9 @@ BOUNDED_MIN_WORK = 256
 def choose_algorithm(algorithm, n_clusters, source):
     """The k-means method a fit runs: ``algorithm`` itself, or for 'auto' 'hamerly' unless
 
-    * the rows live on a Dask cluster (per-row bounds would have to stay on the workers) or
-      are CSR (the bounded kernels are dense-only; a sparse row costs O(nnz k) anyway),
-    * the bounds (two float32 per row) would take more memory than X itself
-      (``n_features * itemsize < 8``), or
+    * the rows live on a Dask cluster (per-row bounds would have to stay on the workers),
+    * the bounds (two float32 per row) would take more memory than dense X itself
+      (``n_features * itemsize < 8``; a CSR row holds at least that much), or
     * the search is cheap: fewer than :data:`BOUNDED_MIN_CLUSTERS` clusters or
       ``n_clusters * n_features < BOUNDED_MIN_WORK``.
 
@@ -449,8 +449,8 @@ def choose_algorithm(algorithm, n_clusters, source):
     exact, so only the speed differs.
     """
     if algorithm == "auto":
-        if (source.distributed or source.sparse
-                or source.n_features * np.dtype(source.dtype).itemsize < 8
+        if (source.distributed
+                or (not source.sparse and source.n_features * np.dtype(source.dtype).itemsize < 8)
                 or n_clusters < BOUNDED_MIN_CLUSTERS
                 or n_clusters * source.n_features < BOUNDED_MIN_WORK):
             return "lloyd"
@@ -459,25 +459,32 @@ def choose_algorithm(algorithm, n_clusters, source):
 
 
 class BoundedFullStatistics:
-    """A chunk's :func:`fastem.kernels.bounded_full_step` (labels and bounds in place)."""
+    """A chunk's :func:`fastem.kernels.bounded_full_step` (``_csr`` for CSR chunks; labels
+    and bounds in place)."""
+
+    kernels = bounded_full_step, bounded_full_step_csr
 
     def __init__(self, centers, labels, upper, lower):
         self.args = (centers,)
         self.rows = labels, upper, lower
 
     def __call__(self, rows, X, w):
-        return bounded_full_step(X, w, *self.args, *(a[rows] for a in self.rows))
+        dense, csr = self.kernels
+        per_row = [a[rows] for a in self.rows]
+        if issparse(X):
+            return csr(X.data, X.indices, X.indptr, w, *self.args, *per_row)
+        return dense(X, w, *self.args, *per_row)
 
 
 class BoundedStatistics(BoundedFullStatistics):
-    """A chunk's :func:`fastem.kernels.bounded_step`: changes of the statistics."""
+    """A chunk's :func:`fastem.kernels.bounded_step` (``_csr`` for CSR chunks): changes of
+    the statistics."""
+
+    kernels = bounded_step, bounded_step_csr
 
     def __init__(self, centers, drift, shift, labels, upper, lower):
         self.args = centers, drift, shift
         self.rows = labels, upper, lower
-
-    def __call__(self, rows, X, w):
-        return bounded_step(X, w, *self.args, *(a[rows] for a in self.rows))
 
 
 class HamerlyKMeansModel(KMeansModel):
