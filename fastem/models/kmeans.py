@@ -9,6 +9,7 @@ from functools import partial
 
 import numpy as np
 
+from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
                        bounded_step_csr, column_mean_var, draw_by_potential,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
@@ -84,8 +85,8 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
         candidates = take_dense(source, candidate_ids)
         # squared distances candidate - chosen centre: rows whose nearest centre is at
         # least twice their distance away from a candidate skip it (seed_potentials)
-        diff = candidates.astype(np.float64)[:, None, :] - centers[:c].astype(np.float64)
-        gaps = np.einsum("mcf,mcf->mc", diff, diff)
+        gaps = np.empty((n_local_trials, c))
+        pairwise_sqdist(candidates, centers[:c], gaps)
         potentials[:] = 0.0
         for rows, Xc, w in source.chunks():
             if issparse(Xc):
