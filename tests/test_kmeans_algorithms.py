@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from fastem import ChunkedArray, KMeans
-from fastem.models.kmeans import HamerlyKMeansModel, KMeansModel, choose_algorithm
+from fastem.models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
+                                  choose_algorithm)
 from fastem.sources import ArraySource, as_source
 
 from . import naive
@@ -28,10 +29,10 @@ def first_rows(X, k, seed=1):
     return np.ascontiguousarray(X[rows])
 
 
-def run_models(X, init, w, n_iter):
+def run_models(X, init, w, n_iter, bounded_model=HamerlyKMeansModel):
     """Both models stepped side by side: per-iteration labels, statistics and objectives."""
     source = ArraySource(X, w)
-    lloyd, bounded = KMeansModel(source, len(init), init), HamerlyKMeansModel(source, len(init), init)
+    lloyd, bounded = KMeansModel(source, len(init), init), bounded_model(source, len(init), init)
     c1, c2 = lloyd.initialize(source, None), bounded.initialize(source, None)
     history = []
     for _ in range(n_iter):
@@ -140,6 +141,11 @@ def test_auto_rule():
     assert choose_algorithm("auto", 512, source(100, 1, np.float32)) == "lloyd"   # bounds > X
     assert choose_algorithm("auto", 512, source(100, 2, np.float32)) == "hamerly"
     assert choose_algorithm("elkan", 8, source(100, 2, np.float64)) == "hamerly"
+    sp = pytest.importorskip("scipy.sparse")
+    rows = sp.random(100, 2000, density=0.05, format="csr", random_state=0)   # 1.2 kB/row
+    assert choose_algorithm("auto", 64, ArraySource(rows, None)) == "elkan"   # 256 B bounds
+    assert choose_algorithm("auto", 512, ArraySource(rows, None)) == "hamerly"
+    assert choose_algorithm("elkan", 8, ArraySource(rows, None)) == "elkan"
     assert choose_algorithm("lloyd", 512, source(100, 32, np.float64)) == "lloyd"
 
 
@@ -320,7 +326,7 @@ def sparse_blobs(n, d, density, k, dtype, seed=0):
     return sp.csr_matrix((data, cols, indptr), shape=(n, d))
 
 
-@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly"])
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "elkan"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_fit_equals_dense_fit(dtype, algorithm):
     X = sparse_blobs(2500, 400, 0.03, 12, dtype)
@@ -374,6 +380,13 @@ def test_sparse_formats_random_init_minibatch_and_errors():
     from fastem import MiniBatchKMeans
     mb = MiniBatchKMeans(6, batch_size=256, random_state=0).fit(X)
     assert mb.cluster_centers_.shape == (6, 300) and np.isfinite(mb.inertia_)
+    dense_mb = MiniBatchKMeans(6, batch_size=256, random_state=0).fit(X.toarray())
+    np.testing.assert_allclose(mb.cluster_centers_, dense_mb.cluster_centers_, rtol=1e-9,
+                               atol=1e-12)
+    online = MiniBatchKMeans(6, random_state=0)
+    for start in range(0, X.shape[0], 400):
+        online.partial_fit(X[start:start + 400])
+    assert online.n_steps_ == 3 and np.isfinite(online.cluster_centers_).all()
     bad = X.copy()
     bad.data[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -382,11 +395,12 @@ def test_sparse_formats_random_init_minibatch_and_errors():
         ref.predict(X[:, :299])
 
 
+@pytest.mark.parametrize("model", [HamerlyKMeansModel, ElkanKMeansModel])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_bounded_csr_iterations_equal_lloyds(dtype):
+def test_bounded_csr_iterations_equal_lloyds(dtype, model):
     X = sparse_blobs(3000, 600, 0.03, 20, dtype, seed=4)
     w = np.random.RandomState(5).uniform(0.0, 2.0, X.shape[0])
     init = X[first_rows_index(X.shape[0], 40)].toarray()
-    history, c1, c2 = run_models(X, init, w, 40)
+    history, c1, c2 = run_models(X, init, w, 40, model)
     assert len(history) > 3 and any(h[2].n_changed for h in history[1:])
     assert_same_iterations(history, c1, c2)

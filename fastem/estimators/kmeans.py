@@ -5,7 +5,8 @@ from functools import partial
 import numpy as np
 
 from ..em import fit_em, fit_minibatch
-from ..models.kmeans import (HamerlyKMeansModel, KMeansModel, MiniBatchKMeansModel,
+from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
+                             MiniBatchKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
                              mean_feature_variance)
 from ..sources import ArraySource, as_source, is_dask_array
@@ -16,7 +17,7 @@ from ._base import BaseEstimator, ClusterMixin, TransformerMixin
 
 #: KMeans(algorithm=...) values, and the model each method runs on
 ALGORITHMS = ("auto", "lloyd", "hamerly", "elkan")
-MODELS = {"lloyd": KMeansModel, "hamerly": HamerlyKMeansModel}
+MODELS = {"lloyd": KMeansModel, "hamerly": HamerlyKMeansModel, "elkan": ElkanKMeansModel}
 
 
 def _checked_centers(centers, n_clusters, n_features, name):
@@ -427,7 +428,7 @@ class MiniBatchKMeans(KMeans):
             self.n_steps_ = 0
         else:
             check_n_features(self, source)
-        w = source.sample_weight if source.sample_weight is not None else np.ones(len(X))
+        w = source.sample_weight if source.sample_weight is not None else np.ones(X.shape[0])
         model.step(X, w, self._rng)
         self._finish(model, source)
         self.n_steps_ += 1

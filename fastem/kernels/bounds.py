@@ -27,7 +27,7 @@ from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_medium,
                     top2_rows_narrow, top2_rows_wide)
-from .csr_distances import _center_norms, _center_tables, _row_sqdist, _top2_row
+from .csr_distances import _center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row
 from .distances import _transposed_centers
 
 
@@ -202,7 +202,7 @@ def _other_drift(drift):
 
 @kernel
 def _fold_step_partials(part_sums, part_moments, part_counts):
-    """(sums change, moments change, n_changed, n_searched) from a bounded pass's chunks."""
+    """(sums change, moments change, n_changed, n_scored) from a bounded pass's chunks."""
     k, d = part_sums.shape[1], part_sums.shape[2]
     sums, moments = np.empty((k, d)), np.empty((k, 2))
     fold_blocks(part_sums, sums)
@@ -282,7 +282,7 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                     moments[a, 1] -= w * sqdist(gathered, t * d, shift, a * d, d)
                     moments[j, 1] += w * sqdist(gathered, t * d, shift, j * d, d)
         part_counts[c, 0] = changed
-        part_counts[c, 1] = searched
+        part_counts[c, 1] = searched * centers.shape[0]
 
 
 @kernel
@@ -316,8 +316,8 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
     moments_change : ndarray (k, 2) float64
         Change of ``[sum_i w_i, sum_i w_i ||x_i - shift_j||^2]`` per cluster j.
     n_changed : int
-    n_searched : int
-        Rows whose bounds did not settle their label (searched over all centres).
+    n_scored : int
+        Centre scores computed: rows whose bounds did not settle their label, times k.
     """
     (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
      part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
@@ -494,7 +494,7 @@ def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift,
             if _csr_separated(u, low, terms, a, norms, eps_b, eps_c):
                 upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
                 continue
-            searched += 1
+            searched += k
             j, gap = _top2_row(data, indices, lo_p, hi_p, ct, half_norms, k, scores)
             u, low, _ = _csr_row_bounds(data, indices, lo_p, hi_p, centers, j, gap, squares,
                                         eps_b, eps_c)
@@ -542,3 +542,200 @@ def bounded_step_csr(data, indices, indptr, sample_weight, centers, drift, shift
 
 
 run_on_threads(bounded_step_csr, _csr_step_prepare, _csr_step_work, _csr_step_finish)
+
+
+# ---------------------------------------------------------------- Elkan: one bound per centre
+# ``lower[i, j] <= ||x_i - c_j||`` for every centre (float32, rounded down; the entry of the
+# row's own label is unused). A row is searched only over the centres whose bound does not
+# separate them from its label, with the search's own arithmetic (the same products and
+# subtractions in the same order as :func:`_nearest_row`), so the winner is Lloyd's label;
+# the searched centres' bounds are rebuilt from their score gaps to the winner.
+
+
+@kernel
+def _csr_scores(data, indices, lo, hi, ct, half_norms, centres, m, out):
+    """``out[t]`` = the search's computed score of centre ``centres[t]``, t < m."""
+    for t in range(m):
+        out[t] = half_norms[centres[t]]
+    for p in range(lo, hi):
+        v = data[p]
+        f = indices[p]
+        for t in range(m):
+            out[t] -= v * ct[f, centres[t]]
+
+
+@kernel
+def _csr_lower_from_score(d2_lo, score_gap, eps):
+    """A lower bound on ||x - c_j|| from ||x - c_b||^2 >= d2_lo and the computed score gap
+    s_j - s_b (``||x - c_j||^2 - ||x - c_b||^2 = 2 (s_j - s_b)`` up to 4 eps)."""
+    low2 = d2_lo + 2.0 * (score_gap * (1.0 - 2.0 ** -50) - 2.0 * eps)
+    return _stored_lower(np.sqrt(low2) * (1.0 - 2.0 ** -50) if low2 > 0.0 else 0.0)
+
+
+@kernel
+def _elkan_csr_full_prepare(data, indices, indptr, sample_weight, centers, labels, upper,
+                            lower):
+    n = indptr.shape[0] - 1
+    k, d = centers.shape
+    nc = n_partials(n, k * (d + 2) * 8)
+    ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
+    return (nc, ct, half_norms, norms, squares, eps_b, eps_c, np.empty((nc, k, d)),
+            np.empty((nc, k, 2)), np.empty(nc))
+
+
+@kernel
+def _elkan_csr_full_work(lo, hi, data, indices, indptr, sample_weight, centers, labels, upper,
+                         lower, ct, half_norms, norms, squares, eps_b, eps_c, part_sums,
+                         part_moments, part_changed):
+    n = indptr.shape[0] - 1
+    k = centers.shape[0]
+    nc = part_sums.shape[0]
+    scores = np.empty(ct.shape[1], ct.dtype)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums, moments = part_sums[c], part_moments[c]
+        sums[:] = 0.0
+        moments[:] = 0.0
+        changed = 0
+        for i in range(start, stop):
+            a, b = indptr[i], indptr[i + 1]
+            j = _nearest_row(data, indices, a, b, ct, half_norms, k, scores)
+            changed += j != labels[i]
+            labels[i] = j
+            u, d2, err, xx = _csr_upper(data, indices, a, b, centers, j, squares)
+            eps = (b - a + 4.0) * (eps_b + np.sqrt(xx) * eps_c)
+            upper[i] = _stored_upper(u)
+            for t in range(k):
+                lower[i, t] = _csr_lower_from_score(
+                    d2 - err, np.float64(scores[t]) - np.float64(scores[j]), eps)
+            w = sample_weight[i]
+            for p in range(a, b):
+                sums[j, indices[p]] += w * np.float64(data[p])
+            moments[j, 0] += w
+            moments[j, 1] += w * d2
+        part_changed[c] = changed
+
+
+@kernel(parallel=True)
+def elkan_full_step_csr(data, indices, indptr, sample_weight, centers, labels, upper, lower):
+    """:func:`bounded_full_step_csr` with one lower bound per centre: ``lower`` (n, k)
+    float32."""
+    (nc, ct, half_norms, norms, squares, eps_b, eps_c, part_sums, part_moments,
+     part_changed) = _elkan_csr_full_prepare(data, indices, indptr, sample_weight, centers,
+                                             labels, upper, lower)
+    for c in prange(nc):
+        _elkan_csr_full_work(c, c + 1, data, indices, indptr, sample_weight, centers, labels,
+                             upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
+                             part_sums, part_moments, part_changed)
+    return _csr_full_finish(data, indices, indptr, sample_weight, centers, labels, upper,
+                            lower, ct, half_norms, norms, squares, eps_b, eps_c, part_sums,
+                            part_moments, part_changed)
+
+
+run_on_threads(elkan_full_step_csr, _elkan_csr_full_prepare, _elkan_csr_full_work,
+               _csr_full_finish)
+
+
+@kernel
+def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
+                         labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
+                         other, shift_squares, part_sums, part_moments, part_counts):
+    n = indptr.shape[0] - 1
+    k = centers.shape[0]
+    nc = part_sums.shape[0]
+    near = np.empty(k, np.int64)       # the label, then the centres not separated from it
+    bound = np.empty(k)
+    scores = np.empty(k, ct.dtype)
+    every = np.empty(ct.shape[1], ct.dtype)
+    for c in range(lo, hi):
+        start, stop = chunk_bounds(c, n, nc)
+        sums, moments = part_sums[c], part_moments[c]
+        sums[:] = 0.0
+        moments[:] = 0.0
+        changed = 0
+        searched = 0
+        for i in range(start, stop):
+            a = labels[i]
+            lo_p, hi_p = indptr[i], indptr[i + 1]
+            terms = hi_p - lo_p + 4.0
+            u = (np.float64(upper[i]) + drift[a]) * (1.0 + 2.0 ** -50)
+            for j in range(k):
+                bound[j] = (np.float64(lower[i, j]) - drift[j]) * (1.0 - 2.0 ** -50)
+            tight = False
+            while True:
+                m = 1
+                near[0] = a
+                for j in range(k):
+                    if j != a and not _csr_separated(u, bound[j], terms, a, norms, eps_b,
+                                                     eps_c):
+                        near[m] = j
+                        m += 1
+                if m == 1 or tight:
+                    break
+                # tighten the upper bound (O(nnz)) and look again
+                u = _csr_upper(data, indices, lo_p, hi_p, centers, a, squares)[0]
+                tight = True
+            if m > 1:
+                if 4 * m > k:
+                    # many candidates: the vectorised search of all centres costs less than
+                    # gathering, and refreshes every bound (same scores, bit for bit)
+                    _nearest_row(data, indices, lo_p, hi_p, ct, half_norms, k, every)
+                    m = k
+                    for j in range(k):
+                        near[j] = j
+                        scores[j] = every[j]
+                else:
+                    _csr_scores(data, indices, lo_p, hi_p, ct, half_norms, near, m, scores)
+                searched += m
+                best = 0
+                for t in range(1, m):   # smallest score; ties to the smallest index
+                    if scores[t] < scores[best] or (scores[t] == scores[best]
+                                                    and near[t] < near[best]):
+                        best = t
+                j = near[best]
+                u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, j, squares)
+                eps = terms * (eps_b + np.sqrt(xx) * eps_c)
+                for t in range(m):
+                    bound[near[t]] = np.float64(_csr_lower_from_score(
+                        d2 - err, np.float64(scores[t]) - np.float64(scores[best]), eps))
+                if j != a:
+                    changed += 1
+                    labels[i] = j
+                    w = sample_weight[i]
+                    for p in range(lo_p, hi_p):
+                        v = w * np.float64(data[p])
+                        sums[a, indices[p]] -= v
+                        sums[j, indices[p]] += v
+                    moments[a, 0] -= w
+                    moments[j, 0] += w
+                    moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
+                                                     shift_squares)
+                    moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
+                                                     shift_squares)
+            upper[i] = _stored_upper(u)
+            for j in range(k):
+                lower[i, j] = _stored_lower(bound[j])
+        part_counts[c, 0] = changed
+        part_counts[c, 1] = searched
+
+
+@kernel(parallel=True)
+def elkan_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, labels, upper,
+                   lower):
+    """:func:`bounded_step_csr` with one lower bound per centre (``lower`` (n, k) float32):
+    a row is scored only against the centres its bounds do not rule out."""
+    (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, part_sums,
+     part_moments, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
+                                                    centers, drift, shift, labels, upper,
+                                                    lower)
+    for c in prange(nc):
+        _elkan_csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift,
+                             shift, labels, upper, lower, ct, half_norms, norms, squares,
+                             eps_b, eps_c, other, shift_squares, part_sums, part_moments,
+                             part_counts)
+    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
+                            labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
+                            other, shift_squares, part_sums, part_moments, part_counts)
+
+
+run_on_threads(elkan_step_csr, _csr_step_prepare, _elkan_csr_step_work, _csr_step_finish)

@@ -12,6 +12,7 @@ import numpy as np
 from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
                        bounded_step_csr, column_mean_var, draw_by_potential,
+                       elkan_full_step_csr, elkan_step_csr,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
                        seed_update, seed_update_csr, sqdist_to_centers,
@@ -425,8 +426,8 @@ class KMeansModel:
 #: A bounded model re-sums its centre statistics from scratch (a full pass, which also
 #: rebuilds every bound) after this many passes that only added the rows that moved ...
 RESUM_EVERY = 32
-#: ... and falls back to a full pass after a pass that searched more than this fraction of
-#: the rows (the bounds are then too loose to pay for their bookkeeping).
+#: ... and falls back to a full pass after a pass that computed more than this fraction of
+#: all row-centre scores (the bounds are then too loose to pay for their bookkeeping).
 FULL_PASS_FRACTION = 0.5
 
 
@@ -438,16 +439,19 @@ BOUNDED_MIN_WORK = 256
 
 
 def choose_algorithm(algorithm, n_clusters, source):
-    """The k-means method a fit runs: ``algorithm`` itself, or for 'auto' 'hamerly' unless
+    """The k-means method a fit runs: ``algorithm`` itself, or for 'auto':
 
-    * the rows live on a Dask cluster (per-row bounds would have to stay on the workers),
-    * the bounds (two float32 per row) would take more memory than dense X itself
-      (``n_features * itemsize < 8``; a CSR row holds at least that much), or
-    * the search is cheap: fewer than :data:`BOUNDED_MIN_CLUSTERS` clusters or
-      ``n_clusters * n_features < BOUNDED_MIN_WORK``.
+    * 'lloyd' when the rows live on a Dask cluster (per-row bounds would have to stay on the
+      workers), when two float32 bounds per row would take more memory than dense X
+      (``n_features * itemsize < 8``), or when the search is cheap: fewer than
+      :data:`BOUNDED_MIN_CLUSTERS` clusters or ``n_clusters * n_features < BOUNDED_MIN_WORK``;
+    * else 'elkan' for CSR X whose k float32 bounds per row take no more memory than its
+      rows (a sparse search is memory-bound, so ruling out centres one by one pays);
+    * else 'hamerly'.
 
-    'elkan' (scikit-learn's name for its exact bound-based method) runs 'hamerly': both are
-    exact, so only the speed differs.
+    'elkan' on dense X runs 'hamerly' (per-centre bounds are implemented for CSR rows
+    only; a dense search is a SIMD tile that Hamerly's two bounds feed cheaply): every method
+    is exact, so only the speed differs.
     """
     if algorithm == "auto":
         if (source.distributed
@@ -455,8 +459,14 @@ def choose_algorithm(algorithm, n_clusters, source):
                 or n_clusters < BOUNDED_MIN_CLUSTERS
                 or n_clusters * source.n_features < BOUNDED_MIN_WORK):
             return "lloyd"
+        sparse_rows = getattr(source, "X", None) if source.sparse else None
+        if sparse_rows is not None and 4 * n_clusters * source.n_rows <= (
+                sparse_rows.data.nbytes + sparse_rows.indices.nbytes):
+            return "elkan"
         return "hamerly"
-    return "hamerly" if algorithm == "elkan" else algorithm
+    if algorithm == "elkan" and not source.sparse:
+        return "hamerly"
+    return algorithm
 
 
 class BoundedFullStatistics:
@@ -489,6 +499,8 @@ class BoundedStatistics(BoundedFullStatistics):
 
 
 class HamerlyKMeansModel(KMeansModel):
+    full_statistics, step_statistics = BoundedFullStatistics, BoundedStatistics
+
     """Lloyd's iterations with Hamerly's bounds (:mod:`fastem.kernels.bounds`): the same
     labels, iteration by iteration, while searching only the rows whose bounds do not fix
     their label.
@@ -505,12 +517,15 @@ class HamerlyKMeansModel(KMeansModel):
     def initialize(self, source, rng):
         centers = super().initialize(source, rng)
         self.upper = np.empty(source.n_rows, dtype=np.float32)
-        self.lower = np.empty(source.n_rows, dtype=np.float32)
+        self.lower = np.empty(self.lower_shape(source), dtype=np.float32)
         self.bounded_passes = None  # None: the next pass is a full one
         return centers
 
+    def lower_shape(self, source):
+        return (source.n_rows,)
+
     def _full_pass(self, source, centers):
-        sums, moments, changed = sum_chunks(source, BoundedFullStatistics(
+        sums, moments, changed = sum_chunks(source, self.full_statistics(
             centers, self.labels, self.upper, self.lower))
         self.shift = centers.astype(np.float64)
         self.bounded_passes = 0
@@ -527,7 +542,7 @@ class HamerlyKMeansModel(KMeansModel):
         else:
             c64, before = centers.astype(np.float64), self.centers.astype(np.float64)
             drift = np.sqrt(((c64 - before) ** 2).sum(axis=1))
-            d_sums, d_moments, n_changed, searched = sum_chunks(source, BoundedStatistics(
+            d_sums, d_moments, n_changed, scored = sum_chunks(source, self.step_statistics(
                 centers, drift, self.shift, self.labels, self.upper, self.lower))
             sums, moments = self.sums + d_sums, self.moments + d_moments
             offset = c64 - self.shift
@@ -536,7 +551,7 @@ class HamerlyKMeansModel(KMeansModel):
                                               sums - moments[:, :1] * self.shift)
                             + moments[:, 0] @ np.einsum("jf,jf->j", offset, offset))
             self.bounded_passes += 1
-            if (searched > FULL_PASS_FRACTION * source.n_rows
+            if (scored > FULL_PASS_FRACTION * source.n_rows * self.n_clusters
                     or self.bounded_passes >= RESUM_EVERY):
                 self.bounded_passes = None
         self.centers, self.sums, self.moments = centers, sums, moments
@@ -549,6 +564,29 @@ class HamerlyKMeansModel(KMeansModel):
         if stats.relocated:
             self.bounded_passes = None  # relocated rows' labels no longer match the sums
         return new
+
+
+class ElkanFullStatistics(BoundedFullStatistics):
+    """A CSR chunk's :func:`fastem.kernels.elkan_full_step_csr`."""
+
+    kernels = None, elkan_full_step_csr
+
+
+class ElkanStatistics(BoundedStatistics):
+    """A CSR chunk's :func:`fastem.kernels.elkan_step_csr`."""
+
+    kernels = None, elkan_step_csr
+
+
+class ElkanKMeansModel(HamerlyKMeansModel):
+    """:class:`HamerlyKMeansModel` with Elkan's one lower bound per centre (CSR rows): a row
+    is scored only against the centres its bounds do not rule out. Bounds: k + 1 float32 per
+    row."""
+
+    full_statistics, step_statistics = ElkanFullStatistics, ElkanStatistics
+
+    def lower_shape(self, source):
+        return (source.n_rows, self.n_clusters)
 
 
 class MiniBatchKMeansModel:
