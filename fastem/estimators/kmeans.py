@@ -66,12 +66,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         iterations with Hamerly's bounds (two float32 per row): rows whose bounds prove that
         their label cannot change are not searched; the others go through the same SIMD
         search, so the labels, ``n_iter_`` and centres equal Lloyd's (centres and inertia to
-        rounding of the running sums). 'elkan' (scikit-learn's name for its exact
-        bound-based method) runs 'hamerly'. 'auto': 'hamerly' from 16 clusters and
-        ``n_clusters * n_features >= 256`` on (below, a Lloyd search is as cheap as the
-        bookkeeping), except 'lloyd' for a Dask array and when the bounds would be larger
-        than X (``n_features * itemsize < 8``). Both methods take CSR input (a pass costs
-        O(nnz k) for the searched rows).
+        rounding of the running sums). 'elkan': one bound per centre (k + 1 float32 per row),
+        each row scored only against the centres its bounds do not rule out (CSR input; on
+        dense input 'elkan' runs 'hamerly', with the same result). 'auto': a bounded method
+        from 16 clusters and ``n_clusters * n_features >= 256`` on ('elkan' for CSR rows
+        holding at least ``4 n_clusters`` bytes, else 'hamerly'), 'lloyd' below that, for a
+        Dask array and when the bounds would be larger than X
+        (``n_features * itemsize < 8``).
 
     Attributes
     ----------
@@ -158,10 +159,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), memmap, :class:`fastem.ChunkedArray` or dask array
+        X : array-like or scipy.sparse matrix of shape (n_samples, n_features), memmap, :class:`fastem.ChunkedArray` or dask array
+            Sparse input is used as CSR (other formats converted once); a pass costs
+            O(nnz k) and the centres are dense.
             A memory-mapped array (``np.load(path, mmap_mode='r')``) or a ChunkedArray is
-            streamed in chunks; memory use is then one int32 label per row (plus one float64
-            per row while k-means++ seeds), never n x d or n x k. A Dask array stays on its
+            streamed in chunks; memory use is then one int32 label per row, plus two float32
+            bounds per row for 'hamerly' (one float64 and one int32 per row while k-means++
+            seeds), never n x d or n x k. A Dask array stays on its
             workers (each Lloyd pass is one task per block plus a tree sum of the tables;
             'k-means++' is k-means|| there) and ``labels_`` is a lazy Dask array.
         y : ignored
