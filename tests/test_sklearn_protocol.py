@@ -124,7 +124,7 @@ def test_tags_clone_and_meta_estimators():
     X = np.random.RandomState(0).normal(size=(120, 3))
     assert is_clusterer(KMeans())
     assert get_tags(KMeans()).transformer_tags is not None
-    assert get_tags(KMeans()).input_tags.sparse is False
+    assert get_tags(KMeans()).input_tags.sparse is True       # CSR input (issue 12)
     assert get_tags(GaussianMixture()).estimator_type == "density_estimator"
     assert get_tags(BernoulliMixture()).input_tags.sparse is True
     km = KMeans(4, init="random", random_state=3)

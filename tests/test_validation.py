@@ -49,7 +49,8 @@ BAD_X = {
     "strings": (lambda X: X.astype(str), TypeError, "numeric"),
     "object-strings": (lambda X: np.array([["a", "b"]] * 5, dtype=object), ValueError, "string"),
     "complex": (lambda X: X + 1j, ValueError, "Complex"),
-    "sparse": (lambda X: sp.csr_matrix(X), TypeError, "sparse"),
+    "sparse-nan": (lambda X: sp.csr_matrix(np.where(np.arange(X.size).reshape(X.shape) == 5,
+                                                    np.nan, X)), ValueError, "NaN"),
 }
 
 
@@ -232,8 +233,8 @@ def test_float_c_input_is_not_copied(X, dtype, monkeypatch):
     data = np.ascontiguousarray(X, dtype=dtype)
     seen = []
     real_fit_em = kmeans_module.fit_em
-    real_nearest = kmeans_module.nearest_centers
-    real_sqdist = kmeans_module.sqdist_to_centers
+    real_nearest = kmeans_module.assign_nearest
+    real_sqdist = kmeans_module.all_sqdist
 
     def spy_fit_em(model, source, *args, **kwargs):
         seen.extend(X_ for _, X_, _ in source.chunks())
@@ -248,8 +249,8 @@ def test_float_c_input_is_not_copied(X, dtype, monkeypatch):
         return real_sqdist(X_, *args)
 
     monkeypatch.setattr(kmeans_module, "fit_em", spy_fit_em)
-    monkeypatch.setattr(kmeans_module, "nearest_centers", spy_nearest)
-    monkeypatch.setattr(kmeans_module, "sqdist_to_centers", spy_sqdist)
+    monkeypatch.setattr(kmeans_module, "assign_nearest", spy_nearest)
+    monkeypatch.setattr(kmeans_module, "all_sqdist", spy_sqdist)
     km = KMeans(3, random_state=0).fit(data)
     km.predict(data)
     km.transform(data)

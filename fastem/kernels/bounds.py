@@ -27,7 +27,8 @@ from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_medium,
                     top2_rows_narrow, top2_rows_wide)
-from .csr_distances import _center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row
+from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
+                            add_csr_row)
 from .distances import _transposed_centers
 
 
@@ -419,8 +420,7 @@ def _csr_full_work(lo, hi, data, indices, indptr, sample_weight, centers, labels
                                          eps_c)
             upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
             w = sample_weight[i]
-            for p in range(a, b):
-                sums[j, indices[p]] += w * np.float64(data[p])
+            add_csr_row(sums, j, w, data, indices, a, b)
             moments[j, 0] += w
             moments[j, 1] += w * d2
         part_changed[c] = changed
@@ -503,10 +503,8 @@ def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift,
                 changed += 1
                 labels[i] = j
                 w = sample_weight[i]
-                for p in range(lo_p, hi_p):
-                    v = w * np.float64(data[p])
-                    sums[a, indices[p]] -= v
-                    sums[j, indices[p]] += v
+                add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
+                add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
                 moments[a, 0] -= w
                 moments[j, 0] += w
                 moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
@@ -573,17 +571,6 @@ def _csr_lower_from_score(d2_lo, score_gap, eps):
 
 
 @kernel
-def _elkan_csr_full_prepare(data, indices, indptr, sample_weight, centers, labels, upper,
-                            lower):
-    n = indptr.shape[0] - 1
-    k, d = centers.shape
-    nc = n_partials(n, k * (d + 2) * 8)
-    ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
-    return (nc, ct, half_norms, norms, squares, eps_b, eps_c, np.empty((nc, k, d)),
-            np.empty((nc, k, 2)), np.empty(nc))
-
-
-@kernel
 def _elkan_csr_full_work(lo, hi, data, indices, indptr, sample_weight, centers, labels, upper,
                          lower, ct, half_norms, norms, squares, eps_b, eps_c, part_sums,
                          part_moments, part_changed):
@@ -609,8 +596,7 @@ def _elkan_csr_full_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                 lower[i, t] = _csr_lower_from_score(
                     d2 - err, np.float64(scores[t]) - np.float64(scores[j]), eps)
             w = sample_weight[i]
-            for p in range(a, b):
-                sums[j, indices[p]] += w * np.float64(data[p])
+            add_csr_row(sums, j, w, data, indices, a, b)
             moments[j, 0] += w
             moments[j, 1] += w * d2
         part_changed[c] = changed
@@ -621,8 +607,8 @@ def elkan_full_step_csr(data, indices, indptr, sample_weight, centers, labels, u
     """:func:`bounded_full_step_csr` with one lower bound per centre: ``lower`` (n, k)
     float32."""
     (nc, ct, half_norms, norms, squares, eps_b, eps_c, part_sums, part_moments,
-     part_changed) = _elkan_csr_full_prepare(data, indices, indptr, sample_weight, centers,
-                                             labels, upper, lower)
+     part_changed) = _csr_full_prepare(data, indices, indptr, sample_weight, centers, labels,
+                                       upper, lower)
     for c in prange(nc):
         _elkan_csr_full_work(c, c + 1, data, indices, indptr, sample_weight, centers, labels,
                              upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
@@ -632,8 +618,7 @@ def elkan_full_step_csr(data, indices, indptr, sample_weight, centers, labels, u
                             part_moments, part_changed)
 
 
-run_on_threads(elkan_full_step_csr, _elkan_csr_full_prepare, _elkan_csr_full_work,
-               _csr_full_finish)
+run_on_threads(elkan_full_step_csr, _csr_full_prepare, _elkan_csr_full_work, _csr_full_finish)
 
 
 @kernel
@@ -702,10 +687,8 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                     changed += 1
                     labels[i] = j
                     w = sample_weight[i]
-                    for p in range(lo_p, hi_p):
-                        v = w * np.float64(data[p])
-                        sums[a, indices[p]] -= v
-                        sums[j, indices[p]] += v
+                    add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
+                    add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
                     moments[a, 0] -= w
                     moments[j, 0] += w
                     moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,

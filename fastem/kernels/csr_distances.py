@@ -51,6 +51,13 @@ def _row_sqdist(data, indices, lo, hi, centers, j, norms):
 
 
 @kernel
+def add_csr_row(sums, j, weight, data, indices, lo, hi):
+    """``sums[j] += weight * x`` for the CSR row ``data[lo:hi]`` (float64 ``sums``)."""
+    for p in range(lo, hi):
+        sums[j, indices[p]] += weight * np.float64(data[p])
+
+
+@kernel
 def _nearest_row(data, indices, lo, hi, ct, half_norms, k, scores):
     """Nearest centre of the CSR row ``data[lo:hi]`` (smallest index on ties)."""
     kp = scores.shape[0]
@@ -110,8 +117,7 @@ def _lloyd_csr_work(lo, hi, data, indices, indptr, sample_weight, centers, label
             changed += j != labels[i]
             labels[i] = j
             w = sample_weight[i]
-            for p in range(a, b):
-                sums[j, indices[p]] += w * np.float64(data[p])
+            add_csr_row(sums, j, w, data, indices, a, b)
             inertia += w * _row_sqdist(data, indices, a, b, centers, j, norms)
             weights[j] += w
         part_scalars[c, 0] = inertia

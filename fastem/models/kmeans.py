@@ -499,8 +499,6 @@ class BoundedStatistics(BoundedFullStatistics):
 
 
 class HamerlyKMeansModel(KMeansModel):
-    full_statistics, step_statistics = BoundedFullStatistics, BoundedStatistics
-
     """Lloyd's iterations with Hamerly's bounds (:mod:`fastem.kernels.bounds`): the same
     labels, iteration by iteration, while searching only the rows whose bounds do not fix
     their label.
@@ -513,6 +511,8 @@ class HamerlyKMeansModel(KMeansModel):
     moments, ``sum_j Q_j - 2 (c_j - m_j).(S_j - W_j m_j) + W_j ||c_j - m_j||^2`` (small
     corrections: the centres move little between full passes).
     """
+
+    full_statistics, step_statistics = BoundedFullStatistics, BoundedStatistics
 
     def initialize(self, source, rng):
         centers = super().initialize(source, rng)
