@@ -300,7 +300,7 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
     assert closest.tobytes() == reference.tobytes() and sums.tobytes() == ref_sums.tobytes()
     np.testing.assert_array_equal(nearest, naive.nearest_centers(X, centers)[0])
     candidates = np.ascontiguousarray(X[[10, 2500, 8000]])
-    gaps = ((candidates[:, None, :] - centers[None]) ** 2).sum(axis=-1)
+    gaps = ((centers[:, None, :] - candidates[None]) ** 2).sum(axis=-1)   # (centres, cands)
     ours, theirs = np.empty(3), np.empty(3)
     seed_potentials(X, w, candidates, gaps, closest, nearest, ours)
     kmeanspp_potentials(X, w, candidates, closest, theirs)

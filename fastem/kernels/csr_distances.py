@@ -15,7 +15,7 @@ from numba import prange
 
 from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import kernel, run_on_threads
-from .distances import _block_sums_work, _transposed_centers, prune_reach, row_minima
+from .distances import _block_sums_work, _transposed_centers, cannot_improve
 
 
 @kernel
@@ -227,21 +227,21 @@ def sqdist_to_centers_csr(data, indices, indptr, centers, out):
 run_on_threads(sqdist_to_centers_csr, _sqdist_csr_prepare, _sqdist_csr_work, None)
 
 
-@kernel
-def _seed_update_csr_prepare(data, indices, indptr, sample_weight, center, center_id,
-                             center_gaps, min_sqdist, nearest, block_sums):
-    return n_blocks(indptr.shape[0] - 1), prune_reach(center_gaps, center.shape[1])
+def _one_item_per_csr_block(data, indices, indptr, *args):
+    # ``prepare`` of the scratch-free CSR kernels: one work item per block of rows
+    return (n_blocks(indptr.shape[0] - 1),)
 
 
 @kernel
 def _seed_update_csr_work(lo, hi, data, indices, indptr, sample_weight, center, center_id,
-                          center_gaps, min_sqdist, nearest, block_sums, reach):
+                          center_gaps, min_sqdist, nearest, block_sums):
     n = indptr.shape[0] - 1
+    d = center.shape[1]
     norm = _center_norms(center)
     for blk in range(lo, hi):
         start, stop = block_bounds(blk, n)
         for i in range(start, stop):
-            if min_sqdist[i] > reach[nearest[i]]:
+            if not cannot_improve(center_gaps[nearest[i]], min_sqdist[i], d):
                 s = _row_sqdist(data, indices, indptr[i], indptr[i + 1], center, 0, norm)
                 if s < min_sqdist[i]:
                     min_sqdist[i] = s
@@ -253,76 +253,61 @@ def _seed_update_csr_work(lo, hi, data, indices, indptr, sample_weight, center, 
 def seed_update_csr(data, indices, indptr, sample_weight, center, center_id, center_gaps,
                     min_sqdist, nearest, block_sums):
     """:func:`fastem.kernels.seed_update` for CSR X; ``center`` has shape (1, d)."""
-    nb, reach = _seed_update_csr_prepare(data, indices, indptr, sample_weight, center,
-                                         center_id, center_gaps, min_sqdist, nearest,
-                                         block_sums)
-    for blk in prange(nb):
+    for blk in prange(n_blocks(indptr.shape[0] - 1)):
         _seed_update_csr_work(blk, blk + 1, data, indices, indptr, sample_weight, center,
-                              center_id, center_gaps, min_sqdist, nearest, block_sums, reach)
+                              center_id, center_gaps, min_sqdist, nearest, block_sums)
 
 
-run_on_threads(seed_update_csr, _seed_update_csr_prepare, _seed_update_csr_work, None)
+run_on_threads(seed_update_csr, _one_item_per_csr_block, _seed_update_csr_work, None)
 
 
 @kernel
 def _seed_potentials_csr_prepare(data, indices, indptr, sample_weight, candidates,
-                                 candidate_gaps, min_sqdist, nearest, potentials):
+                                 center_gaps, min_sqdist, nearest, potentials):
     nb = n_blocks(indptr.shape[0] - 1)
-    reach = prune_reach(candidate_gaps, candidates.shape[1])
-    return (nb, _center_norms(candidates), reach, row_minima(reach),
-            np.empty((nb, candidates.shape[0])))
+    return nb, _center_norms(candidates), np.empty((nb, candidates.shape[0]))
 
 
 @kernel
 def _seed_potentials_csr_work(lo, hi, data, indices, indptr, sample_weight, candidates,
-                              candidate_gaps, min_sqdist, nearest, potentials, norms, reach,
-                              reach_all, partial):
+                              center_gaps, min_sqdist, nearest, potentials, norms, partial):
     n = indptr.shape[0] - 1
-    m = candidates.shape[0]
-    acc = np.empty(m)
+    m, d = candidates.shape
     for blk in range(lo, hi):
         start, stop = block_bounds(blk, n)
-        acc[:] = 0.0
+        for c in range(m):
+            partial[blk, c] = 0.0
         for i in range(start, stop):
             w = sample_weight[i]
             closest = min_sqdist[i]
             a = nearest[i]
-            if closest <= reach_all[a]:
-                # no candidate can come closer (the usual case): a vector add over c
-                t = w * closest
-                for c in range(m):
-                    acc[c] += t
-                continue
             for c in range(m):
-                v = closest
-                if closest > reach[a, c]:
-                    v = min(closest, _row_sqdist(data, indices, indptr[i], indptr[i + 1],
-                                                 candidates, c, norms))
-                acc[c] += w * v
-        partial[blk] = acc
+                if cannot_improve(center_gaps[a, c], closest, d):
+                    partial[blk, c] += w * closest
+                else:
+                    partial[blk, c] += w * min(closest, _row_sqdist(
+                        data, indices, indptr[i], indptr[i + 1], candidates, c, norms))
 
 
 @kernel
 def _seed_potentials_csr_finish(data, indices, indptr, sample_weight, candidates,
-                                candidate_gaps, min_sqdist, nearest, potentials, norms, reach,
-                                reach_all, partial):
+                                center_gaps, min_sqdist, nearest, potentials, norms, partial):
     fold_blocks(partial, potentials)
 
 
 @kernel(parallel=True)
-def seed_potentials_csr(data, indices, indptr, sample_weight, candidates, candidate_gaps,
+def seed_potentials_csr(data, indices, indptr, sample_weight, candidates, center_gaps,
                         min_sqdist, nearest, potentials):
     """:func:`fastem.kernels.seed_potentials` for CSR X (dense candidates (m, d))."""
-    nb, norms, reach, reach_all, partial = _seed_potentials_csr_prepare(
-        data, indices, indptr, sample_weight, candidates, candidate_gaps, min_sqdist, nearest,
+    nb, norms, partial = _seed_potentials_csr_prepare(
+        data, indices, indptr, sample_weight, candidates, center_gaps, min_sqdist, nearest,
         potentials)
     for blk in prange(nb):
         _seed_potentials_csr_work(blk, blk + 1, data, indices, indptr, sample_weight,
-                                  candidates, candidate_gaps, min_sqdist, nearest, potentials,
-                                  norms, reach, reach_all, partial)
+                                  candidates, center_gaps, min_sqdist, nearest, potentials,
+                                  norms, partial)
     _seed_potentials_csr_finish(data, indices, indptr, sample_weight, candidates,
-                                candidate_gaps, min_sqdist, nearest, potentials, norms, reach,
-                                reach_all, partial)
+                                center_gaps, min_sqdist, nearest, potentials, norms, partial)
 
 
 run_on_threads(seed_potentials_csr, _seed_potentials_csr_prepare, _seed_potentials_csr_work,

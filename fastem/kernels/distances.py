@@ -317,28 +317,15 @@ run_on_threads(kmeanspp_potentials, _potentials_prepare, _potentials_work, _pote
 
 
 @kernel
-def prune_reach(gaps, d):
-    """``reach = gaps (1 - s) / (4 (1 + s))`` (elementwise, transposed when 2-D): a row at
-    squared distance ``closest <= reach`` from its nearest centre m cannot get closer to a
-    point c with ``||c - m||^2 = gap``: ``||c - m|| >= 2 sqrt(closest)`` gives
-    ``||x - c|| >= ||c - m|| - ||x - m|| >= sqrt(closest)`` (triangle inequality; Raff 2021).
-    The margin ``s = 8 (d + 4) u_64`` covers the rounding of the three float64 distances, so a
-    skipped row's computed distance could not have been smaller either: results stay bitwise
-    those of the search without pruning."""
-    factor = (1.0 - 8.0 * (d + 4) * 2.0 ** -53) / (4.0 * (1.0 + 8.0 * (d + 4) * 2.0 ** -53))
-    return np.ascontiguousarray(gaps.T) * factor
-
-
-@kernel
-def row_minima(A):
-    """``A.min(axis=1)`` of a 2-D float64 array (one compiled loop, no array expression)."""
-    out = np.empty(A.shape[0])
-    for i in range(A.shape[0]):
-        low = np.inf
-        for j in range(A.shape[1]):
-            low = min(low, A[i, j])
-        out[i] = low
-    return out
+def cannot_improve(gap, closest, d):
+    """Whether a row at squared distance ``closest`` from its nearest centre m cannot get
+    closer to a point c with ``||c - m||^2 = gap``: ``||c - m|| >= 2 sqrt(closest)`` gives
+    ``||x - c|| >= ||c - m|| - ||x - m|| >= sqrt(closest)`` (triangle inequality; Raff
+    2021). The margin ``s = 8 (d + 4) u_64`` covers the rounding of the three float64
+    distances, so a skipped row's computed distance could not have been smaller either:
+    results stay bitwise those of the search without pruning."""
+    slack = 8.0 * (d + 4) * 2.0 ** -53
+    return gap * (1.0 - slack) >= 4.0 * closest * (1.0 + slack)
 
 
 @kernel
@@ -351,19 +338,13 @@ def pairwise_sqdist(A, B, out):
 
 
 @kernel
-def _seed_update_prepare(X, sample_weight, center, center_id, center_gaps, min_sqdist,
-                         nearest, block_sums):
-    return n_blocks(X.shape[0]), prune_reach(center_gaps, X.shape[1])
-
-
-@kernel
 def _seed_update_work(lo, hi, X, sample_weight, center, center_id, center_gaps, min_sqdist,
-                      nearest, block_sums, reach):
+                      nearest, block_sums):
     n, d = X.shape
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         for i in range(start, stop):
-            if min_sqdist[i] > reach[nearest[i]]:
+            if not cannot_improve(center_gaps[nearest[i]], min_sqdist[i], d):
                 s = sqdist(X, i * d, center, 0, d)
                 if s < min_sqdist[i]:
                     min_sqdist[i] = s
@@ -379,8 +360,8 @@ def seed_update(X, sample_weight, center, center_id, center_gaps, min_sqdist, ne
     ``min_sqdist[i] = min(min_sqdist[i], ||X[i] - center||^2)`` (``nearest[i] = center_id``
     where the new centre is closer), skipping rows whose nearest centre m has
     ``||center - m|| >= 2 sqrt(min_sqdist[i])`` (they cannot get closer, see
-    :func:`prune_reach`); then ``block_sums[b] = sum_{i in block b} w_i * min_sqdist[i]`` as
-    :func:`potential_block_sums`. Same results, bit for bit, as
+    :func:`cannot_improve`); then ``block_sums[b] = sum_{i in block b} w_i * min_sqdist[i]``
+    as :func:`potential_block_sums`. Same results, bit for bit, as
     :func:`update_min_sqdist` followed by :func:`potential_block_sums`.
 
     Parameters
@@ -399,79 +380,70 @@ def seed_update(X, sample_weight, center, center_id, center_gaps, min_sqdist, ne
     block_sums : ndarray, shape (n_blocks,), float64
         OUT.
     """
-    nb, reach = _seed_update_prepare(X, sample_weight, center, center_id, center_gaps,
-                                     min_sqdist, nearest, block_sums)
-    for b in prange(nb):
+    for b in prange(n_blocks(X.shape[0])):
         _seed_update_work(b, b + 1, X, sample_weight, center, center_id, center_gaps,
-                          min_sqdist, nearest, block_sums, reach)
+                          min_sqdist, nearest, block_sums)
 
 
-run_on_threads(seed_update, _seed_update_prepare, _seed_update_work, None)
-
-
-@kernel
-def _seed_potentials_prepare(X, sample_weight, candidates, candidate_gaps, min_sqdist,
-                             nearest, potentials):
-    nb = n_blocks(X.shape[0])
-    reach = prune_reach(candidate_gaps, X.shape[1])
-    return nb, reach, row_minima(reach), np.empty((nb, candidates.shape[0]))
+run_on_threads(seed_update, one_item_per_block, _seed_update_work, None)
 
 
 @kernel
-def _seed_potentials_work(lo, hi, X, sample_weight, candidates, candidate_gaps, min_sqdist,
-                          nearest, potentials, reach, reach_all, partial):
+def _seed_potentials_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
+                          nearest, potentials, partial):
     n, d = X.shape
     m = candidates.shape[0]
-    acc = np.empty(m)
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        acc[:] = 0.0
+        for c in range(m):
+            partial[b, c] = 0.0
         for i in range(start, stop):
             w = sample_weight[i]
             closest = min_sqdist[i]
             a = nearest[i]
-            if closest <= reach_all[a]:
-                # no candidate can come closer (the usual case): a vector add over c
-                t = w * closest
-                for c in range(m):
-                    acc[c] += t
-                continue
             for c in range(m):
-                v = closest
-                if closest > reach[a, c]:
-                    v = min(sqdist(X, i * d, candidates, c * d, d), closest)
-                acc[c] += w * v
-        partial[b] = acc
+                if cannot_improve(center_gaps[a, c], closest, d):
+                    partial[b, c] += w * closest
+                else:
+                    partial[b, c] += w * min(sqdist(X, i * d, candidates, c * d, d), closest)
 
 
 @kernel
-def _seed_potentials_finish(X, sample_weight, candidates, candidate_gaps, min_sqdist,
-                            nearest, potentials, reach, reach_all, partial):
+def _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                             potentials):
+    nb = n_blocks(X.shape[0])
+    return nb, np.empty((nb, candidates.shape[0]))
+
+
+@kernel
+def _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                            potentials, partial):
     fold_blocks(partial, potentials)
 
 
 @kernel(parallel=True)
-def seed_potentials(X, sample_weight, candidates, candidate_gaps, min_sqdist, nearest,
+def seed_potentials(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                     potentials):
     """:func:`kmeanspp_potentials` with the pruning of :func:`seed_update` (bitwise the same
-    potentials): candidate c skips rows whose nearest centre m has
-    ``candidate_gaps[c, m] = ||candidates[c] - m||^2 >= 4 min_sqdist[i]``.
+    potentials): candidate c skips the rows whose nearest centre m has
+    ``center_gaps[m, c] = ||centers[m] - candidates[c]||^2 >= 4 min_sqdist[i]``.
 
     Parameters
     ----------
     X, sample_weight, candidates, min_sqdist, potentials :
         As :func:`kmeanspp_potentials`.
-    candidate_gaps : ndarray, shape (m, n_centers), float64
+    center_gaps : ndarray, shape (n_centers, m), float64
+        Squared distances of every chosen centre to every candidate.
     nearest : ndarray, shape (n,), int32
         Index of each row's nearest chosen centre (:func:`seed_update`).
     """
-    nb, reach, reach_all, partial = _seed_potentials_prepare(
-        X, sample_weight, candidates, candidate_gaps, min_sqdist, nearest, potentials)
+    nb, partial = _seed_potentials_prepare(X, sample_weight, candidates, center_gaps,
+                                           min_sqdist, nearest, potentials)
     for b in prange(nb):
-        _seed_potentials_work(b, b + 1, X, sample_weight, candidates, candidate_gaps,
-                              min_sqdist, nearest, potentials, reach, reach_all, partial)
-    _seed_potentials_finish(X, sample_weight, candidates, candidate_gaps, min_sqdist, nearest,
-                            potentials, reach, reach_all, partial)
+        _seed_potentials_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
+                              nearest, potentials, partial)
+    _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                            potentials, partial)
 
 
 run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
-                       bounded_step_csr, column_mean_var, draw_by_potential,
+                       bounded_step_csr, draw_by_potential,
                        elkan_full_step_csr, elkan_step_csr,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
@@ -86,8 +86,8 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
         candidates = take_dense(source, candidate_ids)
         # squared distances candidate - chosen centre: rows whose nearest centre is at
         # least twice their distance away from a candidate skip it (seed_potentials)
-        gaps = np.empty((n_local_trials, c))
-        pairwise_sqdist(candidates, centers[:c], gaps)
+        gaps = np.empty((c, n_local_trials))
+        pairwise_sqdist(centers[:c], candidates, gaps)
         potentials[:] = 0.0
         for rows, Xc, w in source.chunks():
             if issparse(Xc):
@@ -98,7 +98,7 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
             potentials += part
         best = int(np.argmin(potentials))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        _add_center(source, centers, c, gaps[best], closest, nearest, block_sums)
+        _add_center(source, centers, c, gaps[:, best].copy(), closest, nearest, block_sums)
     return centers, indices
 
 
@@ -177,11 +177,12 @@ def initial_centers(init, source, n_clusters, rng):
 def mean_feature_variance(source):
     """Mean over the features of X's column variances (scikit-learn's ``tol`` scale).
 
-    Each chunk's column means and variances (:func:`fastem.kernels.column_mean_var`, one
-    parallel pass in float64) become sums about the first row, which add across chunks
-    without losing precision for data far from the origin.
+    float64 sums about the first row (no precision lost for data far from the origin; sparse
+    data: about 0, the value of most entries), in row pieces of 4096 rows: no n x d
+    temporary, and no kernel to compile for a number that only scales the tolerance (a
+    compiled pass would be ~10x faster on large X but costs ~1.4 s of compilation in every
+    fresh cache).
     """
-    # about the first row (sparse data: about 0, the value of most entries)
     shift = (np.zeros(source.n_features) if source.sparse
              else np.asarray(source.take([0])[0], dtype=np.float64))
     s1, s2 = sum_chunks(source, partial(_shifted_column_sums, shift))
@@ -198,10 +199,13 @@ def _shifted_column_sums(shift, rows, X, w):
         s2 = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64),
                          minlength=X.shape[1])
         return s1, s2
-    mean, var = column_mean_var(X)
+    s1, s2 = np.zeros(X.shape[1]), np.zeros(X.shape[1])
     with np.errstate(over="ignore", invalid="ignore"):
-        dev = mean - shift
-        return X.shape[0] * dev, X.shape[0] * (var + dev * dev)
+        for start in range(0, X.shape[0], 4096):
+            dev = np.subtract(X[start:start + 4096], shift, dtype=np.float64)
+            s1 += dev.sum(axis=0)
+            s2 += np.einsum("ij,ij->j", dev, dev)
+    return s1, s2
 
 
 def random_centers(source, n_clusters, rng):
