@@ -389,7 +389,8 @@ class MiniBatchKMeans(KMeans):
                 "MiniBatchKMeans predicts and transforms Dask arrays lazily.")
         source = as_source(X, sample_weight, self._validate)
         model, n_init, batch_size = self._checked_minibatch_params(source, X)
-        tol = float(self.tol) * mean_feature_variance(source) if self.tol > 0 else 0.0
+        tol = (float(self.tol) * mean_feature_variance(source, fused=True) if self.tol > 0
+               else 0.0)
         rng = self._rng = check_random_state(self.random_state)
         model.start(self._seed(model, source, n_init, rng))
         n_steps = max(1, self.max_iter * source.n_rows // batch_size)

@@ -174,21 +174,38 @@ def initial_centers(init, source, n_clusters, rng):
     return np.array(centers, dtype=np.float64)
 
 
-def mean_feature_variance(source):
+def mean_feature_variance(source, fused=False):
     """Mean over the features of X's column variances (scikit-learn's ``tol`` scale).
 
-    float64 sums about the first row (no precision lost for data far from the origin; sparse
-    data: about 0, the value of most entries), in row pieces of 4096 rows: no n x d
-    temporary, and no kernel to compile for a number that only scales the tolerance (a
-    compiled pass would be ~10x faster on large X but costs ~1.4 s of compilation in every
-    fresh cache).
+    Sums about the first row (sparse data: about 0, the value of most entries), so data far
+    from the origin keep their precision. With ``fused``, one pass of the fused Lloyd kernel
+    with that row as the only centre gives ``sum x`` and ``sum ||x - s||^2`` (the mean of the
+    column variances is ``(sum ||x - s||^2 / n - ||mean - s||^2) / d``): ~10x faster than
+    NumPy on large X, for models that compile that kernel anyway. Otherwise NumPy in
+    4096-row pieces (no n x d temporary and no kernel to compile for a number that only
+    scales the tolerance).
     """
     shift = (np.zeros(source.n_features) if source.sparse
              else np.asarray(source.take([0])[0], dtype=np.float64))
-    s1, s2 = sum_chunks(source, partial(_shifted_column_sums, shift))
+    n, d = source.n_rows, source.n_features
     with np.errstate(over="ignore", invalid="ignore"):
-        mean = s1 / source.n_rows
-        return float(np.maximum(s2 / source.n_rows - mean * mean, 0.0).mean())
+        if fused:
+            shift = shift.astype(source.dtype)
+            s1, total = sum_chunks(source, partial(_fused_shifted_sums, shift))
+            offset = s1 / n - shift.astype(np.float64)
+            return float(max(total / n - offset @ offset, 0.0) / d)
+        s1, s2 = sum_chunks(source, partial(_shifted_column_sums, shift))
+        mean = s1 / n
+        return float(np.maximum(s2 / n - mean * mean, 0.0).mean())
+
+
+def _fused_shifted_sums(shift, rows, X, w):
+    """Chunk statistics ``(sum_i x_i, sum_i ||x_i - shift||^2)`` (unweighted) from the
+    fused Lloyd kernel with ``shift`` as the only centre."""
+    n = X.shape[0]
+    sums, weights = np.empty((1, X.shape[1])), np.empty(1)
+    total, _ = fused_lloyd(X, np.ones(n), shift[None, :], _scratch_labels(n), sums, weights)
+    return sums[0], float(total)
 
 
 def _shifted_column_sums(shift, rows, X, w):
@@ -328,7 +345,9 @@ class KMeansModel:
         self.n_clusters = n_clusters
         self.init = init
         # scikit-learn's tol: squared centre shift relative to the mean feature variance
-        self.mean_variance = mean_feature_variance(source)
+        # Lloyd's own kernel gives the scale in one fast pass; bounded models (large k, long
+        # fits) do not compile it, so they use NumPy
+        self.mean_variance = mean_feature_variance(source, fused=type(self) is KMeansModel)
         if not np.isfinite(self.mean_variance):
             raise overflow_error("the variance of X")
         self.labels = None
