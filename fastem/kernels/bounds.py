@@ -52,7 +52,7 @@ def _search_tables(X, centers):
     centre norms, slack of float64 bound arithmetic, eps factors (E B, E C))."""
     k, d = centers.shape
     tile, width = search_tile(k, X.itemsize)
-    ct, half_norms, _ = _transposed_centers(X, centers, width)
+    ct, half_norms = _transposed_centers(X, centers, width)
     norms = np.empty(k)
     big_b, big_c = 0.0, 0.0
     for j in range(k):
@@ -142,13 +142,19 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
 
 
 @kernel
-def _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms, norms,
-                 slack, eps_b, eps_c, part_sums, part_moments, part_changed):
-    k, d = centers.shape
+def _fold_full_partials(part_sums, part_moments, part_changed):
+    """(sums, moments, n_changed) from a full pass's chunks."""
+    k, d = part_sums.shape[1], part_sums.shape[2]
     sums, moments = np.empty((k, d)), np.empty((k, 2))
     fold_blocks(part_sums, sums)
     fold_blocks(part_moments, moments)
     return sums, moments, np.int64(part_changed.sum())
+
+
+@kernel
+def _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms, norms,
+                 slack, eps_b, eps_c, part_sums, part_moments, part_changed):
+    return _fold_full_partials(part_sums, part_moments, part_changed)
 
 
 @kernel(parallel=True)
@@ -430,11 +436,7 @@ def _csr_full_work(lo, hi, data, indices, indptr, sample_weight, centers, labels
 def _csr_full_finish(data, indices, indptr, sample_weight, centers, labels, upper, lower, ct,
                      half_norms, norms, squares, eps_b, eps_c, part_sums, part_moments,
                      part_changed):
-    k, d = centers.shape
-    sums, moments = np.empty((k, d)), np.empty((k, 2))
-    fold_blocks(part_sums, sums)
-    fold_blocks(part_moments, moments)
-    return sums, moments, np.int64(part_changed.sum())
+    return _fold_full_partials(part_sums, part_moments, part_changed)
 
 
 @kernel(parallel=True)

@@ -35,7 +35,7 @@ def _center_norms(centers):
 def _center_tables(data, centers):
     """(ct (d, kp), offsets (kp,), ||c_j||^2 (k,)) for the sparse search and distances."""
     kp = (centers.shape[0] + 7) // 8 * 8   # k-wide updates in whole vectors
-    ct, half_norms, _ = _transposed_centers(np.empty((0, 1), data.dtype), centers, kp)
+    ct, half_norms = _transposed_centers(np.empty((0, 1), data.dtype), centers, kp)
     return ct, half_norms, _center_norms(centers)
 
 
@@ -227,17 +227,17 @@ def sqdist_to_centers_csr(data, indices, indptr, centers, out):
 run_on_threads(sqdist_to_centers_csr, _sqdist_csr_prepare, _sqdist_csr_work, None)
 
 
-def _one_item_per_csr_block(data, indices, indptr, *args):
-    # ``prepare`` of the scratch-free CSR kernels: one work item per block of rows
-    return (n_blocks(indptr.shape[0] - 1),)
+@kernel
+def _seed_update_csr_prepare(data, indices, indptr, sample_weight, center, center_id,
+                             center_gaps, min_sqdist, nearest, block_sums):
+    return n_blocks(indptr.shape[0] - 1), _center_norms(center)
 
 
 @kernel
 def _seed_update_csr_work(lo, hi, data, indices, indptr, sample_weight, center, center_id,
-                          center_gaps, min_sqdist, nearest, block_sums):
+                          center_gaps, min_sqdist, nearest, block_sums, norm):
     n = indptr.shape[0] - 1
     d = center.shape[1]
-    norm = _center_norms(center)
     for blk in range(lo, hi):
         start, stop = block_bounds(blk, n)
         for i in range(start, stop):
@@ -253,12 +253,15 @@ def _seed_update_csr_work(lo, hi, data, indices, indptr, sample_weight, center, 
 def seed_update_csr(data, indices, indptr, sample_weight, center, center_id, center_gaps,
                     min_sqdist, nearest, block_sums):
     """:func:`fastem.kernels.seed_update` for CSR X; ``center`` has shape (1, d)."""
-    for blk in prange(n_blocks(indptr.shape[0] - 1)):
+    nb, norm = _seed_update_csr_prepare(data, indices, indptr, sample_weight, center,
+                                        center_id, center_gaps, min_sqdist, nearest,
+                                        block_sums)
+    for blk in prange(nb):
         _seed_update_csr_work(blk, blk + 1, data, indices, indptr, sample_weight, center,
-                              center_id, center_gaps, min_sqdist, nearest, block_sums)
+                              center_id, center_gaps, min_sqdist, nearest, block_sums, norm)
 
 
-run_on_threads(seed_update_csr, _one_item_per_csr_block, _seed_update_csr_work, None)
+run_on_threads(seed_update_csr, _seed_update_csr_prepare, _seed_update_csr_work, None)
 
 
 @kernel

@@ -18,7 +18,7 @@ from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
 
 @kernel
 def _transposed_centers(X, centers, width):
-    """(d, kp) transpose of the centres relative to their mean r, (kp,) score offsets, r.
+    """(d, kp) transpose of the centres, relative to their mean r, and (kp,) scores offsets.
 
     The search minimises ``bias_j - x . ct_j`` with ``ct_j = c_j - r`` and
     ``bias_j = ||c_j - r||^2 / 2 + r . (c_j - r)``, which equals
@@ -46,7 +46,7 @@ def _transposed_centers(X, centers, width):
             ct[f, j] = c
             s += c * (0.5 * c + r[f])
         half_norms[j] = s
-    return ct, half_norms, r
+    return ct, half_norms
 
 
 @kernel
@@ -73,7 +73,7 @@ def _row_sqdist(X, i, centers, j):
 @kernel
 def _search_prepare(X, centers, labels, sqdist):
     tile, width = search_tile(centers.shape[0], X.itemsize)
-    ct, half_norms, _ = _transposed_centers(X, centers, width)
+    ct, half_norms = _transposed_centers(X, centers, width)
     return n_blocks(X.shape[0]), ct, half_norms, tile
 
 
@@ -115,7 +115,7 @@ def _lloyd_prepare(X, sample_weight, centers, labels, center_sums, center_weight
     k = centers.shape[0]
     nc = n_partials(n, k * (d + 1) * 8)
     tile, width = search_tile(k, X.itemsize)
-    ct, half_norms, _ = _transposed_centers(X, centers, width)
+    ct, half_norms = _transposed_centers(X, centers, width)
     # per chunk: sums (k, d), weights (k,), [inertia, number of changed labels]
     return (nc, ct, half_norms, tile, np.empty((nc, k, d)), np.empty((nc, k)),
             np.empty((nc, 2)))

@@ -341,13 +341,15 @@ class KMeansModel:
     k-means++'s float64 distance per row while seeding; nothing of size n x d or n x k.
     """
 
+    #: the tol scale from one pass of Lloyd's own kernel (fast; bounded models, whose fits
+    #: are long, do not compile that kernel and use NumPy)
+    fused_variance = True
+
     def __init__(self, source, n_clusters, init):
         self.n_clusters = n_clusters
         self.init = init
         # scikit-learn's tol: squared centre shift relative to the mean feature variance
-        # Lloyd's own kernel gives the scale in one fast pass; bounded models (large k, long
-        # fits) do not compile it, so they use NumPy
-        self.mean_variance = mean_feature_variance(source, fused=type(self) is KMeansModel)
+        self.mean_variance = mean_feature_variance(source, fused=self.fused_variance)
         if not np.isfinite(self.mean_variance):
             raise overflow_error("the variance of X")
         self.labels = None
@@ -536,6 +538,7 @@ class HamerlyKMeansModel(KMeansModel):
     """
 
     full_statistics, step_statistics = BoundedFullStatistics, BoundedStatistics
+    fused_variance = False
 
     def initialize(self, source, rng):
         centers = super().initialize(source, rng)
