@@ -5,13 +5,15 @@ than memory: a memory-mapped array or a :class:`ChunkedArray`. Kernels for your 
 :func:`warmup` compiles every kernel into the disk cache ahead of time (``python -m fastem warmup``).
 """
 from ._version import __version__
-from .estimators._base import InconsistentVersionWarning
 from .estimators.bernoulli_mixture import BernoulliMixture
 from .estimators.gaussian_mixture import GaussianMixture
 from .estimators.kmeans import KMeans, MiniBatchKMeans
 from .kernels._jit import CacheUnavailableWarning
+from .persistence import InconsistentVersionWarning, load
+from .selection import SelectionResult, select_model
 from .sources import ChunkedArray
 from ._warmup import warmup
 
 __all__ = ["BernoulliMixture", "CacheUnavailableWarning", "ChunkedArray", "GaussianMixture",
-           "InconsistentVersionWarning", "KMeans", "MiniBatchKMeans", "__version__", "warmup"]
+           "InconsistentVersionWarning", "KMeans", "MiniBatchKMeans", "SelectionResult", "__version__", "load",
+           "select_model", "warmup"]

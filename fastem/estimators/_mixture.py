@@ -8,7 +8,9 @@ A subclass provides:
 * ``_make_model()`` - the layer-2 model (see ``fastem.em``), which must also
   offer ``weighted_log_prob(X, params) -> (n, k) float64``, ``n_parameters(params)``,
   ``sample(params, n, rng)`` and ``attributes(params) -> dict`` of fitted attributes;
-* ``_params_attribute`` - the name of a fitted attribute that marks the estimator as fitted.
+* ``_params_attribute`` - the name of a fitted attribute that marks the estimator as fitted;
+* ``_saved_attributes`` and ``_restored_model()`` - for the model file: the fitted attributes
+  it keeps, and ``(model, params)`` rebuilt from them after they were loaded and checked.
 
 Everything else (fit loop, warm start, convergence warning, predict/score/bic/aic) is here.
 """
@@ -17,6 +19,7 @@ import warnings
 import numpy as np
 
 from ..em import fit_em, stepwise_em_update, stepwise_rate
+from ..persistence import restored_array, restored_number
 from ..kernels import responsibilities
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
@@ -30,6 +33,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
     """Base class; not for direct use."""
 
     _params_attribute = "weights_"
+    _saved_attributes = ("weights_", "means_", "converged_", "n_iter_", "lower_bound_",
+                         "lower_bounds_", "n_features_in_")
 
     def _check_common_params(self):
         check_int(self.n_components, "n_components", low=1)
@@ -107,6 +112,23 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.n_features_in_ = source.n_features
         self._model = model
         return self
+
+    def _check_restored(self):
+        """Loaded fitted attributes fit together; then the model and parameters are rebuilt."""
+        self._check_common_params()
+        k = self.n_components
+        d = restored_number(self, "n_features_in_", int, low=1)
+        weights = restored_array(self, "weights_", (k,))
+        if (weights < 0).any() or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError("weights_ should be non-negative and sum to 1")
+        restored_array(self, "means_", (k, d))
+        restored_number(self, "converged_", bool)
+        restored_number(self, "n_iter_", int, low=0)
+        restored_number(self, "lower_bound_", float)
+        if not isinstance(getattr(self, "lower_bounds_", None), list):
+            raise ValueError("lower_bounds_ should be a list of numbers")
+        self._model, self._fitted_params = self._restored_model()
+        self._online = None
 
     # -- online EM -----------------------------------------------------------------------------
     def partial_fit(self, X, y=None, sample_weight=None):

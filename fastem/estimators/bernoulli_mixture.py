@@ -1,5 +1,5 @@
 """The BernoulliMixture estimator: parameter checks and wiring only."""
-from ..models.bernoulli import INIT_PARAMS, BernoulliMixtureModel
+from ..models.bernoulli import INIT_PARAMS, BernoulliMixtureModel, BernoulliParams
 from ..validation import check_binary_array, check_float, check_init_array
 from ._mixture import BaseMixture
 
@@ -115,6 +115,12 @@ class BernoulliMixture(BaseMixture):
             if (m < 0).any() or (m > 1).any():
                 raise ValueError("means_init holds success probabilities and must lie in [0, 1].")
             self._means_init = m
+
+    def _restored_model(self):
+        if (self.means_ < 0).any() or (self.means_ > 1).any():
+            raise ValueError("means_ holds success probabilities and should lie in [0, 1]")
+        model = BernoulliMixtureModel(self.n_components, float(self.alpha), self.init_params)
+        return model, BernoulliParams(self.weights_, self.means_)
 
     def _make_model(self):
         return BernoulliMixtureModel(self.n_components, float(self.alpha), self.init_params,

@@ -1,7 +1,8 @@
 """The GaussianMixture estimator: parameter checks and wiring only."""
 import numpy as np
 
-from ..models.gaussian import COVARIANCE_TYPES, INIT_PARAMS, GaussianMixtureModel
+from ..models.gaussian import COVARIANCE_TYPES, INIT_PARAMS, GaussianMixtureModel, GaussianParams
+from ..persistence import restored_array
 from ..validation import check_array, check_float, check_init_array
 from ._mixture import BaseMixture
 
@@ -107,6 +108,28 @@ class GaussianMixture(BaseMixture):
             p = check_init_array(self.precisions_init, "precisions_init", shape)
             _check_precisions(p, self.covariance_type)
             self._precisions_init = p
+
+    _saved_attributes = BaseMixture._saved_attributes + (
+        "covariances_", "precisions_cholesky_", "precisions_")
+
+    def _restored_model(self):
+        ct = self.covariance_type
+        if ct not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type {ct!r} is not one of {COVARIANCE_TYPES}")
+        k, d = self.means_.shape
+        shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[ct]
+        covariances = restored_array(self, "covariances_", shape)
+        prec_chol = restored_array(self, "precisions_cholesky_", shape)
+        restored_array(self, "precisions_", shape)
+        if ct in ("diag", "spherical") and (prec_chol <= 0).any():
+            raise ValueError("precisions_cholesky_ should be positive")
+        if ct in ("full", "tied"):
+            diagonals = np.diagonal(prec_chol if ct == "full" else prec_chol[None],
+                                    axis1=-2, axis2=-1)
+            if (diagonals <= 0).any():
+                raise ValueError("precisions_cholesky_ should have a positive diagonal")
+        model = GaussianMixtureModel(k, ct, self.reg_covar, self.init_params)
+        return model, GaussianParams(self.weights_, self.means_, covariances, prec_chol)
 
     def _make_model(self):
         return GaussianMixtureModel(

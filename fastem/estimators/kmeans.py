@@ -5,6 +5,7 @@ from functools import partial
 import numpy as np
 
 from ..em import fit_em, fit_minibatch
+from ..persistence import restored_array, restored_number
 from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
                              MiniBatchKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
@@ -80,6 +81,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     labels_ : ndarray of shape (n_samples,), int32
     inertia_ : float
         Weighted sum of squared distances of the samples to their closest centre.
+    inertias_ : list of float
+        The inertia of the best restart at every iteration, under the centres that iteration
+        started from (the last entry is that of the centres before the final update).
     n_iter_ : int
     n_features_in_ : int
 
@@ -91,6 +95,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     """
 
     _params_attribute = "cluster_centers_"
+    _saved_attributes = ("cluster_centers_", "labels_", "inertia_", "inertias_", "n_iter_",
+                         "n_features_in_")
 
     def __init__(self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300,
                  tol=1e-4, verbose=0, random_state=None, copy_x=True, algorithm="auto"):
@@ -186,6 +192,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         centers, labels = result.params
         self.cluster_centers_ = centers.astype(source.dtype)
         self.inertia_ = -result.objective
+        self.inertias_ = [-objective for objective in result.history]
         self.n_iter_ = result.n_iter
         self.n_features_in_ = source.n_features
         # on Dask the labels stay on the cluster: a lazy Dask array (nearest fitted centre)
@@ -254,6 +261,19 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         source = self._check_predict_input(X)
         sample_weight = check_sample_weight(sample_weight, source.n_rows)
         return -float(sample_weight @ self._nearest(source)[1])
+
+    def _check_restored(self):
+        k = check_int(self.n_clusters, "n_clusters", low=1)
+        d = restored_number(self, "n_features_in_", int, low=1)
+        restored_array(self, "cluster_centers_", (k, d))
+        restored_number(self, "inertia_", float, low=0)
+        restored_number(self, "n_iter_", int, low=0)
+        if hasattr(self, "labels_"):
+            labels = restored_array(self, "labels_", (None,), "iu")
+            if labels.size and (labels.min() < 0 or labels.max() >= k):
+                raise ValueError(f"labels_ should lie in [0, {k})")
+        if hasattr(self, "inertias_") and not isinstance(self.inertias_, list):
+            raise ValueError("inertias_ should be a list of numbers")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -335,6 +355,42 @@ class MiniBatchKMeans(KMeans):
         self.init_size = init_size
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
+
+    _saved_attributes = KMeans._saved_attributes + ("n_steps_",)
+
+    def _saved_state(self):
+        """Public attributes plus the stream state ``partial_fit`` continues from (centres
+        and counts in float64, the reassignment counter, the random stream)."""
+        state = super()._saved_state()
+        model = getattr(self, "_minibatch", None)
+        if model is not None:
+            state.update(_stream_centers=model.centers, _stream_counts=model.counts,
+                         _stream_since_reassign=model.n_since_reassign,
+                         _stream_init_size=model.init_size, _rng=self._rng)
+        return state
+
+    def _restore_state(self, state):
+        stream = {name: state.pop(name) for name in list(state) if name.startswith("_")}
+        super()._restore_state(state)
+        if not stream:
+            return
+        k, d = self.cluster_centers_.shape
+        if set(stream) != {"_stream_centers", "_stream_counts", "_stream_since_reassign",
+                           "_stream_init_size", "_rng"} \
+                or not isinstance(stream["_rng"], np.random.RandomState):
+            raise ValueError("the mini-batch stream state is incomplete")
+        self.__dict__.update(stream)
+        centers = restored_array(self, "_stream_centers", (k, d))
+        counts = restored_array(self, "_stream_counts", (k,))
+        init = self.init if isinstance(self.init, str) else "k-means++"
+        model = MiniBatchKMeansModel(k, init, restored_number(self, "_stream_init_size", int, 1),
+                                     float(self.reassignment_ratio))
+        model.centers, model.counts = centers.astype(np.float64), counts.astype(np.float64)
+        model.n_since_reassign = restored_number(self, "_stream_since_reassign", int, 0)
+        for name in stream:
+            if name != "_rng":
+                delattr(self, name)
+        self._minibatch = model
 
     def _checked_minibatch_params(self, source, X):
         init, n_init = self._checked_params(source, X)
