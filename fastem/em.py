@@ -19,9 +19,53 @@ in a memory-mapped file or in chunks; the model sums its chunk statistics with
 The restart with the highest final objective wins (ties: the earliest). A model may also
 offer ``events(stats) -> list of str`` (e.g. empty clusters re-seeded, components that lost
 their mass); with ``verbose >= 1`` the driver prints them as they happen.
+
+Progress observers (the command line's live progress line) register with
+:func:`report_progress`; the driver calls them once per iteration of the fit made in that
+context (not of fits nested in an initialisation, such as GaussianMixture's k-means).
 """
+import contextvars
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+_progress_callback = contextvars.ContextVar("fastem_progress_callback", default=None)
+
+
+@dataclass
+class Progress:
+    """One iteration of a fit, as reported to a :func:`report_progress` callback."""
+
+    restart: int           # 1-based
+    n_restarts: int
+    iteration: int         # 1-based
+    max_iter: int
+    objective: float       # of the parameters the iteration started from (higher is better)
+    change: float          # objective minus the previous iteration's (NaN on the first)
+    seconds: float         # wall time of this iteration
+    objective_name: str
+    converged: bool
+
+
+@contextmanager
+def report_progress(callback):
+    """``with report_progress(f):`` fits in this context call ``f(Progress)`` after every
+    iteration (EM and Lloyd iterations; mini-batch steps with the smoothed batch inertia)."""
+    token = _progress_callback.set(callback)
+    try:
+        yield
+    finally:
+        _progress_callback.reset(token)
+
+
+@contextmanager
+def _quiet_progress():
+    """Nested fits (initialisations) report nothing."""
+    token = _progress_callback.set(None)
+    try:
+        yield
+    finally:
+        _progress_callback.reset(token)
 
 
 def _no_events(stats):
@@ -58,9 +102,14 @@ def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
         Parameters to start from instead of ``model.initialize`` (warm start / user init).
     """
     best = None
+    progress = _progress_callback.get()
     for run in range(n_init):
         t_run = time.perf_counter()
-        params = init_params if init_params is not None else model.initialize(source, rng)
+        if init_params is not None:
+            params = init_params
+        else:
+            with _quiet_progress():
+                params = model.initialize(source, rng)
         history = []
         converged = False
         stats = None
@@ -72,8 +121,11 @@ def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
             new_params = model.m_step(source, params, stats)
             converged = model.has_converged(params, new_params, stats, history, tol)
             params = new_params
+            change = history[-1] - history[-2] if len(history) > 1 else float("nan")
+            if progress is not None:
+                progress(Progress(run + 1, n_init, n_iter, max_iter, history[-1], change,
+                                  time.perf_counter() - t_iter, objective_name, converged))
             if verbose >= 2 and (n_iter % verbose_interval == 0 or converged):
-                change = history[-1] - history[-2] if len(history) > 1 else float("nan")
                 print(f"  init {run + 1} iter {n_iter:4d}  {objective_name} {history[-1]: .8g}  "
                       f"change {change: .3g}  {1e3 * (time.perf_counter() - t_iter):.2f} ms/iter")
             if verbose:
@@ -114,18 +166,25 @@ def fit_minibatch(model, source, *, n_steps, batch_size, tol, max_no_improvement
     ``model`` offers ``step(X_batch, w_batch, rng) -> batch inertia`` and ``centers``.
     """
     n = source.n_rows
+    progress = _progress_callback.get()
     alpha = min(1.0, batch_size * 2.0 / (n + 1))
     ewa = ewa_min = None
     no_improvement = 0
     step = 0
     for step in range(1, n_steps + 1):
+        t_step = time.perf_counter()
         ids = rng.randint(0, n, batch_size)
         X = source.take(ids)
         before = model.centers.copy() if tol > 0 else None
         inertia = model.step(X, source.weights(ids), rng) / batch_size
         if step == 1:
             continue
+        previous = ewa
         ewa = inertia if ewa is None else ewa * (1 - alpha) + inertia * alpha
+        if progress is not None:
+            progress(Progress(1, 1, step, n_steps, -ewa,
+                              float("nan") if previous is None else previous - ewa,
+                              time.perf_counter() - t_step, "-smoothed batch inertia", False))
         if verbose:
             print(f"Minibatch step {step}/{n_steps}: mean batch inertia {inertia:.6g}, "
                   f"ewa inertia {ewa:.6g}")
