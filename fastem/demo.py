@@ -1,18 +1,17 @@
-"""``python -m fastem``: the main job on built-in data, side by side with scikit-learn.
+"""``python -m fastem`` / ``fastem demo``: the main job on built-in data, side by side with
+scikit-learn.
 
 Fits KMeans and GaussianMixture on one million generated blob rows (fixed seed) and on the iris
 and Old Faithful data shipped in the package, and BernoulliMixture on binarised digits, and prints the fitted model, iterations and time
 per iteration - next to scikit-learn from the same initial parameters when it is installed.
 Options: ``--n-samples N`` (default 1_000_000), ``--quick`` (100_000 rows).
 """
-import argparse
-import sys
 import time
 import warnings
 
 import numpy as np
 
-from . import BernoulliMixture, GaussianMixture, KMeans, __version__, warmup
+from . import BernoulliMixture, GaussianMixture, KMeans, __version__
 from .datasets import load_digits_binary, load_faithful, load_iris, make_blobs
 from .models.kmeans import kmeans_plusplus
 
@@ -118,25 +117,13 @@ def _bernoulli_digits():
             print("  " + "  ".join(f"{images[j][r]:<8}" for j in cols))
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["warmup"]:
-        warm = argparse.ArgumentParser(
-            prog="python -m fastem warmup",
-            description="Compile every kernel into Numba's disk cache, in parallel processes.")
-        warm.add_argument("--jobs", type=int, default=None,
-                          help="processes to use (default: one per CPU)")
-        options = warm.parse_args(argv[1:])
-        if options.jobs is not None and options.jobs < 1:
-            warm.error("--jobs must be at least 1")
-        warmup(n_jobs=options.jobs)
-        return
-    parser = argparse.ArgumentParser(
-        prog="python -m fastem", description=__doc__.splitlines()[0],
-        epilog="python -m fastem warmup [--jobs N]: compile every kernel ahead of time.")
+def add_arguments(parser):
     parser.add_argument("--n-samples", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="use 100,000 generated rows")
-    args = parser.parse_args(argv)
+
+
+def main(args):
+    """Run the demo with the parsed options of :func:`add_arguments`."""
     n = 100_000 if args.quick else args.n_samples
 
     _import_sklearn()
@@ -185,6 +172,3 @@ def main(argv=None):
         for k in range(1, 5)))
     _bernoulli_digits()
 
-
-if __name__ == "__main__":
-    main()
