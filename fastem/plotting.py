@@ -10,7 +10,8 @@ this module or matplotlib.
 * :func:`plot_responsibilities` - one component's soft assignment;
 * :func:`plot_convergence` - the objective per iteration;
 * :func:`plot_selection` - a :func:`fastem.select_model` result against K;
-* :func:`plot_components` - component means (Bernoulli success probabilities) as images.
+* :func:`plot_components` - component means (Bernoulli success probabilities) as images
+  (:func:`plot_images` draws any rows as images).
 """
 import numpy as np
 
@@ -303,13 +304,61 @@ def plot_selection(result, ax=None, criterion=None):
     return ax
 
 
-def plot_components(model, shape, ax=None, n_cols=None):
-    """Component means as images in one grid (Bernoulli success probabilities: 0 white to 1
-    black), each titled with its weight.
+def plot_images(images, shape, ax=None, n_cols=None, labels=None, vmin=0.0, vmax=1.0):
+    """Rows of ``images`` as ``shape`` images in one grid on one Axes (0 white to 1 black by
+    default), each with an optional label above it.
 
     Parameters
     ----------
-    model : fitted BernoulliMixture (or any model with ``means_`` / ``cluster_centers_``)
+    images : array-like of shape (n_images, height * width)
+    shape : (height, width)
+    ax : matplotlib Axes, default=None
+    n_cols : int, default=None
+        Images per row (default: about the square root of their number).
+    labels : sequence of str, default=None
+    vmin, vmax : float or None, default=0, 1
+        The grey scale's ends (None: the images' range).
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 2:
+        raise ValueError(f"images must be 2-D (n_images, pixels), got shape {images.shape}.")
+    k, d = images.shape
+    h, w = (int(s) for s in shape)
+    if h * w != d:
+        raise ValueError(f"shape {tuple(shape)} has {h * w} pixels; the images have {d}.")
+    n_cols = int(n_cols) if n_cols else int(np.ceil(np.sqrt(k)))
+    n_rows = int(np.ceil(k / n_cols))
+    pad = 1
+    mosaic = np.full((n_rows * (h + pad) + pad, n_cols * (w + pad) + pad), np.nan)
+    for c in range(k):
+        r0 = pad + (c // n_cols) * (h + pad)
+        c0 = pad + (c % n_cols) * (w + pad)
+        mosaic[r0:r0 + h, c0:c0 + w] = images[c].reshape(h, w)
+    ax = _axes(ax)
+    cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=np.nanmin(mosaic) if vmin is None else vmin,
+              vmax=np.nanmax(mosaic) if vmax is None else vmax, interpolation="nearest")
+    for c, label in enumerate(labels if labels is not None else ()):
+        ax.text(pad + (c % n_cols) * (w + pad) + w / 2 - 0.5,
+                pad + (c // n_cols) * (h + pad) - 0.6, label, ha="center", va="bottom",
+                fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plot_components(model, shape, ax=None, n_cols=None):
+    """Component means as images in one grid (Bernoulli success probabilities: 0 white to 1
+    black), each labelled with its weight.
+
+    Parameters
+    ----------
+    model : fitted BernoulliMixture (or any model with ``means_`` / ``cluster_centers_``:
+        then the grey scale spans the means' range)
     shape : (height, width)
         Image shape; ``height * width`` must equal the number of features.
     ax : matplotlib Axes, default=None
@@ -321,37 +370,17 @@ def plot_components(model, shape, ax=None, n_cols=None):
     matplotlib Axes
     """
     centers = _centers(model)
-    k, d = centers.shape
-    h, w = (int(s) for s in shape)
-    if h * w != d:
-        raise ValueError(f"shape {tuple(shape)} has {h * w} pixels; the model has {d} "
-                         "features.")
-    n_cols = int(n_cols) if n_cols else int(np.ceil(np.sqrt(k)))
-    n_rows = int(np.ceil(k / n_cols))
-    pad = 1
-    mosaic = np.full((n_rows * (h + pad) + pad, n_cols * (w + pad) + pad), np.nan)
-    for c in range(k):
-        r0 = pad + (c // n_cols) * (h + pad)
-        c0 = pad + (c % n_cols) * (w + pad)
-        mosaic[r0:r0 + h, c0:c0 + w] = centers[c].reshape(h, w)
-    ax = _axes(ax)
-    binary = hasattr(model, "alpha")
-    cmap = matplotlib.colormaps["gray_r"].with_extremes(bad="white")
-    ax.imshow(mosaic, cmap=cmap, vmin=0.0 if binary else np.nanmin(mosaic),
-              vmax=1.0 if binary else np.nanmax(mosaic), interpolation="nearest")
     weights = getattr(model, "weights_", None)
-    for c in range(k):
-        label = f"{weights[c]:.2f}" if weights is not None else f"#{c}"
-        ax.text(pad + (c % n_cols) * (w + pad) + w / 2 - 0.5,
-                pad + (c // n_cols) * (h + pad) - 0.6, label, ha="center", va="bottom",
-                fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"{type(model).__name__}: {k} components"
+    labels = [f"{w:.2f}" for w in weights] if weights is not None else \
+        [f"#{c}" for c in range(len(centers))]
+    binary = hasattr(model, "alpha")
+    ax = plot_images(centers, shape, ax, n_cols, labels, *((0.0, 1.0) if binary else
+                                                            (None, None)))
+    ax.set_title(f"{type(model).__name__}: {len(centers)} components"
                  + (" (weights above)" if weights is not None else ""))
     return ax
 
 
 __all__ = ["MAX_POINTS", "plot_clusters", "plot_components", "plot_convergence",
-           "plot_density", "plot_responsibilities", "plot_selection", "projected_covariances",
+           "plot_density", "plot_images", "plot_responsibilities", "plot_selection", "projected_covariances",
            "sigma_ellipse"]
