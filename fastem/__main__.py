@@ -2,11 +2,10 @@
 line (fit, predict, select, info, warmup, demo; see :mod:`fastem.cli`)."""
 import sys
 
-from .cli import build_parser, main
+from .cli import COMMANDS, main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
-    commands = build_parser()._subparsers._group_actions[0].choices
-    if not argv or argv[0] not in commands and argv[0] not in ("-h", "--help", "--version"):
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version"):
         argv = ["demo"] + argv   # python -m fastem [--quick ...] keeps running the demo
     sys.exit(main(argv))

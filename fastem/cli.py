@@ -25,6 +25,8 @@ import warnings
 
 import numpy as np
 
+#: the subcommands (``python -m fastem`` with anything else runs the demo)
+COMMANDS = ("fit", "predict", "select", "info", "warmup", "demo")
 MODELS = {"kmeans": "KMeans", "minibatch-kmeans": "MiniBatchKMeans",
           "gmm": "GaussianMixture", "bmm": "BernoulliMixture"}
 COVARIANCES = ("full", "tied", "diag", "spherical")
@@ -71,6 +73,8 @@ def _read_npy(path):
 
 def _read_npz(path, name):
     import zipfile
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a readable .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as data:
             files = list(data.files)
@@ -133,9 +137,11 @@ def _read_text(path, columns, delimiter):
         else list(range(len(fields)))
     try:
         # usecols only when chosen: without it loadtxt also rejects rows of another width
-        X = np.loadtxt(path, delimiter=delimiter, skiprows=int(has_header),
-                       usecols=usecols if columns is not None else None,
-                       dtype=np.float64, ndmin=2, comments=None, encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # "input contained no data": checked below
+            X = np.loadtxt(path, delimiter=delimiter, skiprows=int(has_header),
+                           usecols=usecols if columns is not None else None,
+                           dtype=np.float64, ndmin=2, comments=None, encoding="utf-8")
     except ValueError:
         raise UserError(_diagnose_text(path, delimiter, has_header, names, usecols)) from None
     if X.shape[0] == 0:
@@ -168,7 +174,7 @@ def _diagnose_text(path, delimiter, has_header, names, usecols):
                 return (f"{path}: line {number} has {len(fields)} fields, expected {width}")
             for j in usecols:
                 if not _is_number(fields[j]):
-                    what = f"empty field" if not fields[j] else f"{fields[j]!r} is not a number"
+                    what = "empty field" if not fields[j] else f"{fields[j]!r} is not a number"
                     hint = "; choose numeric columns with --columns" if fields[j] else \
                         "; remove or impute missing values"
                     return (f"{path}: line {number}, column {_column_name(names, j)}: "

@@ -136,9 +136,10 @@ class _Decoder:
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, list):
+            value = [self.value(name, v) if isinstance(v, dict) else v for v in value]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 raise self.error(f"{name} is not a list of numbers.")
-            return list(value)
+            return value
         if not isinstance(value, dict) or len(value) != 1:
             raise self.error(f"{name} has an unknown form.")
         (tag, body), = value.items()
@@ -312,9 +313,9 @@ def restored_number(estimator, name, kind=float, low=None, required=True):
         and not isinstance(value, bool))
     if not ok or (kind is float and not np.isfinite(value)) or \
             (low is not None and value < low):
-        raise ValueError(f"{name} should be a {'finite ' if kind is float else ''}"
-                         f"{kind.__name__}{f' >= {low}' if low is not None else ''}, "
-                         f"got {value!r}")
+        what = {bool: "a boolean", int: "an integer", float: "a finite number"}[kind]
+        raise ValueError(f"{name} should be {what}"
+                         f"{f' >= {low}' if low is not None else ''}, got {value!r}")
     return value
 
 

@@ -230,6 +230,19 @@ def test_progress_line_plain_and_terminal():
     assert quiet.getvalue() == ""
 
 
+def test_commands_constant_matches_the_parser():
+    from fastem.cli import COMMANDS, build_parser
+    choices = [a for a in build_parser()._actions if getattr(a, "choices", None)][0].choices
+    assert tuple(choices) == COMMANDS
+
+
+def test_npy_data_stays_memory_mapped(tmp_path, blobs):
+    from fastem.cli import read_data
+    np.save(tmp_path / "d.npy", blobs)
+    X = read_data(str(tmp_path / "d.npy"))
+    assert isinstance(X, np.memmap) and not X.flags.writeable
+
+
 def test_parse_k():
     assert parse_k("5") == [5]
     assert parse_k("1:4") == [1, 2, 3, 4]
