@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 
 from ..em import fit_em, stepwise_em_update, stepwise_rate
-from ..persistence import restored_array, restored_number
 from ..kernels import responsibilities
+from ..persistence import restored_array, restored_number
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
                           check_is_fitted, check_n_features, check_random_state,

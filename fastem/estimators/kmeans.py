@@ -5,11 +5,11 @@ from functools import partial
 import numpy as np
 
 from ..em import fit_em, fit_minibatch
-from ..persistence import restored_array, restored_number
 from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
                              MiniBatchKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
                              mean_feature_variance)
+from ..persistence import restored_array, restored_number
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_features, check_random_state, check_sample_weight)
