@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -192,16 +193,32 @@ def _class_environments():
 CLASS_ENVIRONMENTS = _class_environments()
 
 
-@pytest.mark.parametrize("simd_class,extra", CLASS_ENVIRONMENTS,
-                         ids=[c for c, _ in CLASS_ENVIRONMENTS])
-def test_kernels_under_each_simd_class(simd_class, extra, tmp_path):
+def _run_child(simd_class, extra, cache_dir):
     env = {key: value for key, value in os.environ.items()
            if key not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "FASTEM_SIMD_CLASS")}
     env.update(extra)
-    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    env["NUMBA_CACHE_DIR"] = str(cache_dir)
     env["NUMBA_NUM_THREADS"] = "2"
-    result = subprocess.run([sys.executable, "-c", CHILD, simd_class], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=1200)
+    return subprocess.run([sys.executable, "-c", CHILD, simd_class], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def class_children(tmp_path_factory):
+    """Every class's child, started together on the first request, as many at a time as
+    there are CPUs: a child spends most of its minute in Numba's single-threaded compiler,
+    so on 2 cores two of them run side by side (each test still checks its own child)."""
+    pool = ThreadPoolExecutor(max(1, min(len(CLASS_ENVIRONMENTS), os.cpu_count() or 1)))
+    futures = {simd_class: pool.submit(_run_child, simd_class, extra,
+                                       tmp_path_factory.mktemp(f"cache-{simd_class}"))
+               for simd_class, extra in CLASS_ENVIRONMENTS}
+    yield futures
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("simd_class", [c for c, _ in CLASS_ENVIRONMENTS])
+def test_kernels_under_each_simd_class(simd_class, class_children):
+    result = class_children[simd_class].result()
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert result.stdout.strip().endswith("ok")
 
