@@ -42,6 +42,7 @@ def run_job(job):
     import numpy as np
 
     from . import BernoulliMixture, GaussianMixture, KMeans
+    from .kernels._target import PRUNED_SEEDING_MIN_FEATURES
 
     name, estimator, kind, dtype = job
     rng = np.random.default_rng(0)
@@ -54,6 +55,9 @@ def run_job(job):
                 km = KMeans(3, init=init, max_iter=2, random_state=0).fit(X)
             KMeans(3, algorithm="hamerly", max_iter=3, random_state=0).fit(X)
             km.predict(X), km.transform(X), km.score(X)
+            # k-means++ prunes from PRUNED_SEEDING_MIN_FEATURES features on: its other kernels
+            wide = rng.standard_normal((5000, PRUNED_SEEDING_MIN_FEATURES)).astype(dtype)
+            KMeans(3, max_iter=1, random_state=0).fit(wide)
         elif estimator == "gmm":
             for init in ("kmeans", "k-means++", "random", "random_from_data"):
                 gm = GaussianMixture(2, covariance_type=kind, init_params=init, max_iter=2,

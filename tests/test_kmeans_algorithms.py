@@ -265,8 +265,10 @@ def unpruned_kmeans_plusplus(X, w, k, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700)])
+@pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700),
+                                     (6000, 24, 64), (3000, 40, 300)])
 def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
+    """Plain passes below PRUNED_SEEDING_MIN_FEATURES (17) features, pruned ones above."""
     from fastem.models.kmeans import kmeans_plusplus
     X = blobs(n, d, 12, dtype, seed=d)
     X[100:140] = X[99]                      # duplicates: D = 0 rows

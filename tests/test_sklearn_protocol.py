@@ -155,6 +155,8 @@ WARM_CHILD = """
     for dtype in (np.float64, np.float32):
         X = rng.standard_normal((6000, 4)).astype(dtype)
         fastem.KMeans(5, random_state=0).fit(X).predict(X)
+        wide = rng.standard_normal((6000, 24)).astype(dtype)   # pruned k-means++ (d >= 17)
+        fastem.KMeans(5, random_state=0).fit(wide)
         for ct in ("full", "tied", "diag", "spherical"):
             fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X).score(X)
     B = (rng.random((6000, 9)) < 0.4).astype(np.uint8)

@@ -81,6 +81,16 @@ TILE_TABLE = {
 #: CPU-class dependent.
 PARALLEL_MIN_ROWS = 4096
 
+#: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py):
+#: dense rows of at least this many features (CSR rows: always). With fewer, one distance
+#: costs about what the pruning test's unpredictable branch does and the plain passes are
+#: faster. Measured on the AVX-512 VM, 1e6 rows (2e5 at d=128), ms per pass, pruned / plain,
+#: after 25/50/90% of the centres: d=8 float64 potentials 20-23 / 12-17, update 13-17 /
+#: 9-10 (float32 18-20 / 12-14, 12-29 / 6-7); d=16 24-31 / 19-30, 11-21 / 14-17; d=32
+#: 35-44 / 37-42, 15-25 / 20-23; d=64 24-27 / 31-32, 10-17 / 17-20; d=128 11-15 / 30-40,
+#: 3-7 / 16-30. Not yet measured on another class.
+PRUNED_SEEDING_MIN_FEATURES = 17
+
 _PROBE_IR = """
 define void @widest(<16 x float>* %a, <16 x float>* %b) {
   %x = load <16 x float>, <16 x float>* %a

@@ -12,12 +12,13 @@ import numpy as np
 from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
                        bounded_step_csr, draw_by_potential,
-                       elkan_full_step_csr, elkan_step_csr,
+                       elkan_full_step_csr, elkan_step_csr, kmeanspp_potentials,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
                        seed_update, seed_update_csr, sqdist_to_centers,
-                       sqdist_to_centers_csr)
+                       sqdist_to_centers_csr, update_min_sqdist)
 from ..kernels._blocks import n_blocks
+from ..kernels._target import PRUNED_SEEDING_MIN_FEATURES
 from ..sources import ArraySource, RowSource, sum_chunks
 from ..validation import issparse
 from .mixture import overflow_error
@@ -40,6 +41,8 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
 
     Each new centre is the best of ``n_local_trials`` (default ``2 + int(log(k))``) candidates
     drawn with probability proportional to ``w * D(x)^2``; "best" = lowest resulting potential.
+    Rows of fewer than ``PRUNED_SEEDING_MIN_FEATURES`` dense features take the plain passes
+    (every distance; faster there than the pruning tests, see ``kernels/_target.py``).
 
     Parameters
     ----------
@@ -76,8 +79,9 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     _draw(source, closest, block_sums, 1, rng, indices[:1])
     centers[0] = take_dense(source, indices[:1])[0]
     closest[:] = np.inf
-    nearest = np.zeros(n, dtype=np.int32)   # each row's nearest centre so far
-    _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums)
+    pruned = d >= PRUNED_SEEDING_MIN_FEATURES   # dense rows; CSR rows are always pruned
+    nearest = np.zeros(n, dtype=np.int32)   # each row's nearest centre so far (pruning)
+    _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
@@ -93,24 +97,31 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
             if issparse(Xc):
                 seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
                                     closest[rows], nearest[rows], part)
-            else:
+            elif pruned:
                 seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows], part)
+            else:
+                kmeanspp_potentials(Xc, w, candidates, closest[rows], part)
             potentials += part
         best = int(np.argmin(potentials))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        _add_center(source, centers, c, gaps[:, best].copy(), closest, nearest, block_sums)
+        _add_center(source, centers, c, gaps[:, best].copy(), closest, nearest, block_sums,
+                    pruned)
     return centers, indices
 
 
-def _add_center(source, centers, c, gaps, closest, nearest, block_sums):
+def _add_center(source, centers, c, gaps, closest, nearest, block_sums, pruned):
     """Fold centre ``c`` (``gaps``: its squared distances to the earlier centres) into every
-    row's closest distance and nearest centre, and refresh the sampling's block sums."""
+    row's closest distance (and, ``pruned``, nearest centre), and refresh the sampling's
+    block sums. The plain passes give the same distances, bit for bit."""
     for (rows, Xc, w), sums in zip(source.chunks(), block_sums):
         if issparse(Xc):
             seed_update_csr(Xc.data, Xc.indices, Xc.indptr, w, centers[c:c + 1], c, gaps,
                             closest[rows], nearest[rows], sums)
-        else:
+        elif pruned:
             seed_update(Xc, w, centers[c], c, gaps, closest[rows], nearest[rows], sums)
+        else:
+            update_min_sqdist(Xc, centers[c], closest[rows])
+            potential_block_sums(w, closest[rows], sums)
 
 
 def take_dense(source, ids):
