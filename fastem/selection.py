@@ -205,7 +205,11 @@ def select_model(X, estimator="gmm", n_components=range(1, 11), covariance_types
         Xf, wf = (X, weights) if train is None else \
             (X[train], None if weights is None else weights[train])
         t0 = time.perf_counter()
-        model = cls(**p).fit(Xf, sample_weight=wf)
+        try:
+            model = cls(**p).fit(Xf, sample_weight=wf)
+        except ValueError as e:   # say which fit failed (e.g. a singular covariance at large K)
+            what = f"{size_name}={k}" + (f", covariance_type={ct!r}" if ct else "")
+            raise ValueError(f"{cls.__name__}({what}): {e}") from e
         return model, time.perf_counter() - t0
 
     tasks = [(combo, None) for combo in combos] + \

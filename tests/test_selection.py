@@ -167,6 +167,13 @@ def test_bad_arguments(four_blobs):
         select_model(X, "gmm", [1], covariance_types=["bogus"])
 
 
+def test_a_failing_fit_is_named():
+    X = np.repeat([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], 10, axis=0)   # 3 distinct points
+    with pytest.raises(ValueError, match=r"GaussianMixture\(n_components=5, covariance_type="
+                                         r"'full'\): The covariance of component"):
+        select_model(X, GaussianMixture(reg_covar=0.0), [1, 5], random_state=0)
+
+
 def test_dask_input_is_refused():
     da = pytest.importorskip("dask.array")
     with pytest.raises(TypeError, match="Dask"):
