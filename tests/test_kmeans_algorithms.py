@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from fastem import ChunkedArray, KMeans
 from fastem.models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
@@ -350,6 +351,35 @@ def test_sparse_fit_equals_dense_fit(dtype, algorithm):
     from fastem.models.kmeans import kmeans_plusplus
     np.testing.assert_array_equal(kmeans_plusplus(X, w, 12, np.random.RandomState(3))[1],
                                   kmeans_plusplus(dense, w, 12, np.random.RandomState(3))[1])
+
+
+def test_csr_seeding_kernels_match_numpy():
+    """seed_update_csr / seed_potentials_csr (all candidates in one pass over a row) against
+    the formulas in NumPy: min distances, nearest centres and potentials."""
+    from fastem.kernels import seed_potentials_csr, seed_update_csr
+    rng = np.random.RandomState(5)
+    X = sp.random(3000, 400, density=0.03, format="csr", random_state=rng) * 3.0
+    X.data += 0.5
+    dense = X.toarray()
+    w = rng.uniform(0.1, 2.0, X.shape[0])
+    centers = dense[[7, 1500, 2900]]
+    closest, nearest = np.full(X.shape[0], np.inf), np.zeros(X.shape[0], np.int32)
+    sums = np.empty(2)
+    for c in range(len(centers)):
+        gaps = ((centers[c] - centers[:max(c, 1)]) ** 2).sum(axis=1)
+        seed_update_csr(X.data, X.indices, X.indptr, w, centers[c:c + 1], c, gaps, closest,
+                        nearest, sums)
+    d2 = ((dense[:, None, :] - centers[None]) ** 2).sum(axis=-1)
+    np.testing.assert_allclose(closest, d2.min(axis=1), rtol=1e-10, atol=1e-9)
+    np.testing.assert_array_equal(nearest, d2.argmin(axis=1))
+    candidates = dense[[11, 900, 2000, 2500, 2999]]
+    gaps = ((centers[:, None, :] - candidates[None]) ** 2).sum(axis=-1)
+    ours = np.empty(len(candidates))
+    seed_potentials_csr(X.data, X.indices, X.indptr, w, candidates, gaps, closest, nearest,
+                        ours)
+    to_candidates = ((dense[:, None, :] - candidates[None]) ** 2).sum(axis=-1)
+    expected = (w[:, None] * np.minimum(closest[:, None], to_candidates)).sum(axis=0)
+    np.testing.assert_allclose(ours, expected, rtol=1e-10)
 
 
 def first_rows_index(n, k, seed=1):

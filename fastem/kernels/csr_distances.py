@@ -268,14 +268,18 @@ run_on_threads(seed_update_csr, _seed_update_csr_prepare, _seed_update_csr_work,
 def _seed_potentials_csr_prepare(data, indices, indptr, sample_weight, candidates,
                                  center_gaps, min_sqdist, nearest, potentials):
     nb = n_blocks(indptr.shape[0] - 1)
-    return nb, _center_norms(candidates), np.empty((nb, candidates.shape[0]))
+    # the candidates transposed: a non-zero's m candidate values share one cache line
+    return nb, _center_norms(candidates), np.ascontiguousarray(candidates.T), \
+        np.empty((nb, candidates.shape[0]))
 
 
 @kernel
 def _seed_potentials_csr_work(lo, hi, data, indices, indptr, sample_weight, candidates,
-                              center_gaps, min_sqdist, nearest, potentials, norms, partial):
+                              center_gaps, min_sqdist, nearest, potentials, norms,
+                              candidates_t, partial):
     n = indptr.shape[0] - 1
     m, d = candidates.shape
+    dist = np.empty(m)
     for blk in range(lo, hi):
         start, stop = block_bounds(blk, n)
         for c in range(m):
@@ -284,17 +288,34 @@ def _seed_potentials_csr_work(lo, hi, data, indices, indptr, sample_weight, cand
             w = sample_weight[i]
             closest = min_sqdist[i]
             a = nearest[i]
+            needed = False
+            for c in range(m):
+                if not cannot_improve(center_gaps[a, c], closest, d):
+                    needed = True
+            if needed:
+                # every candidate's _row_sqdist in one pass over the row (the same
+                # operations in the same order per candidate, so the same bits): the
+                # reads of the candidates are random, one line per non-zero instead of m
+                for c in range(m):
+                    dist[c] = norms[c]
+                for p in range(indptr[i], indptr[i + 1]):
+                    v = np.float64(data[p])
+                    f = indices[p]
+                    for c in range(m):
+                        cv = np.float64(candidates_t[f, c])
+                        t = v - cv
+                        dist[c] += t * t - cv * cv
             for c in range(m):
                 if cannot_improve(center_gaps[a, c], closest, d):
                     partial[blk, c] += w * closest
                 else:
-                    partial[blk, c] += w * min(closest, _row_sqdist(
-                        data, indices, indptr[i], indptr[i + 1], candidates, c, norms))
+                    partial[blk, c] += w * min(closest, max(dist[c], 0.0))
 
 
 @kernel
 def _seed_potentials_csr_finish(data, indices, indptr, sample_weight, candidates,
-                                center_gaps, min_sqdist, nearest, potentials, norms, partial):
+                                center_gaps, min_sqdist, nearest, potentials, norms,
+                                candidates_t, partial):
     fold_blocks(partial, potentials)
 
 
@@ -302,15 +323,16 @@ def _seed_potentials_csr_finish(data, indices, indptr, sample_weight, candidates
 def seed_potentials_csr(data, indices, indptr, sample_weight, candidates, center_gaps,
                         min_sqdist, nearest, potentials):
     """:func:`fastem.kernels.seed_potentials` for CSR X (dense candidates (m, d))."""
-    nb, norms, partial = _seed_potentials_csr_prepare(
+    nb, norms, candidates_t, partial = _seed_potentials_csr_prepare(
         data, indices, indptr, sample_weight, candidates, center_gaps, min_sqdist, nearest,
         potentials)
     for blk in prange(nb):
         _seed_potentials_csr_work(blk, blk + 1, data, indices, indptr, sample_weight,
                                   candidates, center_gaps, min_sqdist, nearest, potentials,
-                                  norms, partial)
+                                  norms, candidates_t, partial)
     _seed_potentials_csr_finish(data, indices, indptr, sample_weight, candidates,
-                                center_gaps, min_sqdist, nearest, potentials, norms, partial)
+                                center_gaps, min_sqdist, nearest, potentials, norms,
+                                candidates_t, partial)
 
 
 run_on_threads(seed_potentials_csr, _seed_potentials_csr_prepare, _seed_potentials_csr_work,
