@@ -292,6 +292,7 @@ def _seed_potentials_csr_work(lo, hi, data, indices, indptr, sample_weight, cand
             for c in range(m):
                 if not cannot_improve(center_gaps[a, c], closest, d):
                     needed = True
+                    break
             if needed:
                 # every candidate's _row_sqdist in one pass over the row (the same
                 # operations in the same order per candidate, so the same bits): the

@@ -79,8 +79,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     _draw(source, closest, block_sums, 1, rng, indices[:1])
     centers[0] = take_dense(source, indices[:1])[0]
     closest[:] = np.inf
-    pruned = d >= PRUNED_SEEDING_MIN_FEATURES   # dense rows; CSR rows are always pruned
-    nearest = np.zeros(n, dtype=np.int32)   # each row's nearest centre so far (pruning)
+    # the triangle-inequality tests (CSR rows always, dense rows from a number of features
+    # on) need each row's nearest centre so far and the centre-candidate distances
+    pruned = source.sparse or d >= PRUNED_SEEDING_MIN_FEATURES
+    nearest = np.zeros(n, dtype=np.int32) if pruned else None
     _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
@@ -88,10 +90,12 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
         # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
         _draw(source, closest, block_sums, n_local_trials, rng, candidate_ids)
         candidates = take_dense(source, candidate_ids)
-        # squared distances candidate - chosen centre: rows whose nearest centre is at
-        # least twice their distance away from a candidate skip it (seed_potentials)
-        gaps = np.empty((c, n_local_trials))
-        pairwise_sqdist(centers[:c], candidates, gaps)
+        gaps = None
+        if pruned:
+            # squared distances chosen centre - candidate: rows whose nearest centre is at
+            # least twice their distance away from a candidate skip it (seed_potentials)
+            gaps = np.empty((c, n_local_trials))
+            pairwise_sqdist(centers[:c], candidates, gaps)
         potentials[:] = 0.0
         for rows, Xc, w in source.chunks():
             if issparse(Xc):
@@ -104,15 +108,15 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
             potentials += part
         best = int(np.argmin(potentials))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        _add_center(source, centers, c, gaps[:, best].copy(), closest, nearest, block_sums,
-                    pruned)
+        _add_center(source, centers, c, gaps[:, best].copy() if pruned else None, closest,
+                    nearest, block_sums, pruned)
     return centers, indices
 
 
 def _add_center(source, centers, c, gaps, closest, nearest, block_sums, pruned):
-    """Fold centre ``c`` (``gaps``: its squared distances to the earlier centres) into every
-    row's closest distance (and, ``pruned``, nearest centre), and refresh the sampling's
-    block sums. The plain passes give the same distances, bit for bit."""
+    """Fold centre ``c`` into every row's closest distance (and, ``pruned``, nearest centre:
+    ``gaps`` are then its squared distances to the earlier centres), and refresh the
+    sampling's block sums. The plain passes give the same distances, bit for bit."""
     for (rows, Xc, w), sums in zip(source.chunks(), block_sums):
         if issparse(Xc):
             seed_update_csr(Xc.data, Xc.indices, Xc.indptr, w, centers[c:c + 1], c, gaps,
