@@ -6,12 +6,11 @@ index of both against the true clusters.
 """
 import numpy as np
 
-from _common import adjusted_rand_index, options, save, use_agg_when_headless
+from _common import adjusted_rand_index, options, save
 
 
 def main(argv=None):
     args = options(__doc__.splitlines()[0], argv)
-    use_agg_when_headless()
     import matplotlib.pyplot as plt
 
     from fastem import GaussianMixture, KMeans

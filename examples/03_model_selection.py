@@ -5,12 +5,11 @@
 """
 import numpy as np
 
-from _common import options, save, use_agg_when_headless
+from _common import options, save
 
 
 def main(argv=None):
     args = options(__doc__.splitlines()[0], argv)
-    use_agg_when_headless()
     import matplotlib.pyplot as plt
 
     from fastem import select_model

@@ -6,7 +6,7 @@ patterns; and ten components of the binarised handwritten digits.
 """
 import numpy as np
 
-from _common import options, save, use_agg_when_headless
+from _common import options, save
 
 SIDE = 10
 FLIP = 0.15
@@ -23,7 +23,6 @@ def patterns():
 
 def main(argv=None):
     args = options(__doc__.splitlines()[0], argv)
-    use_agg_when_headless()
     import matplotlib.pyplot as plt
 
     from fastem import BernoulliMixture

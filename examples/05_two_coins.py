@@ -10,7 +10,7 @@ tosses of a coin.
 """
 import numpy as np
 
-from _common import options, save, use_agg_when_headless
+from _common import options, save
 
 TRUE_BIAS = (0.80, 0.35)
 
@@ -30,7 +30,6 @@ def binomial_mixture_em(heads, tosses, bias, n_iter=200):
 
 def main(argv=None):
     args = options(__doc__.splitlines()[0], argv)
-    use_agg_when_headless()
     import matplotlib.pyplot as plt
 
     from fastem import BernoulliMixture

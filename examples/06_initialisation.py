@@ -10,14 +10,13 @@ import warnings
 
 import numpy as np
 
-from _common import options, save, use_agg_when_headless
+from _common import options, save
 
 INITS = ("random", "random_from_data", "k-means++", "kmeans")
 
 
 def main(argv=None):
     args = options(__doc__.splitlines()[0], argv)
-    use_agg_when_headless()
     import matplotlib.pyplot as plt
 
     from fastem import GaussianMixture

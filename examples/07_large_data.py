@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from _common import options, save, use_agg_when_headless
+from _common import options, save
 
 N_FEATURES = 8
 
@@ -54,7 +54,6 @@ def dask_rows(path, n_rows, chunk_rows):
 def main(argv=None):
     args = options(__doc__.splitlines()[0], argv, extra=lambda parser: parser.add_argument(
         "--rows", type=int, help="rows to write (default 2,000,000; 100,000 with --small)"))
-    use_agg_when_headless()
     import matplotlib.pyplot as plt
 
     from fastem import GaussianMixture, KMeans

@@ -12,14 +12,17 @@ PICTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 def options(description, argv=None, extra=None):
     """``--out DIR`` (default: docs/examples), ``--small`` (a quick run, as in the tests)
-    and whatever ``extra(parser)`` adds."""
+    and whatever ``extra(parser)`` adds; also selects matplotlib's Agg backend when there is
+    no display (:func:`use_agg_when_headless`)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", default=PICTURES,
                         help="folder for the picture (default: docs/examples)")
     parser.add_argument("--small", action="store_true", help="small sizes, for a quick run")
     if extra is not None:
         extra(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    use_agg_when_headless()
+    return args
 
 
 def use_agg_when_headless():

@@ -25,10 +25,10 @@ import warnings
 
 import numpy as np
 
+from .estimators import ESTIMATORS, SHORT_NAMES
+
 #: the subcommands (``python -m fastem`` with anything else runs the demo)
 COMMANDS = ("fit", "predict", "select", "info", "warmup", "demo")
-MODELS = {"kmeans": "KMeans", "minibatch-kmeans": "MiniBatchKMeans",
-          "gmm": "GaussianMixture", "bmm": "BernoulliMixture"}
 COVARIANCES = ("full", "tied", "diag", "spherical")
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None}
 
@@ -253,8 +253,7 @@ def _duration(seconds):
 
 # ---------------------------------------------------------------------------- commands
 def _estimator(args, k):
-    import fastem
-    cls = getattr(fastem, MODELS[args.model])
+    cls = ESTIMATORS[SHORT_NAMES[args.model]]
     params = {"n_clusters" if args.model.endswith("kmeans") else "n_components": k}
     if args.covariance is not None:
         if args.model != "gmm":
@@ -301,14 +300,15 @@ def cmd_fit(args):
 
 
 def _load_model(path):
-    from .persistence import load
+    """(estimator, metadata) of a model file; one read."""
+    from .persistence import load_with_metadata
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
-    return load(path)
+    return load_with_metadata(path)
 
 
 def cmd_predict(args):
-    model = _load_model(args.model_file)
+    model, _ = _load_model(args.model_file)
     X = read_data(args.data, args.columns, args.array, args.delimiter)
     if args.proba:
         if not hasattr(model, "predict_proba"):
@@ -399,13 +399,9 @@ def cmd_select(args):
 
 
 def cmd_info(args):
-    from .persistence import read_metadata
-    if not os.path.exists(args.model_file):
-        raise UserError(f"{args.model_file}: no such file")
-    meta = read_metadata(args.model_file)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the version is printed below instead
-        model = _load_model(args.model_file)
+        model, meta = _load_model(args.model_file)
     print(f"{args.model_file}: {model!r}")
     print(f"  saved by fastem {meta['fastem_version']} (model file format "
           f"{meta['format_version']}), {os.path.getsize(args.model_file):,} bytes")
@@ -480,7 +476,7 @@ def _data_options(p):
 
 
 def _fit_options(p):
-    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--model", required=True, choices=sorted(SHORT_NAMES))
     p.add_argument("--covariance", help="gmm: full, tied, diag or spherical (select: a "
                    "comma-separated list or 'all')")
     p.add_argument("--max-iter", type=_positive_int)

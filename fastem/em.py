@@ -58,16 +58,6 @@ def report_progress(callback):
         _progress_callback.reset(token)
 
 
-@contextmanager
-def _quiet_progress():
-    """Nested fits (initialisations) report nothing."""
-    token = _progress_callback.set(None)
-    try:
-        yield
-    finally:
-        _progress_callback.reset(token)
-
-
 def _no_events(stats):
     return ()
 
@@ -108,7 +98,7 @@ def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
         if init_params is not None:
             params = init_params
         else:
-            with _quiet_progress():
+            with report_progress(None):   # nested fits (initialisations) report nothing
                 params = model.initialize(source, rng)
         history = []
         converged = False

@@ -45,11 +45,8 @@ class InconsistentVersionWarning(UserWarning):
 
 def _estimator_classes():
     # imported here: persistence is imported by the estimators' base module
-    from .estimators.bernoulli_mixture import BernoulliMixture
-    from .estimators.gaussian_mixture import GaussianMixture
-    from .estimators.kmeans import KMeans, MiniBatchKMeans
-    return {cls.__name__: cls for cls in (KMeans, MiniBatchKMeans, GaussianMixture,
-                                          BernoulliMixture)}
+    from .estimators import ESTIMATORS
+    return ESTIMATORS
 
 
 # ------------------------------------------------------------------------------- encoding
@@ -195,6 +192,16 @@ def load(path):
     InconsistentVersionWarning
         The file was written by another fastem version.
     """
+    return _load(path)[0]
+
+
+def load_with_metadata(path):
+    """:func:`load`, also returning the file's metadata (a dict: format, fastem version,
+    estimator, parameters, ...): ``(estimator, metadata)``."""
+    return _load(path)
+
+
+def _load(path):
     arrays, meta = _read_archive(path)
     decode = _Decoder(arrays, path)
     for key in ("format", "format_version", "fastem_version", "estimator", "params", "fitted",
@@ -216,7 +223,7 @@ def load(path):
     if meta["fastem_version"] != __version__:
         warnings.warn(f"{path} was saved by fastem {meta['fastem_version']} and is loaded by "
                       f"fastem {__version__}: the fitted state is used as stored; refit to be "
-                      "safe if results look wrong.", InconsistentVersionWarning, stacklevel=2)
+                      "safe if results look wrong.", InconsistentVersionWarning, stacklevel=3)
     valid = set(cls._get_param_names())
     params = {}
     for name, raw in meta["params"].items():
@@ -227,7 +234,7 @@ def load(path):
             default = cls().get_params()[name]
             warnings.warn(f"{cls.__name__}.{name} was the callable {raw['callable']} when "
                           f"saved; callables are not loaded from files, so it is {default!r} "
-                          "(the fitted state is unchanged).", UserWarning, stacklevel=2)
+                          "(the fitted state is unchanged).", UserWarning, stacklevel=3)
             value = default
         params[name] = value
     estimator = cls(**params)
@@ -238,7 +245,7 @@ def load(path):
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise decode.error(f"the fitted state of the {cls.__name__} is inconsistent: "
                                f"{e}") from None
-    return estimator
+    return estimator, meta
 
 
 def _read_archive(path):
@@ -318,12 +325,3 @@ def restored_number(estimator, name, kind=float, low=None, required=True):
                          f"{f' >= {low}' if low is not None else ''}, got {value!r}")
     return value
 
-
-def read_metadata(path):
-    """The metadata of a model file (format, versions, estimator, parameters) after the
-    archive and checksum checks of :func:`load`; nothing is built from it."""
-    arrays, meta = _read_archive(path)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a fastem model file.")
-    _check_arrays(_Decoder(arrays, path), arrays, meta.get("arrays"))
-    return meta

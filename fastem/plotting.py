@@ -47,10 +47,6 @@ def _is_gaussian(model):
     return hasattr(model, "covariance_type")
 
 
-def _dense(X):
-    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
-
-
 def _dims(dims, n_features):
     dims = tuple(int(j) for j in dims)
     if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= j < n_features for j in dims):
@@ -60,10 +56,11 @@ def _dims(dims, n_features):
 
 
 def _shown_rows(X):
-    """Rows to draw: all of them, or an evenly spaced subset of MAX_POINTS."""
+    """Rows to draw, dense: all of them, or an evenly spaced subset of MAX_POINTS."""
     n = X.shape[0]
     rows = np.arange(n) if n <= MAX_POINTS else np.linspace(0, n - 1, MAX_POINTS).astype(int)
-    return _dense(X[rows]) if hasattr(X, "toarray") else np.asarray(X[rows])
+    shown = X[rows]
+    return shown.toarray() if hasattr(shown, "toarray") else np.asarray(shown)
 
 
 def _label_colors(n_components):
@@ -226,10 +223,9 @@ def plot_responsibilities(model, X, component, ax=None, dims=(0, 1)):
         raise ValueError(f"component must be an integer in [0, {k}), got {component!r}.")
     i, j = _dims(dims, centers.shape[1])
     ax = _axes(ax)
-    Xs = _shown_rows(X)
+    Xs = _shown_rows(X)   # dense
     r = model.predict_proba(Xs)[:, component]
-    Xd = _dense(Xs)
-    points = ax.scatter(Xd[:, i], Xd[:, j], c=r, cmap="viridis", vmin=0.0, vmax=1.0, s=10,
+    points = ax.scatter(Xs[:, i], Xs[:, j], c=r, cmap="viridis", vmin=0.0, vmax=1.0, s=10,
                         linewidths=0)
     ax.figure.colorbar(points, ax=ax, label=f"P(component {component} | x)")
     ax.set_xlabel(f"feature {i}")

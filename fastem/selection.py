@@ -22,30 +22,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .estimators import ESTIMATORS, SHORT_NAMES
 from .kernels._jit import n_threads, thread_cap
 from .sources import is_dask_array
 from .validation import check_int, check_random_state, check_sample_weight
 
-#: ``estimator=`` names accepted by :func:`select_model` (and the command line)
-ESTIMATOR_NAMES = {"kmeans": "KMeans", "gmm": "GaussianMixture", "bmm": "BernoulliMixture"}
 CRITERIA = {"mixture": ("bic", "aic", "cv"), "kmeans": ("elbow", "silhouette")}
 
 
 def _estimator_class(estimator):
-    from . import BernoulliMixture, GaussianMixture, KMeans, MiniBatchKMeans
-    classes = {c.__name__: c for c in (KMeans, MiniBatchKMeans, GaussianMixture,
-                                       BernoulliMixture)}
     if isinstance(estimator, str):
-        name = ESTIMATOR_NAMES.get(estimator.lower(), estimator)
-        if name not in classes:
-            raise ValueError(f"estimator must be one of {sorted(ESTIMATOR_NAMES)}, a fastem "
+        name = SHORT_NAMES.get(estimator.lower(), estimator)
+        if name not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {sorted(SHORT_NAMES)}, a fastem "
                              f"estimator class or instance, got {estimator!r}.")
-        return classes[name], {}
-    if isinstance(estimator, type) and estimator in classes.values():
+        return ESTIMATORS[name], {}
+    if isinstance(estimator, type) and estimator in ESTIMATORS.values():
         return estimator, {}
-    if type(estimator) in classes.values():
+    if type(estimator) in ESTIMATORS.values():
         return type(estimator), estimator.get_params()
-    raise TypeError(f"estimator must be one of {sorted(ESTIMATOR_NAMES)}, a fastem estimator "
+    raise TypeError(f"estimator must be one of {sorted(SHORT_NAMES)}, a fastem estimator "
                     f"class or instance, got {type(estimator).__name__}.")
 
 
@@ -134,7 +130,7 @@ def select_model(X, estimator="gmm", n_components=range(1, 11), covariance_types
     ----------
     X : array-like of shape (n_samples, n_features), memmap or scipy.sparse matrix
         (sparse: BernoulliMixture and KMeans).
-    estimator : {'gmm', 'bmm', 'kmeans'}, a fastem estimator class, or an instance
+    estimator : {'gmm', 'bmm', 'kmeans', 'minibatch-kmeans'}, a fastem estimator class, or an instance
         An instance is a template: its other parameters are kept.
     n_components : iterable of int, default=range(1, 11)
         Numbers of components (clusters for KMeans) to try.
@@ -165,7 +161,8 @@ def select_model(X, estimator="gmm", n_components=range(1, 11), covariance_types
     SelectionResult
     """
     cls, template = _estimator_class(estimator)
-    kind = "kmeans" if "n_clusters" in cls().get_params() else "mixture"
+    parameter_names = cls._get_param_names()
+    kind = "kmeans" if "n_clusters" in parameter_names else "mixture"
     criterion = criterion or ("elbow" if kind == "kmeans" else "bic")
     if criterion not in CRITERIA[kind]:
         raise ValueError(f"criterion for {cls.__name__} must be one of {CRITERIA[kind]}, got "
@@ -182,7 +179,7 @@ def select_model(X, estimator="gmm", n_components=range(1, 11), covariance_types
         raise ValueError("n_components is empty.")
     size_name = "n_clusters" if kind == "kmeans" else "n_components"
     types = [None]
-    if "covariance_type" in cls().get_params():
+    if "covariance_type" in parameter_names:
         types = list(covariance_types) if covariance_types is not None else \
             [template.get("covariance_type", "full")]
     elif covariance_types is not None:
