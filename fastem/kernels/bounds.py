@@ -57,9 +57,10 @@ def _search_tables(X, centers):
     big_b, big_c = 0.0, 0.0
     for j in range(k):
         s, t = 0.0, 0.0
+        panel, col = j // width * d, j % width
         for f in range(d):
             s += np.float64(centers[j, f]) ** 2
-            t += np.float64(ct[f, j]) ** 2
+            t += np.float64(ct[panel + f, col]) ** 2
         norms[j] = np.sqrt(s)
         big_c = max(big_c, np.sqrt(t))
         big_b = max(big_b, abs(np.float64(half_norms[j])))

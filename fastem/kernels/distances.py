@@ -18,7 +18,7 @@ from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
 
 @kernel
 def _transposed_centers(X, centers, width):
-    """(d, kp) transpose of the centres, relative to their mean r, and (kp,) scores offsets.
+    """Transpose (d x kp) of the centres, relative to their mean r, and (kp,) scores offsets.
 
     The search minimises ``bias_j - x . ct_j`` with ``ct_j = c_j - r`` and
     ``bias_j = ||c_j - r||^2 / 2 + r . (c_j - r)``, which equals
@@ -28,7 +28,8 @@ def _transposed_centers(X, centers, width):
     resolution (rounding ~ ulp(x) |c_j - r| instead of ulp(x) |c_j|).
 
     kp is k rounded up to a multiple of ``width``; padding columns are zero and their offsets
-    +inf, so a padded centre never wins the search.
+    +inf, so a padded centre never wins the search. ``ct`` is stored in panels of ``width``
+    columns, shape (kp / width * d, width) (``_simd``'s layout; ``width = kp``: plain (d, kp)).
     """
     k, d = centers.shape
     kp = (k + width - 1) // width * width
@@ -37,13 +38,14 @@ def _transposed_centers(X, centers, width):
         for f in range(d):
             r[f] += np.float64(centers[j, f])
     r /= k
-    ct = np.zeros((d, kp), X.dtype)
+    ct = np.zeros((kp // width * d, width), X.dtype)
     half_norms = np.full(kp, np.inf, X.dtype)
     for j in range(k):
         s = 0.0
+        panel, col = j // width * d, j % width
         for f in range(d):
             c = np.float64(X.dtype.type(centers[j, f])) - r[f]
-            ct[f, j] = c
+            ct[panel + f, col] = c
             s += c * (0.5 * c + r[f])
         half_norms[j] = s
     return ct, half_norms

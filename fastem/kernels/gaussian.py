@@ -36,8 +36,10 @@ MAX_PARTIALS = 64
 def _full_layout(means, prec_chol, center):
     """Padded factors for the SIMD quadratic-form tile.
 
-    Returns ``tile`` (0/1/2, ``_simd.search_tile`` of the d factor columns), ``factors`` (k, d, dp) with
-    ``factors[j, :, :d] = P_j`` (zero padding) and ``bias`` (k, dp) with
+    Returns ``tile`` (0/1/2, ``_simd.search_tile`` of the d factor columns, ``width`` each),
+    ``factors`` (k, dp / width * d, width): per component the zero-padded (d, dp) matrix
+    ``[P_j 0]`` in ``_simd``'s column panels (row ``p * d + f``, column c = entry (f,
+    p * width + c)), and ``bias`` (k, dp) with
     ``bias[j] = (mu_j - center) @ factors[j]``, so that for ``xc = x - center``
     ``bias[j] - xc @ factors[j] = -(x - mu_j)^T P_j`` and its squared norm is the
     Mahalanobis term.
@@ -46,14 +48,14 @@ def _full_layout(means, prec_chol, center):
     tile, width = search_tile(d, 8)   # factor columns are float64
     dp = (d + width - 1) // width * width
     shared = prec_chol.shape[0] == 1
-    factors = np.zeros((k, d, dp))
+    factors = np.zeros((k, dp // width * d, width))
     bias = np.zeros((k, dp))
     for j in range(k):
         p = prec_chol[0] if shared else prec_chol[j]
         for f in range(d):
             delta = means[j, f] - center[f]
             for g in range(d):
-                factors[j, f, g] = p[f, g]
+                factors[j, g // width * d + f, g % width] = p[f, g]
                 bias[j, g] += delta * p[f, g]
     return tile, factors, bias
 
@@ -86,7 +88,7 @@ def _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc,
     Scratch: ``xc`` (>= stop - start, d) receives ``X[i] - center`` in float64 (the
     quadratic forms then run on float64 data whatever X's dtype); ``q`` (k, >= rows).
     """
-    k, d = factors.shape[0], factors.shape[1]
+    k, d = factors.shape[0], xc.shape[1]
     rows = stop - start
     for i in range(rows):
         for f in range(d):
