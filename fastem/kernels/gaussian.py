@@ -276,6 +276,14 @@ def _mirror_upper(s2):
 
 
 
+#: Rows of a block per sub-product of the E-step statistics. A panel of them
+#: (``SCATTER_ROWS x PRODUCT_COLS`` floats: 32 KB with AVX-512 tiles) stays in the L1 cache
+#: while every group of output rows passes over it, and the (d, SCATTER_ROWS) left operand
+#: stays in L2; one product over a whole 2048-row block streamed its (2048, d) right operand
+#: from memory once per four output rows (d = 512: 8 MB, 128 times per block and component).
+SCATTER_ROWS = 256
+
+
 @kernel
 def _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2):
     n = X.shape[0]
@@ -285,11 +293,13 @@ def _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1
     pr, pc = PRODUCT_ROWS, PRODUCT_COLS
     d4 = (d + pr - 1) // pr * pr   # product rows, padded for the product tile
     k4 = (k + pr - 1) // pr * pr
-    dp = (d + pc - 1) // pc * pc   # product columns, padded likewise
+    n_panels = (d + pc - 1) // pc   # product columns in panels of the tile's width
     nc = n_chunks(n, MAX_PARTIALS)
     # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
-    return (nc, center, tile, factors, bias, np.empty((nc, k)), np.empty((nc, k4, dp)),
-            np.empty((nc, s2.shape[0], d4, dp)), np.empty((nc, 1)))
+    # (upper triangle), each column panel of T1 / T2 stored contiguously
+    return (nc, center, tile, factors, bias, np.empty((nc, k)),
+            np.empty((nc, n_panels, k4, pc)), np.empty((nc, s2.shape[0], n_panels, d4, pc)),
+            np.empty((nc, 1)))
 
 
 @kernel
@@ -299,13 +309,20 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
     k, d = means.shape
     pooled = shift.shape[0] == 1
     m2 = s2.shape[0]
-    pr = PRODUCT_ROWS
-    nc, k4, dp = p_t1.shape
-    d4 = p_t2.shape[2]
-    zeros = np.zeros(dp)
+    pr, pc, sr = PRODUCT_ROWS, PRODUCT_COLS, SCATTER_ROWS
+    nc, n_panels, k4 = p_t1.shape[0], p_t1.shape[1], p_t1.shape[2]
+    d4 = p_t2.shape[3]
+    zeros = np.zeros(pc)
     xc = np.empty((BLOCK_ROWS, d))
     q = np.empty((k, BLOCK_ROWS))
     resp = np.empty((BLOCK_ROWS, k))
+    # operands of the products per sub-block s of `sr` rows, zero-padded: XC in column
+    # panels (sr, pc), XT = XC^T (d4, sr), RT = (w r)^T (k4, sr), WT = (w r_m XC)^T (d4, sr)
+    n_sub = (BLOCK_ROWS + sr - 1) // sr
+    xcp = np.empty((n_sub, n_panels, sr, pc))
+    xt = np.empty((n_sub, d4, sr))
+    rt = np.empty((n_sub, k4, sr))
+    wt = np.empty((n_sub, d4, sr))
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         c_nk, c_t1, c_t2 = p_nk[c], p_t1[c], p_t2[c]
@@ -316,49 +333,67 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
         for b0 in range(start, stop, BLOCK_ROWS):
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
-            rows4 = (rows + pr - 1) // pr * pr
+            subs = (rows + sr - 1) // sr
             _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
-            # operands of the products, zero-padded: XC (rows4, dp), XT = XC^T (d4, rows4),
-            # RT = (w r)^T (k4, rows4)
-            xcp = np.zeros((rows4, dp))
-            xt = np.zeros((d4, rows4))
-            rt = np.zeros((k4, rows4))
+            xcp[:subs] = 0.0
+            xt[:subs] = 0.0
+            rt[:subs] = 0.0
             for i in range(rows):
                 w = sample_weight[b0 + i]
                 ll += w * normalize_log_row(resp[i])
+                sb, ii = i // sr, i % sr
                 for j in range(k):
-                    rt[j, i] = w * resp[i, j]
+                    rt[sb, j, ii] = w * resp[i, j]
                 for f in range(d):
-                    xcp[i, f] = xc[i, f]
-                    xt[f, i] = xc[i, f]
-            for j0 in range(0, k4, pr):
-                matmul_acc_rows(rt, j0, k4 - 1, xcp, zeros, c_t1, 0)
+                    xcp[sb, f // pc, ii, f % pc] = xc[i, f]
+                    xt[sb, f, ii] = xc[i, f]
+            for sb in range(subs):
+                for p in range(n_panels):
+                    for j0 in range(0, k4, pr):
+                        matmul_acc_rows(rt[sb], j0, k4 - 1, xcp[sb, p], zeros, c_t1[p], 0)
             for j in range(k):
                 for i in range(rows):
-                    c_nk[j] += rt[j, i]
-            wt = np.empty((d4, rows4))
+                    c_nk[j] += rt[i // sr, j, i % sr]
             for m in range(m2):
                 # pooled (tied): weights w_i; per component: w_i r_im (zero on padding rows)
-                for f in range(d4):
-                    for i in range(rows4):
-                        if pooled:
-                            r = sample_weight[b0 + i] if i < rows else 0.0
-                        else:
-                            r = rt[m, i]
-                        wt[f, i] = xt[f, i] * r
-                for f0 in range(0, d4, pr):
-                    matmul_acc_rows(wt, f0, d4 - 1, xcp, zeros, c_t2[m], 0)
+                for sb in range(subs):
+                    for f in range(d4):
+                        for ii in range(sr):
+                            i = sb * sr + ii
+                            if pooled:
+                                r = sample_weight[b0 + i] if i < rows else 0.0
+                            else:
+                                r = rt[sb, m, ii]
+                            wt[sb, f, ii] = xt[sb, f, ii] * r
+                for sb in range(subs):
+                    for p in range(n_panels):
+                        # rows f <= the panel's last column g: the upper triangle f <= g
+                        for f0 in range(0, min(d4, (p + 1) * pc), pr):
+                            matmul_acc_rows(wt[sb], f0, d4 - 1, xcp[sb, p], zeros, c_t2[m, p], 0)
         p_ll[c, 0] = ll
 
 
 @kernel
 def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
                        center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll):
+    k, d = means.shape
+    pc = PRODUCT_COLS
     fold_blocks(p_nk, nk)
-    t1 = np.empty(p_t1.shape[1:])
-    fold_blocks(p_t1, t1)
-    t2 = np.empty(p_t2.shape[1:])
-    fold_blocks(p_t2, t2)
+    t1p = np.empty(p_t1.shape[1:])
+    fold_blocks(p_t1, t1p)
+    t2p = np.empty(p_t2.shape[1:])
+    fold_blocks(p_t2, t2p)
+    # column panels back to (k, d) / (m, d, d) matrices; T2 from its upper triangle
+    t1 = np.empty((k, d))
+    for j in range(k):
+        for g in range(d):
+            t1[j, g] = t1p[g // pc, j, g % pc]
+    t2 = np.empty((s2.shape[0], d, d))
+    for m in range(s2.shape[0]):
+        for g in range(d):
+            for f in range(g + 1):
+                t2[m, f, g] = t2p[m, g // pc, f, g % pc]
+                t2[m, g, f] = t2[m, f, g]
     _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2)
     total = np.empty(1)
     fold_blocks(p_ll, total)
