@@ -88,7 +88,10 @@ def make_tile_kernel(tile_shape, reduction):
     * ``reduction='argmin2'``: the same, and how far the second-smallest z_j (over every
       other column: 0 on a tie) lies above the smallest, in ``gap[r - out_offset]``
       (float64; the intrinsic then takes this eighth argument);
-    * ``reduction='sumsq'``: ``sum_j z_j^2`` (float64 ``out``); zero-padded columns add 0;
+    * ``reduction='sumsq'``: ``sum_j z_j^2`` (float64 ``out``); zero-padded columns add 0.
+      The intrinsic then takes an eighth argument ``spans`` (int64, (kp / w, 2)): panel p
+      sums over the features ``spans[p, 0] <= f < spans[p, 1]`` only (the caller
+      guarantees that CT is zero outside them: triangular Cholesky factors);
     * ``reduction='subtract'``: ``out[r - out_offset, j] -= z_j`` for every column (2-D float64
       ``out`` of width kp, X of dtype float64) - with ``bias = 0`` this accumulates the matrix
       product ``X @ CT`` into ``out``.
@@ -117,6 +120,12 @@ def make_tile_kernel(tile_shape, reduction):
                     and gap.ndim == 1 and gap.dtype == types.float64):
                 return None
             return types.void(X, row0, row_last, CT, bias, out, out_offset, gap), codegen
+    elif reduction == "sumsq":
+        @intrinsic
+        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset, spans):
+            if not (typed(X, CT, bias, out) and _is_c_array(spans, 2, types.int64)):
+                return None
+            return types.void(X, row0, row_last, CT, bias, out, out_offset, spans), codegen
     else:
         @intrinsic
         def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset):
@@ -183,8 +192,17 @@ def make_tile_kernel(tile_shape, reduction):
                 for m in range(n_rows):
                     builder.store(h, acc[m][v])
             # acc[m][v] -= x[m, f] * CT[f, j0 + v*L : j0 + (v+1)*L]  for every feature f
-            with cgutils.for_range(builder, d, intp=i64) as loop:
-                f = loop.index
+            # ('sumsq': the features [spans[p, 0], spans[p, 1]) of this panel p; CT is zero
+            # outside them)
+            if reduction == "sumsq":
+                sa = context.make_array(signature.args[7])(context, builder, args[7])
+                at = builder.mul(builder.udiv(j0, ir.Constant(i64, width)), ir.Constant(i64, 2))
+                f_first = builder.load(builder.gep(sa.data, [at]))
+                f_stop = builder.load(builder.gep(sa.data, [builder.add(at, ir.Constant(i64, 1))]))
+            else:
+                f_first, f_stop = ir.Constant(i64, 0), d
+            with cgutils.for_range_slice(builder, f_first, f_stop, ir.Constant(i64, 1),
+                                         intp=i64) as (f, _):
                 if reduction == "subtract":
                     cbase = builder.add(builder.mul(f, kp), j0)
                 else:

@@ -39,10 +39,14 @@ def _full_layout(means, prec_chol, center):
     Returns ``tile`` (0/1/2, ``_simd.search_tile`` of the d factor columns, ``width`` each),
     ``factors`` (k, dp / width * d, width): per component the zero-padded (d, dp) matrix
     ``[P_j 0]`` in ``_simd``'s column panels (row ``p * d + f``, column c = entry (f,
-    p * width + c)), and ``bias`` (k, dp) with
+    p * width + c)), ``bias`` (k, dp) with
     ``bias[j] = (mu_j - center) @ factors[j]``, so that for ``xc = x - center``
     ``bias[j] - xc @ factors[j] = -(x - mu_j)^T P_j`` and its squared norm is the
-    Mahalanobis term.
+    Mahalanobis term, and ``spans`` (k, dp / width, 2): the rows [first, last + 1) of each
+    panel that hold a non-zero. A triangular factor (upper from a covariance, lower from a
+    precision) has half its entries zero, and the tile skips those rows: adding
+    ``-x_f * 0`` leaves a sum unchanged (up to the sign of a zero, which the square drops),
+    so the result is the same bit for bit at half the work.
     """
     k, d = means.shape
     tile, width = search_tile(d, 8)   # factor columns are float64
@@ -50,6 +54,7 @@ def _full_layout(means, prec_chol, center):
     shared = prec_chol.shape[0] == 1
     factors = np.zeros((k, dp // width * d, width))
     bias = np.zeros((k, dp))
+    spans = np.zeros((k, dp // width, 2), np.int64)
     for j in range(k):
         p = prec_chol[0] if shared else prec_chol[j]
         for f in range(d):
@@ -57,8 +62,15 @@ def _full_layout(means, prec_chol, center):
             for g in range(d):
                 factors[j, g // width * d + f, g % width] = p[f, g]
                 bias[j, g] += delta * p[f, g]
-    return tile, factors, bias
-
+        for panel in range(dp // width):
+            first, last = d, -1
+            for f in range(d):
+                for g in range(panel * width, min(d, (panel + 1) * width)):
+                    if p[f, g] != 0.0:
+                        first, last = min(first, f), f
+            if last >= 0:
+                spans[j, panel, 0], spans[j, panel, 1] = first, last + 1
+    return tile, factors, bias, spans
 
 @kernel
 def _mean_of_means(means, const):
@@ -82,7 +94,7 @@ def _mean_of_means(means, const):
 
 
 @kernel
-def _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc, q, out):
+def _full_block_log_prob(X, start, stop, center, tile, factors, bias, spans, const, xc, q, out):
     """out[i - start, j] = const[j] - 1/2 ||(X[i] - mu_j)^T P_j||^2 for a row block.
 
     Scratch: ``xc`` (>= stop - start, d) receives ``X[i] - center`` in float64 (the
@@ -95,16 +107,16 @@ def _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc,
             xc[i, f] = np.float64(X[start + i, f]) - center[f]
     last = rows - 1
     for j in range(k):
-        fj, bj, qj = factors[j], bias[j], q[j]
+        fj, bj, qj, sj = factors[j], bias[j], q[j], spans[j]
         if tile == 2:
             for i in range(0, rows, SEARCH_ROWS[2]):
-                sumsq_rows_wide(xc, i, last, fj, bj, qj, 0)
+                sumsq_rows_wide(xc, i, last, fj, bj, qj, 0, sj)
         elif tile == 1:
             for i in range(0, rows, SEARCH_ROWS[1]):
-                sumsq_rows_medium(xc, i, last, fj, bj, qj, 0)
+                sumsq_rows_medium(xc, i, last, fj, bj, qj, 0, sj)
         else:
             for i in range(0, rows, SEARCH_ROWS[0]):
-                sumsq_rows_narrow(xc, i, last, fj, bj, qj, 0)
+                sumsq_rows_narrow(xc, i, last, fj, bj, qj, 0, sj)
     for i in range(rows):
         for j in range(k):
             out[i, j] = const[j] - 0.5 * q[j, i]
@@ -175,19 +187,20 @@ def _diag_block_log_prob(y, coef, bias, const, q, out, rows):
 @kernel
 def _log_pdf_full_prepare(X, means, prec_chol, const, out):
     center = _mean_of_means(means, const)
-    tile, factors, bias = _full_layout(means, prec_chol, center)
-    return n_blocks(X.shape[0]), center, tile, factors, bias
+    tile, factors, bias, spans = _full_layout(means, prec_chol, center)
+    return n_blocks(X.shape[0]), center, tile, factors, bias, spans
 
 
 @kernel
-def _log_pdf_full_work(lo, hi, X, means, prec_chol, const, out, center, tile, factors, bias):
+def _log_pdf_full_work(lo, hi, X, means, prec_chol, const, out, center, tile, factors, bias,
+                       spans):
     n = X.shape[0]
     k, d = means.shape
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         xc = np.empty((stop - start, d))
         q = np.empty((k, stop - start))
-        _full_block_log_prob(X, start, stop, center, tile, factors, bias, const, xc, q,
+        _full_block_log_prob(X, start, stop, center, tile, factors, bias, spans, const, xc, q,
                              out[start:stop])
 
 
@@ -205,9 +218,11 @@ def gaussian_log_pdf_full(X, means, prec_chol, const, out):
     out : ndarray, shape (n, k), float64
         OUT: ``const[j] - 1/2 ||(x_i - mu_j)^T P_j||^2``.
     """
-    nb, center, tile, factors, bias = _log_pdf_full_prepare(X, means, prec_chol, const, out)
+    nb, center, tile, factors, bias, spans = _log_pdf_full_prepare(X, means, prec_chol, const,
+                                                                    out)
     for b in prange(nb):
-        _log_pdf_full_work(b, b + 1, X, means, prec_chol, const, out, center, tile, factors, bias)
+        _log_pdf_full_work(b, b + 1, X, means, prec_chol, const, out, center, tile, factors,
+                           bias, spans)
 
 
 run_on_threads(gaussian_log_pdf_full, _log_pdf_full_prepare, _log_pdf_full_work, None)
@@ -289,7 +304,7 @@ def _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1
     n = X.shape[0]
     k, d = means.shape
     center = _mean_of_means(means, const)
-    tile, factors, bias = _full_layout(means, prec_chol, center)
+    tile, factors, bias, spans = _full_layout(means, prec_chol, center)
     pr, pc = PRODUCT_ROWS, PRODUCT_COLS
     d4 = (d + pr - 1) // pr * pr   # product rows, padded for the product tile
     k4 = (k + pr - 1) // pr * pr
@@ -297,14 +312,14 @@ def _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1
     nc = n_chunks(n, MAX_PARTIALS)
     # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
     # (upper triangle), each column panel of T1 / T2 stored contiguously
-    return (nc, center, tile, factors, bias, np.empty((nc, k)),
+    return (nc, center, tile, factors, bias, spans, np.empty((nc, k)),
             np.empty((nc, n_panels, k4, pc)), np.empty((nc, s2.shape[0], n_panels, d4, pc)),
             np.empty((nc, 1)))
 
 
 @kernel
 def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
-                     center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll):
+                     center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll):
     n = X.shape[0]
     k, d = means.shape
     pooled = shift.shape[0] == 1
@@ -334,7 +349,8 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
             subs = (rows + sr - 1) // sr
-            _full_block_log_prob(X, b0, b1, center, tile, factors, bias, const, xc, q, resp)
+            _full_block_log_prob(X, b0, b1, center, tile, factors, bias, spans, const, xc, q,
+                                 resp)
             xcp[:subs] = 0.0
             xt[:subs] = 0.0
             rt[:subs] = 0.0
@@ -375,7 +391,7 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
 
 @kernel
 def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
-                       center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll):
+                       center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll):
     k, d = means.shape
     pc = PRODUCT_COLS
     fold_blocks(p_nk, nk)
@@ -431,13 +447,13 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     float
         ``sum_i w_i log p(x_i)``, the weighted log-likelihood of the input parameters.
     """
-    nc, center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll = _estep_full_prepare(
+    nc, center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll = _estep_full_prepare(
         X, sample_weight, means, prec_chol, const, shift, nk, s1, s2)
     for c in prange(nc):
         _estep_full_work(c, c + 1, X, sample_weight, means, prec_chol, const, shift, nk, s1,
-                         s2, center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll)
+                         s2, center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll)
     return _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
-                              center, tile, factors, bias, p_nk, p_t1, p_t2, p_ll)
+                              center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll)
 
 
 run_on_threads(gaussian_estep_full, _estep_full_prepare, _estep_full_work, _estep_full_finish)
