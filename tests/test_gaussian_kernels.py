@@ -238,6 +238,62 @@ def test_gaussian_estep_diag_matches_reference(problem, dtype, form):
     assert_rel(s2, np.diagonal(ref_s2, axis1=1, axis2=2), 1e-10, "s2")
 
 
+# -- wide d: several factor panels, skipped zero rows, scatter sub-blocks ------------------------
+WIDE_D, WIDE_K = 37, 3   # 3 panels of 16 float64 (AVX-512 tiles), 5 of 8 (AVX2), 19 of 2
+
+
+@pytest.fixture(scope="module")
+def wide_problem():
+    """A 37-feature mixture whose factors span several tile panels, on 2048 + 301 rows (a
+    full block, then a partial one ending in a partial 256-row sub-product)."""
+    rng = np.random.default_rng(37)
+    n, d, k = 2048 + 301, WIDE_D, WIDE_K
+    means = rng.normal(scale=3.0, size=(k, d)) + 20.0
+    covs = np.array([_random_spd(rng, d) / d + 0.2 * np.eye(d) for _ in range(k)])
+    mix = rng.integers(k, size=n)
+    X64 = np.array([rng.multivariate_normal(means[j], covs[j]) for j in mix])
+    lower = np.linalg.cholesky(np.linalg.inv(covs))                  # lower triangular
+    upper = np.array([linalg.solve_triangular(linalg.cholesky(c, lower=True), np.eye(d),
+                                              lower=True).T for c in covs])
+    dense = lower @ np.linalg.qr(rng.normal(size=(d, d)))[0]
+    return dict(X={np.float64: X64, np.float32: X64.astype(np.float32)},
+                w=rng.uniform(0.2, 3.0, size=n), means=means, covs=covs,
+                weights=rng.dirichlet(np.full(k, 3.0)), lower=lower, upper=upper, dense=dense)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("form", FULL_FORMS)
+def test_wide_full_kernels_match_reference(wide_problem, dtype, form):
+    p, d, k = wide_problem, WIDE_D, WIDE_K
+    X, w, means = p["X"][dtype], p["w"], p["means"]
+    if form == "tied":
+        prec_chol, covs = p["upper"][:1].copy(), np.repeat(p["covs"][:1], k, 0)
+    else:
+        prec_chol, covs = np.ascontiguousarray(p[form]), p["covs"]
+    logdet = np.broadcast_to(np.log(np.abs(np.linalg.det(prec_chol))), (k,))
+    const = np.log(p["weights"]) + logdet - 0.5 * d * LOG_2PI
+    wlp = _scipy_weighted_log_prob(X, p["weights"], means, covs)
+    out = np.full((X.shape[0], k), np.nan)
+    gaussian_log_pdf_full(X, means, prec_chol, const, out)
+    assert_rel(out, wlp, 1e-9, "log pdf vs scipy")
+    assert_rel(out, ng.log_pdf_prec_chol(X, means, prec_chol, const), 1e-12)
+
+    log_norm = logsumexp(wlp, axis=1)
+    resp = np.exp(wlp - log_norm[:, None])
+    shift = (w @ X.astype(np.float64) / w.sum())[None] if form == "tied" else means
+    nk, s1 = np.full(k, np.nan), np.full((k, d), np.nan)
+    s2 = np.full((shift.shape[0], d, d), np.nan)
+    ll = gaussian_estep_full(X, w, means, prec_chol, const, shift, nk, s1, s2)
+    np.testing.assert_allclose(ll, w @ log_norm, rtol=1e-10)
+    ref_nk, ref_s1, ref_s2 = _reference_stats(X, w, resp, shift)
+    if form == "tied":
+        ref_s2 = ng.pooled_scatter(X, resp * w[:, None], shift[0])[None]
+    assert_rel(nk, ref_nk, 1e-10, "nk")
+    assert_rel(s1, ref_s1, 1e-9, "s1")
+    assert_rel(s2, ref_s2, 1e-9, "s2")
+    assert_rel(s2, s2.transpose(0, 2, 1), 1e-12, "s2 symmetric")
+
+
 # -- weighted moments ---------------------------------------------------------------------------
 MOMENT_MODES = ["per-component-full+diag", "per-component-diag-only", "pooled-full"]
 
