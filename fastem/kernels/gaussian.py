@@ -390,26 +390,31 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
 
 
 @kernel
+def _panels_to_matrices(t1p, t2p, d):
+    """T1 (k4, d) and T2 (m, d, d) from their column panels; T2 from its upper triangle."""
+    pc = t1p.shape[2]
+    t1 = np.empty((t1p.shape[1], d))
+    for j in range(t1p.shape[1]):
+        for g in range(d):
+            t1[j, g] = t1p[g // pc, j, g % pc]
+    t2 = np.empty((t2p.shape[0], d, d))
+    for m in range(t2p.shape[0]):
+        for g in range(d):
+            for f in range(g + 1):
+                t2[m, f, g] = t2p[m, g // pc, f, g % pc]
+                t2[m, g, f] = t2[m, f, g]
+    return t1, t2
+
+
+@kernel
 def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
                        center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll):
-    k, d = means.shape
-    pc = PRODUCT_COLS
     fold_blocks(p_nk, nk)
     t1p = np.empty(p_t1.shape[1:])
     fold_blocks(p_t1, t1p)
     t2p = np.empty(p_t2.shape[1:])
     fold_blocks(p_t2, t2p)
-    # column panels back to (k, d) / (m, d, d) matrices; T2 from its upper triangle
-    t1 = np.empty((k, d))
-    for j in range(k):
-        for g in range(d):
-            t1[j, g] = t1p[g // pc, j, g % pc]
-    t2 = np.empty((s2.shape[0], d, d))
-    for m in range(s2.shape[0]):
-        for g in range(d):
-            for f in range(g + 1):
-                t2[m, f, g] = t2p[m, g // pc, f, g % pc]
-                t2[m, g, f] = t2[m, f, g]
+    t1, t2 = _panels_to_matrices(t1p, t2p, means.shape[1])
     _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2)
     total = np.empty(1)
     fold_blocks(p_ll, total)
