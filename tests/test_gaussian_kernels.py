@@ -294,6 +294,26 @@ def test_wide_full_kernels_match_reference(wide_problem, dtype, form):
     assert_rel(s2, s2.transpose(0, 2, 1), 1e-12, "s2 symmetric")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+def test_wide_diag_estep_matches_reference(wide_problem, dtype):
+    """[xc^2, xc, 1] spans several column panels of the statistics product at d=37."""
+    p, d, k = wide_problem, WIDE_D, WIDE_K
+    X, w, means = p["X"][dtype], p["w"], p["means"]
+    var = np.random.default_rng(5).uniform(0.3, 3.0, size=(k, d))
+    prec = 1.0 / np.sqrt(var)
+    const = np.log(p["weights"]) + np.log(prec).sum(axis=1) - 0.5 * d * LOG_2PI
+    wlp = _scipy_weighted_log_prob(X, p["weights"], means, np.array([np.diag(v) for v in var]))
+    log_norm = logsumexp(wlp, axis=1)
+    resp = np.exp(wlp - log_norm[:, None])
+    nk, s1, s2 = np.full(k, np.nan), np.full((k, d), np.nan), np.full((k, d), np.nan)
+    ll = gaussian_estep_diag(X, w, means, prec, const, means, nk, s1, s2)
+    np.testing.assert_allclose(ll, w @ log_norm, rtol=1e-10)
+    ref_nk, ref_s1, ref_s2 = _reference_stats(X, w, resp, means)
+    assert_rel(nk, ref_nk, 1e-10, "nk")
+    assert_rel(s1, ref_s1, 1e-9, "s1")
+    assert_rel(s2, np.diagonal(ref_s2, axis1=1, axis2=2), 1e-9, "s2")
+
+
 # -- weighted moments ---------------------------------------------------------------------------
 MOMENT_MODES = ["per-component-full+diag", "per-component-diag-only", "pooled-full"]
 

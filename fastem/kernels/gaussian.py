@@ -526,8 +526,10 @@ def _estep_diag_prepare(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     coef, bias = _diag_layout(means, prec, center)
     k4 = (k + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
     nc = n_chunks(X.shape[0], MAX_PARTIALS)
-    # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0), and the log-likelihood
-    return nc, center, coef, bias, np.empty((nc, k4, coef.shape[0])), np.empty((nc, 1))
+    # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0) in column panels,
+    # and the log-likelihood
+    return (nc, center, coef, bias,
+            np.empty((nc, coef.shape[0] // PRODUCT_COLS, k4, PRODUCT_COLS)), np.empty((nc, 1)))
 
 
 @kernel
@@ -536,13 +538,16 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
     n = X.shape[0]
     k = means.shape[0]
     yp, kp = coef.shape
-    pr = PRODUCT_ROWS
-    nc, k4 = p_t.shape[0], p_t.shape[1]
-    zeros = np.zeros(yp)
+    pr, pc, sr = PRODUCT_ROWS, PRODUCT_COLS, SCATTER_ROWS
+    nc, n_panels, k4 = p_t.shape[0], p_t.shape[1], p_t.shape[2]
+    zeros = np.zeros(pc)
     y = np.zeros((BLOCK_ROWS, yp))
     q = np.empty((BLOCK_ROWS, kp))
     resp = np.empty((BLOCK_ROWS, k))
-    rt = np.zeros((k4, BLOCK_ROWS))
+    # per sub-block of `sr` rows, zero-padded: RT = (w r)^T (k4, sr), Y in column panels
+    n_sub = (BLOCK_ROWS + sr - 1) // sr
+    rt = np.empty((n_sub, k4, sr))
+    ypan = np.empty((n_sub, n_panels, sr, pc))
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         c_t = p_t[c]
@@ -552,32 +557,48 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
             rows4 = (rows + pr - 1) // pr * pr
+            subs = (rows + sr - 1) // sr
             yb = y[:rows4]
             _diag_block_features(X, b0, b1, center, yb)
             _diag_block_log_prob(yb, coef, bias, const, q[:rows4], resp, rows)
+            rt[:subs] = 0.0
+            ypan[:subs] = 0.0
             for i in range(rows):
                 w = sample_weight[b0 + i]
                 ll += w * normalize_log_row(resp[i])
+                sb, ii = i // sr, i % sr
                 for j in range(k):
-                    rt[j, i] = w * resp[i, j]
-            for j in range(k4):
-                for i in range(rows, rows4):
-                    rt[j, i] = 0.0
-            # c_t += rt @ y over the block's rows (rt rows are components)
-            rtb = np.ascontiguousarray(rt[:, :rows4]) if rows4 < BLOCK_ROWS else rt
-            for j0 in range(0, k4, pr):
-                matmul_acc_rows(rtb, j0, k4 - 1, yb, zeros, c_t, 0)
+                    rt[sb, j, ii] = w * resp[i, j]
+                for f in range(yp):
+                    ypan[sb, f // pc, ii, f % pc] = yb[i, f]
+            # T += RT @ Y, one sub-block and column panel at a time (see SCATTER_ROWS)
+            for sb in range(subs):
+                for p in range(n_panels):
+                    for j0 in range(0, k4, pr):
+                        matmul_acc_rows(rt[sb], j0, k4 - 1, ypan[sb, p], zeros, c_t[p], 0)
         p_ll[c, 0] = ll
+
+
+@kernel
+def _panels_to_rows(tp):
+    """(k4, n_panels * w) matrix from its column panels (n_panels, k4, w)."""
+    n_panels, rows, w = tp.shape
+    t = np.empty((rows, n_panels * w))
+    for p in range(n_panels):
+        for j in range(rows):
+            for c in range(w):
+                t[j, p * w + c] = tp[p, j, c]
+    return t
 
 
 @kernel
 def _estep_diag_finish(X, sample_weight, means, prec, const, shift, nk, s1, s2,
                        center, coef, bias, p_t, p_ll):
-    t = np.empty(p_t.shape[1:])
-    fold_blocks(p_t, t)
+    tp = np.empty(p_t.shape[1:])
+    fold_blocks(p_t, tp)
     total = np.empty(1)
     fold_blocks(p_ll, total)
-    _diag_stats_from_t(t, means, shift, center, nk, s1, s2)
+    _diag_stats_from_t(_panels_to_rows(tp), means, shift, center, nk, s1, s2)
     return total[0]
 
 
