@@ -72,6 +72,7 @@ def _full_layout(means, prec_chol, center):
                 spans[j, panel, 0], spans[j, panel, 1] = first, last + 1
     return tile, factors, bias, spans
 
+
 @kernel
 def _mean_of_means(means, const):
     """Centre c of a pass: the means averaged with weights softmax(const).
@@ -390,23 +391,6 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
 
 
 @kernel
-def _panels_to_matrices(t1p, t2p, d):
-    """T1 (k4, d) and T2 (m, d, d) from their column panels; T2 from its upper triangle."""
-    pc = t1p.shape[2]
-    t1 = np.empty((t1p.shape[1], d))
-    for j in range(t1p.shape[1]):
-        for g in range(d):
-            t1[j, g] = t1p[g // pc, j, g % pc]
-    t2 = np.empty((t2p.shape[0], d, d))
-    for m in range(t2p.shape[0]):
-        for g in range(d):
-            for f in range(g + 1):
-                t2[m, f, g] = t2p[m, g // pc, f, g % pc]
-                t2[m, g, f] = t2[m, f, g]
-    return t1, t2
-
-
-@kernel
 def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
                        center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll):
     fold_blocks(p_nk, nk)
@@ -414,8 +398,7 @@ def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1,
     fold_blocks(p_t1, t1p)
     t2p = np.empty(p_t2.shape[1:])
     fold_blocks(p_t2, t2p)
-    t1, t2 = _panels_to_matrices(t1p, t2p, means.shape[1])
-    _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2)
+    _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2)
     total = np.empty(1)
     fold_blocks(p_ll, total)
     return total[0]
@@ -466,21 +449,24 @@ run_on_threads(gaussian_estep_full, _estep_full_prepare, _estep_full_work, _este
 
 
 @kernel
-def _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2):
+def _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2):
     """Move moments about ``center`` to moments about ``shift``.
 
-    With e = shift_j - center (T1, T2 about center)::
+    T1 and T2 come in the E-step's column panels of width w: ``T1[j, f] = t1p[f // w, j,
+    f % w]`` and, upper triangle only, ``T2[m, f, g] = t2p[m, g // w, f, g % w]`` for f <= g
+    (T2 is symmetric). With e = shift_j - center::
 
         s1_j = T1_j - N_j e
         s2_j = T2_j - e T1_j^T - T1_j e^T + N_j e e^T          (per component)
         s2   = T2 - e t^T - t e^T + N e e^T,  t = sum_j T1_j, N = sum_j N_j   (pooled)
     """
     k, d = s1.shape
+    w = t1p.shape[2]
     pooled = shift.shape[0] == 1
     for j in range(k):
         sj = 0 if pooled else j
         for f in range(d):
-            s1[j, f] = t1[j, f] - nk[j] * (shift[sj, f] - center[f])
+            s1[j, f] = t1p[f // w, j, f % w] - nk[j] * (shift[sj, f] - center[f])
     for m in range(s2.shape[0]):
         n_m = 0.0
         t = np.zeros(d)
@@ -488,35 +474,37 @@ def _full_stats_about_shift(nk, t1, t2, center, shift, s1, s2):
             for j in range(k):
                 n_m += nk[j]
                 for f in range(d):
-                    t[f] += t1[j, f]
+                    t[f] += t1p[f // w, j, f % w]
         else:
             n_m = nk[m]
             for f in range(d):
-                t[f] = t1[m, f]
+                t[f] = t1p[f // w, m, f % w]
         for f in range(d):
             ef = shift[m, f] - center[f]
             for g in range(d):
                 eg = shift[m, g] - center[g]
-                s2[m, f, g] = t2[m, f, g] - ef * t[g] - t[f] * eg + n_m * ef * eg
+                lo, hi = min(f, g), max(f, g)
+                s2[m, f, g] = t2p[m, hi // w, lo, hi % w] - ef * t[g] - t[f] * eg + n_m * ef * eg
 
 
 @kernel
-def _diag_stats_from_t(t, means, shift, center, nk, s1, s2):
-    """Moments about ``shift`` from T = sum_i w r [xc^2, xc, 1] (moments about ``center``).
+def _diag_stats_from_t(tp, means, shift, center, nk, s1, s2):
+    """Moments about ``shift`` from T = sum_i w r [xc^2, xc, 1] (moments about ``center``),
+    given in the E-step's column panels of width w: ``T[j, c] = tp[c // w, j, c % w]``.
 
     With e = shift_j - center: s1 = B - N e and s2 = A - 2 e B + N e^2 (A, B, N: the xc^2, xc
     and constant columns of T).
     """
     k, d = means.shape
+    w = tp.shape[2]
     for j in range(k):
-        n_j = t[j, 2 * d]
+        n_j = tp[2 * d // w, j, 2 * d % w]
         nk[j] = n_j
         for f in range(d):
             e = shift[j, f] - center[f]
-            a, b = t[j, f], t[j, d + f]
+            a, b = tp[f // w, j, f % w], tp[(d + f) // w, j, (d + f) % w]
             s1[j, f] = b - n_j * e
             s2[j, f] = a - 2.0 * e * b + n_j * e * e
-
 
 
 @kernel
@@ -580,25 +568,13 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
 
 
 @kernel
-def _panels_to_rows(tp):
-    """(k4, n_panels * w) matrix from its column panels (n_panels, k4, w)."""
-    n_panels, rows, w = tp.shape
-    t = np.empty((rows, n_panels * w))
-    for p in range(n_panels):
-        for j in range(rows):
-            for c in range(w):
-                t[j, p * w + c] = tp[p, j, c]
-    return t
-
-
-@kernel
 def _estep_diag_finish(X, sample_weight, means, prec, const, shift, nk, s1, s2,
                        center, coef, bias, p_t, p_ll):
     tp = np.empty(p_t.shape[1:])
     fold_blocks(p_t, tp)
     total = np.empty(1)
     fold_blocks(p_ll, total)
-    _diag_stats_from_t(_panels_to_rows(tp), means, shift, center, nk, s1, s2)
+    _diag_stats_from_t(tp, means, shift, center, nk, s1, s2)
     return total[0]
 
 
