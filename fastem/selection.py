@@ -130,8 +130,8 @@ def select_model(X, estimator="gmm", n_components=range(1, 11), covariance_types
     ----------
     X : array-like of shape (n_samples, n_features), memmap or scipy.sparse matrix
         (sparse: BernoulliMixture and KMeans).
-    estimator : {'gmm', 'bmm', 'kmeans', 'minibatch-kmeans'}, a fastem estimator class, or an instance
-        An instance is a template: its other parameters are kept.
+    estimator : {'gmm', 'bmm', 'kmeans', 'minibatch-kmeans'}, a fastem estimator class, or an
+        instance. An instance is a template: its other parameters are kept.
     n_components : iterable of int, default=range(1, 11)
         Numbers of components (clusters for KMeans) to try.
     covariance_types : list of str, default=None

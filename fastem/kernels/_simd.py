@@ -153,13 +153,18 @@ def make_tile_kernel(tile_shape, reduction):
         ba = context.make_array(bias)(context, builder, biasv)
         oa = context.make_array(out)(context, builder, outv)
         d = builder.extract_value(xa.shape, 1)
-        if reduction == "subtract":
-            kp = builder.extract_value(ca.shape, 1)
-        else:
-            # CT in panels of ``width`` columns: (kp / width * d, width), panel p's row
-            # p * d + f holding feature f of columns p * width ... (p + 1) * width - 1
+        # every reduction but 'subtract' takes CT in panels of ``width`` columns:
+        # (kp / width * d, width), panel p's row p * d + f holding feature f of columns
+        # p * width ... (p + 1) * width - 1
+        panelled = reduction != "subtract"
+        if panelled:
             kp = builder.mul(builder.udiv(builder.extract_value(ca.shape, 0), d),
                              ir.Constant(i64, width))
+        else:
+            kp = builder.extract_value(ca.shape, 1)
+        # 'sumsq': per panel, the features [spans[p, 0], spans[p, 1]) outside which CT is zero
+        spans = (context.make_array(signature.args[7])(context, builder, args[7])
+                 if reduction == "sumsq" else None)
         row0i = context.cast(builder, row0v, signature.args[1], types.int64)
         lasti = context.cast(builder, lastv, signature.args[2], types.int64)
         offi = context.cast(builder, offv, signature.args[6], types.int64)
@@ -192,21 +197,20 @@ def make_tile_kernel(tile_shape, reduction):
                 for m in range(n_rows):
                     builder.store(h, acc[m][v])
             # acc[m][v] -= x[m, f] * CT[f, j0 + v*L : j0 + (v+1)*L]  for every feature f
-            # ('sumsq': the features [spans[p, 0], spans[p, 1]) of this panel p; CT is zero
-            # outside them)
-            if reduction == "sumsq":
-                sa = context.make_array(signature.args[7])(context, builder, args[7])
+            # (of this panel's span, 'sumsq')
+            if spans is not None:
                 at = builder.mul(builder.udiv(j0, ir.Constant(i64, width)), ir.Constant(i64, 2))
-                f_first = builder.load(builder.gep(sa.data, [at]))
-                f_stop = builder.load(builder.gep(sa.data, [builder.add(at, ir.Constant(i64, 1))]))
+                f_first = builder.load(builder.gep(spans.data, [at]))
+                f_stop = builder.load(builder.gep(spans.data,
+                                                  [builder.add(at, ir.Constant(i64, 1))]))
             else:
                 f_first, f_stop = ir.Constant(i64, 0), d
             with cgutils.for_range_slice(builder, f_first, f_stop, ir.Constant(i64, 1),
                                          intp=i64) as (f, _):
-                if reduction == "subtract":
-                    cbase = builder.add(builder.mul(f, kp), j0)
-                else:
+                if panelled:
                     cbase = builder.add(builder.mul(j0, d), builder.mul(f, ir.Constant(i64, width)))
+                else:
+                    cbase = builder.add(builder.mul(f, kp), j0)
                 cvec = [vload(ca.data, builder.add(cbase, ir.Constant(i64, v * L)))
                         for v in range(n_vec)]
                 for m in range(n_rows):

@@ -54,22 +54,23 @@ def _full_layout(means, prec_chol, center):
     shared = prec_chol.shape[0] == 1
     factors = np.zeros((k, dp // width * d, width))
     bias = np.zeros((k, dp))
-    spans = np.zeros((k, dp // width, 2), np.int64)
+    spans = np.empty((k, dp // width, 2), np.int64)
     for j in range(k):
         p = prec_chol[0] if shared else prec_chol[j]
+        spans[j, :, 0] = d    # first non-zero row of each panel (d: none yet)
+        spans[j, :, 1] = 0    # one past the last
         for f in range(d):
             delta = means[j, f] - center[f]
             for g in range(d):
-                factors[j, g // width * d + f, g % width] = p[f, g]
+                panel = g // width
+                factors[j, panel * d + f, g % width] = p[f, g]
                 bias[j, g] += delta * p[f, g]
+                if p[f, g] != 0.0:
+                    spans[j, panel, 0] = min(spans[j, panel, 0], f)
+                    spans[j, panel, 1] = f + 1   # rows come in increasing order
         for panel in range(dp // width):
-            first, last = d, -1
-            for f in range(d):
-                for g in range(panel * width, min(d, (panel + 1) * width)):
-                    if p[f, g] != 0.0:
-                        first, last = min(first, f), f
-            if last >= 0:
-                spans[j, panel, 0], spans[j, panel, 1] = first, last + 1
+            if spans[j, panel, 1] == 0:   # an all-zero panel: an empty span
+                spans[j, panel, 0] = 0
     return tile, factors, bias, spans
 
 
