@@ -169,13 +169,30 @@ WARM_CHILD = """
                 if isinstance(obj, CPUDispatcher) and hasattr(obj, "stats"):
                     hits += sum(obj.stats.cache_hits.values())
                     misses += sum(obj.stats.cache_misses.values())
-    print(json.dumps({"hits": hits, "misses": misses}))
+    # fastem loads cached kernels without Numba's full target set-up (its registries import
+    # scipy.linalg: most of a warm first fit); Numba still does it before compiling anything
+    loaded = [m for m in ("numba.np.arraymath", "scipy.linalg") if m in sys.modules]
+    from numba import njit
+    from fastem.kernels.linalg import precision_cholesky_factors
+
+    @njit
+    def user(covs, out, a):
+        return precision_cholesky_factors(covs, out), np.dot(a, a), np.argmin(a)
+
+    a = rng.standard_normal(7)
+    cov = np.cov(rng.standard_normal((4, 50)))[None]
+    out = np.empty_like(cov)
+    failed, dot, arg = user(cov, out, a)
+    user_ok = bool(failed == -1 and np.isclose(dot, a @ a) and arg == np.argmin(a)
+                   and np.allclose(out[0] @ out[0].T @ cov[0], np.eye(4)))
+    print(json.dumps({"hits": hits, "misses": misses, "loaded": loaded, "user_ok": user_ok}))
 """
 
 
 def test_warmup_compiles_everything_fits_load(tmp_path):
     """Two warm-up processes fill an empty cache; a fresh process then fits every estimator,
-    dtype and input kind and compiles nothing (a dropped index entry would be a miss)."""
+    dtype and input kind and compiles nothing (a dropped index entry would be a miss), without
+    Numba's full target set-up, which a later @njit compile in that process still gets."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     src = textwrap.dedent(WARM_CHILD)
     for arg in ("warmup", "check"):
@@ -184,6 +201,7 @@ def test_warmup_compiles_everything_fits_load(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["misses"] == 0 and out["hits"] > 20, out
+    assert out["loaded"] == [] and out["user_ok"], out
 
 
 def test_cache_index_update_holds_an_exclusive_lock(tmp_path, monkeypatch):

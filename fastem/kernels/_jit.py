@@ -24,6 +24,15 @@ model and the runtime policies below are decided here and nowhere else:
   unreadable cache entry is treated as a miss: the kernel is recompiled and the entry
   rewritten. A cache that cannot be written (disk full, permissions changed) is disabled for
   that kernel with the same one-time warning.
+* **Warm starts.** Before loading a cached kernel Numba sets up its whole CPU target once per
+  process: it scans every installed package's entry points and imports all its lowering
+  registries, among them ``numba.np.arraymath``, whose BLAS check imports ``scipy.linalg``
+  (0.4-0.6 s together, more than loading all of a fit's kernels). A loaded kernel needs only
+  Numba's runtime (NRT), so fastem's cache initialises that and defers the rest to the first
+  cache miss; Numba's compiler itself repeats the full set-up before any compilation, so a
+  later ``@njit`` function (fastem's or the user's) compiles as usual. Kernels must therefore
+  not use functions whose cached environments import those registries (``np.finfo``: use a
+  module constant).
 """
 import hashlib
 import os
@@ -38,9 +47,10 @@ except ImportError:  # pragma: no cover - Windows
 
 import numba
 import numpy as np
-from numba.core import config
+from numba.core import config, entrypoints
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.registry import CPUDispatcher
+from numba.core.runtime import rtsys
 
 from .._version import __version__
 from ._target import HAS_FMA, PARALLEL_MIN_ROWS, SIMD_CLASS
@@ -199,10 +209,17 @@ class _CheckedFunctionCache(FunctionCache):
                                              self._impl.locator.get_source_stamp())
 
     def load_overload(self, sig, target_context):
+        # Numba's version refreshes the whole target first; a hit needs only the runtime
+        # (see "Warm starts" above), a miss gets the full set-up before it compiles
         try:
-            return super().load_overload(sig, target_context)
+            rtsys.initialize(target_context)
+            data = self._load_overload(sig, target_context)
         except Exception:  # noqa: BLE001 - damaged or incompatible entry: recompile
-            return None
+            data = None
+        if data is None:
+            entrypoints.init_all()
+            target_context.refresh()
+        return data
 
     def save_overload(self, sig, data):
         try:
@@ -235,6 +252,12 @@ class Kernel(CPUDispatcher):
             _warn_cache_unavailable(f"no writable cache directory ({exc})")
         except (AttributeError, TypeError):  # Numba's cache internals changed: plain caching
             super().enable_caching()
+
+    def _compilation_chain_init_hook(self):
+        # Numba scans all entry points before a signature's first call; fastem's cache does
+        # it on a miss, just before compiling (see "Warm starts")
+        if not isinstance(self._cache, _CheckedFunctionCache):
+            super()._compilation_chain_init_hook()
 
 
 class ParallelKernel(Kernel):
