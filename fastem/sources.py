@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from .validation import check_sample_weight, issparse
+from .validation import check_sample_weight, issparse, read_only
 
 #: Bytes of X per chunk when streaming a memory-mapped array (a multiple of the kernels' row
 #: blocks): large enough that the per-chunk overhead (one thread-pool round, a few small
@@ -134,7 +134,8 @@ class RowSource:
             self.sample_weight = None
             self.total_weight = float(self.n_rows)
         else:
-            self.sample_weight = check_sample_weight(sample_weight, self.n_rows)
+            # read-only like the unit weights: one kernel specialisation for both
+            self.sample_weight = read_only(check_sample_weight(sample_weight, self.n_rows))
             self.total_weight = float(self.sample_weight.sum())
         self._ones = None
 
@@ -142,8 +143,7 @@ class RowSource:
         if self.sample_weight is not None:
             return self.sample_weight[rows]
         if self._ones is None or len(self._ones) < n_chunk_rows:
-            self._ones = np.ones(n_chunk_rows)
-            self._ones.flags.writeable = False
+            self._ones = read_only(np.ones(n_chunk_rows))
         return self._ones[:n_chunk_rows]
 
     @property
@@ -245,7 +245,7 @@ class StreamSource(RowSource):
                              f"pass ({rows}, {self.n_features}). A callable chunk source must "
                              "yield the same rows on every pass.")
         if issparse(raw) or (raw.dtype == self.dtype and raw.flags.c_contiguous):
-            return raw if issparse(raw) else _read_only(raw)
+            return raw if issparse(raw) else read_only(raw)
         return self._validate(raw, f"X (chunk {i})")
 
     def chunks(self):
@@ -302,13 +302,6 @@ def is_dask_array(X):
 
 def _slices(n_rows, chunk_rows):
     return [slice(s, min(n_rows, s + chunk_rows)) for s in range(0, n_rows, chunk_rows)]
-
-
-def _read_only(X):
-    if X.flags.writeable:
-        X = X.view()
-        X.flags.writeable = False
-    return X
 
 
 def as_source(X, sample_weight, validate):

@@ -20,7 +20,7 @@ from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
 from ..kernels._blocks import n_blocks
 from ..kernels._target import PRUNED_SEEDING_MIN_FEATURES
 from ..sources import ArraySource, RowSource, sum_chunks
-from ..validation import issparse
+from ..validation import issparse, read_only
 from .mixture import overflow_error
 
 
@@ -219,7 +219,9 @@ def _fused_shifted_sums(shift, rows, X, w):
     fused Lloyd kernel with ``shift`` as the only centre."""
     n = X.shape[0]
     sums, weights = np.empty((1, X.shape[1])), np.empty(1)
-    total, _ = fused_lloyd(X, np.ones(n), shift[None, :], _scratch_labels(n), sums, weights)
+    # read-only unit weights: the same kernel specialisation as a fit's validated weights
+    total, _ = fused_lloyd(X, read_only(np.ones(n)), shift[None, :], _scratch_labels(n),
+                           sums, weights)
     return sums[0], float(total)
 
 
