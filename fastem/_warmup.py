@@ -10,8 +10,13 @@ Use it once per machine, Docker image or cluster node (``NUMBA_CACHE_DIR`` point
 directory that the image or the nodes keep)::
 
     python -m fastem warmup            # or: import fastem; fastem.warmup()
+
+The first mixture fit with an empty cache also compiles in two processes (:func:`compile_ahead`):
+a helper compiles the EM-iteration kernels while the fitting process compiles its
+initialisation (k-means), each on one core.
 """
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -107,8 +112,7 @@ def warmup(n_jobs=None, verbose=True):
 
     t0 = time.perf_counter()
     if n_jobs is None:
-        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else (os.cpu_count() or 1)
+        n_jobs = _usable_cpus()
     n_jobs = max(1, min(int(n_jobs), len(JOBS)))
 
     def report(done, name, seconds):
@@ -130,3 +134,128 @@ def warmup(n_jobs=None, verbose=True):
         print(f"fastem warmup: {len(JOBS)} jobs in {elapsed:.1f} s with {n_jobs} processes",
               file=sys.stderr, flush=True)
     return elapsed
+
+
+# ---------------------------------------------------------------------------- compile ahead
+#: ``FASTEM_COMPILE_AHEAD=0`` in the environment turns :func:`compile_ahead` off.
+COMPILE_AHEAD_VARIABLE = "FASTEM_COMPILE_AHEAD"
+#: Rows of the helper's fit: more than PARALLEL_MIN_ROWS, so it compiles the work kernels that
+#: large data runs. Its widest data (``COMPILE_AHEAD_MAX_FEATURES`` columns) is 80 MB.
+EM_JOB_ROWS = 5000
+COMPILE_AHEAD_MAX_FEATURES = 2048
+#: Longest wait for the helper (seconds); after it the fit compiles what is still missing.
+COMPILE_AHEAD_TIMEOUT = 300.0
+
+
+#: The helper's program: it imports this very fastem from its file (the kernels' cache keys
+#: include their sources; another fastem on the child's path would fill the wrong entries),
+#: without putting the package's directory in front of the standard library on sys.path.
+_HELPER_CODE = """
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location(
+    "fastem", sys.argv[1], submodule_search_locations=[os.path.dirname(sys.argv[1])])
+module = sys.modules["fastem"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from fastem._warmup import run_em_job
+run_em_job(*sys.argv[2:])
+"""
+
+
+class _Helper:
+    """A running helper process; ``wait()`` returns once it has exited (or timed out)."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def wait(self):
+        try:
+            self.process.wait(timeout=COMPILE_AHEAD_TIMEOUT)
+        except subprocess.TimeoutExpired:   # compile the rest here; the helper is harmless
+            pass
+
+
+def compile_ahead(estimator, kind, estep, source, n_components):
+    """Start a helper process that compiles, into the disk cache, the kernels of the EM
+    iterations of this fit, so that they compile while this process compiles the
+    initialisation (Numba compiles under a per-process lock: one process uses one core).
+
+    Parameters
+    ----------
+    estimator : {"gmm", "bernoulli"}
+    kind : str
+        The covariance type, or "dense" / "csr" for the Bernoulli mixture.
+    estep : ParallelKernel
+        The fit's E-step kernel: the helper runs only when its work kernel is in neither
+        this process nor the disk cache (a cold cache), so warm processes never start one.
+    source : fastem.sources.RowSource
+        The fit's rows (their dtype, sparsity and number of features decide the kernels).
+    n_components : int
+
+    Returns
+    -------
+    _Helper or None
+        None when the helper would not help: turned off (``FASTEM_COMPILE_AHEAD=0``), one
+        CPU, a frozen application, a distributed or very wide source, or a warm cache.
+    """
+    from .kernels._jit import _CheckedFunctionCache
+
+    work = estep._plan[1]
+    cache = getattr(work, "_cache", None)
+    if (os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0" or _usable_cpus() < 2
+            or getattr(sys, "frozen", False) or not sys.executable
+            or source.distributed or source.n_features > COMPILE_AHEAD_MAX_FEATURES
+            or work.overloads or not isinstance(cache, _CheckedFunctionCache)):
+        return None
+    try:
+        if cache._cache_file._load_index():
+            return None                     # compiled before (maybe for another dtype)
+        index_dtype = "int32"
+        if source.sparse and source.in_memory is not None:
+            index_dtype = str(source.in_memory.indices.dtype)
+        package_init = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__init__.py")
+        args = [package_init, estimator, kind, str(source.dtype), str(source.n_features),
+                str(n_components), index_dtype]
+        process = subprocess.Popen(
+            [sys.executable, "-c", _HELPER_CODE, *args], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, **{COMPILE_AHEAD_VARIABLE: "0"}))
+    except Exception:  # noqa: BLE001 - only ever an optimisation: the fit compiles itself
+        return None
+    return _Helper(process)
+
+
+def run_em_job(estimator, kind, dtype, n_features, n_components, index_dtype="int32"):
+    """A small fit that starts from given parameters (so it compiles no initialisation) on
+    rows of the given kind; run by :func:`compile_ahead`'s helper process."""
+    import numpy as np
+
+    from . import BernoulliMixture, GaussianMixture
+
+    d, k = int(n_features), int(n_components)
+    rng = np.random.default_rng(0)
+    U = rng.random((EM_JOB_ROWS, d))
+    weights = np.full(k, 1.0 / k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if estimator == "gmm":
+            X = U.astype(dtype)
+            precisions = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d),
+                          "diag": np.ones((k, d)), "spherical": np.ones(k)}[kind]
+            GaussianMixture(k, covariance_type=kind, weights_init=weights,
+                            means_init=U[:k], precisions_init=precisions,
+                            max_iter=2).fit(X)
+        else:
+            B = (U < 0.3).astype(dtype)
+            if kind == "csr":
+                import scipy.sparse as sp
+                B = sp.csr_matrix(B)
+                B.indices, B.indptr = (B.indices.astype(index_dtype),
+                                       B.indptr.astype(index_dtype))
+            BernoulliMixture(k, weights_init=weights, means_init=rng.uniform(0.2, 0.8, (k, d)),
+                             max_iter=2).fit(B)
+
+
+def _usable_cpus():
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -75,7 +75,8 @@ class EMResult:
 
 
 def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
-           verbose_interval=1, init_params=None, objective_name="objective"):
+           verbose_interval=1, init_params=None, objective_name="objective",
+           on_initialized=None):
     """Fit ``model`` by EM with ``n_init`` restarts and return the best :class:`EMResult`.
 
     Parameters
@@ -90,6 +91,9 @@ def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
         0 silent, 1 one line per restart, 2 one line per ``verbose_interval`` iterations.
     init_params : optional
         Parameters to start from instead of ``model.initialize`` (warm start / user init).
+    on_initialized : callable, optional
+        Called once, after the first initialisation (e.g. to wait for the kernels of the
+        iterations that a helper process compiles meanwhile).
     """
     best = None
     progress = _progress_callback.get()
@@ -100,6 +104,9 @@ def fit_em(model, source, *, n_init, max_iter, tol, rng, verbose=0,
         else:
             with report_progress(None):   # nested fits (initialisations) report nothing
                 params = model.initialize(source, rng)
+        if on_initialized is not None:
+            on_initialized()
+            on_initialized = None
         history = []
         converged = False
         stats = None

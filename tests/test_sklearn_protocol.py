@@ -225,3 +225,91 @@ def test_cache_index_update_holds_an_exclusive_lock(tmp_path, monkeypatch):
     monkeypatch.setattr(IndexDataCacheFile, "save", save)
     cache_file.save(("sig",), b"data")
     assert seen == ["locked"]
+
+
+# ---------------------------------------------------------------- compiling ahead (cold cache)
+AHEAD_CHILD = """
+    import json, sys, warnings
+    import numpy as np
+    import fastem
+    from fastem.kernels import bernoulli_estep, gaussian_estep_full
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6000, 5))
+    B = (rng.random((6000, 7)) < 0.4).astype(np.uint8)
+    real = sys.executable
+
+    def estep_stats(kernel):
+        work = kernel._plan[1]
+        return sum(work.stats.cache_hits.values()), sum(work.stats.cache_misses.values())
+
+    # a helper that fails at once: the fit compiles its iterations itself
+    sys.executable = "/bin/false"
+    bm = fastem.BernoulliMixture(3, random_state=0).fit(B)
+    sys.executable = real
+    gm = fastem.GaussianMixture(4, covariance_type="full", random_state=0).fit(X)
+    print(json.dumps({"bernoulli": estep_stats(bernoulli_estep),
+                      "gmm": estep_stats(gaussian_estep_full),
+                      "bm_means": bm.means_.tolist(), "bm_lb": bm.lower_bound_,
+                      "gm_means": gm.means_.tolist(), "gm_lb": gm.lower_bound_,
+                      "gm_cov": gm.covariances_.tolist()}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/false") or (os.cpu_count() or 1) < 2,
+                    reason="needs /bin/false and two CPUs")
+def test_cold_first_fit_compiles_its_iterations_ahead_in_a_helper(tmp_path):
+    """With an empty cache a mixture fit starts a helper process that compiles the E-step
+    while the fit compiles its k-means initialisation: the fit then loads its E-step from
+    the cache (a hit, no compile). A helper that fails leaves the fit compiling it itself.
+    Both fits equal the same fits in this process, bitwise."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("FASTEM_COMPILE_AHEAD", None)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(AHEAD_CHILD)],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["bernoulli"] == [0, 1], out["bernoulli"]      # compiled here
+    assert out["gmm"] == [1, 0], out["gmm"]                  # compiled by the helper
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6000, 5))
+    B = (rng.random((6000, 7)) < 0.4).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bm = BernoulliMixture(3, random_state=0).fit(B)
+        gm = GaussianMixture(4, covariance_type="full", random_state=0).fit(X)
+    np.testing.assert_array_equal(np.array(out["bm_means"]), bm.means_)
+    np.testing.assert_array_equal(np.array(out["gm_means"]), gm.means_)
+    np.testing.assert_array_equal(np.array(out["gm_cov"]), gm.covariances_)
+    assert (out["bm_lb"], out["gm_lb"]) == (bm.lower_bound_, gm.lower_bound_)
+
+
+def test_compile_ahead_only_for_a_cold_cache_and_when_allowed(monkeypatch):
+    from fastem._warmup import COMPILE_AHEAD_VARIABLE, compile_ahead
+    from fastem.kernels import gaussian_estep_full
+    from fastem.sources import ArraySource
+
+    X = np.random.default_rng(0).standard_normal((5000, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GaussianMixture(2, random_state=0, max_iter=2).fit(X)   # this process has the kernel
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+    source = ArraySource(X)
+    assert compile_ahead("gmm", "full", gaussian_estep_full, source, 2) is None
+    work = gaussian_estep_full._plan[1]
+    monkeypatch.setattr(work, "overloads", {})            # as if not compiled here ...
+    monkeypatch.setattr(work._cache._cache_file, "_load_index", lambda: {})  # ... nor cached
+    monkeypatch.setenv(COMPILE_AHEAD_VARIABLE, "0")
+    assert compile_ahead("gmm", "full", gaussian_estep_full, source, 2) is None
+    monkeypatch.delenv(COMPILE_AHEAD_VARIABLE)
+    assert compile_ahead("gmm", "full", gaussian_estep_full, ArraySource(X[:, :1].repeat(
+        4096, axis=1)), 2) is None                             # too wide for the helper
+    assert started == []
+    helper = compile_ahead("gmm", "full", gaussian_estep_full, source, 2)
+    assert helper is not None and len(started) == 1
+    cmd = started[0][0]
+    assert cmd[0] == sys.executable and cmd[-6:] == ["gmm", "full", "float64", "3", "2",
+                                                     "int32"]
+    assert os.path.samefile(cmd[-7], os.path.join(ROOT, "fastem", "__init__.py"))

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from .._warmup import compile_ahead
 from ..em import fit_em, stepwise_em_update, stepwise_rate
 from ..kernels import responsibilities
 from ..persistence import restored_array, restored_number
@@ -92,12 +93,17 @@ class BaseMixture(DensityMixin, BaseEstimator):
             check_n_features(self, source)
             # scikit-learn's rule: the first change is measured from the last lower bound
             model.previous_lower_bound = self.lower_bound_
+        helper = None
+        if not warm and self._means_init is None:   # the initialisation compiles kernels
+            helper = compile_ahead(*self._estep_kernel(source), source=source,
+                                   n_components=self.n_components)
         result = fit_em(model, source, n_init=1 if warm else self.n_init,
                         max_iter=self.max_iter, tol=self.tol,
                         rng=check_random_state(self.random_state), verbose=self.verbose,
                         verbose_interval=self.verbose_interval,
                         init_params=self._fitted_params if warm else None,
-                        objective_name="lower bound")
+                        objective_name="lower bound",
+                        on_initialized=helper.wait if helper is not None else None)
         if not result.converged:
             warnings.warn("Best performing initialization did not converge: raise max_iter "
                           "or tol, or try other initial parameters.",

@@ -1,4 +1,5 @@
 """The BernoulliMixture estimator: parameter checks and wiring only."""
+from ..kernels import bernoulli_estep, bernoulli_estep_csr
 from ..models.bernoulli import INIT_PARAMS, BernoulliMixtureModel, BernoulliParams
 from ..validation import check_binary_array, check_float, check_init_array
 from ._mixture import BaseMixture
@@ -121,6 +122,12 @@ class BernoulliMixture(BaseMixture):
             raise ValueError("means_ holds success probabilities and should lie in [0, 1]")
         model = BernoulliMixtureModel(self.n_components, float(self.alpha), self.init_params)
         return model, BernoulliParams(self.weights_, self.means_)
+
+    def _estep_kernel(self, source):
+        """(estimator, kind, E-step kernel) of a fit: what ``compile_ahead`` compiles."""
+        if source.sparse:
+            return "bernoulli", "csr", bernoulli_estep_csr
+        return "bernoulli", "dense", bernoulli_estep
 
     def _make_model(self):
         return BernoulliMixtureModel(self.n_components, float(self.alpha), self.init_params,

@@ -1,6 +1,7 @@
 """The GaussianMixture estimator: parameter checks and wiring only."""
 import numpy as np
 
+from ..kernels import gaussian_estep_diag, gaussian_estep_full
 from ..models.gaussian import COVARIANCE_TYPES, INIT_PARAMS, GaussianMixtureModel, GaussianParams
 from ..persistence import restored_array
 from ..validation import check_array, check_float, check_init_array
@@ -130,6 +131,11 @@ class GaussianMixture(BaseMixture):
                 raise ValueError("precisions_cholesky_ should have a positive diagonal")
         model = GaussianMixtureModel(k, ct, self.reg_covar, self.init_params)
         return model, GaussianParams(self.weights_, self.means_, covariances, prec_chol)
+
+    def _estep_kernel(self, source):
+        """(estimator, kind, E-step kernel) of a fit: what ``compile_ahead`` compiles."""
+        full = self.covariance_type in ("full", "tied")
+        return "gmm", self.covariance_type, gaussian_estep_full if full else gaussian_estep_diag
 
     def _make_model(self):
         return GaussianMixtureModel(
