@@ -21,19 +21,23 @@ import sys
 import time
 import warnings
 
-#: (job name, estimator, dtype or input kind), largest first so that processes finish
-#: together. Every job is a fit plus every prediction method of that estimator.
+#: (job name, estimator, dtype or input kind). The KMeans fits come first: every mixture's
+#: 'kmeans' initialisation (float32 rows for the Bernoulli mixture) then loads their kernels
+#: from the cache instead of compiling them again in each process; the rest largest first,
+#: so that the processes finish together. Every job is a fit plus every prediction method.
 JOBS = (
+    ("KMeans float64", "kmeans", "fit", "float64"),
+    ("KMeans float32", "kmeans", "fit", "float32"),
     ("GaussianMixture full float64", "gmm", "full", "float64"),
     ("GaussianMixture full float32", "gmm", "full", "float32"),
+    ("KMeans bounds, wide data, predictions float64", "kmeans", "rest", "float64"),
+    ("KMeans bounds, wide data, predictions float32", "kmeans", "rest", "float32"),
     ("GaussianMixture tied float64", "gmm", "tied", "float64"),
     ("GaussianMixture tied float32", "gmm", "tied", "float32"),
     ("GaussianMixture diag float64", "gmm", "diag", "float64"),
     ("GaussianMixture diag float32", "gmm", "diag", "float32"),
     ("GaussianMixture spherical float64", "gmm", "spherical", "float64"),
     ("GaussianMixture spherical float32", "gmm", "spherical", "float32"),
-    ("KMeans float64", "kmeans", None, "float64"),
-    ("KMeans float32", "kmeans", None, "float32"),
     ("BernoulliMixture dense uint8", "bernoulli", "dense", "uint8"),
     ("BernoulliMixture dense bool", "bernoulli", "dense", "bool"),
     ("BernoulliMixture dense float64", "bernoulli", "dense", "float64"),
@@ -55,10 +59,11 @@ def run_job(job):
     X = rng.standard_normal((5000, 3)).astype(dtype if estimator != "bernoulli" else "float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # convergence at max_iter=2 is irrelevant here
-        if estimator == "kmeans":
+        if estimator == "kmeans" and kind == "fit":   # what the mixtures' init uses too
             for init in ("k-means++", "random"):
-                km = KMeans(3, init=init, max_iter=2, random_state=0).fit(X)
-            KMeans(3, algorithm="hamerly", max_iter=3, random_state=0).fit(X)
+                KMeans(3, init=init, max_iter=2, random_state=0).fit(X)
+        elif estimator == "kmeans":
+            km = KMeans(3, algorithm="hamerly", max_iter=3, random_state=0).fit(X)
             km.predict(X), km.transform(X), km.score(X)
             # k-means++ prunes from PRUNED_SEEDING_MIN_FEATURES features on: its other kernels
             wide = rng.standard_normal((5000, PRUNED_SEEDING_MIN_FEATURES)).astype(dtype)
@@ -80,8 +85,13 @@ def run_job(job):
 
 
 def _worker(job):
+    global _compile_ahead_off
     t0 = time.perf_counter()
-    return run_job(job), time.perf_counter() - t0
+    _compile_ahead_off = True    # warm-up processes compile everything themselves
+    try:
+        return run_job(job), time.perf_counter() - t0
+    finally:
+        _compile_ahead_off = False
 
 
 def warmup(n_jobs=None, verbose=True):
@@ -145,6 +155,7 @@ EM_JOB_ROWS = 5000
 COMPILE_AHEAD_MAX_FEATURES = 2048
 #: Longest wait for the helper (seconds); after it the fit compiles what is still missing.
 COMPILE_AHEAD_TIMEOUT = 300.0
+_compile_ahead_off = False   # True while this process runs warm-up jobs
 
 
 #: The helper's program: it imports this very fastem from its file (the kernels' cache keys
@@ -201,7 +212,8 @@ def compile_ahead(estimator, kind, estep, source, n_components):
 
     work = estep._plan[1]
     cache = getattr(work, "_cache", None)
-    if (os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0" or _usable_cpus() < 2
+    if (_compile_ahead_off or os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0"
+            or _usable_cpus() < 2
             or getattr(sys, "frozen", False) or not sys.executable
             or source.distributed or source.n_features > COMPILE_AHEAD_MAX_FEATURES
             or work.overloads or not isinstance(cache, _CheckedFunctionCache)):
