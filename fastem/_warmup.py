@@ -149,9 +149,9 @@ def warmup(n_jobs=None, verbose=True):
 # ---------------------------------------------------------------------------- compile ahead
 #: ``FASTEM_COMPILE_AHEAD=0`` in the environment turns :func:`compile_ahead` off.
 COMPILE_AHEAD_VARIABLE = "FASTEM_COMPILE_AHEAD"
-#: Rows of the helper's fit: more than PARALLEL_MIN_ROWS, so it compiles the work kernels that
-#: large data runs. Its widest data (``COMPILE_AHEAD_MAX_FEATURES`` columns) is 80 MB.
-EM_JOB_ROWS = 5000
+#: Rows of the helper's data: more than PARALLEL_MIN_ROWS, so it compiles the work kernels
+#: that large data runs. Its widest data (``COMPILE_AHEAD_MAX_FEATURES`` columns) is 80 MB.
+AHEAD_JOB_ROWS = 5000
 COMPILE_AHEAD_MAX_FEATURES = 2048
 #: Longest wait for the helper (seconds); after it the fit compiles what is still missing.
 COMPILE_AHEAD_TIMEOUT = 300.0
@@ -167,8 +167,8 @@ spec = importlib.util.spec_from_file_location(
     "fastem", sys.argv[1], submodule_search_locations=[os.path.dirname(sys.argv[1])])
 module = sys.modules["fastem"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-from fastem._warmup import run_em_job
-run_em_job(*sys.argv[2:])
+from fastem._warmup import run_ahead_job
+run_ahead_job(*sys.argv[2:])
 """
 
 
@@ -185,22 +185,26 @@ class _Helper:
             pass
 
 
-def compile_ahead(estimator, kind, estep, source, n_components):
-    """Start a helper process that compiles, into the disk cache, the kernels of the EM
-    iterations of this fit, so that they compile while this process compiles the
-    initialisation (Numba compiles under a per-process lock: one process uses one core).
+def compile_ahead(kernel, source, job, *args):
+    """Start a helper process that compiles, into the disk cache, kernels that this fit
+    needs later, while this process compiles the ones it needs first (Numba compiles under
+    a per-process lock: one process uses one core). The fit calls the helper's ``wait()``
+    where it needs them, then loads them from the cache.
 
     Parameters
     ----------
-    estimator : {"gmm", "bernoulli"}
-    kind : str
-        The covariance type, or "dense" / "csr" for the Bernoulli mixture.
-    estep : ParallelKernel
-        The fit's E-step kernel: the helper runs only when its work kernel is in neither
-        this process nor the disk cache (a cold cache), so warm processes never start one.
+    kernel : ParallelKernel
+        The first of the kernels the helper compiles: the helper runs only when its work
+        kernel is in neither this process nor the disk cache (a cold cache), so warm
+        processes never start one.
     source : fastem.sources.RowSource
         The fit's rows (their dtype, sparsity and number of features decide the kernels).
-    n_components : int
+    job : {"em", "seeding"}
+        "em": the EM iterations of a mixture (``args``: "gmm" and the covariance type, or
+        "bernoulli" and "dense"/"csr"; the number of components), compiled while the fit
+        compiles its k-means initialisation. "seeding": k-means++ (``args``: the number of
+        clusters), compiled while a KMeans fit compiles the Lloyd kernel for its ``tol``
+        scale.
 
     Returns
     -------
@@ -210,11 +214,10 @@ def compile_ahead(estimator, kind, estep, source, n_components):
     """
     from .kernels._jit import _CheckedFunctionCache
 
-    work = estep._plan[1]
+    work = kernel._plan[1]
     cache = getattr(work, "_cache", None)
     if (_compile_ahead_off or os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0"
-            or _usable_cpus() < 2
-            or getattr(sys, "frozen", False) or not sys.executable
+            or _usable_cpus() < 2 or getattr(sys, "frozen", False) or not sys.executable
             or source.distributed or source.n_features > COMPILE_AHEAD_MAX_FEATURES
             or work.overloads or not isinstance(cache, _CheckedFunctionCache)):
         return None
@@ -225,10 +228,10 @@ def compile_ahead(estimator, kind, estep, source, n_components):
         if source.sparse and source.in_memory is not None:
             index_dtype = str(source.in_memory.indices.dtype)
         package_init = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__init__.py")
-        args = [package_init, estimator, kind, str(source.dtype), str(source.n_features),
-                str(n_components), index_dtype]
+        argv = [package_init, job, str(source.dtype), str(source.n_features), index_dtype,
+                *map(str, args)]
         process = subprocess.Popen(
-            [sys.executable, "-c", _HELPER_CODE, *args], stdin=subprocess.DEVNULL,
+            [sys.executable, "-c", _HELPER_CODE, *argv], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env=dict(os.environ, **{COMPILE_AHEAD_VARIABLE: "0"}))
     except Exception:  # noqa: BLE001 - only ever an optimisation: the fit compiles itself
@@ -236,26 +239,32 @@ def compile_ahead(estimator, kind, estep, source, n_components):
     return _Helper(process)
 
 
-def run_em_job(estimator, kind, dtype, n_features, n_components, index_dtype="int32"):
-    """A small fit that starts from given parameters (so it compiles no initialisation) on
-    rows of the given kind; run by :func:`compile_ahead`'s helper process."""
+def run_ahead_job(job, dtype, n_features, index_dtype, *args):
+    """What :func:`compile_ahead`'s helper process runs, on rows like the fit's: "em" - a
+    small fit from given parameters (so no initialisation); "seeding" - k-means++."""
     import numpy as np
 
     from . import BernoulliMixture, GaussianMixture
+    from .models.kmeans import kmeans_plusplus
+    from .sources import ArraySource
+    from .validation import read_only
 
-    d, k = int(n_features), int(n_components)
+    d = int(n_features)
     rng = np.random.default_rng(0)
-    U = rng.random((EM_JOB_ROWS, d))
+    U = rng.random((AHEAD_JOB_ROWS, d))
+    if job == "seeding":
+        kmeans_plusplus(ArraySource(read_only(U.astype(dtype))), None, int(args[0]), rng)
+        return
+    estimator, kind, k = args[0], args[1], int(args[2])
     weights = np.full(k, 1.0 / k)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if estimator == "gmm":
-            X = U.astype(dtype)
             precisions = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d),
                           "diag": np.ones((k, d)), "spherical": np.ones(k)}[kind]
             GaussianMixture(k, covariance_type=kind, weights_init=weights,
                             means_init=U[:k], precisions_init=precisions,
-                            max_iter=2).fit(X)
+                            max_iter=2).fit(U.astype(dtype))
         else:
             B = (U < 0.3).astype(dtype)
             if kind == "csr":

@@ -232,7 +232,7 @@ AHEAD_CHILD = """
     import json, sys, warnings
     import numpy as np
     import fastem
-    from fastem.kernels import bernoulli_estep, gaussian_estep_full
+    from fastem.kernels import bernoulli_estep, gaussian_estep_full, kmeanspp_potentials
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(3)
     X = rng.standard_normal((6000, 5))
@@ -243,6 +243,8 @@ AHEAD_CHILD = """
         work = kernel._plan[1]
         return sum(work.stats.cache_hits.values()), sum(work.stats.cache_misses.values())
 
+    km = fastem.KMeans(4, random_state=0).fit(X.astype(np.float32))
+    kmeans_stats = estep_stats(kmeanspp_potentials)
     # a helper that fails at once: the fit compiles its iterations itself
     sys.executable = "/bin/false"
     bm = fastem.BernoulliMixture(3, random_state=0).fit(B)
@@ -250,6 +252,8 @@ AHEAD_CHILD = """
     gm = fastem.GaussianMixture(4, covariance_type="full", random_state=0).fit(X)
     print(json.dumps({"bernoulli": estep_stats(bernoulli_estep),
                       "gmm": estep_stats(gaussian_estep_full),
+                      "kmeans": kmeans_stats,
+                      "km_centers": km.cluster_centers_.tolist(), "km_inertia": km.inertia_,
                       "bm_means": bm.means_.tolist(), "bm_lb": bm.lower_bound_,
                       "gm_means": gm.means_.tolist(), "gm_lb": gm.lower_bound_,
                       "gm_cov": gm.covariances_.tolist()}))
@@ -260,9 +264,10 @@ AHEAD_CHILD = """
                     reason="needs /bin/false and two CPUs")
 def test_cold_first_fit_compiles_its_iterations_ahead_in_a_helper(tmp_path):
     """With an empty cache a mixture fit starts a helper process that compiles the E-step
-    while the fit compiles its k-means initialisation: the fit then loads its E-step from
+    while the fit compiles its k-means initialisation, and a KMeans fit one that compiles
+    k-means++ while the fit compiles the Lloyd kernel: the fits then load those kernels from
     the cache (a hit, no compile). A helper that fails leaves the fit compiling it itself.
-    Both fits equal the same fits in this process, bitwise."""
+    The fits equal the same fits in this process, bitwise."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("FASTEM_COMPILE_AHEAD", None)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(AHEAD_CHILD)],
@@ -272,6 +277,7 @@ def test_cold_first_fit_compiles_its_iterations_ahead_in_a_helper(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["bernoulli"] == [0, 1], out["bernoulli"]      # compiled here
     assert out["gmm"] == [1, 0], out["gmm"]                  # compiled by the helper
+    assert out["kmeans"] == [1, 0], out["kmeans"]            # k-means++ by its helper
     rng = np.random.default_rng(3)
     X = rng.standard_normal((6000, 5))
     B = (rng.random((6000, 7)) < 0.4).astype(np.uint8)
@@ -279,6 +285,10 @@ def test_cold_first_fit_compiles_its_iterations_ahead_in_a_helper(tmp_path):
         warnings.simplefilter("ignore")
         bm = BernoulliMixture(3, random_state=0).fit(B)
         gm = GaussianMixture(4, covariance_type="full", random_state=0).fit(X)
+        km = KMeans(4, random_state=0).fit(X.astype(np.float32))
+    np.testing.assert_array_equal(np.array(out["km_centers"], dtype=np.float32),
+                                  km.cluster_centers_)
+    assert out["km_inertia"] == km.inertia_
     np.testing.assert_array_equal(np.array(out["bm_means"]), bm.means_)
     np.testing.assert_array_equal(np.array(out["gm_means"]), gm.means_)
     np.testing.assert_array_equal(np.array(out["gm_cov"]), gm.covariances_)
@@ -297,19 +307,19 @@ def test_compile_ahead_only_for_a_cold_cache_and_when_allowed(monkeypatch):
     started = []
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
     source = ArraySource(X)
-    assert compile_ahead("gmm", "full", gaussian_estep_full, source, 2) is None
+    assert compile_ahead(gaussian_estep_full, source, "em", "gmm", "full", 2) is None
     work = gaussian_estep_full._plan[1]
     monkeypatch.setattr(work, "overloads", {})            # as if not compiled here ...
     monkeypatch.setattr(work._cache._cache_file, "_load_index", lambda: {})  # ... nor cached
     monkeypatch.setenv(COMPILE_AHEAD_VARIABLE, "0")
-    assert compile_ahead("gmm", "full", gaussian_estep_full, source, 2) is None
+    assert compile_ahead(gaussian_estep_full, source, "em", "gmm", "full", 2) is None
     monkeypatch.delenv(COMPILE_AHEAD_VARIABLE)
-    assert compile_ahead("gmm", "full", gaussian_estep_full, ArraySource(X[:, :1].repeat(
-        4096, axis=1)), 2) is None                             # too wide for the helper
+    assert compile_ahead(gaussian_estep_full, ArraySource(X[:, :1].repeat(4096, axis=1)),
+                         "em", "gmm", "full", 2) is None       # too wide for the helper
     assert started == []
-    helper = compile_ahead("gmm", "full", gaussian_estep_full, source, 2)
+    helper = compile_ahead(gaussian_estep_full, source, "em", "gmm", "full", 2)
     assert helper is not None and len(started) == 1
     cmd = started[0][0]
-    assert cmd[0] == sys.executable and cmd[-6:] == ["gmm", "full", "float64", "3", "2",
-                                                     "int32"]
-    assert os.path.samefile(cmd[-7], os.path.join(ROOT, "fastem", "__init__.py"))
+    assert cmd[0] == sys.executable and cmd[-7:] == ["em", "float64", "3", "int32", "gmm",
+                                                     "full", "2"]
+    assert os.path.samefile(cmd[-8], os.path.join(ROOT, "fastem", "__init__.py"))

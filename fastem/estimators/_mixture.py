@@ -95,8 +95,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
             model.previous_lower_bound = self.lower_bound_
         helper = None
         if not warm and self._means_init is None:   # the initialisation compiles kernels
-            helper = compile_ahead(*self._estep_kernel(source), source=source,
-                                   n_components=self.n_components)
+            estimator, kind, estep = self._estep_kernel(source)
+            helper = compile_ahead(estep, source, "em", estimator, kind, self.n_components)
         result = fit_em(model, source, n_init=1 if warm else self.n_init,
                         max_iter=self.max_iter, tol=self.tol,
                         rng=check_random_state(self.random_state), verbose=self.verbose,

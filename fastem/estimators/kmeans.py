@@ -4,7 +4,10 @@ from functools import partial
 
 import numpy as np
 
+from .._warmup import compile_ahead
 from ..em import fit_em, fit_minibatch
+from ..kernels import kmeanspp_potentials, seed_potentials
+from ..kernels._target import PRUNED_SEEDING_MIN_FEATURES
 from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
                              MiniBatchKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
@@ -185,7 +188,16 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         source = as_source(X, sample_weight, self._validate)
         init, n_init = self._checked_params(source, X)
         model_class = MODELS[self._checked_algorithm(source)]
+        helper = None
+        if isinstance(init, str) and init == "k-means++" and not source.sparse:
+            # an empty cache: a helper process compiles k-means++ while the model compiles
+            # the Lloyd kernel (its tol scale is one Lloyd pass)
+            pruned = source.n_features >= PRUNED_SEEDING_MIN_FEATURES
+            helper = compile_ahead(seed_potentials if pruned else kmeanspp_potentials,
+                                   source, "seeding", self.n_clusters)
         model = model_class(source, self.n_clusters, init)
+        if helper is not None:
+            helper.wait()
         result = fit_em(model, source, n_init=n_init, max_iter=self.max_iter,
                         tol=self.tol, rng=check_random_state(self.random_state),
                         verbose=self.verbose, objective_name="-inertia")
