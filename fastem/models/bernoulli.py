@@ -27,7 +27,7 @@ import numpy as np
 from ..kernels import (bernoulli_estep, bernoulli_estep_csr, bernoulli_log_pmf,
                        bernoulli_log_pmf_csr)
 from ..kernels.bernoulli import _resp_stats, _resp_stats_csr
-from ..validation import issparse
+from ..validation import issparse, read_only
 from ..sources import sum_chunks
 from .mixture import (MixtureModel, one_hot_rows, random_responsibilities, row_chunks,
                       weight_floor)
@@ -91,7 +91,9 @@ def resp_statistics(X, resp, rows=None):
             sub = X[rows]
             _resp_stats_csr(sub.data, sub.indices, sub.indptr, resp, nk, sx)
     else:
-        _resp_stats(X if rows is None else np.ascontiguousarray(X[rows]), resp, nk, sx)
+        # read-only rows (a gathered copy too): one kernel specialisation per dtype
+        _resp_stats(read_only(X if rows is None else np.ascontiguousarray(X[rows])), resp,
+                    nk, sx)
     return nk, sx
 
 

@@ -22,6 +22,7 @@ from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pd
                        gaussian_log_pdf_full, nearest_centers, precision_cholesky_factors,
                        weighted_moments)
 from ..sources import sum_chunks
+from ..validation import read_only
 from .kmeans import kmeans_plusplus
 from .mixture import (MixtureModel, one_hot_rows, overflow_error,
                       random_responsibilities, row_chunks, weight_floor, weighted_mean)
@@ -370,7 +371,9 @@ def _resp_moments(resp_of_chunk, k, full_rows, shift, rows, X, w):
     out = [np.zeros(shape) for shape in shapes]
     for Xr, resp in resp_of_chunk(rows, X, w):
         parts = [np.empty(shape) for shape in shapes]
-        weighted_moments(Xr, resp, shift, *parts)
+        # read-only rows: given rows (random_from_data) are a fresh copy, the others views of
+        # the validated X; one kernel specialisation for both
+        weighted_moments(read_only(Xr), resp, shift, *parts)
         for total, part in zip(out, parts):
             total += part
     return tuple(out)
