@@ -486,6 +486,31 @@ def test_singular_covariance_raises(covariance_type):
     assert np.isfinite(gm.covariances_).all() and np.isfinite(gm.precisions_).all()
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_cholesky_names_the_first_singular_component(threads, monkeypatch):
+    """The M-step splits the components between threads when k d^3 is large: factors equal
+    NumPy's, and the error names the first singular component whichever thread found it."""
+    from fastem.kernels import _jit
+    from fastem.kernels._target import PARALLEL_MIN_CHOLESKY_FLOPS
+    from fastem.models.gaussian import precision_cholesky
+
+    monkeypatch.setattr(_jit, "n_threads", lambda: threads)
+    rng = np.random.default_rng(5)
+    k, d = 6, 64
+    assert k * d ** 3 >= PARALLEL_MIN_CHOLESKY_FLOPS
+    A = rng.standard_normal((k, d, 2 * d))
+    covs = A @ A.transpose(0, 2, 1) / (2 * d)
+    factors = precision_cholesky(covs, "full")
+    for c, u in zip(covs, factors):   # U = (L^-1)^T with L L^T = C
+        np.testing.assert_allclose(u, np.linalg.inv(np.linalg.cholesky(c)).T, rtol=1e-9,
+                                   atol=1e-12)
+    for bad in ([5], [4, 5], [1, 4], [0, 5]):
+        broken = covs.copy()
+        broken[bad] = 0.0
+        with pytest.raises(ValueError, match=f"component {bad[0]} is singular"):
+            precision_cholesky(broken, "full")
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_near_degenerate_data_never_gives_nan(covariance_type):
     rng = np.random.RandomState(13)

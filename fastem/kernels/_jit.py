@@ -383,18 +383,29 @@ def run_work_items(work, n_items, args):
     """
     first = args[0] if args else None
     rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
-    threads = min(n_threads(), n_items) if rows >= PARALLEL_MIN_ROWS else 1
+    map_item_ranges(work, n_items, rows >= PARALLEL_MIN_ROWS, *args)
+
+
+def map_item_ranges(function, n_items, parallel, *args):
+    """``[function(lo, hi, *args) for each run [lo, hi) of items]``, in item order.
+
+    With ``parallel`` and more than one thread, ``[0, n_items)`` is split into one
+    contiguous run per thread (at most ``n_items``): the calling thread runs the first, the
+    pool the others; otherwise one call covers all items. ``function`` must release the
+    GIL (a ``nogil`` kernel) for the runs to overlap.
+    """
+    threads = min(n_threads(), n_items) if parallel else 1
     if threads <= 1:
-        work(0, n_items, *args)
-        return
+        return [function(0, n_items, *args)]
     bounds = [n_items * t // threads for t in range(threads + 1)]
     pool = _thread_pool()
-    futures = [pool.submit(work, bounds[t], bounds[t + 1], *args) for t in range(1, threads)]
+    futures = [pool.submit(function, bounds[t], bounds[t + 1], *args)
+               for t in range(1, threads)]
     try:
-        work(bounds[0], bounds[1], *args)
+        results = [function(bounds[0], bounds[1], *args)]
     finally:
-        for future in futures:
-            future.result()
+        results += [future.result() for future in futures]
+    return results
 
 
 def kernel(func=None, *, parallel=False):

@@ -81,6 +81,13 @@ TILE_TABLE = {
 #: CPU-class dependent.
 PARALLEL_MIN_ROWS = 4096
 
+#: When the M-step factors its k d x d covariance matrices on several threads (components
+#: split between them; ``models/gaussian.precision_cholesky``): from this many ``k d^3``
+#: (factor and inverse: 2/3 k d^3 flops). Measured on the 2-core AVX-512 VM, one vs two
+#: threads: k d^3 = 6.6e4 (k=16, d=16) 46 / 103 us; 5.2e5 (16, 32) 200 / 192 us; 2.1e6
+#: (64, 32) 819 / 619 us; 1.7e7 (64, 64) 6.8 / 3.5 ms; 2.1e9 (16, 512) 516 / 263 ms.
+PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
+
 #: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py):
 #: dense rows of at least this many features (CSR rows: always). With fewer, one distance
 #: costs about what the pruning test's unpredictable branch does and the plain passes are

@@ -21,6 +21,8 @@ import numpy as np
 from ..kernels import (gaussian_estep_diag, gaussian_estep_full, gaussian_log_pdf_diag,
                        gaussian_log_pdf_full, nearest_centers, precision_cholesky_factors,
                        weighted_moments)
+from ..kernels._jit import map_item_ranges
+from ..kernels._target import PARALLEL_MIN_CHOLESKY_FLOPS
 from ..sources import sum_chunks
 from ..validation import read_only
 from .kmeans import kmeans_plusplus
@@ -59,10 +61,14 @@ def precision_cholesky(covariances, covariance_type):
         covs = covariances if covariance_type == "full" else covariances[None]
         covs = np.ascontiguousarray(covs, dtype=np.float64)
         out = np.empty_like(covs)
-        # serial Numba, not LAPACK: no BLAS thread pool wakes up between parallel kernels
-        failed = precision_cholesky_factors(covs, out)
-        if failed >= 0:
-            raise _singular_error(failed, covariance_type)
+        # Numba, not LAPACK: no BLAS thread pool wakes up between parallel kernels; the
+        # components split between fastem's threads (each one's factor as on one thread)
+        m, d = covs.shape[0], covs.shape[1]
+        runs = map_item_ranges(_factor_range, m, m * d ** 3 >= PARALLEL_MIN_CHOLESKY_FLOPS,
+                               covs, out)
+        failed = [lo + j for lo, j in runs if j >= 0]
+        if failed:
+            raise _singular_error(failed[0], covariance_type)
         out = out if covariance_type == "full" else out[0]
     else:
         if np.any(covariances <= 0.0):
@@ -77,6 +83,11 @@ def precision_cholesky(covariances, covariance_type):
     if bad.any():
         raise _singular_error(int(np.flatnonzero(bad)[0]), covariance_type)
     return out
+
+
+def _factor_range(lo, hi, covs, out):
+    """(lo, first singular component of ``covs[lo:hi]`` counted from lo, or -1)."""
+    return lo, precision_cholesky_factors(covs[lo:hi], out[lo:hi])
 
 
 def _singular_error(component, covariance_type):
