@@ -11,9 +11,9 @@ directory that the image or the nodes keep)::
 
     python -m fastem warmup            # or: import fastem; fastem.warmup()
 
-The first mixture fit with an empty cache also compiles in two processes (:func:`compile_ahead`):
-a helper compiles the EM-iteration kernels while the fitting process compiles its
-initialisation (k-means), each on one core.
+A first fit with an empty cache also compiles in two processes (:func:`compile_ahead`): a
+helper compiles the kernels the fit needs later (a mixture's EM iterations, KMeans'
+k-means++) while the fitting process compiles the ones it needs first, each on one core.
 """
 import os
 import subprocess
@@ -153,6 +153,9 @@ COMPILE_AHEAD_VARIABLE = "FASTEM_COMPILE_AHEAD"
 #: that large data runs. Its widest data (``COMPILE_AHEAD_MAX_FEATURES`` columns) is 80 MB.
 AHEAD_JOB_ROWS = 5000
 COMPILE_AHEAD_MAX_FEATURES = 2048
+#: Components / clusters of the helper's job: the kernels' types do not depend on k, and a
+#: small k keeps the helper's parameters small (k full d x d matrices).
+AHEAD_JOB_MAX_COMPONENTS = 4
 #: Longest wait for the helper (seconds); after it the fit compiles what is still missing.
 COMPILE_AHEAD_TIMEOUT = 300.0
 _compile_ahead_off = False   # True while this process runs warm-up jobs
@@ -253,9 +256,10 @@ def run_ahead_job(job, dtype, n_features, index_dtype, *args):
     rng = np.random.default_rng(0)
     U = rng.random((AHEAD_JOB_ROWS, d))
     if job == "seeding":
-        kmeans_plusplus(ArraySource(read_only(U.astype(dtype))), None, int(args[0]), rng)
+        k = min(int(args[0]), AHEAD_JOB_MAX_COMPONENTS)
+        kmeans_plusplus(ArraySource(read_only(U.astype(dtype))), None, k, rng)
         return
-    estimator, kind, k = args[0], args[1], int(args[2])
+    estimator, kind, k = args[0], args[1], min(int(args[2]), AHEAD_JOB_MAX_COMPONENTS)
     weights = np.full(k, 1.0 / k)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
