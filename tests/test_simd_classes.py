@@ -199,6 +199,8 @@ def _run_child(simd_class, extra, cache_dir):
     env.update(extra)
     env["NUMBA_CACHE_DIR"] = str(cache_dir)
     env["NUMBA_NUM_THREADS"] = "2"
+    # the children already compile one per CPU: compile-ahead helpers would only compete
+    env["FASTEM_COMPILE_AHEAD"] = "0"
     return subprocess.run([sys.executable, "-c", CHILD, simd_class], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
 
