@@ -28,7 +28,6 @@ dask). What a fit does with a Dask array ``X`` (and optional Dask or NumPy ``sam
   it cannot recompute (e.g. X made from scattered futures) is retried :data:`RETRIES` times
   and then raises :class:`DaskFitError`; a fit never continues with missing blocks.
 """
-import os
 import sys
 import threading
 import types
@@ -39,7 +38,7 @@ import numpy as np
 from dask import delayed
 
 from .kernels import nearest_centers
-from .kernels._jit import thread_cap
+from .kernels._jit import thread_cap, usable_cores
 from .sources import RowSource, add_tables, is_dask_array
 from .validation import issparse, read_only
 
@@ -73,13 +72,6 @@ def _client():
     return owner if isinstance(owner, Client) else None
 
 
-def _usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
 def _thread_budgets(client):
     """Kernel threads each worker process may use: its share of its host's cores in
     proportion to its Dask threads (2 workers x 1 thread on 2 cores: 1 each; 1 worker x 2
@@ -90,7 +82,7 @@ def _thread_budgets(client):
         workers = client.scheduler_info(n_workers=-1)["workers"]
     except TypeError:   # distributed < 2025: every worker is listed anyway
         workers = client.scheduler_info()["workers"]
-    cores = client.run(_usable_cores)
+    cores = client.run(usable_cores)
     host_threads = {}
     for info in workers.values():
         host_threads[info["host"]] = host_threads.get(info["host"], 0) + info["nthreads"]

@@ -21,6 +21,8 @@ import sys
 import time
 import warnings
 
+from .kernels._jit import usable_cores
+
 #: (job name, estimator, dtype or input kind). The KMeans fits come first: every mixture's
 #: 'kmeans' initialisation (float32 rows for the Bernoulli mixture) then loads their kernels
 #: from the cache instead of compiling them again in each process; the rest largest first,
@@ -122,7 +124,7 @@ def warmup(n_jobs=None, verbose=True):
 
     t0 = time.perf_counter()
     if n_jobs is None:
-        n_jobs = _usable_cpus()
+        n_jobs = usable_cores()
     n_jobs = max(1, min(int(n_jobs), len(JOBS)))
 
     def report(done, name, seconds):
@@ -220,7 +222,7 @@ def compile_ahead(kernel, source, job, *args):
     work = kernel._plan[1]
     cache = getattr(work, "_cache", None)
     if (_compile_ahead_off or os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0"
-            or _usable_cpus() < 2 or getattr(sys, "frozen", False) or not sys.executable
+            or usable_cores() < 2 or getattr(sys, "frozen", False) or not sys.executable
             or source.distributed or source.n_features > COMPILE_AHEAD_MAX_FEATURES
             or work.overloads or not isinstance(cache, _CheckedFunctionCache)):
         return None
@@ -278,9 +280,3 @@ def run_ahead_job(job, dtype, n_features, index_dtype, *args):
                                        B.indptr.astype(index_dtype))
             BernoulliMixture(k, weights_init=weights, means_init=rng.uniform(0.2, 0.8, (k, d)),
                              max_iter=2).fit(B)
-
-
-def _usable_cpus():
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1

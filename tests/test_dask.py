@@ -347,7 +347,7 @@ def test_integer_blocks_become_float64(scheduler):
 def test_thread_budgets_share_each_host(client):
     budgets = _dask._thread_budgets(client)
     assert set(budgets) == set(client.scheduler_info(n_workers=-1)["workers"])
-    cores = _dask._usable_cores()
+    cores = _dask.usable_cores()
     # 2 single-threaded workers on one host: each gets half the cores (at least one)
     assert all(b == max(1, cores // 2) for b in budgets.values())
 

@@ -260,12 +260,12 @@ AHEAD_CHILD = """
 """
 
 
-def _usable_cpus():
-    from fastem._warmup import _usable_cpus
-    return _usable_cpus()
+def _usable_cores():
+    from fastem.kernels._jit import usable_cores
+    return usable_cores()
 
 
-@pytest.mark.skipif(not os.path.exists("/bin/false") or _usable_cpus() < 2,
+@pytest.mark.skipif(not os.path.exists("/bin/false") or _usable_cores() < 2,
                     reason="needs /bin/false and two usable CPUs (compile-ahead's condition)")
 def test_cold_first_fit_compiles_its_iterations_ahead_in_a_helper(tmp_path):
     """With an empty cache a mixture fit starts a helper process that compiles the E-step
@@ -306,7 +306,7 @@ def test_compile_ahead_only_for_a_cold_cache_and_when_allowed(monkeypatch):
     from fastem.kernels import gaussian_estep_full
     from fastem.sources import ArraySource
 
-    monkeypatch.setattr(warmup_module, "_usable_cpus", lambda: 2)   # whatever this host has
+    monkeypatch.setattr(warmup_module, "usable_cores", lambda: 2)   # whatever this host has
 
     X = np.random.default_rng(0).standard_normal((5000, 3))
     with warnings.catch_warnings():
@@ -324,9 +324,9 @@ def test_compile_ahead_only_for_a_cold_cache_and_when_allowed(monkeypatch):
     monkeypatch.delenv(COMPILE_AHEAD_VARIABLE)
     assert compile_ahead(gaussian_estep_full, ArraySource(X[:, :1].repeat(4096, axis=1)),
                          "em", "gmm", "full", 2) is None       # too wide for the helper
-    monkeypatch.setattr(warmup_module, "_usable_cpus", lambda: 1)
+    monkeypatch.setattr(warmup_module, "usable_cores", lambda: 1)
     assert compile_ahead(gaussian_estep_full, source, "em", "gmm", "full", 2) is None
-    monkeypatch.setattr(warmup_module, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(warmup_module, "usable_cores", lambda: 2)
     assert started == []
     helper = compile_ahead(gaussian_estep_full, source, "em", "gmm", "full", 2)
     assert helper is not None and len(started) == 1

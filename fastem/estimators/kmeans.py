@@ -7,11 +7,10 @@ import numpy as np
 from .._warmup import compile_ahead
 from ..em import fit_em, fit_minibatch
 from ..kernels import kmeanspp_potentials, seed_potentials
-from ..kernels._target import PRUNED_SEEDING_MIN_FEATURES
 from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
                              MiniBatchKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
-                             mean_feature_variance)
+                             mean_feature_variance, prunes_seeding)
 from ..persistence import restored_array, restored_number
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
@@ -192,8 +191,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if isinstance(init, str) and init == "k-means++" and not source.sparse:
             # an empty cache: a helper process compiles k-means++ while the model compiles
             # the Lloyd kernel (its tol scale is one Lloyd pass)
-            pruned = source.n_features >= PRUNED_SEEDING_MIN_FEATURES
-            helper = compile_ahead(seed_potentials if pruned else kmeanspp_potentials,
+            helper = compile_ahead(seed_potentials if prunes_seeding(source)
+                                   else kmeanspp_potentials,
                                    source, "seeding", self.n_clusters)
         model = model_class(source, self.n_clusters, init)
         if helper is not None:

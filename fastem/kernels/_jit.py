@@ -322,6 +322,14 @@ _pool_lock = threading.Lock()
 _thread_cap = threading.local()
 
 
+def usable_cores():
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 def n_threads():
     """Threads a Python-level parallel call may use: Numba's setting for the calling thread
     (``numba.set_num_threads``) once Numba's pool exists, else ``NUMBA_NUM_THREADS``; at most

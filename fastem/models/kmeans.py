@@ -36,6 +36,12 @@ class LloydStats:
     relocated: int = 0    # empty clusters re-seeded by the M-step
 
 
+def prunes_seeding(source):
+    """Whether k-means++ prunes with the triangle inequality on this source: CSR rows always,
+    dense rows from ``PRUNED_SEEDING_MIN_FEATURES`` features on (see ``kernels/_target.py``)."""
+    return source.sparse or source.n_features >= PRUNED_SEEDING_MIN_FEATURES
+
+
 def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, greedy variant).
 
@@ -79,9 +85,9 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     _draw(source, closest, block_sums, 1, rng, indices[:1])
     centers[0] = take_dense(source, indices[:1])[0]
     closest[:] = np.inf
-    # the triangle-inequality tests (CSR rows always, dense rows from a number of features
-    # on) need each row's nearest centre so far and the centre-candidate distances
-    pruned = source.sparse or d >= PRUNED_SEEDING_MIN_FEATURES
+    # the triangle-inequality tests need each row's nearest centre so far and the
+    # centre-candidate distances
+    pruned = prunes_seeding(source)
     nearest = np.zeros(n, dtype=np.int32) if pruned else None
     _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
