@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - Windows
 
 import numba
 import numpy as np
-from numba.core import config, entrypoints
+from numba.core import config, entrypoints, types
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.registry import CPUDispatcher
 from numba.core.runtime import rtsys
@@ -231,6 +231,15 @@ class _CheckedFunctionCache(FunctionCache):
 
 
 # ---------------------------------------------------------------------------- dispatchers
+def _call_type(arg_type):
+    """The type a compiled call of a fastem kernel is specialised on: literals as their
+    value's type, signed integer scalars widened to int64 (value-preserving)."""
+    arg_type = types.unliteral(arg_type)
+    if isinstance(arg_type, types.Integer) and arg_type.signed:
+        return types.int64
+    return arg_type
+
+
 class Kernel(CPUDispatcher):
     """A Numba CPU dispatcher with fastem's cache policy (see the module docstring).
 
@@ -244,6 +253,13 @@ class Kernel(CPUDispatcher):
         if self._python_call is not None and not kwargs:
             return self._python_call(*args)
         return super().__call__(*args, **kwargs)
+
+    def get_call_template(self, args, kws):
+        # calls from compiled code: a constant argument types as a literal
+        # (``Literal[int](0)``) and an int32 index (a label, a CSR offset) as int32; each
+        # would compile a specialisation of its own, one per kernel and dtype is enough
+        return super().get_call_template([_call_type(a) for a in args],
+                                         {k: _call_type(v) for k, v in kws.items()})
 
     def enable_caching(self):
         try:

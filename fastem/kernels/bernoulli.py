@@ -419,7 +419,7 @@ def _log_pmf_csr_prepare(data, indices, indptr, theta, log_weights, out):
 def _log_pmf_csr_work(lo, hi, data, indices, indptr, theta, log_weights, out,
                       WT, const, required, n_required):
     n = indptr.shape[0] - 1
-    scratch = np.empty(theta.shape[1], dtype=np.int64)
+    scratch = np.empty(theta.shape[1], dtype=indices.dtype)  # as indices: one _gather specialisation
     acc = np.empty(WT.shape[1])
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
@@ -563,7 +563,7 @@ def _estep_csr_work(lo, hi, data, indices, indptr, sample_weight, theta, log_wei
     k, d = theta.shape
     kp = WT.shape[1]
     nc = p_nk.shape[0]
-    scratch = np.empty(d, dtype=np.int64)
+    scratch = np.empty(d, dtype=indices.dtype)
     acc = np.empty(kp)
     row = np.empty(k)
     r = np.zeros(kp)
@@ -690,7 +690,7 @@ def _resp_stats_csr_work(lo, hi, data, indices, indptr, resp, nk, sx, p_nk, p_sT
     n = indptr.shape[0] - 1
     k, d = sx.shape
     nc, kp = p_nk.shape
-    scratch = np.empty(d, dtype=np.int64)
+    scratch = np.empty(d, dtype=indices.dtype)
     r = np.zeros(kp)
     for ch in range(lo, hi):
         start, stop = chunk_bounds(ch, n, nc)

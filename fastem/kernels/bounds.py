@@ -265,7 +265,8 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                     if not _separated(u, low, a, norms, slack, eps_b, eps_c):
                         rows[m] = i
                         tight[m] = d2
-                        gathered[m] = X[i]
+                        for f in range(d):   # not gathered[m] = X[i]: that compiles
+                            gathered[m, f] = X[i, f]   # Numba's shape-error formatting
                         m += 1
                 upper[i] = _stored_upper(u)
             if m == 0:
