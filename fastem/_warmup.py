@@ -52,7 +52,7 @@ def run_job(job):
     """Run one job in this process (compiles and caches what it uses); returns its name."""
     import numpy as np
 
-    from . import BernoulliMixture, GaussianMixture, KMeans
+    from . import BernoulliMixture, ChunkedArray, GaussianMixture, KMeans
     from .kernels._target import PRUNED_SEEDING_MIN_FEATURES
 
     name, estimator, kind, dtype = job
@@ -70,6 +70,8 @@ def run_job(job):
             # k-means++ prunes from PRUNED_SEEDING_MIN_FEATURES features on: its other kernels
             wide = rng.standard_normal((5000, PRUNED_SEEDING_MIN_FEATURES)).astype(dtype)
             KMeans(3, max_iter=1, random_state=0).fit(wide)
+            # streamed rows: k-means++ updates from X instead of kept candidate distances
+            KMeans(3, max_iter=1, random_state=0).fit(ChunkedArray([wide[:2500], wide[2500:]]))
         elif estimator == "gmm":
             for init in ("kmeans", "k-means++", "random", "random_from_data"):
                 gm = GaussianMixture(2, covariance_type=kind, init_params=init, max_iter=2,

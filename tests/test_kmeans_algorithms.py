@@ -286,7 +286,8 @@ def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
 
 def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
     from fastem.kernels import (kmeanspp_potentials, potential_block_sums, seed_potentials,
-                                seed_update, update_min_sqdist)
+                                seed_potentials_kept, seed_update, seed_update_kept,
+                                update_min_sqdist)
     X = blobs(9000, 6, 10, np.float64, seed=3)
     w = np.random.RandomState(0).uniform(0.1, 2.0, len(X))
     centers = np.ascontiguousarray(X[[5, 900, 4000, 7000]])
@@ -308,6 +309,36 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
     seed_potentials(X, w, candidates, gaps, closest, nearest, ours)
     kmeanspp_potentials(X, w, candidates, closest, theirs)
     assert ours.tobytes() == theirs.tobytes()
+    # the variant that keeps its distances: same potentials; kept = every distance it did
+    # not skip (the skipped ones at least the row's closest), and the update from them is
+    # seed_update's, bit for bit
+    kept, again = np.empty((3, len(X))), np.empty(3)
+    seed_potentials_kept(X, w, candidates, gaps, closest, nearest, again, kept)
+    assert again.tobytes() == theirs.tobytes()
+    exact = ((X[None, :, :] - candidates[:, None, :]) ** 2).sum(axis=-1)
+    computed = np.isfinite(kept)
+    assert computed.any() and not computed.all()
+    np.testing.assert_allclose(kept[computed], exact[computed], rtol=1e-12)
+    assert np.all(exact[~computed] >= np.broadcast_to(closest, kept.shape)[~computed])
+    for best in range(3):
+        c1, n1, s1 = closest.copy(), nearest.copy(), np.empty(5)
+        c2, n2, s2 = closest.copy(), nearest.copy(), np.empty(5)
+        seed_update(X, w, candidates[best], 4, gaps[:, best].copy(), c1, n1, s1)
+        seed_update_kept(w, kept[best], 4, c2, n2, s2)
+        assert c1.tobytes() == c2.tobytes() and s1.tobytes() == s2.tobytes()
+        np.testing.assert_array_equal(n1, n2)
+
+
+def test_seeding_keeps_candidate_distances_only_in_memory_and_within_x():
+    from fastem.models.kmeans import keeps_candidate_distances
+    X = np.zeros((100, 24))
+    assert keeps_candidate_distances(ArraySource(X), 8)          # 64 B <= 192 B a row
+    assert keeps_candidate_distances(ArraySource(X.astype(np.float32)), 12)   # 96 <= 96
+    assert not keeps_candidate_distances(ArraySource(X.astype(np.float32)), 13)
+    assert not keeps_candidate_distances(ArraySource(np.zeros((100, 8))), 2)  # unpruned rows
+    assert not keeps_candidate_distances(
+        as_source(ChunkedArray([X[:50], X[50:]]), None, KMeans._validate), 2)
+    assert not keeps_candidate_distances(ArraySource(sp.csr_matrix(X)), 2)
 
 
 # --------------------------------------------------------------------------- sparse input

@@ -406,6 +406,37 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 
 
 
+@intrinsic
+def prefetch(typingctx, x, x_off, length):
+    """Ask the CPU to start loading ``x[x_off : x_off + length]`` (flat indices) into its
+    caches (``llvm.prefetch``, one per 64-byte line; no effect on results). For rows read in
+    an order the hardware prefetcher cannot guess, e.g. the rows that survive a pruning test.
+    """
+    if not _is_c_array(x):
+        return None
+    sig = types.void(x, x_off, length)
+
+    def codegen(context, builder, signature, args):
+        xv, offv, lenv = args
+        i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        off, n = (context.cast(builder, v, t, types.int64)
+                  for v, t in ((offv, signature.args[1]), (lenv, signature.args[2])))
+        data = context.make_array(x)(context, builder, xv).data
+        start = builder.bitcast(builder.gep(data, [off]), i8p)
+        n_bytes = builder.mul(n, ir.Constant(i64, x.dtype.bitwidth // 8))
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_bytes,
+                                     ir.Constant(i64, 64), intp=i64) as (b, _):
+            # read access, keep in all cache levels, data cache
+            builder.call(fn, [builder.gep(start, [b]), ir.Constant(i32, 0),
+                              ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 #: The three search tiles of the target's class (``_target.TILE_TABLE``), narrowest first;
 #: the narrowest that covers k wastes the least work on padding.
 nearest_rows_narrow, nearest_rows_medium, nearest_rows_wide = (

@@ -88,6 +88,11 @@ PARALLEL_MIN_ROWS = 4096
 #: (64, 32) 819 / 619 us; 1.7e7 (64, 64) 6.8 / 3.5 ms; 2.1e9 (16, 512) 516 / 263 ms.
 PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
 
+#: How many surviving rows ahead pruned k-means++ prefetches (``prefetch`` in _simd.py):
+#: the rows left after the pruning test are scattered over X, where the hardware
+#: prefetcher does not follow. Measured: see the seeding table in the README.
+PREFETCH_ROWS = 8
+
 #: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py):
 #: dense rows of at least this many features (CSR rows: always). With fewer, one distance
 #: costs about what the pruning test's unpredictable branch does and the plain passes are

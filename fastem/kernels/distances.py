@@ -13,7 +13,8 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_parti
                       one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
-                    nearest_rows_wide, search_tile, sqdist)
+                    nearest_rows_wide, prefetch, search_tile, sqdist)
+from ._target import PREFETCH_ROWS
 
 
 @kernel
@@ -391,23 +392,61 @@ run_on_threads(seed_update, one_item_per_block, _seed_update_work, None)
 
 
 @kernel
-def _seed_potentials_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
-                          nearest, potentials, partial):
+def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
+                         nearest, partial, kept, keep):
+    """Blocks [lo, hi) of the pruned potentials; ``keep``: also ``kept[c, i]`` = the squared
+    distance of row i to candidate c, +inf where the test skipped it.
+
+    Three steps per block: list the pairs the test keeps (branch-free: a per-pair branch
+    mispredicts whenever part of the pairs is pruned, and cost more than the distances it
+    saved), compute their distances (prefetching the scattered rows), then add
+    ``w * min(distance, closest)`` in the order of :func:`kmeanspp_potentials` (rows, then
+    candidates), bit for bit its sums.
+    """
     n, d = X.shape
     m = candidates.shape[0]
+    if keep:
+        dist = kept
+    else:
+        dist = np.empty((m, min(n, BLOCK_ROWS)))
+    open_rows = np.empty(BLOCK_ROWS, np.int32)        # rows with a pair left (- start)
+    pairs_end = np.empty(BLOCK_ROWS, np.int64)        # their pairs: up to pairs_end[r]
+    pair_cols = np.empty(m * BLOCK_ROWS, np.int32)    # the candidates of those pairs
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
+        base = 0 if keep else start
+        n_pairs, n_open = 0, 0
+        for i in range(start, stop):
+            closest, a = min_sqdist[i], nearest[i]
+            first = n_pairs
+            for c in range(m):
+                dist[c, i - base] = np.inf
+                pair_cols[n_pairs] = c
+                n_pairs += not cannot_improve(center_gaps[a, c], closest, d)
+            open_rows[n_open], pairs_end[n_open] = i - start, n_pairs
+            n_open += n_pairs > first
+        p = 0
+        for r in range(n_open):
+            if r + PREFETCH_ROWS < n_open:   # the surviving rows are scattered over X
+                prefetch(X, (start + open_rows[r + PREFETCH_ROWS]) * d, d)
+            i = start + open_rows[r]
+            while p < pairs_end[r]:
+                c = pair_cols[p]
+                dist[c, i - base] = sqdist(X, i * d, candidates, c * d, d)
+                p += 1
         for c in range(m):
             partial[b, c] = 0.0
         for i in range(start, stop):
-            w = sample_weight[i]
-            closest = min_sqdist[i]
-            a = nearest[i]
+            w, closest = sample_weight[i], min_sqdist[i]
             for c in range(m):
-                if cannot_improve(center_gaps[a, c], closest, d):
-                    partial[b, c] += w * closest
-                else:
-                    partial[b, c] += w * min(sqdist(X, i * d, candidates, c * d, d), closest)
+                partial[b, c] += w * min(dist[c, i - base], closest)
+
+
+@kernel
+def _seed_potentials_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
+                          nearest, potentials, partial):
+    _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
+                         nearest, partial, np.empty((0, 0)), False)
 
 
 @kernel
@@ -450,6 +489,86 @@ def seed_potentials(X, sample_weight, candidates, center_gaps, min_sqdist, neare
 
 run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,
                _seed_potentials_finish)
+
+
+@kernel
+def _seed_kept_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                    potentials, kept, partial):
+    _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
+                         nearest, partial, kept, True)
+
+
+def _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                       potentials, kept):
+    return _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist,
+                                    nearest, potentials)
+
+
+def _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                      potentials, kept, partial):
+    fold_blocks(partial, potentials)
+
+
+@kernel(parallel=True)
+def seed_potentials_kept(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                         potentials, kept):
+    """:func:`seed_potentials` that also keeps the distances it computes, so that the chosen
+    candidate's update (:func:`seed_update_kept`) needs no second pass over X.
+
+    Parameters
+    ----------
+    X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials :
+        As :func:`seed_potentials`.
+    kept : ndarray, shape (m, n), float64
+        OUT: ``kept[c, i] = ||X[i] - candidates[c]||^2`` where the pruning test did not skip
+        the pair, +inf where it did.
+    """
+    nb, partial = _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist,
+                                     nearest, potentials, kept)
+    for b in prange(nb):
+        _seed_kept_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
+                        nearest, potentials, kept, partial)
+    fold_blocks(partial, potentials)
+
+
+run_on_threads(seed_potentials_kept, _seed_kept_prepare, _seed_kept_work, _seed_kept_finish)
+
+
+@kernel
+def _seed_update_kept_work(lo, hi, sample_weight, center_sqdist, center_id, min_sqdist,
+                           nearest, block_sums):
+    n = min_sqdist.shape[0]
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for i in range(start, stop):
+            if center_sqdist[i] < min_sqdist[i]:
+                min_sqdist[i] = center_sqdist[i]
+                nearest[i] = center_id
+        _block_sums_work(b, b + 1, sample_weight, min_sqdist, block_sums)
+
+
+@kernel(parallel=True)
+def seed_update_kept(sample_weight, center_sqdist, center_id, min_sqdist, nearest,
+                     block_sums):
+    """:func:`seed_update` from the new centre's distances kept by
+    :func:`seed_potentials_kept` (its row ``kept[best]``): the same tests on the same values,
+    so the same results bit for bit, without reading X.
+
+    Parameters
+    ----------
+    sample_weight : ndarray, shape (n,), float64
+    center_sqdist : ndarray, shape (n,), float64
+        Squared distance of every row to the new centre, +inf where it cannot improve.
+    center_id : int
+    min_sqdist, nearest, block_sums :
+        As :func:`seed_update`.
+    """
+    for b in prange(n_blocks(min_sqdist.shape[0])):
+        _seed_update_kept_work(b, b + 1, sample_weight, center_sqdist, center_id, min_sqdist,
+                               nearest, block_sums)
+
+
+run_on_threads(seed_update_kept, one_item_per_block, _seed_update_kept_work, None)
 
 
 @kernel
