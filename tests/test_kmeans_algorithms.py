@@ -267,9 +267,10 @@ def unpruned_kmeans_plusplus(X, w, k, rng):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700),
-                                     (6000, 24, 64), (3000, 40, 300)])
+                                     (6000, 24, 64), (3000, 48, 300), (4000, 80, 64)])
 def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
-    """Plain passes below PRUNED_SEEDING_MIN_FEATURES (17) features, pruned ones above."""
+    """Plain passes below PRUNED_SEEDING_MIN_FEATURES (48) features, pruned ones from it on
+    (in memory: with kept candidate distances; chunked: updates from X)."""
     from fastem.models.kmeans import kmeans_plusplus
     X = blobs(n, d, 12, dtype, seed=d)
     X[100:140] = X[99]                      # duplicates: D = 0 rows
@@ -331,10 +332,10 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
 
 def test_seeding_keeps_candidate_distances_only_in_memory_and_within_x():
     from fastem.models.kmeans import keeps_candidate_distances
-    X = np.zeros((100, 24))
-    assert keeps_candidate_distances(ArraySource(X), 8)          # 64 B <= 192 B a row
-    assert keeps_candidate_distances(ArraySource(X.astype(np.float32)), 12)   # 96 <= 96
-    assert not keeps_candidate_distances(ArraySource(X.astype(np.float32)), 13)
+    X = np.zeros((100, 48))
+    assert keeps_candidate_distances(ArraySource(X), 8)          # 64 B <= 384 B a row
+    assert keeps_candidate_distances(ArraySource(X.astype(np.float32)), 24)   # 192 <= 192
+    assert not keeps_candidate_distances(ArraySource(X.astype(np.float32)), 25)
     assert not keeps_candidate_distances(ArraySource(np.zeros((100, 8))), 2)  # unpruned rows
     assert not keeps_candidate_distances(
         as_source(ChunkedArray([X[:50], X[50:]]), None, KMeans._validate), 2)

@@ -147,6 +147,7 @@ WARM_CHILD = """
     import scipy.sparse as sp
     import fastem
     from numba.core.registry import CPUDispatcher
+    from fastem.kernels._target import PRUNED_SEEDING_MIN_FEATURES   # pruned k-means++
     warnings.simplefilter("ignore")
     if sys.argv[1] == "warmup":
         fastem.warmup(n_jobs=2, verbose=False)
@@ -155,7 +156,7 @@ WARM_CHILD = """
     for dtype in (np.float64, np.float32):
         X = rng.standard_normal((6000, 4)).astype(dtype)
         fastem.KMeans(5, random_state=0).fit(X).predict(X)
-        wide = rng.standard_normal((6000, 24)).astype(dtype)   # pruned k-means++ (d >= 17)
+        wide = rng.standard_normal((6000, PRUNED_SEEDING_MIN_FEATURES)).astype(dtype)
         fastem.KMeans(5, random_state=0).fit(wide)
         for ct in ("full", "tied", "diag", "spherical"):
             fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X).score(X)

@@ -94,14 +94,15 @@ PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
 PREFETCH_ROWS = 8
 
 #: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py):
-#: dense rows of at least this many features (CSR rows: always). With fewer, one distance
-#: costs about what the pruning test's unpredictable branch does and the plain passes are
-#: faster. Measured on the AVX-512 VM, 1e6 rows (2e5 at d=128), ms per pass, pruned / plain,
-#: after 25/50/90% of the centres: d=8 float64 potentials 20-23 / 12-17, update 13-17 /
-#: 9-10 (float32 18-20 / 12-14, 12-29 / 6-7); d=16 24-31 / 19-30, 11-21 / 14-17; d=32
-#: 35-44 / 37-42, 15-25 / 20-23; d=64 24-27 / 31-32, 10-17 / 17-20; d=128 11-15 / 30-40,
-#: 3-7 / 16-30. Not yet measured on another class.
-PRUNED_SEEDING_MIN_FEATURES = 17
+#: dense rows of at least this many features (CSR rows: always). Below, the plain passes
+#: (every distance, two passes over X per centre) beat the pruning test and its pair lists.
+#: Measured on the 2-core AMD EPYC Zen 5 VM (AVX-512), whole seedings, seconds plain /
+#: pruned (float64; float32): (n, d, k) = (1e6, 8, 64) 0.46 / 1.03 (0.47 / 0.93);
+#: (1e6, 16, 64) 0.65 / 1.15 (0.61 / 0.91); (1e6, 24, 256) 3.8 / 5.4 (3.2 / 4.5);
+#: (1e6, 32, 64) 1.08 / 1.32 (0.83 / 1.20); (5e5, 48, 64) 0.71 / 0.70 (0.58 / 0.55);
+#: (5e5, 64, 64) 1.00 / 0.72 (0.70 / 0.61); (1e5, 64, 1024) 3.9 / 2.0 (3.1 / 1.9);
+#: (2e5, 128, 256) 3.9 / 1.5 (2.5 / 1.2). Not measured on another class.
+PRUNED_SEEDING_MIN_FEATURES = 48
 
 _PROBE_IR = """
 define void @widest(<16 x float>* %a, <16 x float>* %b) {
