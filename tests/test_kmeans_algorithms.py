@@ -286,9 +286,9 @@ def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
 
 
 def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
-    from fastem.kernels import (kmeanspp_potentials, potential_block_sums, seed_potentials,
-                                seed_potentials_kept, seed_update, seed_update_kept,
-                                update_min_sqdist)
+    from fastem.kernels import (kmeanspp_potentials, kmeanspp_potentials_kept,
+                                potential_block_sums, seed_potentials, seed_potentials_kept,
+                                seed_update, seed_update_kept, update_min_sqdist)
     X = blobs(9000, 6, 10, np.float64, seed=3)
     w = np.random.RandomState(0).uniform(0.1, 2.0, len(X))
     centers = np.ascontiguousarray(X[[5, 900, 4000, 7000]])
@@ -321,6 +321,11 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
     assert computed.any() and not computed.all()
     np.testing.assert_allclose(kept[computed], exact[computed], rtol=1e-12)
     assert np.all(exact[~computed] >= np.broadcast_to(closest, kept.shape)[~computed])
+    every, plain = np.empty((3, len(X))), np.empty(3)     # the plain passes' variant
+    kmeanspp_potentials_kept(X, w, candidates, closest, plain, every)
+    assert plain.tobytes() == theirs.tobytes()
+    np.testing.assert_allclose(every, exact, rtol=1e-12)
+    assert every[computed].tobytes() == kept[computed].tobytes()
     for best in range(3):
         c1, n1, s1 = closest.copy(), nearest.copy(), np.empty(5)
         c2, n2, s2 = closest.copy(), nearest.copy(), np.empty(5)
@@ -330,13 +335,14 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
         np.testing.assert_array_equal(n1, n2)
 
 
-def test_seeding_keeps_candidate_distances_only_in_memory_and_within_x():
+def test_seeding_keeps_candidate_distances_only_in_memory_and_within_x_size():
     from fastem.models.kmeans import keeps_candidate_distances
     X = np.zeros((100, 48))
     assert keeps_candidate_distances(ArraySource(X), 8)          # 64 B <= 384 B a row
     assert keeps_candidate_distances(ArraySource(X.astype(np.float32)), 24)   # 192 <= 192
     assert not keeps_candidate_distances(ArraySource(X.astype(np.float32)), 25)
-    assert not keeps_candidate_distances(ArraySource(np.zeros((100, 8))), 2)  # unpruned rows
+    assert keeps_candidate_distances(ArraySource(np.zeros((100, 8))), 4)      # plain passes
+    assert not keeps_candidate_distances(ArraySource(np.zeros((100, 4), np.float32)), 3)
     assert not keeps_candidate_distances(
         as_source(ChunkedArray([X[:50], X[50:]]), None, KMeans._validate), 2)
     assert not keeps_candidate_distances(ArraySource(sp.csr_matrix(X)), 2)

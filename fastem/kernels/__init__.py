@@ -28,6 +28,7 @@ from .csr_distances import (
 from .distances import (
     draw_by_potential,
     kmeanspp_potentials,
+    kmeanspp_potentials_kept,
     lloyd_step,
     nearest_centers,
     potential_block_sums,
@@ -68,6 +69,7 @@ __all__ = [
     "gaussian_log_pdf_diag",
     "gaussian_log_pdf_full",
     "kmeanspp_potentials",
+    "kmeanspp_potentials_kept",
     "lloyd_step",
     "lloyd_step_csr",
     "nearest_centers",

@@ -272,7 +272,9 @@ def _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials):
 
 
 @kernel
-def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, partial):
+def _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, kept, keep):
+    """Blocks [lo, hi) of the potentials; ``keep``: also ``kept[c, i]`` = the squared
+    distance of row i to candidate c."""
     n, d = X.shape
     m = candidates.shape[0]
     for b in range(lo, hi):
@@ -285,6 +287,14 @@ def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potential
             for c in range(m):
                 s = sqdist(X, i * d, candidates, c * d, d)
                 partial[b, c] += w * min(s, closest)
+                if keep:
+                    kept[c, i] = s
+
+
+@kernel
+def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, partial):
+    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial,
+                    np.empty((0, 0)), False)
 
 
 @kernel
@@ -317,6 +327,38 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist, potentials):
 
 
 run_on_threads(kmeanspp_potentials, _potentials_prepare, _potentials_work, _potentials_finish)
+
+
+@kernel
+def _potentials_kept_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, kept,
+                          partial):
+    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, kept, True)
+
+
+def _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist, potentials, kept):
+    return _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials)
+
+
+def _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials, kept,
+                            partial):
+    fold_blocks(partial, potentials)
+
+
+@kernel(parallel=True)
+def kmeanspp_potentials_kept(X, sample_weight, candidates, min_sqdist, potentials, kept):
+    """:func:`kmeanspp_potentials` that also keeps its distances, ``kept[c, i] =
+    ||X[i] - candidates[c]||^2`` (OUT, shape (m, n), float64), so that the chosen
+    candidate's update (:func:`seed_update_kept` with its row) needs no pass over X."""
+    nb, partial = _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist,
+                                           potentials, kept)
+    for b in prange(nb):
+        _potentials_kept_work(b, b + 1, X, sample_weight, candidates, min_sqdist, potentials,
+                              kept, partial)
+    fold_blocks(partial, potentials)
+
+
+run_on_threads(kmeanspp_potentials_kept, _potentials_kept_prepare, _potentials_kept_work,
+               _potentials_kept_finish)
 
 
 @kernel

@@ -13,6 +13,7 @@ from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
                        bounded_step_csr, draw_by_potential,
                        elkan_full_step_csr, elkan_step_csr, kmeanspp_potentials,
+                       kmeanspp_potentials_kept,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
                        seed_potentials_kept, seed_update, seed_update_csr,
@@ -54,15 +55,16 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     Parameters
     ----------
     X : ndarray of shape (n, d) or :class:`fastem.sources.RowSource`
-        One pass over X per centre for pruned in-memory rows: the candidates' potentials,
-        skipping the rows that the triangle inequality proves cannot get closer (Raff 2021:
-        a row whose nearest centre lies at least twice its distance from the new point),
-        keep the distances they compute ((m, n) float64, at most the size of X; see
-        :func:`keeps_candidate_distances`), and the chosen centre's update, fused with the
-        sampling's block sums, reads them instead of X. A source that streams its chunks
-        takes a second pass over X for the update. Besides, one float64 distance and one
-        int32 nearest-centre index per row in memory. The chosen centres are bitwise those
-        of the unpruned search. On a Dask source this is k-means||
+        One pass over X per centre for in-memory rows: the candidates' potentials (from
+        ``PRUNED_SEEDING_MIN_FEATURES`` features on skipping the rows that the triangle
+        inequality proves cannot get closer; Raff 2021: a row whose nearest centre lies at
+        least twice its distance from the new point) keep the distances they compute
+        ((m, n) float64, at most the size of X; see :func:`keeps_candidate_distances`), and
+        the chosen centre's update, fused with the sampling's block sums, reads them
+        instead of X. A source that streams its chunks takes a second pass over X for the
+        update. Besides, one float64 distance and one int32 nearest-centre index per row in
+        memory. The chosen centres are bitwise those of the unpruned search. On a Dask
+        source this is k-means||
         (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
         seeding on the weighted candidates.
     sample_weight : ndarray of shape (n,) or None
@@ -92,12 +94,12 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     # the triangle-inequality tests need each row's nearest centre so far and the
     # centre-candidate distances
     pruned = prunes_seeding(source)
-    nearest = np.zeros(n, dtype=np.int32) if pruned else None
+    kept = (np.empty((n_local_trials, n))
+            if keeps_candidate_distances(source, n_local_trials) else None)
+    nearest = np.zeros(n, dtype=np.int32) if pruned or kept is not None else None
     _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
-    kept = (np.empty((n_local_trials, n))
-            if keeps_candidate_distances(source, n_local_trials) else None)
     for c in range(1, n_clusters):
         # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
         _draw(source, closest, block_sums, n_local_trials, rng, candidate_ids)
@@ -113,8 +115,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
             if issparse(Xc):
                 seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
                                     closest[rows], nearest[rows], part)
-            elif kept is not None:
+            elif kept is not None and pruned:
                 seed_potentials_kept(Xc, w, candidates, gaps, closest, nearest, part, kept)
+            elif kept is not None:
+                kmeanspp_potentials_kept(Xc, w, candidates, closest, part, kept)
             elif pruned:
                 seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows], part)
             else:
@@ -132,10 +136,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
 
 
 def keeps_candidate_distances(source, n_candidates):
-    """Whether pruned k-means++ keeps each step's candidate distances for the update
+    """Whether k-means++ keeps each step's candidate distances for the update
     (:func:`kmeans_plusplus`): dense in-memory rows, and the (m, n) float64 distances no
     larger than X itself."""
-    return (prunes_seeding(source) and not source.sparse and source.in_memory is not None
+    return (not source.sparse and source.in_memory is not None
             and n_candidates * 8 <= source.n_features * source.dtype.itemsize)
 
 
