@@ -52,8 +52,10 @@ def run_job(job):
     """Run one job in this process (compiles and caches what it uses); returns its name."""
     import numpy as np
 
-    from . import BernoulliMixture, ChunkedArray, GaussianMixture, KMeans
-    from .kernels._target import PRUNED_SEEDING_MIN_FEATURES
+    from . import BernoulliMixture, GaussianMixture, KMeans
+    from .models.kmeans import kmeans_plusplus
+    from .sources import ArraySource
+    from .validation import read_only
 
     name, estimator, kind, dtype = job
     rng = np.random.default_rng(0)
@@ -67,11 +69,12 @@ def run_job(job):
         elif estimator == "kmeans":
             km = KMeans(3, algorithm="hamerly", max_iter=3, random_state=0).fit(X)
             km.predict(X), km.transform(X), km.score(X)
-            # k-means++ prunes from PRUNED_SEEDING_MIN_FEATURES features on: its other kernels
-            wide = rng.standard_normal((5000, PRUNED_SEEDING_MIN_FEATURES)).astype(dtype)
-            KMeans(3, max_iter=1, random_state=0).fit(wide)
-            # streamed rows: k-means++ updates from X instead of kept candidate distances
-            KMeans(3, max_iter=1, random_state=0).fit(ChunkedArray([wide[:2500], wide[2500:]]))
+            # k-means++'s other paths: pruned or not, keeping the candidates' distances
+            # (2 x 8 bytes <= a row) or not (64 x 8 bytes > a row; also streamed rows)
+            wide = ArraySource(read_only(rng.standard_normal((5000, 16)).astype(dtype)))
+            for prune in (False, True):
+                for n_local_trials in (2, 64):
+                    kmeans_plusplus(wide, None, 3, rng, n_local_trials, prune)
         elif estimator == "gmm":
             for init in ("kmeans", "k-means++", "random", "random_from_data"):
                 gm = GaussianMixture(2, covariance_type=kind, init_params=init, max_iter=2,
@@ -252,16 +255,18 @@ def run_ahead_job(job, dtype, n_features, index_dtype, *args):
     import numpy as np
 
     from . import BernoulliMixture, GaussianMixture
-    from .models.kmeans import kmeans_plusplus
+    from .models.kmeans import default_local_trials, kmeans_plusplus
     from .sources import ArraySource
     from .validation import read_only
 
     d = int(n_features)
     rng = np.random.default_rng(0)
     U = rng.random((AHEAD_JOB_ROWS, d))
-    if job == "seeding":
-        k = min(int(args[0]), AHEAD_JOB_MAX_COMPONENTS)
-        kmeans_plusplus(ArraySource(read_only(U.astype(dtype))), None, k, rng)
+    if job == "seeding":   # the fit's k decides the path: its candidates and pruning
+        k = int(args[0])
+        kmeans_plusplus(ArraySource(read_only(U.astype(dtype))), None,
+                        min(k, AHEAD_JOB_MAX_COMPONENTS), rng, default_local_trials(k),
+                        prune=bool(int(args[1])))
         return
     estimator, kind, k = args[0], args[1], min(int(args[2]), AHEAD_JOB_MAX_COMPONENTS)
     weights = np.full(k, 1.0 / k)

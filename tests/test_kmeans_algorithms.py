@@ -267,10 +267,10 @@ def unpruned_kmeans_plusplus(X, w, k, rng):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700),
-                                     (6000, 24, 64), (3000, 48, 300), (4000, 80, 64)])
+                                     (6000, 24, 64), (3000, 48, 300), (4000, 100, 64)])
 def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
-    """Plain passes below PRUNED_SEEDING_MIN_FEATURES (48) features, pruned ones from it on
-    (in memory: with kept candidate distances; chunked: updates from X)."""
+    """Plain passes at low d, pruned ones at d >= 48 with k >= 256 and at d >= 96 (in memory:
+    with kept candidate distances where they fit; chunked: updates from X)."""
     from fastem.models.kmeans import kmeans_plusplus
     X = blobs(n, d, 12, dtype, seed=d)
     X[100:140] = X[99]                      # duplicates: D = 0 rows
@@ -279,6 +279,9 @@ def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
     centers, ids = kmeans_plusplus(X, w, k, np.random.RandomState(7))
     np.testing.assert_array_equal(ids, expected)
     np.testing.assert_array_equal(centers, X[expected])
+    for prune in (False, True):             # either path, whatever the rule picks
+        np.testing.assert_array_equal(
+            kmeans_plusplus(X, w, k, np.random.RandomState(7), prune=prune)[1], expected)
     chunked = as_source(ChunkedArray([X[i:i + 1700] for i in range(0, n, 1700)]), w,
                         KMeans._validate)
     np.testing.assert_array_equal(

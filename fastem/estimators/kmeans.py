@@ -6,11 +6,11 @@ import numpy as np
 
 from .._warmup import compile_ahead
 from ..em import fit_em, fit_minibatch
-from ..kernels import kmeanspp_potentials, seed_potentials
 from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
                              MiniBatchKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
-                             mean_feature_variance, prunes_seeding)
+                             mean_feature_variance, prunes_seeding,
+                             seeding_potentials_kernel)
 from ..persistence import restored_array, restored_number
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
@@ -188,12 +188,13 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         init, n_init = self._checked_params(source, X)
         model_class = MODELS[self._checked_algorithm(source)]
         helper = None
-        if isinstance(init, str) and init == "k-means++" and not source.sparse:
+        if (isinstance(init, str) and init == "k-means++" and not source.sparse
+                and source.in_memory is not None):
             # an empty cache: a helper process compiles k-means++ while the model compiles
             # the Lloyd kernel (its tol scale is one Lloyd pass)
-            helper = compile_ahead(seed_potentials if prunes_seeding(source)
-                                   else kmeanspp_potentials,
-                                   source, "seeding", self.n_clusters)
+            helper = compile_ahead(seeding_potentials_kernel(source, self.n_clusters),
+                                   source, "seeding", self.n_clusters,
+                                   int(prunes_seeding(source, self.n_clusters)))
         model = model_class(source, self.n_clusters, init)
         if helper is not None:
             helper.wait()

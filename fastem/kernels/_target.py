@@ -93,16 +93,21 @@ PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
 #: prefetcher does not follow. Measured: see the seeding table in the README.
 PREFETCH_ROWS = 8
 
-#: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py):
-#: dense rows of at least this many features (CSR rows: always). Below, the plain passes
-#: (every distance, two passes over X per centre) beat the pruning test and its pair lists.
-#: Measured on the 2-core AMD EPYC Zen 5 VM (AVX-512), whole seedings, seconds plain /
-#: pruned (float64; float32): (n, d, k) = (1e6, 8, 64) 0.46 / 1.03 (0.47 / 0.93);
-#: (1e6, 16, 64) 0.65 / 1.15 (0.61 / 0.91); (1e6, 24, 256) 3.8 / 5.4 (3.2 / 4.5);
-#: (1e6, 32, 64) 1.08 / 1.32 (0.83 / 1.20); (5e5, 48, 64) 0.71 / 0.70 (0.58 / 0.55);
-#: (5e5, 64, 64) 1.00 / 0.72 (0.70 / 0.61); (1e5, 64, 1024) 3.9 / 2.0 (3.1 / 1.9);
-#: (2e5, 128, 256) 3.9 / 1.5 (2.5 / 1.2). Not measured on another class.
-PRUNED_SEEDING_MIN_FEATURES = 48
+#: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py,
+#: ``prunes_seeding``): CSR rows always; dense rows from PRUNED_SEEDING_MIN_FEATURES features
+#: on, or from PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES with at least
+#: PRUNED_SEEDING_MANY_CENTERS centres (more centres, more rows whose nearest centre rules a
+#: candidate out). Elsewhere the plain passes (every distance) beat the pruning test and its
+#: pair lists. Measured on the 2-core AMD EPYC Zen 5 VM (AVX-512), whole float64 seedings,
+#: both variants keeping their candidate distances, seconds plain / pruned: (n, d, k) =
+#: (1e6, 32, 64) 1.06 / 1.58; (5e5, 48, 64) 0.74 / 0.86; (5e5, 64, 64) 0.85 / 1.02;
+#: (2e5, 64, 256) 1.66 / 1.53; (1e5, 64, 1024) 3.4 / 2.0; (2e5, 128, 64) 0.78 / 0.53;
+#: (2e5, 128, 256) 3.2 / 2.2; (2e5, 256, 32) 0.77 / 0.47. Before the kept distances of
+#: the plain passes (two passes over X): (1e6, 8, 64) 0.46 / 1.03, (1e6, 16, 64) 0.65 /
+#: 1.15, (1e6, 24, 256) 3.8 / 5.4 (float32 alike). Not measured on another class.
+PRUNED_SEEDING_MIN_FEATURES = 96
+PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES = 48
+PRUNED_SEEDING_MANY_CENTERS = 256
 
 _PROBE_IR = """
 define void @widest(<16 x float>* %a, <16 x float>* %b) {

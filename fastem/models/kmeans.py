@@ -20,7 +20,9 @@ from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
                        seed_update_kept, sqdist_to_centers,
                        sqdist_to_centers_csr, update_min_sqdist)
 from ..kernels._blocks import n_blocks
-from ..kernels._target import PRUNED_SEEDING_MIN_FEATURES
+from ..kernels._target import (PRUNED_SEEDING_MANY_CENTERS,
+                               PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES,
+                               PRUNED_SEEDING_MIN_FEATURES)
 from ..sources import ArraySource, RowSource, sum_chunks
 from ..validation import issparse, read_only
 from .mixture import overflow_error
@@ -38,27 +40,44 @@ class LloydStats:
     relocated: int = 0    # empty clusters re-seeded by the M-step
 
 
-def prunes_seeding(source):
-    """Whether k-means++ prunes with the triangle inequality on this source: CSR rows always,
-    dense rows from ``PRUNED_SEEDING_MIN_FEATURES`` features on (see ``kernels/_target.py``)."""
-    return source.sparse or source.n_features >= PRUNED_SEEDING_MIN_FEATURES
+def prunes_seeding(source, n_clusters):
+    """Whether k-means++ prunes with the triangle inequality on this source and number of
+    clusters: CSR rows always, dense rows as measured in ``kernels/_target.py``."""
+    d = source.n_features
+    return (source.sparse or d >= PRUNED_SEEDING_MIN_FEATURES
+            or (d >= PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES
+                and n_clusters >= PRUNED_SEEDING_MANY_CENTERS))
 
 
-def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
+def default_local_trials(n_clusters):
+    """Candidates per greedy k-means++ step: ``2 + int(ln k)`` (as scikit-learn)."""
+    return 2 + int(np.log(n_clusters))
+
+
+def seeding_potentials_kernel(source, n_clusters):
+    """The potentials kernel :func:`kmeans_plusplus` runs on a dense source."""
+    keep = keeps_candidate_distances(source, default_local_trials(n_clusters))
+    if prunes_seeding(source, n_clusters):
+        return seed_potentials_kept if keep else seed_potentials
+    return kmeanspp_potentials_kept if keep else kmeanspp_potentials
+
+
+def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prune=None):
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, greedy variant).
 
     Each new centre is the best of ``n_local_trials`` (default ``2 + int(log(k))``) candidates
     drawn with probability proportional to ``w * D(x)^2``; "best" = lowest resulting potential.
-    Rows of fewer than ``PRUNED_SEEDING_MIN_FEATURES`` dense features take the plain passes
-    (every distance; faster there than the pruning tests, see ``kernels/_target.py``).
+    Dense rows prune with the triangle inequality where :func:`prunes_seeding` says so
+    (``prune`` overrides it), else they take the plain passes (every distance); both give
+    the same centres, bit for bit.
 
     Parameters
     ----------
     X : ndarray of shape (n, d) or :class:`fastem.sources.RowSource`
-        One pass over X per centre for in-memory rows: the candidates' potentials (from
-        ``PRUNED_SEEDING_MIN_FEATURES`` features on skipping the rows that the triangle
-        inequality proves cannot get closer; Raff 2021: a row whose nearest centre lies at
-        least twice its distance from the new point) keep the distances they compute
+        One pass over X per centre for in-memory rows: the candidates' potentials (pruned:
+        skipping the rows that the triangle inequality proves cannot get closer; Raff 2021:
+        a row whose nearest centre lies at least twice its distance from the new point)
+        keep the distances they compute
         ((m, n) float64, at most the size of X; see :func:`keeps_candidate_distances`), and
         the chosen centre's update, fused with the sampling's block sums, reads them
         instead of X. A source that streams its chunks takes a second pass over X for the
@@ -80,7 +99,7 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
         return source.kmeans_parallel(n_clusters, rng)
     n, d = source.n_rows, source.n_features
     if n_local_trials is None:
-        n_local_trials = 2 + int(np.log(n_clusters))
+        n_local_trials = default_local_trials(n_clusters)
     centers = np.empty((n_clusters, d), dtype=source.dtype)
     indices = np.empty(n_clusters, dtype=np.int64)
     block_sums = [np.empty(n_blocks(r.stop - r.start)) for r in source.chunk_slices()]
@@ -93,12 +112,41 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
     closest[:] = np.inf
     # the triangle-inequality tests need each row's nearest centre so far and the
     # centre-candidate distances
-    pruned = prunes_seeding(source)
+    pruned = prunes_seeding(source, n_clusters) if prune is None else (prune or source.sparse)
     kept = (np.empty((n_local_trials, n))
             if keeps_candidate_distances(source, n_local_trials) else None)
     nearest = np.zeros(n, dtype=np.int32) if pruned or kept is not None else None
-    _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
+
+    def potentials_of(candidates, gaps):
+        """Each candidate's potential (and, kept, its distances), summed over the chunks."""
+        m = len(candidates)
+        potentials[:m] = 0.0
+        for rows, Xc, w in source.chunks():
+            if issparse(Xc):
+                seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
+                                    closest[rows], nearest[rows], part[:m])
+            elif kept is not None and pruned:
+                seed_potentials_kept(Xc, w, candidates, gaps, closest, nearest, part[:m],
+                                     kept[:m])
+            elif kept is not None:
+                kmeanspp_potentials_kept(Xc, w, candidates, closest, part[:m], kept[:m])
+            elif pruned:
+                seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows],
+                                part[:m])
+            else:
+                kmeanspp_potentials(Xc, w, candidates, closest[rows], part[:m])
+            potentials[:m] += part[:m]
+        return potentials[:m]
+
+    if kept is not None:
+        # one chunk; the first centre too takes the kept path (its distances: closest is
+        # +inf, so nothing is pruned), so no other kernel is compiled
+        unit = next(source.weight_chunks())[1]
+        potentials_of(centers[:1], np.zeros((1, 1)))
+        seed_update_kept(unit, kept[0], 0, closest, nearest, block_sums[0])
+    else:
+        _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
     for c in range(1, n_clusters):
         # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
@@ -110,25 +158,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None):
             # least twice their distance away from a candidate skip it (seed_potentials)
             gaps = np.empty((c, n_local_trials))
             pairwise_sqdist(centers[:c], candidates, gaps)
-        potentials[:] = 0.0
-        for rows, Xc, w in source.chunks():
-            if issparse(Xc):
-                seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
-                                    closest[rows], nearest[rows], part)
-            elif kept is not None and pruned:
-                seed_potentials_kept(Xc, w, candidates, gaps, closest, nearest, part, kept)
-            elif kept is not None:
-                kmeanspp_potentials_kept(Xc, w, candidates, closest, part, kept)
-            elif pruned:
-                seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows], part)
-            else:
-                kmeanspp_potentials(Xc, w, candidates, closest[rows], part)
-            potentials += part
-        best = int(np.argmin(potentials))
+        best = int(np.argmin(potentials_of(candidates, gaps)))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        if kept is not None:   # one chunk: the update from the kept distances
-            w = next(source.weight_chunks())[1]
-            seed_update_kept(w, kept[best], c, closest, nearest, block_sums[0])
+        if kept is not None:   # the update from the kept distances
+            seed_update_kept(unit, kept[best], c, closest, nearest, block_sums[0])
         else:
             _add_center(source, centers, c, gaps[:, best].copy() if pruned else None,
                         closest, nearest, block_sums, pruned)
