@@ -419,7 +419,8 @@ def _log_pmf_csr_prepare(data, indices, indptr, theta, log_weights, out):
 def _log_pmf_csr_work(lo, hi, data, indices, indptr, theta, log_weights, out,
                       WT, const, required, n_required):
     n = indptr.shape[0] - 1
-    scratch = np.empty(theta.shape[1], dtype=indices.dtype)  # as indices: one _gather specialisation
+    # the same type as indices: one specialisation of _gather / _scatter
+    scratch = np.empty(theta.shape[1], dtype=indices.dtype)
     acc = np.empty(WT.shape[1])
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)

@@ -77,17 +77,23 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
         One pass over X per centre for in-memory rows: the candidates' potentials (pruned:
         skipping the rows that the triangle inequality proves cannot get closer; Raff 2021:
         a row whose nearest centre lies at least twice its distance from the new point)
-        keep the distances they compute
-        ((m, n) float64, at most the size of X; see :func:`keeps_candidate_distances`), and
-        the chosen centre's update, fused with the sampling's block sums, reads them
-        instead of X. A source that streams its chunks takes a second pass over X for the
-        update. Besides, one float64 distance and one int32 nearest-centre index per row in
-        memory. The chosen centres are bitwise those of the unpruned search. On a Dask
-        source this is k-means||
+        keep the distances they compute ((m, n) float64, at most the size of X; see
+        :func:`keeps_candidate_distances`), and the chosen centre's update, fused with the
+        sampling's block sums, reads them instead of X. A source that streams its chunks
+        takes a second pass over X for the update. Besides, one float64 distance and one
+        int32 nearest-centre index per row in memory. The chosen centres are bitwise those
+        of the unpruned search. On a Dask source this is k-means||
         (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
         seeding on the weighted candidates.
     sample_weight : ndarray of shape (n,) or None
         Ignored for a source (it carries its weights).
+    n_clusters : int
+    rng : numpy.random.RandomState
+    n_local_trials : int, optional
+        Candidates per step (default :func:`default_local_trials`).
+    prune : bool, optional
+        Force the pruned (True) or plain (False) passes on dense rows; CSR rows always
+        prune. Default: :func:`prunes_seeding`.
 
     Returns
     -------
