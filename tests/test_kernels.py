@@ -15,6 +15,7 @@ from numba import prange
 
 import fastem.kernels as K
 from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, kmeanspp_potentials,
+                            kmeanspp_potentials_kept, seed_potentials_kept, seed_update_kept,
                             lloyd_step, nearest_centers, potential_block_sums,
                             sqdist_to_centers, update_min_sqdist)
 
@@ -307,19 +308,32 @@ def _user_function(X, w, centers, candidates):
     potential_block_sums(w, closest, blocks)
     drawn = np.empty(3, np.int64)
     draw_by_potential(w, closest, blocks, np.array([0.25, 0.5, 0.75]) * blocks.sum(), drawn)
+    # the k-means++ variants that keep their distances (nothing pruned: gaps of 0)
+    m = candidates.shape[0]
+    kept = np.empty((m, n))
+    kept_potentials = np.empty(m)
+    kmeanspp_potentials_kept(X, w, candidates, closest, kept_potentials, kept)
+    pruned_kept = np.empty((m, n))
+    pruned_potentials = np.empty(m)
+    nearest = np.zeros(n, np.int32)
+    seed_potentials_kept(X, w, candidates, np.zeros((1, m)), closest, nearest,
+                         pruned_potentials, pruned_kept)
+    updated = closest.copy()
+    seed_update_kept(w, kept[1], 1, updated, nearest, blocks)
     # some parallel work of the user's own around the kernel calls
     weighted = np.empty(n)
     for i in prange(n):
         weighted[i] = w[i] * sqdist[i]
     return (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest,
-            potentials, mean, var, finite, weighted.sum(), drawn)
+            potentials, mean, var, finite, weighted.sum(), drawn,
+            (kept, kept_potentials, pruned_kept, pruned_potentials, updated, nearest))
 
 
 def test_kernels_from_user_parallel_njit(datasets):
     X, centers, w = datasets[np.float64, 7, 37, False]
     candidates = np.ascontiguousarray(X[:5])
     (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest, potentials,
-     mean, var, finite, total, drawn) = _user_function(X, w, centers, candidates)
+     mean, var, finite, total, drawn, kept_results) = _user_function(X, w, centers, candidates)
     ref_labels, ref_sq = naive.nearest_centers(X, centers)
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_allclose(sqdist, ref_sq, rtol=1e-12)
@@ -343,6 +357,14 @@ def test_kernels_from_user_parallel_njit(datasets):
     cumulative = np.cumsum(w * ref_closest)
     np.testing.assert_array_equal(
         drawn, np.searchsorted(cumulative, np.array([0.25, 0.5, 0.75]) * cumulative[-1]))
+    kept, kept_potentials, pruned_kept, pruned_potentials, updated, nearest = kept_results
+    ref_kept = ((X[None, :, :] - candidates[:, None, :]) ** 2).sum(axis=-1)
+    ref_potentials = naive.kmeanspp_potentials(X, w, candidates, ref_closest)
+    for distances, pots in ((kept, kept_potentials), (pruned_kept, pruned_potentials)):
+        np.testing.assert_allclose(distances, ref_kept, rtol=1e-12)
+        np.testing.assert_allclose(pots, ref_potentials, rtol=1e-11)
+    np.testing.assert_allclose(updated, np.minimum(ref_closest, ref_kept[1]), rtol=1e-12)
+    np.testing.assert_array_equal(nearest, np.where(kept[1] < closest, 1, 0))
 
 
 # ----------------------------------------------------------------------------------------

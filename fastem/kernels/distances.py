@@ -335,10 +335,12 @@ def _potentials_kept_work(lo, hi, X, sample_weight, candidates, min_sqdist, pote
     _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, kept, True)
 
 
+@kernel
 def _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist, potentials, kept):
     return _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials)
 
 
+@kernel
 def _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials, kept,
                             partial):
     fold_blocks(partial, potentials)
@@ -354,7 +356,8 @@ def kmeanspp_potentials_kept(X, sample_weight, candidates, min_sqdist, potential
     for b in prange(nb):
         _potentials_kept_work(b, b + 1, X, sample_weight, candidates, min_sqdist, potentials,
                               kept, partial)
-    fold_blocks(partial, potentials)
+    _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials, kept,
+                            partial)
 
 
 run_on_threads(kmeanspp_potentials_kept, _potentials_kept_prepare, _potentials_kept_work,
@@ -540,12 +543,14 @@ def _seed_kept_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdis
                          nearest, partial, kept, True)
 
 
+@kernel
 def _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                        potentials, kept):
     return _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist,
                                     nearest, potentials)
 
 
+@kernel
 def _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                       potentials, kept, partial):
     fold_blocks(partial, potentials)
@@ -570,7 +575,8 @@ def seed_potentials_kept(X, sample_weight, candidates, center_gaps, min_sqdist, 
     for b in prange(nb):
         _seed_kept_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
                         nearest, potentials, kept, partial)
-    fold_blocks(partial, potentials)
+    _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
+                      potentials, kept, partial)
 
 
 run_on_threads(seed_potentials_kept, _seed_kept_prepare, _seed_kept_work, _seed_kept_finish)
