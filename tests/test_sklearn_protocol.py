@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fastem import BernoulliMixture, GaussianMixture, KMeans
+from fastem.kernels._jit import usable_cores
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -261,12 +262,7 @@ AHEAD_CHILD = """
 """
 
 
-def _usable_cores():
-    from fastem.kernels._jit import usable_cores
-    return usable_cores()
-
-
-@pytest.mark.skipif(not os.path.exists("/bin/false") or _usable_cores() < 2,
+@pytest.mark.skipif(not os.path.exists("/bin/false") or usable_cores() < 2,
                     reason="needs /bin/false and two usable CPUs (compile-ahead's condition)")
 def test_cold_first_fit_compiles_its_iterations_ahead_in_a_helper(tmp_path):
     """With an empty cache a mixture fit starts a helper process that compiles the E-step
