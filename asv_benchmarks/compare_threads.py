@@ -10,7 +10,10 @@ is what a user gets). Three tables:
    max_iter=11, tol=0``), ``KMeans(3).fit`` on iris (scikit-learn with ``n_init=1``, the same
    as fastem's default for k-means++).
 2. A user's loop that alternates a NumPy matrix product (BLAS, multi-threaded) with a fastem
-   fit: median time of each part inside the loop against the same part run alone.
+   fit: median time of each part inside the loop against the same part run back to back and
+   after an idle pause as long as the other part; then the same loop in a child process
+   with ``OPENBLAS_THREAD_TIMEOUT=4`` (OpenBLAS's workers sleep at once instead of spinning
+   for ~0.1 s after each call), which shows what the spinning costs.
 3. GaussianMixture full, n=200,000 d=16 k=16, seconds per EM iteration (median of 3 x
    [t(max_iter=3) - t(max_iter=1)] / 2) in this environment and in a child process with
    ``OPENBLAS_NUM_THREADS=1`` (the figure the issue asks the default environment to reach).
@@ -69,7 +72,7 @@ def small_fits():
         print(f"| {name} | {1e3 * a:.2f} ms | {1e3 * b:.2f} ms | {a / b:.2f} |")
 
 
-def interleaved():
+def interleaved(label="default environment"):
     rng = np.random.default_rng(0)
     A = rng.standard_normal((400, 400))
     X = rng.standard_normal((50_000, 8))
@@ -77,16 +80,24 @@ def interleaved():
                                   init_params="random_from_data", random_state=0).fit(X)
     product = lambda: A @ A  # noqa: E731
 
-    def alone(f, repeat=20):
+    def median_after(f, before=None, repeat=20):
+        """Median time of ``f`` called right after ``before`` (back to back if None)."""
         f()
         ts = []
         for _ in range(repeat):
+            if before is not None:
+                before()
             t0 = time.perf_counter()
             f()
             ts.append(time.perf_counter() - t0)
         return float(np.median(ts))
 
-    t_product, t_fit = alone(product), alone(fit)
+    t_product, t_fit = median_after(product), median_after(fit)
+    # the same part after an idle pause as long as the other part: what the other part's
+    # absence costs by itself (a BLAS call after ~40 ms idle is slower than back to back:
+    # OpenBLAS's workers, its caches and the core's clock are no longer warm)
+    paused = {product: median_after(product, lambda: time.sleep(t_fit)),
+              fit: median_after(fit, lambda: time.sleep(t_product))}
     mixed = {product: [], fit: []}
     for _ in range(20):
         for f in (product, fit):
@@ -94,12 +105,27 @@ def interleaved():
             f()
             mixed[f].append(time.perf_counter() - t0)
     print()
-    print("| in a user's loop | alone | interleaved | slowdown |")
-    print("|---|---:|---:|---:|")
+    print(f"| in a user's loop ({label}) | back to back | after an idle pause | "
+          "interleaved | slowdown vs back to back | vs the pause |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, f, t in (("NumPy 400x400 matrix product", product, t_product),
                        ("fastem GaussianMixture(4, full) 50,000x8, 5 iterations", fit, t_fit)):
         m = float(np.median(mixed[f]))
-        print(f"| {name} | {1e3 * t:.2f} ms | {1e3 * m:.2f} ms | {m / t:.2f}x |")
+        print(f"| {name} | {1e3 * t:.2f} ms | {1e3 * paused[f]:.2f} ms | {1e3 * m:.2f} ms | "
+              f"{m / t:.2f}x | {m / paused[f]:.2f}x |")
+
+
+def interleaved_short_blas_spin():
+    """The loop again in a child whose OpenBLAS workers sleep as soon as a call ends
+    (``OPENBLAS_THREAD_TIMEOUT=4``; the default keeps them spinning for 2^28 cycles, ~0.1 s,
+    on a core fastem's threads need)."""
+    code = ("import sys; sys.path.insert(0, {!r}); import compare_threads as c; "
+            "c.warnings.simplefilter('ignore'); "
+            "c.interleaved('OPENBLAS_THREAD_TIMEOUT=4')").format(os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", code],
+                         env=dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4"),
+                         capture_output=True, text=True, check=True)
+    print(out.stdout.rstrip())
 
 
 MID_CHILD = """
@@ -134,4 +160,5 @@ def mid_size():
 if __name__ == "__main__":
     small_fits()
     interleaved()
+    interleaved_short_blas_spin()
     mid_size()

@@ -190,7 +190,11 @@ def test_python_calls_of_parallel_kernels_run_on_fastems_threads():
         lloyd_step._plan = (lloyd_step._plan[0], work, lloyd_step._plan[2])
     items = sorted((lo, hi) for lo, hi, _ in seen)   # contiguous runs covering every chunk
     assert items[0][0] == 0 and all(a[1] == b[0] for a, b in zip(items, items[1:]))
-    assert len(seen) == min(_jit.n_threads(), items[-1][1])
+    n_items = items[-1][1]
+    assert items == (_jit.claim_order(n_items, min(_jit.n_threads(), n_items))
+                     if _jit.n_threads() > 1 else [(0, n_items)])
+    assert {name for _, _, name in seen} <= {threading.main_thread().name} | {
+        t.name for t in threading.enumerate() if t.name.startswith("fastem")}
     assert numba.config.THREADING_LAYER == os.environ.get("NUMBA_THREADING_LAYER", "default")
 
 
@@ -708,10 +712,42 @@ def test_work_items_are_covered_once_and_errors_reach_the_caller(monkeypatch):
 
     monkeypatch.setattr(_jit, "n_threads", lambda: 2)
     caller = threading.get_ident()
+    pool_ran = threading.Event()
 
     def fails_in_pool(lo, hi, *args):
-        if threading.get_ident() != caller:
-            raise RuntimeError("raised in a pool thread")
+        if threading.get_ident() == caller:
+            # hold the caller's first run until a pool thread has claimed one (else the
+            # caller may take every run before the pool thread starts)
+            pool_ran.wait(30)
+            return
+        pool_ran.set()
+        raise RuntimeError("raised in a pool thread")
 
     with pytest.raises(RuntimeError, match="pool thread"):
         _jit.run_work_items(fails_in_pool, 4, (rows,))
+
+
+def test_item_runs_are_contiguous_in_order_and_shrink():
+    for threads in (2, 3, 8):
+        for n_items in (1, 2, 3, 7, 25, 489):
+            runs = _jit.claim_order(n_items, threads)
+            assert runs[0][0] == 0 and runs[-1][1] == n_items
+            assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))   # no gap, no overlap
+            sizes = [hi - lo for lo, hi in runs]
+            assert min(sizes) >= 1 and sizes == sorted(sizes, reverse=True)
+            assert sizes[-1] == 1
+
+
+def test_a_stalled_pool_thread_does_not_hold_the_caller(monkeypatch):
+    """The caller returns once every run is done, although the pool thread has not looked
+    in yet (here: busy with an earlier task), and the results come back in item order."""
+    monkeypatch.setattr(_jit, "n_threads", lambda: 2)
+    release = threading.Event()
+    blocker = _jit._thread_pool().submit(release.wait, 30)   # the pool's only thread
+    try:
+        results = _jit.map_item_ranges(lambda lo, hi: (lo, hi), 9, True)
+        assert results == _jit.claim_order(9, 2)
+        assert not blocker.done()
+    finally:
+        release.set()
+        blocker.result()

@@ -400,9 +400,9 @@ def _thread_pool():
 def run_work_items(work, n_items, args):
     """``work(lo, hi, *args)`` over ``[0, n_items)``, split into contiguous runs of items.
 
-    The calling thread runs the first run, the pool the others; workers wait on a condition
-    (no spinning). Calls whose first array has fewer than ``PARALLEL_MIN_ROWS`` rows, or with
-    one thread, run on the calling thread alone. The partition never changes what an item
+    The calling thread and the pool's threads claim the runs (:func:`map_item_ranges`);
+    idle workers wait on a condition (no spinning). Calls whose first array has fewer than
+    ``PARALLEL_MIN_ROWS`` rows, or with one thread, run on the calling thread alone. The partition never changes what an item
     computes, only who computes it.
     """
     first = args[0] if args else None
@@ -413,23 +413,72 @@ def run_work_items(work, n_items, args):
 def map_item_ranges(function, n_items, parallel, *args):
     """``[function(lo, hi, *args) for each run [lo, hi) of items]``, in item order.
 
-    With ``parallel`` and more than one thread, ``[0, n_items)`` is split into one
-    contiguous run per thread (at most ``n_items``): the calling thread runs the first, the
-    pool the others; otherwise one call covers all items. ``function`` must release the
-    GIL (a ``nogil`` kernel) for the runs to overlap.
+    With ``parallel`` and more than one thread, ``[0, n_items)`` is cut into contiguous runs
+    of decreasing size (:func:`claim_order`) that the calling thread and the pool claim one
+    at a time, so a thread that gets less of its core (another library's spinning BLAS
+    threads, a busy neighbour on a VM) takes fewer runs instead of holding the others up;
+    otherwise one call covers all items. ``function`` must release the GIL (a ``nogil``
+    kernel) for the runs to overlap.
     """
     threads = min(n_threads(), n_items) if parallel else 1
     if threads <= 1:
         return [function(0, n_items, *args)]
-    bounds = [n_items * t // threads for t in range(threads + 1)]
-    pool = _thread_pool()
-    futures = [pool.submit(function, bounds[t], bounds[t + 1], *args)
-               for t in range(1, threads)]
-    try:
-        results = [function(bounds[0], bounds[1], *args)]
-    finally:
-        results += [future.result() for future in futures]
-    return results
+    return _RunClaims(function, claim_order(n_items, threads), args).run(threads)
+
+
+class _RunClaims:
+    """One :func:`map_item_ranges` call: runs handed out one at a time under a lock. The
+    caller waits until every run is done, not until every pool thread has looked in: a
+    worker that the OS starts late (its core busy) finds nothing left and returns."""
+
+    def __init__(self, function, runs, args):
+        self.function, self.runs, self.args = function, runs, args
+        self.results = [None] * len(runs)
+        self.next_run = self.n_done = 0
+        self.error = None
+        self.lock = threading.Lock()
+        self.all_done = threading.Event()
+
+    def run(self, threads):
+        pool = _thread_pool()
+        for _ in range(1, threads):
+            pool.submit(self.claim_and_run)
+        self.claim_and_run()
+        self.all_done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+    def claim_and_run(self):
+        while True:
+            with self.lock:
+                r = self.next_run
+                if r == len(self.runs):
+                    return
+                self.next_run += 1
+            lo, hi = self.runs[r]
+            try:
+                if self.error is None:
+                    self.results[r] = self.function(lo, hi, *self.args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                self.error = exc
+            with self.lock:
+                self.n_done += 1
+                if self.n_done == len(self.runs):
+                    self.all_done.set()
+
+
+def claim_order(n_items, threads):
+    """The runs ``[(lo, hi), ...]`` that :func:`map_item_ranges` hands out, in item order:
+    each run is a ``1 / (2 threads)`` share of the items not yet handed out (guided
+    scheduling), so the first runs are large (few calls) and the last ones single items
+    (the threads finish together even when one of them runs slower)."""
+    runs, lo = [], 0
+    while lo < n_items:
+        size = max(1, (n_items - lo) // (2 * threads))
+        runs.append((lo, lo + size))
+        lo += size
+    return runs
 
 
 def kernel(func=None, *, parallel=False):
