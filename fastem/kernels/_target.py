@@ -56,19 +56,25 @@ Tile = namedtuple("Tile", "rows vectors vector_bytes")
 #:   4 x 2 x 32 B 15-23 / 48, 9 / 6, 20-29 / 53-56; **6 x 2 x 32 B** 23-32 / 50-65, 11 / 9,
 #:   31-40 / 71-76; 4 x 3 x 32 B 24-30 / 47-56, 8-9 / 6-7, 31-39 / 63-66; 3 x 4 x 32 B
 #:   26 / 50, 8 / 7, 22 / 46; 8 x 1 x 32 B 25 / 55, 12 / 10, 25 / 67. 6 x 2 (12 + 2 + 1
-#:   registers) wins or ties at every shape; 8 x 1 for k <= 4 (f64) / 8 (f32).
+#:   registers) wins or ties at every shape. For k <= 4 (f64) / 8 (f32) one vector of
+#:   centres: 8 x 1 measured best at d=8 (above), but from d=32 on LLVM unrolls its feature
+#:   loop by two and keeps two of the eight accumulators on the stack (a store-load in the
+#:   FMA chain); **6 x 1** does not spill. Zen 3 VM (real AVX2), one thread, ns per row and
+#:   feature with X in cache, 8 x 1 / 6 x 1: f32 d=32 0.51 / 0.38, d=128 0.41 / 0.28, d=512
+#:   0.37 / 0.23; f64 d=32 0.48 / 0.37, d=128 0.41 / 0.29, d=512 0.38 / 0.24; d=8 1.01 / 0.87
+#:   (4 x 1 and 12 x 1 were no better: 0.33-0.37 and 0.21-0.50 at d=512).
 #: * neon (16 B x 32) and sse (16 B x 16): AVX2's shapes in 16 B vectors (NEON has registers
-#:   for more; untested for lack of hardware, so the AVX2-proven shape is used).
+#:   for more; untested for lack of hardware, so the AVX2-proven shapes are used).
 #: * portable (anything else, e.g. a non-x86, non-ARM CPU): 16 B vectors, 4-row tiles.
 #: * product (scatter statistics; rows must divide ``BLOCK_ROWS``): 4 x 2 vectors.
 TILE_TABLE = {
     "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(8, 2, 64)),
                    product=Tile(4, 2, 64), lanes=8),
-    "avx2": dict(search=(Tile(8, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
+    "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
                  product=Tile(4, 2, 32), lanes=4),
-    "neon": dict(search=(Tile(8, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
+    "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
                  product=Tile(4, 2, 16), lanes=2),
-    "sse": dict(search=(Tile(8, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
+    "sse": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
                 product=Tile(4, 2, 16), lanes=2),
     "portable": dict(search=(Tile(4, 1, 16), Tile(4, 2, 16), Tile(4, 2, 16)),
                      product=Tile(4, 2, 16), lanes=2),
@@ -94,6 +100,15 @@ PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
 #: without / with 8 rows ahead: (1e5, 64, 1024) 2.2-2.4 / 1.8-1.9 s; (1e6, 32, 64) and
 #: (2e5, 128, 256) unchanged within noise. Other distances not tried.
 PREFETCH_ROWS = 8
+#: The nearest-centre search prefetches the rows two tiles ahead when one tile's rows fit in
+#: this many bytes (a 4 KiB page: ``distances.prefetch_tile_ahead``). Its tiles read their
+#: rows interleaved, feature by feature; rows that share a page defeat the hardware
+#: prefetcher. Measured on the Zen 3 VM (AVX2), one thread, one search pass over 128 MB (6 x 1
+#: narrow tile), without / with: float32 k=2 d=128 25.8 / 13.2 ms, k=8 d=128 21.1 / 12.3 ms,
+#: k=16 d=128 29.2 / 16.3 ms; float64 k=2 d=32 13.9 / 7.2 ms, k=8 d=32 14.5 / 8.9 ms; k=64,
+#: d=8 and d=512 unchanged within noise. Tiles over 4 KiB (d=128 float64: 6 KiB) gained
+#: 0-10%, within this VM's noise, so they do not prefetch.
+PREFETCH_TILE_BYTES = 4096
 
 #: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py,
 #: ``prunes_seeding``): CSR rows always; dense rows from PRUNED_SEEDING_MIN_FEATURES features

@@ -29,20 +29,20 @@ from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_medium,
                     top2_rows_narrow, top2_rows_wide)
 from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
                             add_csr_row)
-from .distances import _transposed_centers
+from .distances import _transposed_centers, prefetch_tile_ahead
 
 
 @kernel
 def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
     """out / gap [i - out_offset] = nearest centre / runner-up's score gap of row i."""
-    if tile == 2:
-        for i in range(start, stop, SEARCH_ROWS[2]):
+    rows = SEARCH_ROWS[tile]
+    for i in range(start, stop, rows):
+        prefetch_tile_ahead(X, i, stop, rows)
+        if tile == 2:
             top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
-    elif tile == 1:
-        for i in range(start, stop, SEARCH_ROWS[1]):
+        elif tile == 1:
             top2_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
-    else:
-        for i in range(start, stop, SEARCH_ROWS[0]):
+        else:
             top2_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
 
 

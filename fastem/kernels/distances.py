@@ -14,7 +14,7 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_parti
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, prefetch, search_tile, sqdist)
-from ._target import PREFETCH_ROWS
+from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES
 
 
 @kernel
@@ -53,16 +53,27 @@ def _transposed_centers(X, centers, width):
 
 
 @kernel
+def prefetch_tile_ahead(X, i, stop, rows):
+    """Prefetch the ``rows`` rows two tiles after row ``i`` (below ``stop``) when one tile's
+    rows fit in a 4 KiB page (``PREFETCH_TILE_BYTES``): a tile reads its rows interleaved,
+    feature by feature, and within one page the hardware prefetcher does not follow that."""
+    d = X.shape[1]
+    ahead = i + 2 * rows
+    if rows * d * X.itemsize <= PREFETCH_TILE_BYTES and ahead < stop:
+        prefetch(X, ahead * d, min(rows, stop - ahead) * d)
+
+
+@kernel
 def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
     """out[i - out_offset] = nearest centre of row i, for start <= i < stop."""
-    if tile == 2:
-        for i in range(start, stop, SEARCH_ROWS[2]):
+    rows = SEARCH_ROWS[tile]
+    for i in range(start, stop, rows):
+        prefetch_tile_ahead(X, i, stop, rows)
+        if tile == 2:
             nearest_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset)
-    elif tile == 1:
-        for i in range(start, stop, SEARCH_ROWS[1]):
+        elif tile == 1:
             nearest_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset)
-    else:
-        for i in range(start, stop, SEARCH_ROWS[0]):
+        else:
             nearest_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset)
 
 
