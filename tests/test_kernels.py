@@ -2,7 +2,8 @@
 
 Shapes are chosen to hit the awkward paths: n = 2 * 2048 + 301 rows (several fixed row
 blocks, the last one partial), d = 1 and d = 7, k = 5 (narrow SIMD tile) and k = 37 (wide tile,
-not a multiple of the tile width, so padded centres are present). X is float32 or float64 and
+not a multiple of the tile width, so padded centres are present), and d = 300 (a block
+searched in sub-blocks). X is float32 or float64 and
 either a writable C array or a read-only ``np.load(..., mmap_mode='r')`` memmap.
 """
 import pathlib
@@ -22,7 +23,10 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, kmea
 from . import naive
 
 N_ROWS = 2 * 2048 + 301          # > 2048, not a multiple of the block size
-SHAPES = [(1, 5), (7, 37)]       # (d, k): small k / k > 16 and not a multiple of 8
+#: (d, k): small k / k > 16 and not a multiple of 8 / rows long enough that the search runs in
+#: sub-blocks of a block (``distances.search_sub_block_rows``: 54 rows in float64, 108 in
+#: float32, each ending in a partial tile)
+SHAPES = [(1, 5), (7, 37), (300, 11)]
 DTYPES = [np.float32, np.float64]
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 README_HEADING = "## Calling the kernels from your own Numba code"

@@ -14,7 +14,7 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_parti
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, prefetch, search_tile, sqdist)
-from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES
+from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
 
 
 @kernel
@@ -64,6 +64,17 @@ def prefetch_tile_ahead(X, i, stop, rows):
 
 
 @kernel
+def search_sub_block_rows(X, tile):
+    """Rows searched before their labels are used (distance, centre sums): as many whole
+    tiles as fit in ``SEARCH_SUB_BLOCK_BYTES`` (at least one tile, at most a block), so that
+    the second read of each row comes from the L2 cache. Rows are independent in the search
+    and used in row order after it, so results do not depend on this choice."""
+    rows = SEARCH_ROWS[tile]
+    fit = SEARCH_SUB_BLOCK_BYTES // (X.shape[1] * X.itemsize) // rows * rows
+    return min(BLOCK_ROWS, max(rows, fit))
+
+
+@kernel
 def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
     """out[i - out_offset] = nearest centre of row i, for start <= i < stop."""
     rows = SEARCH_ROWS[tile]
@@ -94,11 +105,14 @@ def _search_prepare(X, centers, labels, sqdist):
 @kernel
 def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile):
     n = X.shape[0]
+    sub = search_sub_block_rows(X, tile)
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        _nearest_in_block(X, start, stop, ct, half_norms, tile, labels, 0)
-        for i in range(start, stop):
-            sqdist[i] = _row_sqdist(X, i, centers, labels[i])
+        for s0 in range(start, stop, sub):
+            s1 = min(stop, s0 + sub)
+            _nearest_in_block(X, s0, s1, ct, half_norms, tile, labels, 0)
+            for i in range(s0, s1):
+                sqdist[i] = _row_sqdist(X, i, centers, labels[i])
 
 
 @kernel(parallel=True)
@@ -141,7 +155,8 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
     n, d = X.shape
     k = centers.shape[0]
     nc = part_sums.shape[0]
-    new = np.empty(BLOCK_ROWS, np.int32)
+    sub = search_sub_block_rows(X, tile)
+    new = np.empty(sub, np.int32)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         sums = part_sums[c]
@@ -152,8 +167,8 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
                 sums[j, f] = 0.0
         inertia = 0.0
         changed = 0
-        for b0 in range(start, stop, BLOCK_ROWS):
-            b1 = min(stop, b0 + BLOCK_ROWS)
+        for b0 in range(start, stop, sub):
+            b1 = min(stop, b0 + sub)
             _nearest_in_block(X, b0, b1, ct, half_norms, tile, new, b0)
             for i in range(b0, b1):
                 j = new[i - b0]
