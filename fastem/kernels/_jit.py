@@ -402,8 +402,8 @@ def run_work_items(work, n_items, args):
 
     The calling thread and the pool's threads claim the runs (:func:`map_item_ranges`);
     idle workers wait on a condition (no spinning). Calls whose first array has fewer than
-    ``PARALLEL_MIN_ROWS`` rows, or with one thread, run on the calling thread alone. The partition never changes what an item
-    computes, only who computes it.
+    ``PARALLEL_MIN_ROWS`` rows, or with one thread, run on the calling thread alone. The
+    partition never changes what an item computes, only who computes it.
     """
     first = args[0] if args else None
     rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0

@@ -167,11 +167,11 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
                 sums[j, f] = 0.0
         inertia = 0.0
         changed = 0
-        for b0 in range(start, stop, sub):
-            b1 = min(stop, b0 + sub)
-            _nearest_in_block(X, b0, b1, ct, half_norms, tile, new, b0)
-            for i in range(b0, b1):
-                j = new[i - b0]
+        for s0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
+            s1 = min(stop, s0 + sub)
+            _nearest_in_block(X, s0, s1, ct, half_norms, tile, new, s0)
+            for i in range(s0, s1):
+                j = new[i - s0]
                 changed += j != labels[i]  # branch-free: label changes are unpredictable
                 labels[i] = j
                 w = sample_weight[i]
