@@ -9,6 +9,8 @@ What measures "one Lloyd iteration":
 
 * ``TimeLloydStep`` - the cleanest number: the fused kernel ``lloyd_step`` (assignment plus
   new-centre statistics) followed by the trivial M-step. fastem only (no public peer kernel).
+  ``TimeLloydStepFewCentres``: the same at d in {128, 512}, k in {2, 8} (a pass that is mostly
+  a read of X).
 * ``TrackKMeansPerIteration`` / ``TrackSklearnKMeansPerIteration`` - per-iteration cost inside a
   real ``fit``: ``[t(max_iter=6) - t(max_iter=1)] / 5`` with ``tol=0`` and a fixed init, so
   per-fit overheads (validation, variance for ``tol``, sklearn's copy/centering of X, the final
@@ -93,6 +95,15 @@ class TimeLloydStep(_Grid):
         filled = self.weights > 0
         np.divide(self.sums, self.weights[:, None], out=self.new, where=filled[:, None])
         self.new.astype(self.X.dtype)
+
+
+class TimeLloydStepFewCentres(TimeLloydStep):
+    """:class:`TimeLloydStep` where a pass is mostly a read of X: few centres, rows of 128
+    and 512 features. Tracks the search's prefetch of rows ahead and its L2-sized sub-blocks
+    (``PREFETCH_TILE_BYTES``, ``SEARCH_SUB_BLOCK_BYTES`` in ``kernels/_target.py``)."""
+
+    params = [[rows(65_536)], [128, 512], [2, 8], DTYPES]
+    allowed = frozenset((rows(65_536), d, k) for d in (128, 512) for k in (2, 8))
 
 
 # --------------------------------------------------------------------------- one-iteration fits
