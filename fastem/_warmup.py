@@ -226,10 +226,11 @@ def compile_ahead(kernel, source, job, *args):
 
     work = kernel._plan[1]
     cache = getattr(work, "_cache", None)
-    if (_compile_ahead_off or os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0"
+    if (work.overloads or _compile_ahead_off   # compiled in this process: the common case
+            or os.environ.get(COMPILE_AHEAD_VARIABLE, "1") == "0"
             or usable_cores() < 2 or getattr(sys, "frozen", False) or not sys.executable
             or source.distributed or source.n_features > COMPILE_AHEAD_MAX_FEATURES
-            or work.overloads or not isinstance(cache, _CheckedFunctionCache)):
+            or not isinstance(cache, _CheckedFunctionCache)):
         return None
     try:
         if cache._cache_file._load_index():

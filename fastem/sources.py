@@ -185,10 +185,13 @@ class ArraySource(RowSource):
     def chunk_slices(self):
         yield slice(0, self.n_rows)
 
+    def weight_chunks(self):
+        rows = slice(0, self.n_rows)
+        yield rows, self._weights_of(rows, self.n_rows)
+
     def chunks(self):
-        for rows, w in self.weight_chunks():
-            # the one chunk is all of X (slicing a CSR matrix would copy it)
-            yield rows, self.X if rows == slice(0, self.n_rows) else self.X[rows], w
+        rows = slice(0, self.n_rows)
+        yield rows, self.X, self._weights_of(rows, self.n_rows)
 
     def take(self, indices):
         return self.X[np.asarray(indices)]

@@ -275,3 +275,41 @@ def test_read_only_input(X, dtype, tmp_path):
     _same_fit(km, ref)
     np.testing.assert_array_equal(km.predict(mapped), ref.labels_)
     np.testing.assert_array_equal(km.labels_, naive.nearest_centers(data, km.cluster_centers_)[0])
+
+
+def test_random_state_for_fit_gives_the_stream_of_a_new_random_state():
+    from fastem.validation import random_state_for_fit
+    # the lent object was left mid-stream by an earlier fit, a cached Gaussian included
+    with random_state_for_fit(5) as rng:
+        rng.uniform(size=7)
+        rng.standard_normal(3)
+        used = rng
+    for seed in (5, 0, 2**32 - 1):
+        with random_state_for_fit(seed) as rng:
+            assert rng is used   # reseeded, not rebuilt
+            ours = (rng.uniform(size=4), rng.standard_normal(3), rng.randint(0, 100, 5))
+        fresh = np.random.RandomState(seed)
+        ref = (fresh.uniform(size=4), fresh.standard_normal(3), fresh.randint(0, 100, 5))
+        for a, b in zip(ours, ref):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_random_state_for_fit_nested_and_other_seeds():
+    from fastem.validation import random_state_for_fit
+    with random_state_for_fit(1) as outer:
+        state = outer.get_state()[1].copy()
+        with random_state_for_fit(1) as inner:
+            assert inner is not outer   # a nested fit must not reseed the outer one
+            inner.uniform(size=10)
+        np.testing.assert_array_equal(outer.get_state()[1], state)
+    given = np.random.RandomState(3)
+    with random_state_for_fit(given) as rng:
+        assert rng is given
+    with random_state_for_fit(None) as rng:
+        assert rng is np.random.mtrand._rand
+    with pytest.raises(ValueError):
+        with random_state_for_fit(-1):
+            pass
+    with pytest.raises(ValueError, match="random_state"):
+        with random_state_for_fit("seed"):
+            pass

@@ -25,7 +25,7 @@ from ..persistence import restored_array, restored_number
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (ConvergenceWarning, check_float, check_init_array, check_int,
                           check_is_fitted, check_n_features, check_random_state,
-                          check_sample_weight, sklearn_compatible)
+                          check_sample_weight, random_state_for_fit, sklearn_compatible)
 from ._base import BaseEstimator, DensityMixin
 from .kmeans import KMeans
 
@@ -97,13 +97,13 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if not warm and self._means_init is None:   # the initialisation compiles kernels
             estimator, kind, estep = self._estep_kernel(source)
             helper = compile_ahead(estep, source, "em", estimator, kind, self.n_components)
-        result = fit_em(model, source, n_init=1 if warm else self.n_init,
-                        max_iter=self.max_iter, tol=self.tol,
-                        rng=check_random_state(self.random_state), verbose=self.verbose,
-                        verbose_interval=self.verbose_interval,
-                        init_params=self._fitted_params if warm else None,
-                        objective_name="lower bound",
-                        on_initialized=helper.wait if helper is not None else None)
+        with random_state_for_fit(self.random_state) as rng:
+            result = fit_em(model, source, n_init=1 if warm else self.n_init,
+                            max_iter=self.max_iter, tol=self.tol, rng=rng,
+                            verbose=self.verbose, verbose_interval=self.verbose_interval,
+                            init_params=self._fitted_params if warm else None,
+                            objective_name="lower bound",
+                            on_initialized=helper.wait if helper is not None else None)
         if not result.converged:
             warnings.warn("Best performing initialization did not converge: raise max_iter "
                           "or tol, or try other initial parameters.",

@@ -14,7 +14,8 @@ from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
 from ..persistence import restored_array, restored_number
 from ..sources import ArraySource, as_source, is_dask_array
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
-                          check_n_features, check_random_state, check_sample_weight)
+                          check_n_features, check_random_state, check_sample_weight,
+                          random_state_for_fit)
 from ._base import BaseEstimator, ClusterMixin, TransformerMixin
 
 
@@ -198,9 +199,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         model = model_class(source, self.n_clusters, init)
         if helper is not None:
             helper.wait()
-        result = fit_em(model, source, n_init=n_init, max_iter=self.max_iter,
-                        tol=self.tol, rng=check_random_state(self.random_state),
-                        verbose=self.verbose, objective_name="-inertia")
+        with random_state_for_fit(self.random_state) as rng:
+            result = fit_em(model, source, n_init=n_init, max_iter=self.max_iter,
+                            tol=self.tol, rng=rng, verbose=self.verbose,
+                            objective_name="-inertia")
         centers, labels = result.params
         self.cluster_centers_ = centers.astype(source.dtype)
         self.inertia_ = -result.objective

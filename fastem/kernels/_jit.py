@@ -243,16 +243,10 @@ def _call_type(arg_type):
 class Kernel(CPUDispatcher):
     """A Numba CPU dispatcher with fastem's cache policy (see the module docstring).
 
-    ``_python_call``, when set (:func:`python_calls`), serves calls made from Python;
-    compiled callers always get the compiled function.
+    Calls from Python go straight to Numba's dispatcher (no Python-level ``__call__``: it
+    would add ~0.6 us to each of the hundreds of kernel calls of a small fit), except for
+    the kernels that :func:`python_calls` turns into :class:`PythonServedKernel`.
     """
-
-    _python_call = None
-
-    def __call__(self, *args, **kwargs):
-        if self._python_call is not None and not kwargs:
-            return self._python_call(*args)
-        return super().__call__(*args, **kwargs)
 
     def get_call_template(self, args, kws):
         # calls from compiled code: a constant argument types as a literal
@@ -276,7 +270,19 @@ class Kernel(CPUDispatcher):
             super()._compilation_chain_init_hook()
 
 
-class ParallelKernel(Kernel):
+class PythonServedKernel(Kernel):
+    """A kernel whose calls from Python run ``_python_call`` (:func:`python_calls`);
+    compiled callers always get the compiled function."""
+
+    _python_call = None
+
+    def __call__(self, *args, **kwargs):
+        if self._python_call is not None and not kwargs:
+            return self._python_call(*args)
+        return super().__call__(*args, **kwargs)
+
+
+class ParallelKernel(PythonServedKernel):
     """The dispatcher of a parallel kernel.
 
     A parallel kernel is three serial kernels - ``prepare`` (layout and scratch; returns the
@@ -297,15 +303,17 @@ class ParallelKernel(Kernel):
     def _run_plan(self, *args):
         prepare, work, finish = self._plan
         layout = prepare(*args)
-        scratch = layout[1:]
-        run_work_items(work, layout[0], args + scratch)
-        return None if finish is None else finish(*(args + scratch))
+        args += layout[1:]
+        run_work_items(work, layout[0], args)
+        return None if finish is None else finish(*args)
 
 
 def python_calls(kernel_, function):
     """Serve Python-level calls of ``kernel_`` with ``function`` (same signature and results;
     e.g. one that reshapes its arguments so that one compiled specialisation serves all)."""
     if isinstance(kernel_, Kernel):   # not under NUMBA_DISABLE_JIT
+        if not isinstance(kernel_, PythonServedKernel):
+            kernel_.__class__ = PythonServedKernel   # same layout: only __call__ differs
         kernel_._python_call = function
     return kernel_
 
@@ -407,7 +415,10 @@ def run_work_items(work, n_items, args):
     """
     first = args[0] if args else None
     rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
-    map_item_ranges(work, n_items, rows >= PARALLEL_MIN_ROWS, *args)
+    if rows < PARALLEL_MIN_ROWS or n_items <= 1:
+        work(0, n_items, *args)    # small calls: no pool (~1 us per call of a small fit)
+    else:
+        map_item_ranges(work, n_items, True, *args)
 
 
 def map_item_ranges(function, n_items, parallel, *args):
@@ -420,7 +431,7 @@ def map_item_ranges(function, n_items, parallel, *args):
     otherwise one call covers all items. ``function`` must release the GIL (a ``nogil``
     kernel) for the runs to overlap.
     """
-    threads = min(n_threads(), n_items) if parallel else 1
+    threads = min(n_threads(), n_items) if parallel and n_items > 1 else 1
     if threads <= 1:
         return [function(0, n_items, *args)]
     return _RunClaims(function, claim_order(n_items, threads), args).run(threads)

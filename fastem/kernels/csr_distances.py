@@ -13,7 +13,8 @@ distance to a centre is then computed in float64 as
 import numpy as np
 from numba import prange
 
-from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials
+from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
+                      n_partials)
 from ._jit import kernel, run_on_threads
 from .distances import _block_sums_work, _transposed_centers, cannot_improve
 
@@ -129,9 +130,9 @@ def _lloyd_csr_finish(data, indices, indptr, sample_weight, centers, labels, cen
                       center_weights, ct, half_norms, norms, part_sums, part_weights,
                       part_scalars):
     fold_blocks(part_sums, center_sums)
-    fold_blocks(part_weights, center_weights)
+    fold_rows(part_weights, center_weights)
     totals = np.empty(2)
-    fold_blocks(part_scalars, totals)
+    fold_rows(part_scalars, totals)
     return totals[0], np.int64(totals[1])
 
 
@@ -317,7 +318,7 @@ def _seed_potentials_csr_work(lo, hi, data, indices, indptr, sample_weight, cand
 def _seed_potentials_csr_finish(data, indices, indptr, sample_weight, candidates,
                                 center_gaps, min_sqdist, nearest, potentials, norms,
                                 candidates_t, partial):
-    fold_blocks(partial, potentials)
+    fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)

@@ -9,8 +9,8 @@ directly as ``sum_f (x_f - c_f)^2`` in float64.
 import numpy as np
 from numba import prange
 
-from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_partials,
-                      one_item_per_block)
+from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
+                      n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, prefetch, search_tile, sqdist)
@@ -186,9 +186,9 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
 def _lloyd_finish(X, sample_weight, centers, labels, center_sums, center_weights,
                   ct, half_norms, tile, part_sums, part_weights, part_scalars):
     fold_blocks(part_sums, center_sums)
-    fold_blocks(part_weights, center_weights)
+    fold_rows(part_weights, center_weights)
     totals = np.empty(2)
-    fold_blocks(part_scalars, totals)
+    fold_rows(part_scalars, totals)
     return totals[0], np.int64(totals[1])
 
 
@@ -325,7 +325,7 @@ def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potential
 
 @kernel
 def _potentials_finish(X, sample_weight, candidates, min_sqdist, potentials, partial):
-    fold_blocks(partial, potentials)
+    fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
@@ -369,7 +369,7 @@ def _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist, potential
 @kernel
 def _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials, kept,
                             partial):
-    fold_blocks(partial, potentials)
+    fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
@@ -530,7 +530,7 @@ def _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdi
 @kernel
 def _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                             potentials, partial):
-    fold_blocks(partial, potentials)
+    fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
@@ -579,7 +579,7 @@ def _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, ne
 @kernel
 def _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                       potentials, kept, partial):
-    fold_blocks(partial, potentials)
+    fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)

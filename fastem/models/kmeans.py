@@ -3,6 +3,7 @@
 Parameters are the centres, held in float64; the E-step hands them to the kernels in X's
 dtype. ``stats.objective`` is ``-inertia`` so the driver maximises it like a log-likelihood.
 """
+import math
 import threading
 from dataclasses import dataclass
 from functools import partial
@@ -51,7 +52,7 @@ def prunes_seeding(source, n_clusters):
 
 def default_local_trials(n_clusters):
     """Candidates per greedy k-means++ step: ``2 + int(ln k)`` (as scikit-learn)."""
-    return 2 + int(np.log(n_clusters))
+    return 2 + int(math.log(n_clusters))
 
 
 def seeding_potentials_kernel(source, n_clusters):
@@ -127,16 +128,19 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
     def potentials_of(candidates, gaps):
         """Each candidate's potential (and, kept, its distances), summed over the chunks."""
         m = len(candidates)
+        if kept is not None:   # one dense chunk: the kernel writes the potentials
+            if pruned:
+                seed_potentials_kept(source.in_memory, unit, candidates, gaps, closest,
+                                     nearest, potentials[:m], kept[:m])
+            else:
+                kmeanspp_potentials_kept(source.in_memory, unit, candidates, closest,
+                                         potentials[:m], kept[:m])
+            return potentials[:m]
         potentials[:m] = 0.0
         for rows, Xc, w in source.chunks():
             if issparse(Xc):
                 seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
                                     closest[rows], nearest[rows], part[:m])
-            elif kept is not None and pruned:
-                seed_potentials_kept(Xc, w, candidates, gaps, closest, nearest, part[:m],
-                                     kept[:m])
-            elif kept is not None:
-                kmeanspp_potentials_kept(Xc, w, candidates, closest, part[:m], kept[:m])
             elif pruned:
                 seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows],
                                 part[:m])
@@ -145,10 +149,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             potentials[:m] += part[:m]
         return potentials[:m]
 
+    unit = next(source.weight_chunks())[1] if kept is not None else None
     if kept is not None:
         # one chunk; the first centre too takes the kept path (its distances: closest is
         # +inf, so nothing is pruned), so no other kernel is compiled
-        unit = next(source.weight_chunks())[1]
         potentials_of(centers[:1], np.zeros((1, 1)))
         seed_update_kept(unit, kept[0], 0, closest, nearest, block_sums[0])
     else:
@@ -231,6 +235,11 @@ def _draw(source, closest, block_sums, n_draws, rng, out):
     order) reaches ``u_t`` times its total, ``u_t`` uniform - i.e. rows drawn with probability
     proportional to ``w * closest``. One :func:`draw_by_potential` call per chunk that holds a
     draw; ``block_sums`` (one array per chunk) holds the per-block sums of ``w * closest``."""
+    if len(block_sums) == 1:   # one chunk (in-memory rows): no chunk to pick
+        targets = rng.uniform(size=n_draws) * float(block_sums[0].sum())
+        draw_by_potential(next(source.weight_chunks())[1], closest, block_sums[0], targets,
+                          out)
+        return
     bounds = np.cumsum([sums.sum() for sums in block_sums])
     targets = rng.uniform(size=n_draws) * bounds[-1]
     which = np.minimum(np.searchsorted(bounds, targets, side="left"), len(bounds) - 1)
@@ -453,11 +462,13 @@ class KMeansModel:
 
     def e_step(self, source, centers):
         sums, weights, inertia, n_changed = self._lloyd_pass(source, centers)
-        if not (np.isfinite(inertia) and np.isfinite(sums).all()):
+        if not (math.isfinite(inertia) and np.isfinite(sums).all()):
             raise overflow_error("the inertia (weighted sum of squared distances)")
         return LloydStats(sums, weights, inertia, n_changed, -inertia)
 
     def m_step(self, source, centers, stats):
+        if stats.weights.all():   # no empty cluster (weights are >= 0)
+            return stats.sums / stats.weights[:, None]
         sums, weights = stats.sums.copy(), stats.weights.copy()
         empty = np.flatnonzero(weights == 0)
         if empty.size:
@@ -667,7 +678,7 @@ class HamerlyKMeansModel(KMeansModel):
                     or self.bounded_passes >= RESUM_EVERY):
                 self.bounded_passes = None
         self.centers, self.sums, self.moments = centers, sums, moments
-        if not (np.isfinite(inertia) and np.isfinite(sums).all()):
+        if not (math.isfinite(inertia) and np.isfinite(sums).all()):
             raise overflow_error("the inertia (weighted sum of squared distances)")
         return LloydStats(sums, moments[:, 0].copy(), inertia, int(n_changed), -inertia)
 
