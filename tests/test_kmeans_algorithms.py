@@ -66,6 +66,19 @@ def test_bounded_iterations_equal_lloyds(n, d, k, dtype, weighted):
     assert_same_iterations(history, c1, c2)
 
 
+@pytest.mark.parametrize("fraction, resum", [(0.0, 32), (1.1, 3)])
+def test_full_pass_schedule_keeps_lloyds_iterations(monkeypatch, fraction, resum):
+    # fraction 0: a full pass after every bounded one; 1.1: never for the scored fraction,
+    # but a re-sum every 3 bounded passes
+    import fastem.models.kmeans as kmeans_models
+    monkeypatch.setattr(kmeans_models, "FULL_PASS_FRACTION", fraction)
+    monkeypatch.setattr(kmeans_models, "RESUM_EVERY", resum)
+    X = blobs(6000, 12, 32, np.float64, seed=5)
+    history, c1, c2 = run_models(X, first_rows(X, 128), None, 30)
+    assert len(history) > 8
+    assert_same_iterations(history, c1, c2)
+
+
 def assert_same_iterations(history, c1, c2):
     for it, (l1, l2, s1, s2) in enumerate(history):
         assert np.array_equal(l1, l2), f"labels differ at iteration {it + 1}"
