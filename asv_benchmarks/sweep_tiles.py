@@ -18,7 +18,7 @@ from numba import njit
 
 from fastem.kernels._simd import make_tile_kernel
 from fastem.kernels._target import Tile, describe
-from fastem.kernels.distances import _transposed_centers
+from fastem.kernels.distances import search_table
 
 CASES = [(100_000, 32, 64), (100_000, 8, 8), (20_000, 256, 256)]
 
@@ -38,7 +38,7 @@ def sweep(tile_shape):
         for dtype in (np.float64, np.float32):
             X = np.random.default_rng(0).standard_normal((n, d)).astype(dtype)
             width = tile_shape.vectors * tile_shape.vector_bytes // X.itemsize
-            ct, half_norms = _transposed_centers(X, X[:k].copy(), width)
+            ct, half_norms = search_table(X, X[:k].copy(), 0, width)
             out = np.empty(n, np.int32)
             search(X, ct, half_norms, out)
             times = []

@@ -25,8 +25,10 @@ from . import naive
 N_ROWS = 2 * 2048 + 301          # > 2048, not a multiple of the block size
 #: (d, k): small k / k > 16 and not a multiple of 8 / rows long enough that the search runs in
 #: sub-blocks of a block (``distances.search_sub_block_rows``: 54 rows in float64, 108 in
-#: float32, each ending in a partial tile)
-SHAPES = [(1, 5), (7, 37), (300, 11)]
+#: float32, each ending in a partial tile) / the few-centre search (``_simd.search_tile``
+#: tile 3 where the class has it): k=1 (a padding centre) with d shorter than a vector, k=2
+#: with a masked tail of one feature
+SHAPES = [(1, 5), (7, 37), (300, 11), (3, 1), (33, 2)]
 DTYPES = [np.float32, np.float64]
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 README_HEADING = "## Calling the kernels from your own Numba code"
@@ -104,6 +106,17 @@ def test_nearest_centers_tie_rule_is_smallest_index(dtype):
         sqdist = np.empty(len(X))
         nearest_centers(X, C, labels, sqdist)
         ref_labels, ref_sq = naive.nearest_centers(X, C)
+        np.testing.assert_array_equal(labels, ref_labels)
+        np.testing.assert_array_equal(sqdist, ref_sq)
+    # the few-centre search (d >= 2 and k <= 2 where the class has one): the same rule, on
+    # a bisector and with a duplicated centre
+    X2 = np.ascontiguousarray(np.hstack([X, np.zeros_like(X)]))
+    for C in ([[-1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]], [[2.0, 0.0], [-1.0, 0.0]]):
+        C = np.array(C, dtype=dtype)
+        labels = np.empty(len(X2), np.int32)
+        sqdist = np.empty(len(X2))
+        nearest_centers(X2, C, labels, sqdist)
+        ref_labels, ref_sq = naive.nearest_centers(X2, C)
         np.testing.assert_array_equal(labels, ref_labels)
         np.testing.assert_array_equal(sqdist, ref_sq)
     # 40 identical centres: everything goes to centre 0 (wide tile with padding)

@@ -79,6 +79,27 @@ def test_full_pass_schedule_keeps_lloyds_iterations(monkeypatch, fraction, resum
     assert_same_iterations(history, c1, c2)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d, k", [(8, 2), (33, 2), (8, 5), (16, 37)])
+def test_full_pass_bounds_hold(dtype, d, k):
+    # upper >= ||x - c_label|| and lower <= the distance to every other centre (float64
+    # distances to the centres rounded to X's dtype), for every search tile's top-2
+    from fastem.kernels import bounded_full_step
+    X = blobs(3000, d, 4, dtype, seed=d + k)
+    C = first_rows(X, k, seed=k)
+    labels = np.full(len(X), -1, np.int32)
+    upper, lower = np.empty(len(X), np.float32), np.empty(len(X), np.float32)
+    bounded_full_step(X, np.ones(len(X)), C, labels, upper, lower)
+    D = np.sqrt(((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2).sum(-1))
+    rows = np.arange(len(X))
+    np.testing.assert_array_equal(labels, D.argmin(axis=1))
+    assert (upper >= D[rows, labels]).all()
+    D[rows, labels] = np.inf
+    assert (lower <= D.min(axis=1)).all()
+    # and not vacuous: most lower bounds are within 1% of the runner-up's distance
+    assert np.mean(lower >= 0.99 * D.min(axis=1)) > 0.9
+
+
 def assert_same_iterations(history, c1, c2):
     for it, (l1, l2, s1, s2) in enumerate(history):
         assert np.array_equal(l1, l2), f"labels differ at iteration {it + 1}"

@@ -30,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel
-from ._target import HAS_FMA, TILES
+from ._target import FEW_MIN_FEATURES, HAS_FMA, TILES, RowDot
 
 #: float64 lanes of the short-vector helpers below (and of the Bernoulli accumulators).
 LANES = TILES["lanes"]
@@ -291,6 +291,140 @@ def make_tile_kernel(tile_shape, reduction):
     return tile
 
 
+@functools.lru_cache(maxsize=None)
+def make_row_dot_kernel(shape, reduction):
+    """Build an intrinsic ``search(X, row0, row_last, CR, bias, out, out_offset[, gap])``
+    for a handful of centres: the search of :func:`make_tile_kernel` with the vector lanes
+    along the features instead of the centres.
+
+    For the ``shape.rows`` rows ``r = min(row0 + m, row_last)`` and the ``shape.centers``
+    rows j of ``CR`` ((K, d), C-contiguous, X's dtype; padding rows have ``bias = +inf``)::
+
+        z_j = bias[j] - dot(X[r], CR[j])
+
+    the dot product as ``L`` lane-wise FMA chains over the features (full vectors, then one
+    masked tail) added by a fixed tree of lane halves. ``reduction`` 'argmin' writes the
+    smallest j with the smallest z_j (int32 ``out``), 'argmin2' also the gap to the second
+    smallest (float64 ``gap``), as the tile kernels do. With k <= K centres a tile wastes
+    ``1 - k / lanes`` of every FMA on padding columns; here every lane does useful work, so a
+    row costs ``K d / L`` FMAs instead of d. Rounding differs from the tiles' one chain per
+    centre (same error bound, see ``bounds``); a CPU class uses one or the other for a given
+    k, d and dtype (``search_tile``), so labels never depend on anything else.
+    """
+    n_rows, n_centers, vector_bytes = shape
+    out_dtype = types.int32
+
+    def typed(X, CR, bias, out):
+        return (_is_c_array(X, 2, floating=True) and _is_c_array(CR, 2, floating=True)
+                and _is_c_array(bias, 1, floating=True) and CR.dtype == X.dtype
+                and bias.dtype == X.dtype and isinstance(out, types.Array)
+                and out.ndim == 1 and out.dtype == out_dtype)
+
+    if reduction == "argmin2":
+        @intrinsic
+        def search(typingctx, X, row0, row_last, CR, bias, out, out_offset, gap):
+            if not (typed(X, CR, bias, out) and isinstance(gap, types.Array)
+                    and gap.ndim == 1 and gap.dtype == types.float64):
+                return None
+            return types.void(X, row0, row_last, CR, bias, out, out_offset, gap), codegen
+    else:
+        @intrinsic
+        def search(typingctx, X, row0, row_last, CR, bias, out, out_offset):
+            if not typed(X, CR, bias, out):
+                return None
+            return types.void(X, row0, row_last, CR, bias, out, out_offset), codegen
+
+    def codegen(context, builder, signature, args):
+        Xv, row0v, lastv, CRv, biasv, outv, offv = args[:7]
+        X = signature.args[0]
+        i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+        bits = X.dtype.bitwidth
+        scalar = context.get_value_type(X.dtype)
+        L = vector_bytes // (bits // 8)
+        vtype = ir.VectorType(scalar, L)
+        vptr = vtype.as_pointer()
+        align = bits // 8
+        fma = _fma(builder, vtype)
+        mload = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vtype, [vptr, i32, ir.VectorType(i1, L), vtype]),
+            "llvm.masked.load.%s.p0%s" % (_llvm_suffix(L, bits), _llvm_suffix(L, bits)))
+        zero = ir.Constant(vtype, [0.0] * L)
+
+        xa = context.make_array(X)(context, builder, Xv)
+        ca = context.make_array(signature.args[3])(context, builder, CRv)
+        ba = context.make_array(signature.args[4])(context, builder, biasv)
+        oa = context.make_array(signature.args[5])(context, builder, outv)
+        d = builder.extract_value(xa.shape, 1)
+        row0i = context.cast(builder, row0v, signature.args[1], types.int64)
+        lasti = context.cast(builder, lastv, signature.args[2], types.int64)
+        offi = context.cast(builder, offv, signature.args[6], types.int64)
+
+        rows, xrows, crows, acc = [], [], [], []
+        for m in range(n_rows):
+            r = builder.add(row0i, ir.Constant(i64, m))
+            rows.append(builder.select(builder.icmp_signed("<", r, lasti), r, lasti))
+            xrows.append(builder.gep(xa.data, [builder.mul(rows[m], d)]))
+            acc.append([cgutils.alloca_once_value(builder, zero) for _ in range(n_centers)])
+        for j in range(n_centers):
+            crows.append(builder.gep(ca.data, [builder.mul(ir.Constant(i64, j), d)]))
+
+        def body(t, mask):
+            def load(base):
+                ptr = builder.bitcast(builder.gep(base, [t]), vptr)
+                if mask is None:
+                    return builder.load(ptr, align=align)
+                return builder.call(mload, [ptr, ir.Constant(i32, align), mask, zero])
+            cvec = [load(c) for c in crows]
+            for m in range(n_rows):
+                xv = load(xrows[m])
+                for j in range(n_centers):
+                    builder.store(fma([xv, cvec[j], builder.load(acc[m][j])]), acc[m][j])
+
+        _vector_loop(builder, d, L, body)
+
+        def lane_sum(v):
+            # fixed tree: add the upper half of the lanes to the lower half until one is left
+            width = L
+            while width > 1:
+                width //= 2
+                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
+                                                              list(range(width))))
+                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
+                                                              list(range(width, 2 * width))))
+                v = builder.fadd(lo, hi)
+            return builder.extract_element(v, ir.Constant(i32, 0))
+
+        inf = ir.Constant(scalar, float("inf"))
+        for m in range(n_rows):
+            scores = []
+            for j in range(n_centers):
+                h = builder.load(builder.gep(ba.data, [ir.Constant(i64, j)]))
+                scores.append(builder.fsub(h, lane_sum(builder.load(acc[m][j]))))
+            # smallest score, ties to the smallest index (strict '<', as the tiles)
+            best, best_j = inf, ir.Constant(i32, 0)
+            for j in range(n_centers):
+                lt = builder.fcmp_ordered("<", scores[j], best)
+                best = builder.select(lt, scores[j], best)
+                best_j = builder.select(lt, ir.Constant(i32, j), best_j)
+            builder.store(best_j, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+            if reduction == "argmin2":
+                second = inf
+                for j in range(n_centers):
+                    other = builder.icmp_signed("!=", best_j, ir.Constant(i32, j))
+                    lt = builder.and_(other, builder.fcmp_ordered("<", scores[j], second))
+                    second = builder.select(lt, scores[j], second)
+                first = best
+                if bits != 64:
+                    second = builder.fpext(second, ir.DoubleType())
+                    first = builder.fpext(first, ir.DoubleType())
+                ga = context.make_array(signature.args[7])(context, builder, args[7])
+                builder.store(builder.fsub(second, first),
+                              builder.gep(ga.data, [builder.sub(rows[m], offi)]))
+        return context.get_dummy_value()
+
+    return search
+
+
 def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
     """Closure loading ``L`` consecutive elements (flat index) as <L x double>, masked or not."""
     i1, i32 = ir.IntType(1), ir.IntType(32)
@@ -447,16 +581,28 @@ top2_rows_narrow, top2_rows_medium, top2_rows_wide = (
 #: The same tiles reducing to sum_j z_j^2 (Gaussian quadratic forms).
 sumsq_rows_narrow, sumsq_rows_medium, sumsq_rows_wide = (
     make_tile_kernel(t, "sumsq") for t in TILES["search"])
-#: Rows per call of each search tile, and bytes of centres (columns of CT) per pass.
-SEARCH_ROWS = tuple(t.rows for t in TILES["search"])
+#: The search for a few centres (tile id 3 of :func:`search_tile`): the class's ``few``
+#: shape; classes without one still build it (never called) so that kernels type-check.
+FEW = TILES["few"] or RowDot(4, 2, 16)
+FEW_CENTERS = TILES["few"].centers if TILES["few"] else 0
+nearest_rows_few = make_row_dot_kernel(FEW, "argmin")
+top2_rows_few = make_row_dot_kernel(FEW, "argmin2")
+#: Rows per call of each search tile (the few-centre search last), and bytes of centres
+#: (columns of CT) per pass.
+SEARCH_ROWS = tuple(t.rows for t in TILES["search"]) + (FEW.rows,)
 SEARCH_BYTES = tuple(t.vectors * t.vector_bytes for t in TILES["search"])
 
 
 @kernel
-def search_tile(n_columns, itemsize):
+def search_tile(n_columns, itemsize, n_features):
     """The search / sum-of-squares tile for ``n_columns`` columns of ``itemsize``-byte values:
-    (tile id 0/1/2, columns per pass) - the narrowest tile whose width covers all columns,
-    else the widest (the last)."""
+    (tile id, columns per pass). For a k-means search (``n_features``: d of the rows) of at
+    most ``FEW_CENTERS`` centres from ``FEW_MIN_FEATURES`` features on: 3, the centres as
+    rows with the lanes along the features (:func:`make_row_dot_kernel`; ``n_features = 0``
+    never takes it: the Gaussian quadratic forms have no such reduction). Else the narrowest
+    tile 0/1/2 whose width covers all columns, or the widest (the last)."""
+    if n_columns <= FEW_CENTERS and n_features >= FEW_MIN_FEATURES:
+        return 3, FEW_CENTERS
     for tile in range(2):
         width = SEARCH_BYTES[tile] // itemsize
         if n_columns <= width:

@@ -30,6 +30,9 @@ from numba.core import config
 
 #: One SIMD tile: ``rows`` rows x ``vectors`` registers of ``vector_bytes`` bytes each.
 Tile = namedtuple("Tile", "rows vectors vector_bytes")
+#: The search for a few centres with the lanes along the features (``_simd.make_row_dot_kernel``):
+#: ``rows`` rows x ``centers`` centres of accumulators, ``vector_bytes`` each.
+RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 
 #: Per CPU class (vector register bytes, number of vector registers):
 #:
@@ -67,18 +70,31 @@ Tile = namedtuple("Tile", "rows vectors vector_bytes")
 #:   for more; untested for lack of hardware, so the AVX2-proven shapes are used).
 #: * portable (anything else, e.g. a non-x86, non-ARM CPU): 16 B vectors, 4-row tiles.
 #: * product (scatter statistics; rows must divide ``BLOCK_ROWS``): 4 x 2 vectors.
+#: * few (the k-means search for at most ``centers`` centres from ``FEW_MIN_FEATURES``
+#:   features on, lanes along the features; None: the tiles serve every k). With k = 2 the
+#:   narrow tile fills 2 of its 4 (float64) or 8 (float32) lanes and does one broadcast-FMA
+#:   per row and feature; 4 rows x 2 centres of feature vectors need K d / L FMAs per row (8
+#:   accumulators + 4 rows + 2 centres = 14 ymm registers). Zen 3 VM (AVX2), Lloyd iteration
+#:   on 2 threads (``sweep_shapes.py``'s rows, 1e6 rows up to 256 MB of X), narrow tile /
+#:   **4 x 2 x 32 B**, ms: float32 k=2 d=2 8.6 / 7.5, d=4 6.7 / 5.7, d=8 8.0 / 6.2, d=16
+#:   10.0 / 8.4, d=32 13.7 / 11.8, d=512 28.9 / 24.1, d=1024 26.1 / 21.7, k=1 d=512 27.4 /
+#:   23.8; float64 k=2 d=1 8.3 / 9.3, d=2 7.5 / 7.5, d=8 6.9 / 6.7, d=16 10.2 / 9.3, d=512
+#:   16.2 / 15.5. Not measured on the other classes, which keep their tiles.
 TILE_TABLE = {
     "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(8, 2, 64)),
-                   product=Tile(4, 2, 64), lanes=8),
+                   product=Tile(4, 2, 64), lanes=8, few=None),
     "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
-                 product=Tile(4, 2, 32), lanes=4),
+                 product=Tile(4, 2, 32), lanes=4, few=RowDot(4, 2, 32)),
     "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
-                 product=Tile(4, 2, 16), lanes=2),
+                 product=Tile(4, 2, 16), lanes=2, few=None),
     "sse": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
-                product=Tile(4, 2, 16), lanes=2),
+                product=Tile(4, 2, 16), lanes=2, few=None),
     "portable": dict(search=(Tile(4, 1, 16), Tile(4, 2, 16), Tile(4, 2, 16)),
-                     product=Tile(4, 2, 16), lanes=2),
+                     product=Tile(4, 2, 16), lanes=2, few=None),
 }
+#: Fewest features for the ``few`` search (at d = 1 its masked vector and lane sums cost
+#: more than the narrow tile's padding, measured above).
+FEW_MIN_FEATURES = 2
 
 #: When to go parallel: a parallel kernel called from Python on fewer rows than this runs on
 #: the calling thread (``_jit.run_work_items``). Two 2048-row blocks: below that waking a
@@ -219,6 +235,8 @@ TILES = TILE_TABLE[SIMD_CLASS]
 def describe():
     """One line naming the target CPU, its class and the tiles in use (for reports)."""
     search = ", ".join(f"{t.rows}x{t.vectors}x{t.vector_bytes}B" for t in TILES["search"])
-    p = TILES["product"]
+    p, few = TILES["product"], TILES["few"]
+    few = f"{few.rows}x{few.centers}x{few.vector_bytes}B" if few else "none"
     return (f"target {CPU_NAME} -> {SIMD_CLASS} (fma={HAS_FMA}); search tiles {search}; "
-            f"product {p.rows}x{p.vectors}x{p.vector_bytes}B; lanes {TILES['lanes']}")
+            f"few-centre search {few}; product {p.rows}x{p.vectors}x{p.vector_bytes}B; "
+            f"lanes {TILES['lanes']}")

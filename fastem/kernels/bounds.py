@@ -10,7 +10,8 @@ bounds separate is not searched.
 ``s_j = (||x - c_j||^2 - ||x - r||^2) / 2`` in X's dtype; its rounding error is at most
 ``eps = 2 (d + 4) u_T (B + ||x|| C)`` (``u_T`` the unit roundoff of X's dtype,
 ``B = max_j |bias_j|``, ``C = max_j ||c_j - r||``; an FMA chain of d terms plus the rounding
-of the tables, with a factor 2 to spare). A row is skipped only when
+of the tables, with a factor 2 to spare; the few-centre search's L chains of d / L terms and
+its log2 L lane additions stay within it). A row is skipped only when
 ``l^2 - u^2 > 4 eps``: then every other centre's computed score exceeds the assigned one's,
 so the search would return ``a`` again. Rows that fail go through the same SIMD search
 (gathered into a compact block), which returns Lloyd's label bit for bit and the gap
@@ -25,11 +26,11 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_medium,
-                    top2_rows_narrow, top2_rows_wide)
+from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_few,
+                    top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
                             add_csr_row)
-from .distances import _transposed_centers, prefetch_tile_ahead
+from .distances import prefetch_tile_ahead, search_table
 
 
 @kernel
@@ -38,7 +39,9 @@ def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
     rows = SEARCH_ROWS[tile]
     for i in range(start, stop, rows):
         prefetch_tile_ahead(X, i, stop, rows)
-        if tile == 2:
+        if tile == 3:
+            top2_rows_few(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+        elif tile == 2:
             top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
         elif tile == 1:
             top2_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
@@ -51,8 +54,8 @@ def _search_tables(X, centers):
     """Search tables of ``centers`` plus what the bounds need: (tile, ct, half_norms,
     centre norms, slack of float64 bound arithmetic, eps factors (E B, E C))."""
     k, d = centers.shape
-    tile, width = search_tile(k, X.itemsize)
-    ct, half_norms = _transposed_centers(X, centers, width)
+    tile, width = search_tile(k, X.itemsize, d)
+    ct, half_norms = search_table(X, centers, tile, width)
     norms = np.empty(k)
     big_b, big_c = 0.0, 0.0
     for j in range(k):
@@ -60,7 +63,8 @@ def _search_tables(X, centers):
         panel, col = j // width * d, j % width
         for f in range(d):
             s += np.float64(centers[j, f]) ** 2
-            t += np.float64(ct[panel + f, col]) ** 2
+            c = ct[j, f] if tile == 3 else ct[panel + f, col]
+            t += np.float64(c) ** 2
         norms[j] = np.sqrt(s)
         big_c = max(big_c, np.sqrt(t))
         big_b = max(big_b, abs(np.float64(half_norms[j])))

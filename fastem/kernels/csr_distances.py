@@ -16,7 +16,7 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials)
 from ._jit import kernel, run_on_threads
-from .distances import _block_sums_work, _transposed_centers, cannot_improve
+from .distances import _block_sums_work, cannot_improve, search_table
 
 
 @kernel
@@ -36,7 +36,7 @@ def _center_norms(centers):
 def _center_tables(data, centers):
     """(ct (d, kp), offsets (kp,), ||c_j||^2 (k,)) for the sparse search and distances."""
     kp = (centers.shape[0] + 7) // 8 * 8   # k-wide updates in whole vectors
-    ct, half_norms = _transposed_centers(np.empty((0, 1), data.dtype), centers, kp)
+    ct, half_norms = search_table(np.empty((0, 1), data.dtype), centers, 0, kp)
     return ct, half_norms, _center_norms(centers)
 
 

@@ -12,14 +12,15 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy, nearest_rows_medium, nearest_rows_narrow,
-                    nearest_rows_wide, prefetch, search_tile, sqdist)
+from ._simd import (SEARCH_ROWS, axpy, nearest_rows_few, nearest_rows_medium,
+                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist)
 from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
 
 
 @kernel
-def _transposed_centers(X, centers, width):
-    """Transpose (d x kp) of the centres, relative to their mean r, and (kp,) scores offsets.
+def search_table(X, centers, tile, width):
+    """The centre table of search ``tile`` (:func:`fastem.kernels._simd.search_tile`): the
+    centres relative to their mean r, in X's dtype, and (kp,) score offsets.
 
     The search minimises ``bias_j - x . ct_j`` with ``ct_j = c_j - r`` and
     ``bias_j = ||c_j - r||^2 / 2 + r . (c_j - r)``, which equals
@@ -28,9 +29,10 @@ def _transposed_centers(X, centers, width):
     centres) instead of ``c_j`` itself, so float32 data far from the origin keep their
     resolution (rounding ~ ulp(x) |c_j - r| instead of ulp(x) |c_j|).
 
-    kp is k rounded up to a multiple of ``width``; padding columns are zero and their offsets
-    +inf, so a padded centre never wins the search. ``ct`` is stored in panels of ``width``
-    columns, shape (kp / width * d, width) (``_simd``'s layout; ``width = kp``: plain (d, kp)).
+    kp is k rounded up to a multiple of ``width``; padding centres are zero and their offsets
+    +inf, so a padded centre never wins the search. Tiles 0-2 take the transpose in panels
+    of ``width`` columns, shape (kp / width * d, width) (``_simd``'s layout; ``width = kp``:
+    plain (d, kp)); tile 3 (a few centres, lanes along the features) the rows, (kp, d).
     """
     k, d = centers.shape
     kp = (k + width - 1) // width * width
@@ -39,14 +41,20 @@ def _transposed_centers(X, centers, width):
         for f in range(d):
             r[f] += np.float64(centers[j, f])
     r /= k
-    ct = np.zeros((kp // width * d, width), X.dtype)
+    if tile == 3:
+        ct = np.zeros((kp, d), X.dtype)
+    else:
+        ct = np.zeros((kp // width * d, width), X.dtype)
     half_norms = np.full(kp, np.inf, X.dtype)
     for j in range(k):
         s = 0.0
         panel, col = j // width * d, j % width
         for f in range(d):
             c = np.float64(X.dtype.type(centers[j, f])) - r[f]
-            ct[panel + f, col] = c
+            if tile == 3:
+                ct[j, f] = c
+            else:
+                ct[panel + f, col] = c
             s += c * (0.5 * c + r[f])
         half_norms[j] = s
     return ct, half_norms
@@ -80,7 +88,9 @@ def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
     rows = SEARCH_ROWS[tile]
     for i in range(start, stop, rows):
         prefetch_tile_ahead(X, i, stop, rows)
-        if tile == 2:
+        if tile == 3:
+            nearest_rows_few(X, i, stop - 1, ct, half_norms, out, out_offset)
+        elif tile == 2:
             nearest_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset)
         elif tile == 1:
             nearest_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset)
@@ -97,8 +107,8 @@ def _row_sqdist(X, i, centers, j):
 
 @kernel
 def _search_prepare(X, centers, labels, sqdist):
-    tile, width = search_tile(centers.shape[0], X.itemsize)
-    ct, half_norms = _transposed_centers(X, centers, width)
+    tile, width = search_tile(centers.shape[0], X.itemsize, X.shape[1])
+    ct, half_norms = search_table(X, centers, tile, width)
     return n_blocks(X.shape[0]), ct, half_norms, tile
 
 
@@ -142,8 +152,8 @@ def _lloyd_prepare(X, sample_weight, centers, labels, center_sums, center_weight
     n, d = X.shape
     k = centers.shape[0]
     nc = n_partials(n, k * (d + 1) * 8)
-    tile, width = search_tile(k, X.itemsize)
-    ct, half_norms = _transposed_centers(X, centers, width)
+    tile, width = search_tile(k, X.itemsize, d)
+    ct, half_norms = search_table(X, centers, tile, width)
     # per chunk: sums (k, d), weights (k,), [inertia, number of changed labels]
     return (nc, ct, half_norms, tile, np.empty((nc, k, d)), np.empty((nc, k)),
             np.empty((nc, 2)))

@@ -49,7 +49,7 @@ def _full_layout(means, prec_chol, center):
     so the result is the same bit for bit at half the work.
     """
     k, d = means.shape
-    tile, width = search_tile(d, 8)   # factor columns are float64
+    tile, width = search_tile(d, 8, 0)   # factor columns are float64
     dp = (d + width - 1) // width * width
     shared = prec_chol.shape[0] == 1
     factors = np.zeros((k, dp // width * d, width))
