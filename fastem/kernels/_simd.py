@@ -541,6 +541,56 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 
 
 @intrinsic
+def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
+    """:func:`axpy` and :func:`sqdist` of the same ``x`` in one pass: ``y[y_off + t] += a *
+    x[x_off + t]``, returns ``sum_t (x[x_off + t] - c[c_off + t])^2``. Each vector of x is
+    loaded (and widened to float64) once instead of twice; the arithmetic and the order of
+    both sums are those of the two helpers, so the results are the same bit for bit."""
+    if not (_is_c_array(x, floating=True) and _is_c_array(c, floating=True)
+            and _is_c_array(y, floating=True) and y.dtype == types.float64):
+        return None
+    sig = types.float64(a, x, x_off, y, y_off, c, c_off, length)
+
+    def codegen(context, builder, signature, args):
+        av, xv, xoffv, yv, yoffv, cv, coffv, lenv = args
+        i1, i32 = ir.IntType(1), ir.IntType(32)
+        L = LANES
+        vtype = ir.VectorType(ir.DoubleType(), L)
+        vptr = vtype.as_pointer()
+        fma = _fma(builder, vtype)
+        mstore = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
+            "llvm.masked.store.v%df64.p0v%df64" % (L, L))
+        reduce_add = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
+            "llvm.vector.reduce.fadd.v%df64" % L)
+        cast = [context.cast(builder, v, t, types.int64)
+                for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
+                             (coffv, signature.args[6]), (lenv, signature.args[7]))]
+        load_x, _ = _flat_f64_loader(context, builder, signature.args[1], xv, cast[0], L)
+        load_y, ybase = _flat_f64_loader(context, builder, signature.args[3], yv, cast[1], L)
+        load_c, _ = _flat_f64_loader(context, builder, signature.args[5], cv, cast[2], L)
+        asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+
+        def body(t, mask):
+            xt = load_x(t, mask)
+            new = fma([asplat, xt, load_y(t, mask)])
+            ptr = builder.bitcast(builder.gep(ybase, [t]), vptr)
+            if mask is None:
+                builder.store(new, ptr, align=8)
+            else:
+                builder.call(mstore, [new, ptr, ir.Constant(i32, 8), mask])
+            diff = builder.fsub(xt, load_c(t, mask))
+            builder.store(fma([diff, diff, builder.load(acc)]), acc)
+
+        _vector_loop(builder, cast[3], L, body)
+        return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
+
+    return sig, codegen
+
+
+@intrinsic
 def prefetch(typingctx, x, x_off, length):
     """Ask the CPU to start loading ``x[x_off : x_off + length]`` (flat indices) into its
     caches (``llvm.prefetch``, one per 64-byte line; no effect on results). For rows read in

@@ -26,11 +26,11 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy, search_tile, sqdist, top2_rows_few,
+from ._simd import (SEARCH_ROWS, axpy, axpy_sqdist, search_tile, sqdist, top2_rows_few,
                     top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
                             add_csr_row)
-from .distances import prefetch_tile_ahead, search_table
+from .distances import prefetch_tile_ahead, search_sub_block_rows, search_table
 
 
 @kernel
@@ -121,26 +121,26 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
                half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed):
     n, d = X.shape
     nc = part_sums.shape[0]
-    new = np.empty(BLOCK_ROWS, np.int32)
-    gap = np.empty(BLOCK_ROWS)
+    sub = search_sub_block_rows(X, tile)
+    new = np.empty(sub, np.int32)
+    gap = np.empty(sub)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         sums, moments = part_sums[c], part_moments[c]
         sums[:] = 0.0
         moments[:] = 0.0
         changed = 0
-        for b0 in range(start, stop, BLOCK_ROWS):
-            b1 = min(stop, b0 + BLOCK_ROWS)
+        for b0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
+            b1 = min(stop, b0 + sub)
             _top2_in_block(X, b0, b1, ct, half_norms, tile, new, b0, gap)
             for i in range(b0, b1):
                 j = new[i - b0]
                 changed += j != labels[i]
                 labels[i] = j
-                d2 = sqdist(X, i * d, centers, j * d, d)
+                w = sample_weight[i]
+                d2 = axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
                 u, low = _rebuild_bounds(d2, gap[i - b0], j, norms, slack, eps_b, eps_c)
                 upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
-                w = sample_weight[i]
-                axpy(w, X, i * d, sums, j * d, d)
                 moments[j, 0] += w
                 moments[j, 1] += w * d2
         part_changed[c] = changed

@@ -12,7 +12,7 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy, nearest_rows_few, nearest_rows_medium,
+from ._simd import (SEARCH_ROWS, axpy_sqdist, nearest_rows_few, nearest_rows_medium,
                     nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist)
 from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
 
@@ -185,8 +185,7 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
                 changed += j != labels[i]  # branch-free: label changes are unpredictable
                 labels[i] = j
                 w = sample_weight[i]
-                axpy(w, X, i * d, sums, j * d, d)
-                inertia += w * sqdist(X, i * d, centers, j * d, d)
+                inertia += w * axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
                 weights[j] += w
         part_scalars[c, 0] = inertia
         part_scalars[c, 1] = changed
