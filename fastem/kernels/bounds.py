@@ -26,7 +26,7 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy, axpy_sqdist, search_tile, sqdist, top2_rows_few,
+from ._simd import (SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_few,
                     top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
                             add_csr_row)
@@ -288,12 +288,12 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                     changed += 1
                     labels[i] = j
                     w = sample_weight[i]
-                    axpy(-w, gathered, t * d, sums, a * d, d)
-                    axpy(w, gathered, t * d, sums, j * d, d)
                     moments[a, 0] -= w
                     moments[j, 0] += w
-                    moments[a, 1] -= w * sqdist(gathered, t * d, shift, a * d, d)
-                    moments[j, 1] += w * sqdist(gathered, t * d, shift, j * d, d)
+                    moments[a, 1] -= w * axpy_sqdist(-w, gathered, t * d, sums, a * d, shift,
+                                                     a * d, d)
+                    moments[j, 1] += w * axpy_sqdist(w, gathered, t * d, sums, j * d, shift,
+                                                     j * d, d)
         part_counts[c, 0] = changed
         part_counts[c, 1] = searched * centers.shape[0]
 
