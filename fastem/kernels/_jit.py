@@ -431,7 +431,7 @@ def map_item_ranges(function, n_items, parallel, *args):
     otherwise one call covers all items. ``function`` must release the GIL (a ``nogil``
     kernel) for the runs to overlap.
     """
-    threads = min(n_threads(), n_items) if parallel and n_items > 1 else 1
+    threads = min(n_threads(), n_items) if parallel else 1
     if threads <= 1:
         return [function(0, n_items, *args)]
     return _RunClaims(function, claim_order(n_items, threads), args).run(threads)
