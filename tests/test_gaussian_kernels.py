@@ -414,7 +414,7 @@ def test_gmm_kernels_from_user_parallel_njit(problem):
 
 
 # -- precision Cholesky factors (serial M-step linear algebra) ----------------------------------
-@pytest.mark.parametrize("d", [1, 3, 17])
+@pytest.mark.parametrize("d", [1, 3, 17, 70])   # 70: inner products of 32+ terms as SIMD dots
 def test_precision_cholesky_factors_matches_numpy(d):
     from numba import njit
 
@@ -444,3 +444,8 @@ def test_precision_cholesky_factors_matches_numpy(d):
         assert precision_cholesky_factors(bad, np.empty_like(bad)) == 2
     bad[1, 0, 0] = -1.0
     assert precision_cholesky_factors(bad, np.empty_like(bad)) == 1
+    if d > 40:   # rank 40: the first lost pivot is the 41st, past the SIMD threshold
+        B = rng.normal(size=(d, 40))
+        bad = covs.copy()
+        bad[3] = B @ B.T
+        assert precision_cholesky_factors(bad, np.empty_like(bad)) == 3

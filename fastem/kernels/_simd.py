@@ -541,6 +541,39 @@ def sqdist(typingctx, x, x_off, c, c_off, length):
 
 
 @intrinsic
+def dot(typingctx, x, x_off, y, y_off, length):
+    """``sum_t x[x_off + t] * y[y_off + t]`` in float64 (flat indices, float32/64 inputs):
+    ``LANES`` independent FMA chains, one masked tail, one horizontal sum (a plain loop is
+    one chain of dependent adds, four cycles per term: LLVM may not reorder it)."""
+    if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True)):
+        return None
+    sig = types.float64(x, x_off, y, y_off, length)
+
+    def codegen(context, builder, signature, args):
+        xv, xoffv, yv, yoffv, lenv = args
+        L = LANES
+        vtype = ir.VectorType(ir.DoubleType(), L)
+        fma = _fma(builder, vtype)
+        reduce_add = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
+            "llvm.vector.reduce.fadd.v%df64" % L)
+        cast = [context.cast(builder, v, t, types.int64)
+                for v, t in ((xoffv, signature.args[1]), (yoffv, signature.args[3]),
+                             (lenv, signature.args[4]))]
+        load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
+        load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+
+        def body(t, mask):
+            builder.store(fma([load_x(t, mask), load_y(t, mask), builder.load(acc)]), acc)
+
+        _vector_loop(builder, cast[2], L, body)
+        return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
+
+    return sig, codegen
+
+
+@intrinsic
 def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
     """:func:`axpy` and :func:`sqdist` of the same ``x`` in one pass: ``y[y_off + t] += a *
     x[x_off + t]``, returns ``sum_t (x[x_off + t] - c[c_off + t])^2``. Each vector of x is
