@@ -18,6 +18,9 @@ What measures "one Lloyd iteration":
 * ``TimeKMeansFitOneIter`` / ``TimeSklearnKMeansFitOneIter`` - a whole
   ``fit(init=C, n_init=1, max_iter=1, tol=0)``. This is one iteration *plus* per-fit overhead
   and, in both libraries, an extra final assignment pass (labels/inertia for the final centres).
+
+``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their fixed
+costs, issue 8's first-contact targets.
 """
 import time as _time
 
@@ -382,4 +385,40 @@ class TimeKMeansToConvergence:
         self.make().fit(self.X[:max(k, WARMUP_ROWS)])  # JIT warm-up
 
     def time_fit_to_convergence(self, shape, method, dtype):
+        self.make().fit(self.X)
+
+
+# --------------------------------------------------------------------------- small fits
+
+class TimeSmallFits:
+    """Fixed costs of a whole small fit (issue 8's first-contact targets; the same fits as
+    ``compare_threads.py``): ``KMeans(3).fit`` on iris (150 x 4) and
+    ``GaussianMixture(2).fit`` on Old Faithful (272 x 2), library defaults, ``random_state=0``;
+    scikit-learn's KMeans with ``n_init=1`` (fastem's default for k-means++). The peer is
+    skipped when scikit-learn is not installed.
+    """
+
+    params = [["kmeans_iris", "gmm_faithful"], ["fastem", "sklearn"]]
+    param_names = ["fit", "library"]
+
+    def setup(self, fit, library):
+        from fastem import GaussianMixture
+        from fastem.datasets import load_faithful, load_iris
+
+        from .common import SklearnGaussianMixture
+        if library == "sklearn":
+            require_sklearn()
+        if fit == "kmeans_iris":
+            data = load_iris()
+            make = (lambda: KMeans(3, random_state=0)) if library == "fastem" else (
+                lambda: SklearnKMeans(3, n_init=1, random_state=0))
+        else:
+            data = load_faithful()
+            make = (lambda: GaussianMixture(2, random_state=0)) if library == "fastem" else (
+                lambda: SklearnGaussianMixture(2, random_state=0))
+        self.X = np.ascontiguousarray(data[0] if isinstance(data, tuple) else data)
+        self.make = make
+        self.make().fit(self.X)   # compile / load the kernels
+
+    def time_fit(self, fit, library):
         self.make().fit(self.X)
