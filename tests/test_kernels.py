@@ -100,25 +100,22 @@ def test_nearest_centers_tie_rule_is_smallest_index(dtype):
     X = np.array([[0.0], [1.0], [-1.0], [0.5], [3.0], [2.0]], dtype=dtype)
     X = np.ascontiguousarray(np.repeat(X, 5, axis=0))  # 30 rows: partial SIMD row tiles
     centers = np.array([[2.0], [-1.0], [1.0], [-1.0], [1.0], [2.0]], dtype=dtype)
-    for k in (2, 6):  # narrow tile; and with duplicated centres
-        C = np.ascontiguousarray(centers[:k])
+
+    def same_as_reference(X, C):
         labels = np.empty(len(X), np.int32)
         sqdist = np.empty(len(X))
         nearest_centers(X, C, labels, sqdist)
         ref_labels, ref_sq = naive.nearest_centers(X, C)
         np.testing.assert_array_equal(labels, ref_labels)
         np.testing.assert_array_equal(sqdist, ref_sq)
+
+    for k in (2, 6):  # narrow tile; and with duplicated centres
+        same_as_reference(X, np.ascontiguousarray(centers[:k]))
     # the few-centre search (d >= 2 and k <= 2 where the class has one): the same rule, on
     # a bisector and with a duplicated centre
     X2 = np.ascontiguousarray(np.hstack([X, np.zeros_like(X)]))
     for C in ([[-1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]], [[2.0, 0.0], [-1.0, 0.0]]):
-        C = np.array(C, dtype=dtype)
-        labels = np.empty(len(X2), np.int32)
-        sqdist = np.empty(len(X2))
-        nearest_centers(X2, C, labels, sqdist)
-        ref_labels, ref_sq = naive.nearest_centers(X2, C)
-        np.testing.assert_array_equal(labels, ref_labels)
-        np.testing.assert_array_equal(sqdist, ref_sq)
+        same_as_reference(X2, np.array(C, dtype=dtype))
     # 40 identical centres: everything goes to centre 0 (wide tile with padding)
     C = np.zeros((40, 1), dtype=dtype)
     labels = np.empty(len(X), np.int32)

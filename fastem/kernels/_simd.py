@@ -113,26 +113,6 @@ def make_tile_kernel(tile_shape, reduction):
                 and out.ndim == out_ndim and out.dtype == out_dtype
                 and (reduction != "subtract" or (X.dtype == types.float64 and out.layout == "C")))
 
-    if reduction == "argmin2":
-        @intrinsic
-        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset, gap):
-            if not (typed(X, CT, bias, out) and isinstance(gap, types.Array)
-                    and gap.ndim == 1 and gap.dtype == types.float64):
-                return None
-            return types.void(X, row0, row_last, CT, bias, out, out_offset, gap), codegen
-    elif reduction == "sumsq":
-        @intrinsic
-        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset, spans):
-            if not (typed(X, CT, bias, out) and _is_c_array(spans, 2, types.int64)):
-                return None
-            return types.void(X, row0, row_last, CT, bias, out, out_offset, spans), codegen
-    else:
-        @intrinsic
-        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset):
-            if not typed(X, CT, bias, out):
-                return None
-            return types.void(X, row0, row_last, CT, bias, out, out_offset), codegen
-
     def codegen(context, builder, signature, args):
         Xv, row0v, lastv, CTv, biasv, outv, offv = args[:7]
         X, CT, bias, out = (signature.args[i] for i in (0, 3, 4, 5))
@@ -270,13 +250,8 @@ def make_tile_kernel(tile_shape, reduction):
                     second = builder.call(reduce_min, [builder.select(
                         builder.fcmp_ordered("<", others, builder.load(runner_up[m])),
                         others, builder.load(runner_up[m]))])
-                    first = builder.call(reduce_min, [bv])
-                    if bits != 64:
-                        second = builder.fpext(second, ir.DoubleType())
-                        first = builder.fpext(first, ir.DoubleType())
-                    sa = context.make_array(signature.args[7])(context, builder, args[7])
-                    builder.store(builder.fsub(second, first),
-                                  builder.gep(sa.data, [builder.sub(rows[m], offi)]))
+                    _store_gap(context, builder, signature, args, builder.sub(rows[m], offi),
+                               builder.call(reduce_min, [bv]), second)
         elif reduction == "sumsq":
             reduce_add = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(scalar, [scalar, vtype]),
@@ -288,7 +263,45 @@ def make_tile_kernel(tile_shape, reduction):
                 builder.store(total, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
         return context.get_dummy_value()
 
-    return tile
+    if reduction == "sumsq":
+        @intrinsic
+        def tile(typingctx, X, row0, row_last, CT, bias, out, out_offset, spans):
+            if not (typed(X, CT, bias, out) and _is_c_array(spans, 2, types.int64)):
+                return None
+            return types.void(X, row0, row_last, CT, bias, out, out_offset, spans), codegen
+        return tile
+    return _row_kernel_intrinsic(reduction, typed, codegen)
+
+
+def _store_gap(context, builder, signature, args, at, first, second):
+    """``gap[at] = second - first`` in float64 (``gap``: the eighth argument of an 'argmin2'
+    kernel; the scores in X's dtype)."""
+    if first.type != ir.DoubleType():
+        first = builder.fpext(first, ir.DoubleType())
+        second = builder.fpext(second, ir.DoubleType())
+    gap = context.make_array(signature.args[7])(context, builder, args[7])
+    builder.store(builder.fsub(second, first), builder.gep(gap.data, [at]))
+
+
+def _row_kernel_intrinsic(reduction, typed, codegen):
+    """The intrinsic ``(X, row0, row_last, table, bias, out, out_offset)`` of a tile or
+    few-centre kernel, plus a float64 ``gap`` (1-D) for ``'argmin2'``: ``typed(X, table,
+    bias, out)`` checks the argument types, ``codegen`` emits the code."""
+    if reduction == "argmin2":
+        @intrinsic
+        def kernel_rows(typingctx, X, row0, row_last, table, bias, out, out_offset, gap):
+            if not (typed(X, table, bias, out) and isinstance(gap, types.Array)
+                    and gap.ndim == 1 and gap.dtype == types.float64):
+                return None
+            return types.void(X, row0, row_last, table, bias, out, out_offset, gap), codegen
+        return kernel_rows
+
+    @intrinsic
+    def kernel_rows(typingctx, X, row0, row_last, table, bias, out, out_offset):
+        if not typed(X, table, bias, out):
+            return None
+        return types.void(X, row0, row_last, table, bias, out, out_offset), codegen
+    return kernel_rows
 
 
 @functools.lru_cache(maxsize=None)
@@ -319,20 +332,6 @@ def make_row_dot_kernel(shape, reduction):
                 and _is_c_array(bias, 1, floating=True) and CR.dtype == X.dtype
                 and bias.dtype == X.dtype and isinstance(out, types.Array)
                 and out.ndim == 1 and out.dtype == out_dtype)
-
-    if reduction == "argmin2":
-        @intrinsic
-        def search(typingctx, X, row0, row_last, CR, bias, out, out_offset, gap):
-            if not (typed(X, CR, bias, out) and isinstance(gap, types.Array)
-                    and gap.ndim == 1 and gap.dtype == types.float64):
-                return None
-            return types.void(X, row0, row_last, CR, bias, out, out_offset, gap), codegen
-    else:
-        @intrinsic
-        def search(typingctx, X, row0, row_last, CR, bias, out, out_offset):
-            if not typed(X, CR, bias, out):
-                return None
-            return types.void(X, row0, row_last, CR, bias, out, out_offset), codegen
 
     def codegen(context, builder, signature, args):
         Xv, row0v, lastv, CRv, biasv, outv, offv = args[:7]
@@ -413,16 +412,11 @@ def make_row_dot_kernel(shape, reduction):
                     other = builder.icmp_signed("!=", best_j, ir.Constant(i32, j))
                     lt = builder.and_(other, builder.fcmp_ordered("<", scores[j], second))
                     second = builder.select(lt, scores[j], second)
-                first = best
-                if bits != 64:
-                    second = builder.fpext(second, ir.DoubleType())
-                    first = builder.fpext(first, ir.DoubleType())
-                ga = context.make_array(signature.args[7])(context, builder, args[7])
-                builder.store(builder.fsub(second, first),
-                              builder.gep(ga.data, [builder.sub(rows[m], offi)]))
+                _store_gap(context, builder, signature, args, builder.sub(rows[m], offi),
+                           best, second)
         return context.get_dummy_value()
 
-    return search
+    return _row_kernel_intrinsic(reduction, typed, codegen)
 
 
 def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
@@ -506,71 +500,62 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     return sig, codegen
 
 
-@intrinsic
-def sqdist(typingctx, x, x_off, c, c_off, length):
-    """``sum_t (x[x_off + t] - c[c_off + t])^2`` in float64 (flat indices, float32/64 inputs)."""
-    if not (_is_c_array(x, floating=True) and _is_c_array(c, floating=True)):
-        return None
-    sig = types.float64(x, x_off, c, c_off, length)
+def _pairwise_reduction(accumulate, doc):
+    """An intrinsic ``(x, x_off, y, y_off, length) -> float64`` summing
+    ``accumulate(x[x_off + t], y[y_off + t])`` over t < length (flat indices, float32/64
+    inputs, float64 maths): ``LANES`` independent FMA chains (full vectors, then one masked
+    tail) and one horizontal sum. ``accumulate(builder, fma, xv, yv, acc)`` adds one vector
+    of terms to the accumulator ``acc``."""
+    @intrinsic
+    def reduction(typingctx, x, x_off, y, y_off, length):
+        if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True)):
+            return None
+        sig = types.float64(x, x_off, y, y_off, length)
 
-    def codegen(context, builder, signature, args):
-        xv, xoffv, cv, coffv, lenv = args
-        L = LANES
-        vtype = ir.VectorType(ir.DoubleType(), L)
-        fma = _fma(builder, vtype)
-        reduce_add = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
-            "llvm.vector.reduce.fadd.v%df64" % L)
-        cast = [context.cast(builder, v, t, types.int64)
-                for v, t in ((xoffv, signature.args[1]), (coffv, signature.args[3]),
-                             (lenv, signature.args[4]))]
-        load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
-        load_c, _ = _flat_f64_loader(context, builder, c, cv, cast[1], L)
-        acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+        def codegen(context, builder, signature, args):
+            xv, xoffv, yv, yoffv, lenv = args
+            L = LANES
+            vtype = ir.VectorType(ir.DoubleType(), L)
+            fma = _fma(builder, vtype)
+            reduce_add = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
+                "llvm.vector.reduce.fadd.v%df64" % L)
+            cast = [context.cast(builder, v, t, types.int64)
+                    for v, t in ((xoffv, signature.args[1]), (yoffv, signature.args[3]),
+                                 (lenv, signature.args[4]))]
+            load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
+            load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
+            acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
 
-        def body(t, mask):
-            diff = builder.fsub(load_x(t, mask), load_c(t, mask))
-            builder.store(fma([diff, diff, builder.load(acc)]), acc)
+            def body(t, mask):
+                builder.store(accumulate(builder, fma, load_x(t, mask), load_y(t, mask),
+                                         builder.load(acc)), acc)
 
-        _vector_loop(builder, cast[2], L, body)
-        return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
+            _vector_loop(builder, cast[2], L, body)
+            return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0),
+                                             builder.load(acc)])
 
-    return sig, codegen
+        return sig, codegen
+
+    reduction.__doc__ = doc
+    return reduction
 
 
+def _squared_difference(builder, fma, xv, cv, acc):
+    diff = builder.fsub(xv, cv)
+    return fma([diff, diff, acc])
 
 
-@intrinsic
-def dot(typingctx, x, x_off, y, y_off, length):
-    """``sum_t x[x_off + t] * y[y_off + t]`` in float64 (flat indices, float32/64 inputs):
-    ``LANES`` independent FMA chains, one masked tail, one horizontal sum (a plain loop is
-    one chain of dependent adds, four cycles per term: LLVM may not reorder it)."""
-    if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True)):
-        return None
-    sig = types.float64(x, x_off, y, y_off, length)
-
-    def codegen(context, builder, signature, args):
-        xv, xoffv, yv, yoffv, lenv = args
-        L = LANES
-        vtype = ir.VectorType(ir.DoubleType(), L)
-        fma = _fma(builder, vtype)
-        reduce_add = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
-            "llvm.vector.reduce.fadd.v%df64" % L)
-        cast = [context.cast(builder, v, t, types.int64)
-                for v, t in ((xoffv, signature.args[1]), (yoffv, signature.args[3]),
-                             (lenv, signature.args[4]))]
-        load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
-        load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
-        acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
-
-        def body(t, mask):
-            builder.store(fma([load_x(t, mask), load_y(t, mask), builder.load(acc)]), acc)
-
-        _vector_loop(builder, cast[2], L, body)
-        return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
-
-    return sig, codegen
+#: ``sqdist(x, x_off, c, c_off, length)``: ``sum_t (x[x_off + t] - c[c_off + t])^2``.
+sqdist = _pairwise_reduction(
+    _squared_difference,
+    "``sum_t (x[x_off + t] - c[c_off + t])^2`` in float64 (flat indices, float32/64 inputs).")
+#: ``dot(x, x_off, y, y_off, length)``: ``sum_t x[x_off + t] * y[y_off + t]``; its
+#: independent chains are the point (a plain loop is one chain of dependent adds, four
+#: cycles per term, which LLVM may not reorder).
+dot = _pairwise_reduction(
+    lambda builder, fma, xv, yv, acc: fma([xv, yv, acc]),
+    "``sum_t x[x_off + t] * y[y_off + t]`` in float64 (flat indices, float32/64 inputs).")
 
 
 @intrinsic
