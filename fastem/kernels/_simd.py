@@ -444,6 +444,38 @@ def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
     return load, base
 
 
+def _f64_vector_store(builder, base, L):
+    """Closure storing a <L x double> at ``base + t`` (flat index), masked or not: the
+    write-back of the float64 accumulators of :func:`axpy` and :func:`axpy_sqdist`."""
+    i1, i32 = ir.IntType(1), ir.IntType(32)
+    vtype = ir.VectorType(ir.DoubleType(), L)
+    vptr = vtype.as_pointer()
+    mstore = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
+        "llvm.masked.store.v%df64.p0v%df64" % (L, L))
+
+    def store(value, t, mask=None):
+        ptr = builder.bitcast(builder.gep(base, [t]), vptr)
+        if mask is None:
+            builder.store(value, ptr, align=8)
+        else:
+            builder.call(mstore, [value, ptr, ir.Constant(i32, 8), mask])
+
+    return store
+
+
+def _f64_accumulator(builder, L):
+    """A zeroed <L x double> accumulator (an alloca) and a function returning its horizontal
+    sum in lane order (``llvm.vector.reduce.fadd``, ordered: one float64)."""
+    vtype = ir.VectorType(ir.DoubleType(), L)
+    reduce_add = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
+        "llvm.vector.reduce.fadd.v%df64" % L)
+    acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+    return acc, lambda: builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0),
+                                                  builder.load(acc)])
+
+
 def _vector_loop(builder, n, L, body):
     """Run ``body(t, mask)`` over [0, n) in steps of L: full vectors, then one masked tail."""
     i64 = ir.IntType(64)
@@ -471,28 +503,19 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
 
     def codegen(context, builder, signature, args):
         av, xv, xoffv, yv, yoffv, lenv = args
-        i1, i32 = ir.IntType(1), ir.IntType(32)
         L = LANES
         vtype = ir.VectorType(ir.DoubleType(), L)
-        vptr = vtype.as_pointer()
         fma = _fma(builder, vtype)
-        mstore = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
-            "llvm.masked.store.v%df64.p0v%df64" % (L, L))
         cast = [context.cast(builder, v, t, types.int64)
                 for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
                              (lenv, signature.args[5]))]
         load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
         load_y, ybase = _flat_f64_loader(context, builder, y, yv, cast[1], L)
+        store_y = _f64_vector_store(builder, ybase, L)
         asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
 
         def body(t, mask):
-            new = fma([asplat, load_x(t, mask), load_y(t, mask)])
-            ptr = builder.bitcast(builder.gep(ybase, [t]), vptr)
-            if mask is None:
-                builder.store(new, ptr, align=8)
-            else:
-                builder.call(mstore, [new, ptr, ir.Constant(i32, 8), mask])
+            store_y(fma([asplat, load_x(t, mask), load_y(t, mask)]), t, mask)
 
         _vector_loop(builder, cast[2], L, body)
         return context.get_dummy_value()
@@ -517,23 +540,19 @@ def _pairwise_reduction(accumulate, doc):
             L = LANES
             vtype = ir.VectorType(ir.DoubleType(), L)
             fma = _fma(builder, vtype)
-            reduce_add = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
-                "llvm.vector.reduce.fadd.v%df64" % L)
             cast = [context.cast(builder, v, t, types.int64)
                     for v, t in ((xoffv, signature.args[1]), (yoffv, signature.args[3]),
                                  (lenv, signature.args[4]))]
             load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
             load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
-            acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+            acc, total = _f64_accumulator(builder, L)
 
             def body(t, mask):
                 builder.store(accumulate(builder, fma, load_x(t, mask), load_y(t, mask),
                                          builder.load(acc)), acc)
 
             _vector_loop(builder, cast[2], L, body)
-            return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0),
-                                             builder.load(acc)])
+            return total()
 
         return sig, codegen
 
@@ -571,39 +590,27 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
 
     def codegen(context, builder, signature, args):
         av, xv, xoffv, yv, yoffv, cv, coffv, lenv = args
-        i1, i32 = ir.IntType(1), ir.IntType(32)
         L = LANES
         vtype = ir.VectorType(ir.DoubleType(), L)
-        vptr = vtype.as_pointer()
         fma = _fma(builder, vtype)
-        mstore = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
-            "llvm.masked.store.v%df64.p0v%df64" % (L, L))
-        reduce_add = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
-            "llvm.vector.reduce.fadd.v%df64" % L)
         cast = [context.cast(builder, v, t, types.int64)
                 for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
                              (coffv, signature.args[6]), (lenv, signature.args[7]))]
         load_x, _ = _flat_f64_loader(context, builder, signature.args[1], xv, cast[0], L)
         load_y, ybase = _flat_f64_loader(context, builder, signature.args[3], yv, cast[1], L)
         load_c, _ = _flat_f64_loader(context, builder, signature.args[5], cv, cast[2], L)
+        store_y = _f64_vector_store(builder, ybase, L)
         asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
-        acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+        acc, total = _f64_accumulator(builder, L)
 
         def body(t, mask):
             xt = load_x(t, mask)
-            new = fma([asplat, xt, load_y(t, mask)])
-            ptr = builder.bitcast(builder.gep(ybase, [t]), vptr)
-            if mask is None:
-                builder.store(new, ptr, align=8)
-            else:
-                builder.call(mstore, [new, ptr, ir.Constant(i32, 8), mask])
+            store_y(fma([asplat, xt, load_y(t, mask)]), t, mask)
             diff = builder.fsub(xt, load_c(t, mask))
             builder.store(fma([diff, diff, builder.load(acc)]), acc)
 
         _vector_loop(builder, cast[3], L, body)
-        return builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0), builder.load(acc)])
+        return total()
 
     return sig, codegen
 

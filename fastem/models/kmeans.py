@@ -149,10 +149,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             potentials[:m] += part[:m]
         return potentials[:m]
 
-    unit = next(source.weight_chunks())[1] if kept is not None else None
     if kept is not None:
         # one chunk; the first centre too takes the kept path (its distances: closest is
         # +inf, so nothing is pruned), so no other kernel is compiled
+        unit = next(source.weight_chunks())[1]
         potentials_of(centers[:1], np.zeros((1, 1)))
         seed_update_kept(unit, kept[0], 0, closest, nearest, block_sums[0])
     else:
