@@ -420,70 +420,100 @@ def make_row_dot_kernel(shape, reduction):
 
 
 def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
-    """Closure loading ``L`` consecutive elements (flat index) as <L x double>, masked or not."""
-    i1, i32 = ir.IntType(1), ir.IntType(32)
+    """Closures loading from ``aryval`` (flat index relative to ``offset``) as float64:
+    ``load(t)`` the <L x double> of elements t..t+L-1, ``load.scalar(t)`` element t."""
     src = context.get_value_type(arytype.dtype)
-    svec = ir.VectorType(src, L)
-    sptr = svec.as_pointer()
+    sptr = ir.VectorType(src, L).as_pointer()
     align = arytype.dtype.bitwidth // 8
-    mload = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(svec, [sptr, i32, ir.VectorType(i1, L), svec]),
-        "llvm.masked.load.%s.p0%s" % (_llvm_suffix(L, arytype.dtype.bitwidth),
-                                      _llvm_suffix(L, arytype.dtype.bitwidth)))
     base = builder.gep(context.make_array(arytype)(context, builder, aryval).data, [offset])
+    wide = arytype.dtype.bitwidth == 64
 
-    def load(t, mask=None):
-        ptr = builder.bitcast(builder.gep(base, [t]), sptr)
-        if mask is None:
-            v = builder.load(ptr, align=align)
-        else:
-            v = builder.call(mload, [ptr, ir.Constant(i32, align), mask,
-                                     ir.Constant(svec, [0.0] * L)])
-        return v if arytype.dtype.bitwidth == 64 else builder.fpext(v, ir.VectorType(ir.DoubleType(), L))
+    def load(t):
+        v = builder.load(builder.bitcast(builder.gep(base, [t]), sptr), align=align)
+        return v if wide else builder.fpext(v, ir.VectorType(ir.DoubleType(), L))
 
+    def load_scalar(t):
+        v = builder.load(builder.gep(base, [t]))
+        return v if wide else builder.fpext(v, ir.DoubleType())
+
+    load.scalar = load_scalar
     return load, base
 
 
-def _f64_vector_store(builder, base, L):
-    """Closure storing a <L x double> at ``base + t`` (flat index), masked or not: the
-    write-back of the float64 accumulators of :func:`axpy` and :func:`axpy_sqdist`."""
-    i1, i32 = ir.IntType(1), ir.IntType(32)
-    vtype = ir.VectorType(ir.DoubleType(), L)
-    vptr = vtype.as_pointer()
-    mstore = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [vtype, vptr, i32, ir.VectorType(i1, L)]),
-        "llvm.masked.store.v%df64.p0v%df64" % (L, L))
+def _f64_scalar_fma(builder):
+    """``muladd(a, b, c)`` on float64 scalars, rounded as one lane of :func:`_fma`."""
+    if not HAS_FMA:
+        return lambda args: builder.fadd(builder.fmul(args[0], args[1]), args[2])
+    f64 = ir.DoubleType()
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
+                                         "llvm.fma.f64")
+    return lambda args: builder.call(fma, args)
 
-    def store(value, t, mask=None):
-        ptr = builder.bitcast(builder.gep(base, [t]), vptr)
-        if mask is None:
-            builder.store(value, ptr, align=8)
-        else:
-            builder.call(mstore, [value, ptr, ir.Constant(i32, 8), mask])
+
+def _f64_vector_store(builder, base, L):
+    """Closure storing a <L x double> at ``base + t`` (flat index): the write-back of the
+    float64 accumulators of :func:`axpy` and :func:`axpy_sqdist`."""
+    vptr = ir.VectorType(ir.DoubleType(), L).as_pointer()
+
+    def store(value, t):
+        builder.store(value, builder.bitcast(builder.gep(base, [t]), vptr), align=8)
 
     return store
 
 
+def _f64_scalar_axpy(builder, a, x, ybase, t):
+    """``y[t] += a * x`` on one float64 at ``ybase + t``, rounded as one lane of the vector
+    update."""
+    ptr = builder.gep(ybase, [t])
+    builder.store(_f64_scalar_fma(builder)([a, x, builder.load(ptr)]), ptr)
+
+
 def _f64_accumulator(builder, L):
-    """A zeroed <L x double> accumulator (an alloca) and a function returning its horizontal
-    sum in lane order (``llvm.vector.reduce.fadd``, ordered: one float64)."""
+    """A zeroed <L x double> accumulator (an alloca) and ``total(first, rest, tail_term)``,
+    its horizontal sum in lane order ``((0 + l_0) + l_1) + ...`` after the scalar tail of
+    :func:`_full_vector_loop`: lane q < rest first becomes ``tail_term(first + q, l_q)``, the
+    value a masked vector step would leave in it. So the sum is that of full vectors plus
+    one masked tail, bit for bit."""
     vtype = ir.VectorType(ir.DoubleType(), L)
-    reduce_add = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.DoubleType(), [ir.DoubleType(), vtype]),
-        "llvm.vector.reduce.fadd.v%df64" % L)
     acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
-    return acc, lambda: builder.call(reduce_add, [ir.Constant(ir.DoubleType(), 0.0),
-                                                  builder.load(acc)])
+
+    def total(first, rest, tail_term):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        lanes = builder.load(acc)
+        s = ir.Constant(ir.DoubleType(), 0.0)
+        for q in range(L):
+            lane = builder.extract_element(lanes, ir.Constant(i32, q))
+            before = builder.block
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, q))):
+                term = tail_term(builder.add(first, ir.Constant(i64, q)), lane)
+                after = builder.block
+            lane_q = builder.phi(ir.DoubleType())
+            lane_q.add_incoming(lane, before)
+            lane_q.add_incoming(term, after)
+            s = builder.fadd(s, lane_q)
+        return s
+
+    return acc, total
 
 
-def _vector_loop(builder, n, L, body):
-    """Run ``body(t, mask)`` over [0, n) in steps of L: full vectors, then one masked tail."""
+def _full_vector_loop(builder, n, L, body):
+    """Run ``body(t)`` for t = 0, L, 2L, ... while t + L <= n; return the tail's start and
+    length (``n mod L``), left to the caller."""
     i64 = ir.IntType(64)
     n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
     with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_full,
                                  ir.Constant(i64, L), intp=i64) as (t, _):
-        body(t, None)
-    rest = builder.sub(n, n_full)
+        body(t)
+    return n_full, builder.sub(n, n_full)
+
+
+def _vector_loop(builder, n, L, body):
+    """Run ``body(t, mask)`` over [0, n) in steps of L: full vectors, then one masked tail.
+    (Not for float64 accumulators in memory: the next masked load of a masked store's
+    address waits for the store to retire; :func:`axpy` and kin finish one element at a
+    time instead.)"""
+    i64 = ir.IntType(64)
+    n_full, rest = _full_vector_loop(builder, n, L, lambda t: body(t, None))
     with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, 0))):
         lanes = ir.Constant(ir.VectorType(i64, L), list(range(L)))
         body(n_full, builder.icmp_signed("<", lanes, _splat(builder, rest, ir.VectorType(i64, L))))
@@ -494,8 +524,9 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     """``y[y_off + t] += a * x[x_off + t]`` for t < length (flat indices, float64 maths).
 
     ``x``: C-contiguous float32/float64 array of any dimension; ``y``: C-contiguous float64.
-    Full vectors of ``LANES`` float64 plus one masked tail, so short and odd lengths stay
-    vectorised (LLVM's own vectoriser leaves loops shorter than its unroll width scalar).
+    Full vectors of ``LANES`` float64, then the tail one element at a time (LLVM's own
+    vectoriser leaves loops shorter than its unroll width scalar; a masked vector tail
+    stalls the next call on the same ``y``: ``_vector_loop``).
     """
     if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True) and y.dtype == types.float64):
         return None
@@ -512,12 +543,16 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
         load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
         load_y, ybase = _flat_f64_loader(context, builder, y, yv, cast[1], L)
         store_y = _f64_vector_store(builder, ybase, L)
-        asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
+        a64 = context.cast(builder, av, signature.args[0], types.float64)
+        asplat = _splat(builder, a64, vtype)
 
-        def body(t, mask):
-            store_y(fma([asplat, load_x(t, mask), load_y(t, mask)]), t, mask)
+        def body(t):
+            store_y(fma([asplat, load_x(t), load_y(t)]), t)
 
-        _vector_loop(builder, cast[2], L, body)
+        first, rest = _full_vector_loop(builder, cast[2], L, body)
+        with cgutils.for_range(builder, rest, intp=ir.IntType(64)) as loop:
+            t = builder.add(first, loop.index)
+            _f64_scalar_axpy(builder, a64, load_x.scalar(t), ybase, t)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -527,8 +562,9 @@ def _pairwise_reduction(accumulate, doc):
     """An intrinsic ``(x, x_off, y, y_off, length) -> float64`` summing
     ``accumulate(x[x_off + t], y[y_off + t])`` over t < length (flat indices, float32/64
     inputs, float64 maths): ``LANES`` independent FMA chains (full vectors, then one masked
-    tail) and one horizontal sum. ``accumulate(builder, fma, xv, yv, acc)`` adds one vector
-    of terms to the accumulator ``acc``."""
+    tail, done one element at a time into its lanes: ``_f64_accumulator``) and one
+    horizontal sum in lane order. ``accumulate(builder, fma, xv, yv, acc)`` adds one vector
+    (or one float64) of terms to the accumulator ``acc``."""
     @intrinsic
     def reduction(typingctx, x, x_off, y, y_off, length):
         if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True)):
@@ -547,12 +583,17 @@ def _pairwise_reduction(accumulate, doc):
             load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
             acc, total = _f64_accumulator(builder, L)
 
-            def body(t, mask):
-                builder.store(accumulate(builder, fma, load_x(t, mask), load_y(t, mask),
+            fma1 = _f64_scalar_fma(builder)
+
+            def body(t):
+                builder.store(accumulate(builder, fma, load_x(t), load_y(t),
                                          builder.load(acc)), acc)
 
-            _vector_loop(builder, cast[2], L, body)
-            return total()
+            def tail_term(t, lane):
+                return accumulate(builder, fma1, load_x.scalar(t), load_y.scalar(t), lane)
+
+            first, rest = _full_vector_loop(builder, cast[2], L, body)
+            return total(first, rest, tail_term)
 
         return sig, codegen
 
@@ -600,17 +641,25 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
         load_y, ybase = _flat_f64_loader(context, builder, signature.args[3], yv, cast[1], L)
         load_c, _ = _flat_f64_loader(context, builder, signature.args[5], cv, cast[2], L)
         store_y = _f64_vector_store(builder, ybase, L)
-        asplat = _splat(builder, context.cast(builder, av, signature.args[0], types.float64), vtype)
+        a64 = context.cast(builder, av, signature.args[0], types.float64)
+        asplat = _splat(builder, a64, vtype)
         acc, total = _f64_accumulator(builder, L)
+        fma1 = _f64_scalar_fma(builder)
 
-        def body(t, mask):
-            xt = load_x(t, mask)
-            store_y(fma([asplat, xt, load_y(t, mask)]), t, mask)
-            diff = builder.fsub(xt, load_c(t, mask))
+        def body(t):
+            xt = load_x(t)
+            store_y(fma([asplat, xt, load_y(t)]), t)
+            diff = builder.fsub(xt, load_c(t))
             builder.store(fma([diff, diff, builder.load(acc)]), acc)
 
-        _vector_loop(builder, cast[3], L, body)
-        return total()
+        def tail_term(t, lane):
+            xt = load_x.scalar(t)
+            _f64_scalar_axpy(builder, a64, xt, ybase, t)
+            diff = builder.fsub(xt, load_c.scalar(t))
+            return fma1([diff, diff, lane])
+
+        first, rest = _full_vector_loop(builder, cast[3], L, body)
+        return total(first, rest, tail_term)
 
     return sig, codegen
 

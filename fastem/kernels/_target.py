@@ -79,10 +79,20 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   **4 x 2 x 32 B**, ms: float32 k=2 d=2 8.6 / 7.5, d=4 6.7 / 5.7, d=8 8.0 / 6.2, d=16
 #:   10.0 / 8.4, d=32 13.7 / 11.8, d=512 28.9 / 24.1, d=1024 26.1 / 21.7, k=1 d=512 27.4 /
 #:   23.8; float64 k=2 d=1 8.3 / 9.3, d=2 7.5 / 7.5, d=8 6.9 / 6.7, d=16 10.2 / 9.3, d=512
-#:   16.2 / 15.5. Not measured on the other classes, which keep their tiles.
+#:   16.2 / 15.5. avx512: **8 x 2 x 64 B** (16 zmm accumulators + 8 rows + 2 centres = 26
+#:   of 32 registers). Intel Xeon VM (AVX-512; KVM reports family 6 model 167), same
+#:   measurement, two runs each, narrow tile / 4 x 2 x 64 B / 8 x 2 x 64 B, ms: float32 k=2
+#:   d=2 8.2 / 7.4-8.0 / 7.1-7.7, d=8 7.9 / 6.8-7.0 / 5.5-6.3, d=32 12.7 / 12.3-12.5 /
+#:   10.5-11.3, d=128 26.4 / 17.7-18.8 / 19.8-20.2, d=512 25.3 / 17.7-18.4 / 17.3-17.6,
+#:   d=1024 18.3 / 17.2-17.3 / 16.3-16.7; float64 k=2 d=2 6.0 / 6.6-6.9 / 7.0-7.2, d=8 6.9
+#:   / 6.3-7.1 / 6.1-6.2, d=32 18.0 / 17.5-17.9 / 15.3-15.4, d=128 20.6 / 15.9-16.5 /
+#:   15.3-15.6, d=512 14.6 / 13.4-14.0 / 13.1-13.2, d=1024 14.2 / 13.0-13.5 / 12.8-13.1
+#:   (d=2 float64 is the one cell the narrow tile wins, by 15%). 4 x 2 x 32 B (the AVX2
+#:   shape) was between the two in a first run. Not measured on neon and sse, which keep
+#:   their tiles.
 TILE_TABLE = {
     "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(8, 2, 64)),
-                   product=Tile(4, 2, 64), lanes=8, few=None),
+                   product=Tile(4, 2, 64), lanes=8, few=RowDot(8, 2, 64)),
     "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
                  product=Tile(4, 2, 32), lanes=4, few=RowDot(4, 2, 32)),
     "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
