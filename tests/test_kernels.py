@@ -6,15 +6,17 @@ not a multiple of the tile width, so padded centres are present), and d = 300 (a
 searched in sub-blocks). X is float32 or float64 and
 either a writable C array or a read-only ``np.load(..., mmap_mode='r')`` memmap.
 """
+import math
 import pathlib
 import re
 
 import numba
 import numpy as np
 import pytest
-from numba import prange
+from numba import njit, prange
 
 import fastem.kernels as K
+from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
 from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, kmeanspp_potentials,
                             kmeanspp_potentials_kept, seed_potentials_kept, seed_update_kept,
                             lloyd_step, nearest_centers, potential_block_sums,
@@ -404,3 +406,35 @@ def test_readme_kernel_example_runs():
     code = _readme_example()
     namespace = {"__name__": "readme_example"}
     exec(compile(code, f"{README}:{README_HEADING}", "exec"), namespace)
+
+
+@njit
+def _short_vector_helpers(x, c, a, y1, y2):
+    m = x.shape[0]
+    fused = axpy_sqdist(a, x, 0, y1, 0, c, 0, m)
+    axpy(a, x, 0, y2, 0, m)
+    return fused, sqdist(x, 0, c, 0, m), dot(x, 0, c, 0, m)
+
+
+def check_short_vector_helpers():
+    """``_simd``'s axpy / dot / sqdist / axpy_sqdist at every length through two of the
+    class's steps (chained vectors, leftover full vectors, the scalar tail), against exact
+    sums; axpy_sqdist bitwise equal to sqdist + axpy, as documented. Also run for every
+    other SIMD class by ``test_simd_classes``."""
+    rng = np.random.default_rng(0)
+    for dtype in DTYPES:
+        for m in range(72):
+            x = rng.normal(size=m).astype(dtype)
+            c = rng.normal(size=m).astype(dtype)
+            y = rng.normal(size=m)
+            y1, y2 = y.copy(), y.copy()
+            fused, sq, dt = _short_vector_helpers(x, c, 0.75, y1, y2)
+            xd, cd = x.astype(np.float64), c.astype(np.float64)
+            assert fused == sq and np.array_equal(y1, y2), (dtype, m)
+            assert abs(sq - math.fsum((xd - cd) ** 2)) <= 1e-14 * max(1.0, sq), (dtype, m)
+            assert abs(dt - math.fsum(xd * cd)) <= 1e-14 * max(1.0, np.abs(xd * cd).sum()), (dtype, m)
+            np.testing.assert_allclose(y2, y + 0.75 * xd, rtol=1e-15, atol=1e-15)
+
+
+def test_short_vector_helpers():
+    check_short_vector_helpers()

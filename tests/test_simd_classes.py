@@ -39,6 +39,7 @@ CHILD = textwrap.dedent("""
                                 gaussian_estep_full, gaussian_log_pdf_full, lloyd_step,
                                 nearest_centers)
     from tests import naive, naive_bernoulli, naive_gaussian
+    from tests.test_kernels import check_short_vector_helpers
 
     expected = sys.argv[1]
     assert _target.SIMD_CLASS == expected, (_target.describe(), expected)
@@ -64,6 +65,8 @@ CHILD = textwrap.dedent("""
         for a, b in zip(first, second):
             assert np.array_equal(a, b), f.__name__
         return second
+
+    check_short_vector_helpers()
 
     n = 5000 + 13                       # three row blocks, the last one partial
     for dtype in (np.float64, np.float32):

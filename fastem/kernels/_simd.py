@@ -32,8 +32,13 @@ from numba.extending import intrinsic
 from ._jit import kernel
 from ._target import FEW_MIN_FEATURES, HAS_FMA, TILES, RowDot
 
-#: float64 lanes of the short-vector helpers below (and of the Bernoulli accumulators).
+#: float64 lanes of the Bernoulli accumulators (``bernoulli.py``).
 LANES = TILES["lanes"]
+#: float64 lanes of the short-vector helpers below (``axpy``, ``dot``, ``sqdist``,
+#: ``axpy_sqdist``).
+HELPER_LANES = TILES["helper_lanes"]
+#: Independent accumulators of the reductions among them (``dot``, ``sqdist``).
+HELPER_CHAINS = TILES["helper_chains"]
 
 
 def _splat(builder, value, vtype):
@@ -468,18 +473,21 @@ def _f64_scalar_axpy(builder, a, x, ybase, t):
     builder.store(_f64_scalar_fma(builder)([a, x, builder.load(ptr)]), ptr)
 
 
-def _f64_accumulator(builder, L):
-    """A zeroed <L x double> accumulator (an alloca) and ``total(first, rest, tail_term)``,
-    its horizontal sum in lane order ``((0 + l_0) + l_1) + ...`` after the scalar tail of
-    :func:`_full_vector_loop`: lane q < rest first becomes ``tail_term(first + q, l_q)``, the
-    value a masked vector step would leave in it. So the sum is that of full vectors plus
-    one masked tail, bit for bit."""
+def _f64_accumulator(builder, L, chains):
+    """``chains`` zeroed <L x double> accumulators (allocas) and ``total(first, rest,
+    tail_term)``: their lane-wise sum in chain order, then its horizontal sum in lane order
+    ``((0 + l_0) + l_1) + ...`` after the scalar tail of :func:`_chained_vector_loop`: lane
+    q < rest first becomes ``tail_term(first + q, l_q)``, the value a masked vector step
+    would leave in it (lanes past the tail add +0.0)."""
     vtype = ir.VectorType(ir.DoubleType(), L)
-    acc = cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
+            for _ in range(chains)]
 
     def total(first, rest, tail_term):
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        lanes = builder.load(acc)
+        lanes = builder.load(accs[0])
+        for acc in accs[1:]:
+            lanes = builder.fadd(lanes, builder.load(acc))
         s = ir.Constant(ir.DoubleType(), 0.0)
         for q in range(L):
             lane = builder.extract_element(lanes, ir.Constant(i32, q))
@@ -493,7 +501,26 @@ def _f64_accumulator(builder, L):
             s = builder.fadd(s, lane_q)
         return s
 
-    return acc, total
+    return accs, total
+
+
+def _chained_vector_loop(builder, n, L, accs, body):
+    """Run ``body(t, acc)`` over the full vectors of [0, n): in steps of ``len(accs) L``,
+    vector c of a step into ``accs[c]`` (independent FMA chains: one chain is bound by the
+    FMA latency), then the remaining full vectors into ``accs[0]``. Returns the tail's
+    start and length, left to the caller."""
+    i64 = ir.IntType(64)
+    step = L * len(accs)
+    n_steps = builder.mul(builder.udiv(n, ir.Constant(i64, step)), ir.Constant(i64, step))
+    with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_steps,
+                                 ir.Constant(i64, step), intp=i64) as (t, _):
+        for c, acc in enumerate(accs):
+            body(builder.add(t, ir.Constant(i64, c * L)), acc)
+    n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
+    with cgutils.for_range_slice(builder, n_steps, n_full, ir.Constant(i64, L),
+                                 intp=i64) as (t, _):
+        body(t, accs[0])
+    return n_full, builder.sub(n, n_full)
 
 
 def _full_vector_loop(builder, n, L, body):
@@ -524,7 +551,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     """``y[y_off + t] += a * x[x_off + t]`` for t < length (flat indices, float64 maths).
 
     ``x``: C-contiguous float32/float64 array of any dimension; ``y``: C-contiguous float64.
-    Full vectors of ``LANES`` float64, then the tail one element at a time (LLVM's own
+    Full vectors of ``HELPER_LANES`` float64, then the tail one element at a time (LLVM's own
     vectoriser leaves loops shorter than its unroll width scalar; a masked vector tail
     stalls the next call on the same ``y``: ``_vector_loop``).
     """
@@ -534,7 +561,7 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
 
     def codegen(context, builder, signature, args):
         av, xv, xoffv, yv, yoffv, lenv = args
-        L = LANES
+        L = HELPER_LANES
         vtype = ir.VectorType(ir.DoubleType(), L)
         fma = _fma(builder, vtype)
         cast = [context.cast(builder, v, t, types.int64)
@@ -561,9 +588,9 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
 def _pairwise_reduction(accumulate, doc):
     """An intrinsic ``(x, x_off, y, y_off, length) -> float64`` summing
     ``accumulate(x[x_off + t], y[y_off + t])`` over t < length (flat indices, float32/64
-    inputs, float64 maths): ``LANES`` independent FMA chains (full vectors, then one masked
-    tail, done one element at a time into its lanes: ``_f64_accumulator``) and one
-    horizontal sum in lane order. ``accumulate(builder, fma, xv, yv, acc)`` adds one vector
+    inputs, float64 maths): ``HELPER_CHAINS`` accumulators of ``HELPER_LANES`` lanes, i.e.
+    that many independent FMA chains (full vectors, then the tail one element at a time into
+    the lanes: ``_f64_accumulator``) and one horizontal sum in lane order. ``accumulate(builder, fma, xv, yv, acc)`` adds one vector
     (or one float64) of terms to the accumulator ``acc``."""
     @intrinsic
     def reduction(typingctx, x, x_off, y, y_off, length):
@@ -573,7 +600,7 @@ def _pairwise_reduction(accumulate, doc):
 
         def codegen(context, builder, signature, args):
             xv, xoffv, yv, yoffv, lenv = args
-            L = LANES
+            L = HELPER_LANES
             vtype = ir.VectorType(ir.DoubleType(), L)
             fma = _fma(builder, vtype)
             cast = [context.cast(builder, v, t, types.int64)
@@ -581,18 +608,17 @@ def _pairwise_reduction(accumulate, doc):
                                  (lenv, signature.args[4]))]
             load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
             load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
-            acc, total = _f64_accumulator(builder, L)
-
+            accs, total = _f64_accumulator(builder, L, HELPER_CHAINS)
             fma1 = _f64_scalar_fma(builder)
 
-            def body(t):
+            def body(t, acc):
                 builder.store(accumulate(builder, fma, load_x(t), load_y(t),
                                          builder.load(acc)), acc)
 
             def tail_term(t, lane):
                 return accumulate(builder, fma1, load_x.scalar(t), load_y.scalar(t), lane)
 
-            first, rest = _full_vector_loop(builder, cast[2], L, body)
+            first, rest = _chained_vector_loop(builder, cast[2], L, accs, body)
             return total(first, rest, tail_term)
 
         return sig, codegen
@@ -631,7 +657,7 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
 
     def codegen(context, builder, signature, args):
         av, xv, xoffv, yv, yoffv, cv, coffv, lenv = args
-        L = LANES
+        L = HELPER_LANES
         vtype = ir.VectorType(ir.DoubleType(), L)
         fma = _fma(builder, vtype)
         cast = [context.cast(builder, v, t, types.int64)
@@ -643,10 +669,10 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
         store_y = _f64_vector_store(builder, ybase, L)
         a64 = context.cast(builder, av, signature.args[0], types.float64)
         asplat = _splat(builder, a64, vtype)
-        acc, total = _f64_accumulator(builder, L)
+        accs, total = _f64_accumulator(builder, L, HELPER_CHAINS)
         fma1 = _f64_scalar_fma(builder)
 
-        def body(t):
+        def body(t, acc):
             xt = load_x(t)
             store_y(fma([asplat, xt, load_y(t)]), t)
             diff = builder.fsub(xt, load_c(t))
@@ -658,7 +684,7 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
             diff = builder.fsub(xt, load_c.scalar(t))
             return fma1([diff, diff, lane])
 
-        first, rest = _full_vector_loop(builder, cast[3], L, body)
+        first, rest = _chained_vector_loop(builder, cast[3], L, accs, body)
         return total(first, rest, tail_term)
 
     return sig, codegen

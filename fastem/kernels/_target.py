@@ -41,8 +41,23 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   anything wider (nearest-centre search, Gaussian full quadratic forms);
 #: * ``product``: the tile of the accumulating matrix products (Gaussian statistics, diagonal
 #:   quadratic forms; float64 only);
-#: * ``lanes``: float64 lanes of the short-vector helpers (masked-tail ``axpy``, ``sqdist``) and
-#:   of the Bernoulli accumulators (components are padded to a multiple of it).
+#: * ``lanes``: float64 lanes of the Bernoulli accumulators (components are padded to a
+#:   multiple of it);
+#: * ``helper_lanes``, ``helper_chains``: float64 lanes and independent accumulators of the
+#:   short-vector helpers (``axpy``, ``dot``, ``sqdist``, ``axpy_sqdist``: k-means++
+#:   distances, a Lloyd row's float64 distance and centre sums, the M-step's Cholesky inner
+#:   products). avx512: **4 lanes x 2 chains** (ymm). One zmm chain ends every distance
+#:   in an ordered sum of 8 lanes (8 dependent adds); 4 lanes halve that, two chains keep 8
+#:   terms per step for long rows. Intel Xeon VM (AVX-512), fastem alone, two runs each,
+#:   8 x 1 / 4 x 1 / **4 x 2** / 4 x 4, ms: k-means++ 1e6 x 32, k=64 float64 1741-1794 /
+#:   1377-1414 / 1422-1443 / 1494, float32 1496-1565 / 1274-1295 / 1385-1389 / 1294; Lloyd
+#:   step float32 1e6 x 8, k=8 6.7-7.3 / 5.9 / 6.0-6.3 / 5.7, 1e6 x 3, k=8 6.1-6.6 /
+#:   5.5-5.6 / 5.5-5.9 / 5.8, 65536 x 512, k=2 float64 12.6-13.1 / 14.4-15.1 / 13.8-14.0 /
+#:   13.6 (float32 8.1-8.6 / 10.4-11.6 / 8.4-8.8 / 8.3); Cholesky factors d=512 k=8 47-53 /
+#:   58-61 / 48-49 / 44, d=128 k=16 3.1 / 2.5 / 2.5 / 2.6; other Lloyd shapes (d=32 k=64,
+#:   d=128 k=8, d=256 k=256) within noise. avx2 keeps 4 x 1: 2 chains measured mixed on
+#:   the same host's AVX2 code (Cholesky d=512 58 -> 48 ms, float32 k-means++ 1.25 ->
+#:   1.35 s), not at all on a real AVX2 CPU. sse, neon, portable: 2 x 1 (untested).
 #:
 #: Why these tiles (``asv_benchmarks/sweep_tiles.py``): single-thread GFLOP/s of the
 #: nearest-centre search alone, medians of 5 passes, on a 2-core Intel Xeon (Emerald Rapids)
@@ -92,15 +107,18 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   their tiles.
 TILE_TABLE = {
     "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(8, 2, 64)),
-                   product=Tile(4, 2, 64), lanes=8, few=RowDot(8, 2, 64)),
+                   product=Tile(4, 2, 64), lanes=8, helper_lanes=4, helper_chains=2,
+                   few=RowDot(8, 2, 64)),
     "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
-                 product=Tile(4, 2, 32), lanes=4, few=RowDot(4, 2, 32)),
+                 product=Tile(4, 2, 32), lanes=4, helper_lanes=4, helper_chains=1,
+                 few=RowDot(4, 2, 32)),
     "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
-                 product=Tile(4, 2, 16), lanes=2, few=None),
+                 product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None),
     "sse": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
-                product=Tile(4, 2, 16), lanes=2, few=None),
+                product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None),
     "portable": dict(search=(Tile(4, 1, 16), Tile(4, 2, 16), Tile(4, 2, 16)),
-                     product=Tile(4, 2, 16), lanes=2, few=None),
+                     product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1,
+                     few=None),
 }
 #: Fewest features for the ``few`` search (at d = 1 its masked vector and lane sums cost
 #: more than the narrow tile's padding, measured above).
@@ -249,4 +267,5 @@ def describe():
     few = f"{few.rows}x{few.centers}x{few.vector_bytes}B" if few else "none"
     return (f"target {CPU_NAME} -> {SIMD_CLASS} (fma={HAS_FMA}); search tiles {search}; "
             f"few-centre search {few}; product {p.rows}x{p.vectors}x{p.vector_bytes}B; "
-            f"lanes {TILES['lanes']}")
+            f"lanes {TILES['lanes']}; helpers {TILES['helper_lanes']} lanes x "
+            f"{TILES['helper_chains']}")
