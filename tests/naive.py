@@ -11,8 +11,12 @@ def sqdist_to_centers(X, centers):
     """(n, k) matrix of ``||X[i] - centers[j]||^2`` in float64."""
     X = np.asarray(X, dtype=np.float64)
     C = np.asarray(centers, dtype=np.float64)
-    diff = X[:, None, :] - C[None, :, :]
-    return (diff * diff).sum(axis=2)
+    out = np.empty((X.shape[0], C.shape[0]))
+    step = max(1, 2**22 // max(1, C.size))          # rows per (rows, k, d) temporary
+    for i in range(0, X.shape[0], step):
+        diff = X[i:i + step, None, :] - C[None, :, :]
+        out[i:i + step] = (diff * diff).sum(axis=2)
+    return out
 
 
 def nearest_centers(X, centers):

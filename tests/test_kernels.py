@@ -30,7 +30,8 @@ N_ROWS = 2 * 2048 + 301          # > 2048, not a multiple of the block size
 #: float32, each ending in a partial tile) / the few-centre search (``_simd.search_tile``
 #: tile 3 where the class has it): k=1 (a padding centre) with d shorter than a vector, k=2
 #: with a masked tail of one feature
-SHAPES = [(1, 5), (7, 37), (300, 11), (3, 1), (33, 2)]
+# (130, 512): centres past DEEP_MIN_BYTES in both dtypes (the deep tile where a class has one)
+SHAPES = [(1, 5), (7, 37), (300, 11), (3, 1), (33, 2), (130, 512)]
 DTYPES = [np.float32, np.float64]
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 README_HEADING = "## Calling the kernels from your own Numba code"

@@ -80,7 +80,7 @@ def test_full_pass_schedule_keeps_lloyds_iterations(monkeypatch, fraction, resum
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("d, k", [(8, 2), (33, 2), (8, 5), (16, 37)])
+@pytest.mark.parametrize("d, k", [(8, 2), (33, 2), (8, 5), (16, 37), (130, 512)])
 def test_full_pass_bounds_hold(dtype, d, k):
     # upper >= ||x - c_label|| and lower <= the distance to every other centre (float64
     # distances to the centres rounded to X's dtype), for every search tile's top-2
@@ -90,7 +90,7 @@ def test_full_pass_bounds_hold(dtype, d, k):
     labels = np.full(len(X), -1, np.int32)
     upper, lower = np.empty(len(X), np.float32), np.empty(len(X), np.float32)
     bounded_full_step(X, np.ones(len(X)), C, labels, upper, lower)
-    D = np.sqrt(((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2).sum(-1))
+    D = np.sqrt(naive.sqdist_to_centers(X, C))
     rows = np.arange(len(X))
     np.testing.assert_array_equal(labels, D.argmin(axis=1))
     assert (upper >= D[rows, labels]).all()

@@ -246,7 +246,7 @@ def test_every_class_has_consistent_tiles():
     for name, row in _target.TILE_TABLE.items():
         widths = [t.vectors * t.vector_bytes for t in row["search"]]
         assert widths == sorted(widths), name
-        for t in row["search"] + (row["product"],):
+        for t in row["search"] + (row["product"],) + ((row["deep"],) if row["deep"] else ()):
             # accumulators + operand vectors + one broadcast fit the register file
             registers = 32 if name in ("avx512", "neon") else 16
             split = max(1, t.vector_bytes // register_bytes(name))   # LLVM splits wider vectors

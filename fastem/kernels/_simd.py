@@ -30,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel
-from ._target import FEW_MIN_FEATURES, HAS_FMA, TILES, RowDot
+from ._target import DEEP_MIN_BYTES, FEW_MIN_FEATURES, HAS_FMA, TILES, RowDot
 
 #: float64 lanes of the Bernoulli accumulators (``bernoulli.py``).
 LANES = TILES["lanes"]
@@ -737,26 +737,36 @@ FEW = TILES["few"] or RowDot(4, 2, 16)
 FEW_CENTERS = TILES["few"].centers if TILES["few"] else 0
 nearest_rows_few = make_row_dot_kernel(FEW, "argmin")
 top2_rows_few = make_row_dot_kernel(FEW, "argmin2")
-#: Rows per call of each search tile (the few-centre search last), and bytes of centres
-#: (columns of CT) per pass.
-SEARCH_ROWS = tuple(t.rows for t in TILES["search"]) + (FEW.rows,)
+#: The k-means search over many bytes of centres (tile id 4 of :func:`search_tile`): the
+#: class's ``deep`` tile; classes without one never select it (the widest tile stands in).
+HAS_DEEP = TILES["deep"] is not None
+DEEP = TILES["deep"] or TILES["search"][2]
+nearest_rows_deep = make_tile_kernel(DEEP, "argmin")
+top2_rows_deep = make_tile_kernel(DEEP, "argmin2")
+#: Rows per call of each search tile (tile ids 0-2, the few-centre search 3, the deep tile
+#: 4), and bytes of centres (columns of CT) per pass of tiles 0-2.
+SEARCH_ROWS = tuple(t.rows for t in TILES["search"]) + (FEW.rows, DEEP.rows)
 SEARCH_BYTES = tuple(t.vectors * t.vector_bytes for t in TILES["search"])
+DEEP_BYTES = DEEP.vectors * DEEP.vector_bytes
 
 
 @kernel
 def search_tile(n_columns, itemsize, n_features):
     """The search / sum-of-squares tile for ``n_columns`` columns of ``itemsize``-byte values:
-    (tile id, columns per pass). For a k-means search (``n_features``: d of the rows) of at
-    most ``FEW_CENTERS`` centres from ``FEW_MIN_FEATURES`` features on: 3, the centres as
-    rows with the lanes along the features (:func:`make_row_dot_kernel`; ``n_features = 0``
-    never takes it: the Gaussian quadratic forms have no such reduction). Else the narrowest
-    tile 0/1/2 whose width covers all columns, or the widest (the last)."""
+    (tile id, columns per pass). For a k-means search (``n_features``: d of the rows; the
+    Gaussian quadratic forms pass 0 and never take tiles 3 or 4): 3, the centres as rows
+    with the lanes along the features (:func:`make_row_dot_kernel`), for at most
+    ``FEW_CENTERS`` centres from ``FEW_MIN_FEATURES`` features on. Else the narrowest tile
+    0/1/2 whose width covers all columns, or the widest (2); in place of the widest, the
+    class's deep tile (4) from ``DEEP_MIN_BYTES`` of centres on."""
     if n_columns <= FEW_CENTERS and n_features >= FEW_MIN_FEATURES:
         return 3, FEW_CENTERS
     for tile in range(2):
         width = SEARCH_BYTES[tile] // itemsize
         if n_columns <= width:
             return tile, width
+    if HAS_DEEP and n_features > 0 and n_columns * n_features * itemsize >= DEEP_MIN_BYTES:
+        return 4, DEEP_BYTES // itemsize
     return 2, SEARCH_BYTES[2] // itemsize
 
 

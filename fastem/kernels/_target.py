@@ -58,6 +58,15 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   d=128 k=8, d=256 k=256) within noise. avx2 keeps 4 x 1: 2 chains measured mixed on
 #:   the same host's AVX2 code (Cholesky d=512 58 -> 48 ms, float32 k-means++ 1.25 ->
 #:   1.35 s), not at all on a real AVX2 CPU. sse, neon, portable: 2 x 1 (untested).
+#: * deep (the k-means search over at least ``DEEP_MIN_BYTES`` of centres; None: the widest
+#:   search tile): avx512 **12 x 2 x 64 B** (24 accumulators + 2 + 1 of 32 registers). Intel
+#:   Xeon VM, ``sweep_tiles.py``'s measure (one thread, search alone, GFLOP/s, two runs),
+#:   8 x 2 x 64 B / 12 x 2 x 64 B, float64 | float32: (d, k) = (1024, 1024) 58 / 75-82 |
+#:   118 / 154-170; (512, 1024) 59 / 78-83 | 144-153 / 179-186; (1024, 256) 68-74 / 82-86 |
+#:   203-214 / 202-222; (256, 256) 93 / 95-110 | 178-204 / 197-213; (128, 128) 83-90 /
+#:   96-99 | 157-178 / 179-184; below the threshold (32, 1024) 80-97 / 91-93 | 155-193 /
+#:   175-188, (64, 32) 63 / 50 | 106-118 / 109-111, (32, 64) 75-79 / 77-78 | 120 / 117.
+#:   16 x 1 and 6 x 4 x 64 B were slower than 12 x 2 at every large shape.
 #:
 #: Why these tiles (``asv_benchmarks/sweep_tiles.py``): single-thread GFLOP/s of the
 #: nearest-centre search alone, medians of 5 passes, on a 2-core Intel Xeon (Emerald Rapids)
@@ -108,18 +117,25 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 TILE_TABLE = {
     "avx512": dict(search=(Tile(8, 1, 32), Tile(8, 1, 64), Tile(8, 2, 64)),
                    product=Tile(4, 2, 64), lanes=8, helper_lanes=4, helper_chains=2,
-                   few=RowDot(8, 2, 64)),
+                   few=RowDot(8, 2, 64), deep=Tile(12, 2, 64)),
     "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
                  product=Tile(4, 2, 32), lanes=4, helper_lanes=4, helper_chains=1,
-                 few=RowDot(4, 2, 32)),
+                 few=RowDot(4, 2, 32), deep=None),
     "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
-                 product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None),
+                 product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None,
+                 deep=None),
     "sse": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
-                product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None),
+                product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None,
+                deep=None),
     "portable": dict(search=(Tile(4, 1, 16), Tile(4, 2, 16), Tile(4, 2, 16)),
                      product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1,
-                     few=None),
+                     few=None, deep=None),
 }
+#: The k-means search takes the class's ``deep`` tile instead of its widest from this many
+#: bytes of centres (k d itemsize) on: a tile streams every centre panel for each of its
+#: rows groups, and once the centres outgrow the L1 cache more rows per pass read them fewer
+#: times (the Gaussian quadratic forms keep their tiles).
+DEEP_MIN_BYTES = 256 * 1024
 #: Fewest features for the ``few`` search (at d = 1 its masked vector and lane sums cost
 #: more than the narrow tile's padding, measured above).
 FEW_MIN_FEATURES = 2
@@ -265,7 +281,9 @@ def describe():
     search = ", ".join(f"{t.rows}x{t.vectors}x{t.vector_bytes}B" for t in TILES["search"])
     p, few = TILES["product"], TILES["few"]
     few = f"{few.rows}x{few.centers}x{few.vector_bytes}B" if few else "none"
+    deep = TILES["deep"]
+    deep = f"{deep.rows}x{deep.vectors}x{deep.vector_bytes}B" if deep else "none"
     return (f"target {CPU_NAME} -> {SIMD_CLASS} (fma={HAS_FMA}); search tiles {search}; "
-            f"few-centre search {few}; product {p.rows}x{p.vectors}x{p.vector_bytes}B; "
+            f"deep {deep}; few-centre search {few}; product {p.rows}x{p.vectors}x{p.vector_bytes}B; "
             f"lanes {TILES['lanes']}; helpers {TILES['helper_lanes']} lanes x "
             f"{TILES['helper_chains']}")

@@ -26,8 +26,8 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_few,
-                    top2_rows_medium, top2_rows_narrow, top2_rows_wide)
+from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_deep,
+                    top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
                             add_csr_row)
 from .distances import prefetch_tile_ahead, search_sub_block_rows, search_table
@@ -41,6 +41,8 @@ def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
         prefetch_tile_ahead(X, i, stop, rows)
         if tile == 3:
             top2_rows_few(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+        elif HAS_DEEP and tile == 4:
+            top2_rows_deep(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
         elif tile == 2:
             top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
         elif tile == 1:

@@ -12,8 +12,9 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (SEARCH_ROWS, axpy_sqdist, nearest_rows_few, nearest_rows_medium,
-                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist)
+from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, nearest_rows_deep, nearest_rows_few,
+                    nearest_rows_medium, nearest_rows_narrow, nearest_rows_wide, prefetch,
+                    search_tile, sqdist)
 from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
 
 
@@ -90,6 +91,8 @@ def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
         prefetch_tile_ahead(X, i, stop, rows)
         if tile == 3:
             nearest_rows_few(X, i, stop - 1, ct, half_norms, out, out_offset)
+        elif HAS_DEEP and tile == 4:
+            nearest_rows_deep(X, i, stop - 1, ct, half_norms, out, out_offset)
         elif tile == 2:
             nearest_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset)
         elif tile == 1:
