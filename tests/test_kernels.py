@@ -16,11 +16,11 @@ import pytest
 from numba import njit, prange
 
 import fastem.kernels as K
-from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
 from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, kmeanspp_potentials,
                             kmeanspp_potentials_kept, seed_potentials_kept, seed_update_kept,
                             lloyd_step, nearest_centers, potential_block_sums,
                             sqdist_to_centers, update_min_sqdist)
+from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
 
 from . import naive
 
@@ -29,8 +29,8 @@ N_ROWS = 2 * 2048 + 301          # > 2048, not a multiple of the block size
 #: sub-blocks of a block (``distances.search_sub_block_rows``: 54 rows in float64, 108 in
 #: float32, each ending in a partial tile) / the few-centre search (``_simd.search_tile``
 #: tile 3 where the class has it): k=1 (a padding centre) with d shorter than a vector, k=2
-#: with a masked tail of one feature
-# (130, 512): centres past DEEP_MIN_BYTES in both dtypes (the deep tile where a class has one)
+#: with a masked tail of one feature / centres past ``DEEP_MIN_BYTES`` in both dtypes (the
+#: deep tile, tile 4, where the class has one)
 SHAPES = [(1, 5), (7, 37), (300, 11), (3, 1), (33, 2), (130, 512)]
 DTYPES = [np.float32, np.float64]
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -433,7 +433,8 @@ def check_short_vector_helpers():
             xd, cd = x.astype(np.float64), c.astype(np.float64)
             assert fused == sq and np.array_equal(y1, y2), (dtype, m)
             assert abs(sq - math.fsum((xd - cd) ** 2)) <= 1e-14 * max(1.0, sq), (dtype, m)
-            assert abs(dt - math.fsum(xd * cd)) <= 1e-14 * max(1.0, np.abs(xd * cd).sum()), (dtype, m)
+            scale = max(1.0, np.abs(xd * cd).sum())
+            assert abs(dt - math.fsum(xd * cd)) <= 1e-14 * scale, (dtype, m)
             np.testing.assert_allclose(y2, y + 0.75 * xd, rtol=1e-15, atol=1e-15)
 
 

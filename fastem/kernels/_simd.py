@@ -478,7 +478,8 @@ def _f64_accumulator(builder, L, chains):
     tail_term)``: their lane-wise sum in chain order, then its horizontal sum in lane order
     ``((0 + l_0) + l_1) + ...`` after the scalar tail of :func:`_chained_vector_loop`: lane
     q < rest first becomes ``tail_term(first + q, l_q)``, the value a masked vector step
-    would leave in it (lanes past the tail add +0.0)."""
+    would leave in it (which adds +0.0 to the other lanes), so the sum is that of full
+    vectors plus one masked step, bit for bit."""
     vtype = ir.VectorType(ir.DoubleType(), L)
     accs = [cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * L))
             for _ in range(chains)]
@@ -590,8 +591,9 @@ def _pairwise_reduction(accumulate, doc):
     ``accumulate(x[x_off + t], y[y_off + t])`` over t < length (flat indices, float32/64
     inputs, float64 maths): ``HELPER_CHAINS`` accumulators of ``HELPER_LANES`` lanes, i.e.
     that many independent FMA chains (full vectors, then the tail one element at a time into
-    the lanes: ``_f64_accumulator``) and one horizontal sum in lane order. ``accumulate(builder, fma, xv, yv, acc)`` adds one vector
-    (or one float64) of terms to the accumulator ``acc``."""
+    the lanes: ``_f64_accumulator``) and one horizontal sum in lane order.
+    ``accumulate(builder, fma, xv, yv, acc)`` adds one vector (or one float64) of terms to
+    the accumulator ``acc``."""
     @intrinsic
     def reduction(typingctx, x, x_off, y, y_off, length):
         if not (_is_c_array(x, floating=True) and _is_c_array(y, floating=True)):
