@@ -17,8 +17,9 @@ from ._simd import dot
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
 #: Inner products of at least this many terms run as ``_simd.dot`` (independent FMA chains);
 #: shorter ones as a plain loop, whose single chain costs less than the vector loop's set-up
-#: and masked tail. Zen 3 VM (AVX2), 16 factors + inverses, plain / all ``dot``: d=16 35 / 65
-#: us, d=64 1.05 / 1.09 ms, d=128 6.5 / 4.5 ms; 4 at d=256 11.4 / 5.8 ms.
+#: and tail (measured when the tail was one masked vector). Zen 3 VM (AVX2), 16 factors +
+#: inverses, plain / all ``dot``: d=16 35 / 65 us, d=64 1.05 / 1.09 ms, d=128 6.5 / 4.5 ms;
+#: 4 at d=256 11.4 / 5.8 ms.
 DOT_MIN_TERMS = 32
 
 
