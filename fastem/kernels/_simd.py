@@ -445,6 +445,19 @@ def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
     return load, base
 
 
+def _helper_operands(context, builder, signature, args, arrays, length):
+    """The set-up the short-vector helpers share: ``HELPER_LANES``, the vector ``fma``, one
+    float64 loader ``(load, base)`` per ``(array, offset)`` pair of argument positions in
+    ``arrays``, and argument ``length`` as an int64."""
+    def int64(i):
+        return context.cast(builder, args[i], signature.args[i], types.int64)
+
+    L = HELPER_LANES
+    loaders = [_flat_f64_loader(context, builder, signature.args[a], args[a], int64(o), L)
+               for a, o in arrays]
+    return L, _fma(builder, ir.VectorType(ir.DoubleType(), L)), loaders, int64(length)
+
+
 def _f64_scalar_fma(builder):
     """``muladd(a, b, c)`` on float64 scalars, rounded as one lane of :func:`_fma`."""
     if not HAS_FMA:
@@ -561,23 +574,16 @@ def axpy(typingctx, a, x, x_off, y, y_off, length):
     sig = types.void(a, x, x_off, y, y_off, length)
 
     def codegen(context, builder, signature, args):
-        av, xv, xoffv, yv, yoffv, lenv = args
-        L = HELPER_LANES
-        vtype = ir.VectorType(ir.DoubleType(), L)
-        fma = _fma(builder, vtype)
-        cast = [context.cast(builder, v, t, types.int64)
-                for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
-                             (lenv, signature.args[5]))]
-        load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
-        load_y, ybase = _flat_f64_loader(context, builder, y, yv, cast[1], L)
+        L, fma, ((load_x, _), (load_y, ybase)), n = _helper_operands(
+            context, builder, signature, args, ((1, 2), (3, 4)), 5)
         store_y = _f64_vector_store(builder, ybase, L)
-        a64 = context.cast(builder, av, signature.args[0], types.float64)
-        asplat = _splat(builder, a64, vtype)
+        a64 = context.cast(builder, args[0], signature.args[0], types.float64)
+        asplat = _splat(builder, a64, ir.VectorType(ir.DoubleType(), L))
 
         def body(t):
             store_y(fma([asplat, load_x(t), load_y(t)]), t)
 
-        first, rest = _full_vector_loop(builder, cast[2], L, body)
+        first, rest = _full_vector_loop(builder, n, L, body)
         with cgutils.for_range(builder, rest, intp=ir.IntType(64)) as loop:
             t = builder.add(first, loop.index)
             _f64_scalar_axpy(builder, a64, load_x.scalar(t), ybase, t)
@@ -601,15 +607,8 @@ def _pairwise_reduction(accumulate, doc):
         sig = types.float64(x, x_off, y, y_off, length)
 
         def codegen(context, builder, signature, args):
-            xv, xoffv, yv, yoffv, lenv = args
-            L = HELPER_LANES
-            vtype = ir.VectorType(ir.DoubleType(), L)
-            fma = _fma(builder, vtype)
-            cast = [context.cast(builder, v, t, types.int64)
-                    for v, t in ((xoffv, signature.args[1]), (yoffv, signature.args[3]),
-                                 (lenv, signature.args[4]))]
-            load_x, _ = _flat_f64_loader(context, builder, x, xv, cast[0], L)
-            load_y, _ = _flat_f64_loader(context, builder, y, yv, cast[1], L)
+            L, fma, ((load_x, _), (load_y, _)), n = _helper_operands(
+                context, builder, signature, args, ((0, 1), (2, 3)), 4)
             accs, total = _f64_accumulator(builder, L, HELPER_CHAINS)
             fma1 = _f64_scalar_fma(builder)
 
@@ -620,7 +619,7 @@ def _pairwise_reduction(accumulate, doc):
             def tail_term(t, lane):
                 return accumulate(builder, fma1, load_x.scalar(t), load_y.scalar(t), lane)
 
-            first, rest = _chained_vector_loop(builder, cast[2], L, accs, body)
+            first, rest = _chained_vector_loop(builder, n, L, accs, body)
             return total(first, rest, tail_term)
 
         return sig, codegen
@@ -658,19 +657,11 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
     sig = types.float64(a, x, x_off, y, y_off, c, c_off, length)
 
     def codegen(context, builder, signature, args):
-        av, xv, xoffv, yv, yoffv, cv, coffv, lenv = args
-        L = HELPER_LANES
-        vtype = ir.VectorType(ir.DoubleType(), L)
-        fma = _fma(builder, vtype)
-        cast = [context.cast(builder, v, t, types.int64)
-                for v, t in ((xoffv, signature.args[2]), (yoffv, signature.args[4]),
-                             (coffv, signature.args[6]), (lenv, signature.args[7]))]
-        load_x, _ = _flat_f64_loader(context, builder, signature.args[1], xv, cast[0], L)
-        load_y, ybase = _flat_f64_loader(context, builder, signature.args[3], yv, cast[1], L)
-        load_c, _ = _flat_f64_loader(context, builder, signature.args[5], cv, cast[2], L)
+        L, fma, ((load_x, _), (load_y, ybase), (load_c, _)), n = _helper_operands(
+            context, builder, signature, args, ((1, 2), (3, 4), (5, 6)), 7)
         store_y = _f64_vector_store(builder, ybase, L)
-        a64 = context.cast(builder, av, signature.args[0], types.float64)
-        asplat = _splat(builder, a64, vtype)
+        a64 = context.cast(builder, args[0], signature.args[0], types.float64)
+        asplat = _splat(builder, a64, ir.VectorType(ir.DoubleType(), L))
         accs, total = _f64_accumulator(builder, L, HELPER_CHAINS)
         fma1 = _f64_scalar_fma(builder)
 
@@ -686,7 +677,7 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
             diff = builder.fsub(xt, load_c.scalar(t))
             return fma1([diff, diff, lane])
 
-        first, rest = _chained_vector_loop(builder, cast[3], L, accs, body)
+        first, rest = _chained_vector_loop(builder, n, L, accs, body)
         return total(first, rest, tail_term)
 
     return sig, codegen
