@@ -404,6 +404,28 @@ def sparse_blobs(n, d, density, k, dtype, seed=0):
     return sp.csr_matrix((data, cols, indptr), shape=(n, d))
 
 
+
+SPARSE_CASES = [  # (n, d, density, k, dtype, weighted, bounded model)
+    (3000, 400, 0.04, 64, np.float64, True, ElkanKMeansModel),
+    (3000, 400, 0.04, 64, np.float32, False, ElkanKMeansModel),
+    (2500, 300, 0.05, 200, np.float64, False, ElkanKMeansModel),
+    (3000, 400, 0.04, 48, np.float64, True, HamerlyKMeansModel),
+]
+
+
+@pytest.mark.parametrize("n, d, density, k, dtype, weighted, model", SPARSE_CASES)
+def test_sparse_bounded_iterations_equal_lloyds(n, d, density, k, dtype, weighted, model):
+    # rows near several centres of their topic: Elkan's rows with a few open centres (one
+    # pass scores them), with many (the whole search), and moved rows applied in row order
+    X = sparse_blobs(n, d, density, max(2, k // 4), dtype, seed=k)
+    w = np.random.RandomState(2).uniform(0.0, 3.0, n) if weighted else None
+    if weighted:
+        w[::17] = 0.0
+    init = X[first_rows_index(n, k)].toarray()
+    history, c1, c2 = run_models(X, init, w, 40, bounded_model=model)
+    assert sum(s1.n_changed for _, _, s1, _ in history[3:]) > 0, "nothing moved late"
+    assert_same_iterations(history, c1, c2)
+
 @pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "elkan"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_fit_equals_dense_fit(dtype, algorithm):

@@ -24,13 +24,14 @@ The centre statistics are kept by the caller and updated here by the rows that m
 import numpy as np
 from numba import prange
 
-from ._blocks import chunk_bounds, fold_blocks, n_partials
+from ._blocks import chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_deep,
                     top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
                             add_csr_row)
-from .distances import prefetch_tile_ahead, search_sub_block_rows, search_table
+from .distances import (prefetch_tile_ahead, search_sub_block_rows, search_table,
+                        search_table_norms)
 
 
 @kernel
@@ -58,17 +59,11 @@ def _search_tables(X, centers):
     k, d = centers.shape
     tile, width = search_tile(k, X.itemsize, d)
     ct, half_norms = search_table(X, centers, tile, width)
-    norms = np.empty(k)
+    norms = np.sqrt(_center_norms(centers))
+    spreads = search_table_norms(ct, k, d, tile, width)
     big_b, big_c = 0.0, 0.0
     for j in range(k):
-        s, t = 0.0, 0.0
-        panel, col = j // width * d, j % width
-        for f in range(d):
-            s += np.float64(centers[j, f]) ** 2
-            c = ct[j, f] if tile == 3 else ct[panel + f, col]
-            t += np.float64(c) ** 2
-        norms[j] = np.sqrt(s)
-        big_c = max(big_c, np.sqrt(t))
+        big_c = max(big_c, spreads[j])
         big_b = max(big_b, abs(np.float64(half_norms[j])))
     unit = 2.0 ** -24 if X.itemsize == 4 else 2.0 ** -53
     factor = 2.0 * (d + 4) * unit
@@ -215,35 +210,37 @@ def _other_drift(drift):
 
 
 @kernel
-def _fold_step_partials(part_sums, part_moments, part_counts):
-    """(sums change, moments change, n_changed, n_scored) from a bounded pass's chunks."""
-    k, d = part_sums.shape[1], part_sums.shape[2]
-    sums, moments = np.empty((k, d)), np.empty((k, 2))
-    fold_blocks(part_sums, sums)
-    fold_blocks(part_moments, moments)
+def _moves_and_counts(part_counts):
+    """(n_changed, n_scored) of a bounded pass from its chunks' counts."""
     changed, searched = 0, 0
     for c in range(part_counts.shape[0]):
         changed += part_counts[c, 0]
         searched += part_counts[c, 1]
-    return sums, moments, changed, searched
+    return changed, searched
+
+
+# A bounded pass records the rows that move (row, old label; a chunk's moves fill the slots
+# from its first row on) and applies them to the statistics after the parallel loop, one at
+# a time in row order: bitwise the same for any thread count. Few rows move in a bounded
+# pass, so this beats a (k, d) partial table per chunk, whose zeroing and folding cost
+# O(k d) per pass however few rows moved (10 MB a pass for CSR rows of 20,000 features).
 
 
 @kernel
 def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower):
-    n, d = X.shape
-    k = centers.shape[0]
-    nc = n_partials(n, k * (d + 2) * 8)
+    n = X.shape[0]
+    nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
     tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
     return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, _other_drift(drift),
-            np.empty((nc, k, d)), np.empty((nc, k, 2)), np.empty((nc, 2), np.int64))
+            np.empty(n, np.int64), np.empty(n, np.int32), np.empty((nc, 2), np.int64))
 
 
 @kernel
 def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, lower, tile,
-               ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
+               ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
                part_counts):
     n, d = X.shape
-    nc = part_sums.shape[0]
+    nc = part_counts.shape[0]
     rows = np.empty(BLOCK_ROWS, np.int64)
     tight = np.empty(BLOCK_ROWS)
     gathered = np.empty((BLOCK_ROWS, d), X.dtype)
@@ -251,9 +248,6 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
     gap = np.empty(BLOCK_ROWS)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
-        sums, moments = part_sums[c], part_moments[c]
-        sums[:] = 0.0
-        moments[:] = 0.0
         changed = 0
         searched = 0
         for b0 in range(start, stop, BLOCK_ROWS):
@@ -287,24 +281,41 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                 u, low = _rebuild_bounds(d2, gap[t], j, norms, slack, eps_b, eps_c)
                 upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
                 if j != a:
+                    moved_rows[start + changed] = i
+                    moved_from[start + changed] = a
                     changed += 1
                     labels[i] = j
-                    w = sample_weight[i]
-                    moments[a, 0] -= w
-                    moments[j, 0] += w
-                    moments[a, 1] -= w * axpy_sqdist(-w, gathered, t * d, sums, a * d, shift,
-                                                     a * d, d)
-                    moments[j, 1] += w * axpy_sqdist(w, gathered, t * d, sums, j * d, shift,
-                                                     j * d, d)
         part_counts[c, 0] = changed
         part_counts[c, 1] = searched * centers.shape[0]
 
 
 @kernel
+def _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from, part_counts):
+    """(sums change, moments change, n_changed, n_scored) of a bounded pass over dense X."""
+    n, d = X.shape
+    k = shift.shape[0]
+    nc = part_counts.shape[0]
+    sums, moments = np.zeros((k, d)), np.zeros((k, 2))
+    for c in range(nc):
+        first = chunk_bounds(c, n, nc)[0]
+        for slot in range(first, first + part_counts[c, 0]):
+            i, a = moved_rows[slot], moved_from[slot]
+            j = labels[i]
+            w = sample_weight[i]
+            moments[a, 0] -= w
+            moments[j, 0] += w
+            moments[a, 1] -= w * axpy_sqdist(-w, X, i * d, sums, a * d, shift, a * d, d)
+            moments[j, 1] += w * axpy_sqdist(w, X, i * d, sums, j * d, shift, j * d, d)
+    changed, searched = _moves_and_counts(part_counts)
+    return sums, moments, changed, searched
+
+
+@kernel
 def _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile, ct,
-                 half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
+                 half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
                  part_counts):
-    return _fold_step_partials(part_sums, part_moments, part_counts)
+    return _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from,
+                         part_counts)
 
 
 @kernel(parallel=True)
@@ -334,16 +345,16 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
     n_scored : int
         Centre scores computed: rows whose bounds did not settle their label, times k.
     """
-    (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums, part_moments,
+    (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
      part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
                                   lower)
     for c in prange(nc):
         _step_work(c, c + 1, X, sample_weight, centers, drift, shift, labels, upper, lower,
-                   tile, ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums,
-                   part_moments, part_counts)
+                   tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
+                   moved_from, part_counts)
     return _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile,
-                        ct, half_norms, norms, slack, eps_b, eps_c, other, part_sums,
-                        part_moments, part_counts)
+                        ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
+                        moved_from, part_counts)
 
 
 run_on_threads(bounded_step, _step_prepare, _step_work, _step_finish)
@@ -361,13 +372,11 @@ run_on_threads(bounded_step, _step_prepare, _step_work, _step_finish)
 def _csr_tables(data, centers):
     """(ct, half_norms, centre norms, squared centre norms, 2 u_T B, 2 u_T C)."""
     ct, half_norms, squares = _center_tables(data, centers)
-    k = centers.shape[0]
+    k, d = centers.shape
+    spreads = search_table_norms(ct, k, d, 0, ct.shape[1])
     big_b, big_c = 0.0, 0.0
     for j in range(k):
-        t = 0.0
-        for f in range(ct.shape[0]):
-            t += np.float64(ct[f, j]) ** 2
-        big_c = max(big_c, np.sqrt(t))
+        big_c = max(big_c, spreads[j])
         big_b = max(big_b, abs(np.float64(half_norms[j])))
     unit = 2.0 ** -24 if data.itemsize == 4 else 2.0 ** -53
     return ct, half_norms, np.sqrt(squares), squares, 2.0 * unit * big_b, 2.0 * unit * big_c
@@ -469,27 +478,23 @@ run_on_threads(bounded_full_step_csr, _csr_full_prepare, _csr_full_work, _csr_fu
 def _csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shift, labels,
                       upper, lower):
     n = indptr.shape[0] - 1
-    k, d = centers.shape
-    nc = n_partials(n, k * (d + 2) * 8)
+    nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
     ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
     return (nc, ct, half_norms, norms, squares, eps_b, eps_c, _other_drift(drift),
-            _center_norms(shift), np.empty((nc, k, d)), np.empty((nc, k, 2)),
+            _center_norms(shift), np.empty(n, np.int64), np.empty(n, np.int32),
             np.empty((nc, 2), np.int64))
 
 
 @kernel
 def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
                    labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c, other,
-                   shift_squares, part_sums, part_moments, part_counts):
+                   shift_squares, moved_rows, moved_from, part_counts):
     n = indptr.shape[0] - 1
     k = centers.shape[0]
-    nc = part_sums.shape[0]
+    nc = part_counts.shape[0]
     scores = np.empty(ct.shape[1], ct.dtype)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
-        sums, moments = part_sums[c], part_moments[c]
-        sums[:] = 0.0
-        moments[:] = 0.0
         changed = 0
         searched = 0
         for i in range(start, stop):
@@ -510,43 +515,64 @@ def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift,
                                         eps_b, eps_c)
             upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
             if j != a:
+                moved_rows[start + changed] = i
+                moved_from[start + changed] = a
                 changed += 1
                 labels[i] = j
-                w = sample_weight[i]
-                add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
-                add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
-                moments[a, 0] -= w
-                moments[j, 0] += w
-                moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
-                                                 shift_squares)
-                moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
-                                                 shift_squares)
         part_counts[c, 0] = changed
         part_counts[c, 1] = searched
 
 
 @kernel
+def _replay_csr_moves(data, indices, indptr, sample_weight, shift, shift_squares, labels,
+                      moved_rows, moved_from, part_counts):
+    """:func:`_replay_moves` for CSR X."""
+    n = indptr.shape[0] - 1
+    k, d = shift.shape
+    nc = part_counts.shape[0]
+    sums, moments = np.zeros((k, d)), np.zeros((k, 2))
+    for c in range(nc):
+        first = chunk_bounds(c, n, nc)[0]
+        for slot in range(first, first + part_counts[c, 0]):
+            i, a = moved_rows[slot], moved_from[slot]
+            j = labels[i]
+            w = sample_weight[i]
+            lo_p, hi_p = indptr[i], indptr[i + 1]
+            add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
+            add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
+            moments[a, 0] -= w
+            moments[j, 0] += w
+            moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
+                                             shift_squares)
+            moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
+                                             shift_squares)
+    changed, searched = _moves_and_counts(part_counts)
+    return sums, moments, changed, searched
+
+
+@kernel
 def _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
                      upper, lower, ct, half_norms, norms, squares, eps_b, eps_c, other,
-                     shift_squares, part_sums, part_moments, part_counts):
-    return _fold_step_partials(part_sums, part_moments, part_counts)
+                     shift_squares, moved_rows, moved_from, part_counts):
+    return _replay_csr_moves(data, indices, indptr, sample_weight, shift, shift_squares,
+                             labels, moved_rows, moved_from, part_counts)
 
 
 @kernel(parallel=True)
 def bounded_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, labels,
                      upper, lower):
     """:func:`bounded_step` for CSR X (``data, indices, indptr``; same outputs)."""
-    (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, part_sums,
-     part_moments, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
+    (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, moved_rows,
+     moved_from, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
                                                     centers, drift, shift, labels, upper,
                                                     lower)
     for c in prange(nc):
         _csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift, shift,
                        labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                       other, shift_squares, part_sums, part_moments, part_counts)
+                       other, shift_squares, moved_rows, moved_from, part_counts)
     return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
                             labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                            other, shift_squares, part_sums, part_moments, part_counts)
+                            other, shift_squares, moved_rows, moved_from, part_counts)
 
 
 run_on_threads(bounded_step_csr, _csr_step_prepare, _csr_step_work, _csr_step_finish)
@@ -632,21 +658,56 @@ run_on_threads(elkan_full_step_csr, _csr_full_prepare, _elkan_csr_full_work, _cs
 
 
 @kernel
+def _csr_upper_and_scores(data, indices, lo, hi, centers, a, squares, ct, half_norms, centres,
+                          m, out):
+    """:func:`_csr_upper` for centre ``a`` and :func:`_csr_scores` in one pass over the row
+    (each sum with its own operations in its own order, so the same values as the two
+    functions; one sweep of the row's random reads instead of two)."""
+    for t in range(m):
+        out[t] = half_norms[centres[t]]
+    xx = 0.0
+    d2 = squares[a]
+    for p in range(lo, hi):
+        v = data[p]
+        f = indices[p]
+        x = np.float64(v)
+        xx += x ** 2
+        c = np.float64(centers[a, f])
+        e = x - c
+        d2 += e * e - c * c
+        for t in range(m):
+            out[t] -= v * ct[f, centres[t]]
+    d2 = max(d2, 0.0)
+    err = 8.0 * (hi - lo + 4.0) * 2.0 ** -53 * (squares[a] + xx)
+    return np.sqrt(d2 + err) * (1.0 + 2.0 ** -50), d2, err, xx
+
+
+@kernel
+def _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near):
+    """The label a, then the centres whose bounds do not separate them from it, into
+    ``near`` (k + 1 entries); returns their number (1: the row keeps its label)."""
+    near[0] = a
+    m = 1
+    for j in range(bound.shape[0]):
+        # branch-free: which centres are open is unpredictable
+        near[m] = j
+        m += (j != a) & (not _csr_separated(u, bound[j], terms, a, norms, eps_b, eps_c))
+    return m
+
+
+@kernel
 def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
                          labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                         other, shift_squares, part_sums, part_moments, part_counts):
+                         other, shift_squares, moved_rows, moved_from, part_counts):
     n = indptr.shape[0] - 1
     k = centers.shape[0]
-    nc = part_sums.shape[0]
-    near = np.empty(k, np.int64)       # the label, then the centres not separated from it
+    nc = part_counts.shape[0]
+    near = np.empty(k + 1, np.int64)   # the label, then the centres not separated from it
     bound = np.empty(k)
     scores = np.empty(k, ct.dtype)
     every = np.empty(ct.shape[1], ct.dtype)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
-        sums, moments = part_sums[c], part_moments[c]
-        sums[:] = 0.0
-        moments[:] = 0.0
         changed = 0
         searched = 0
         for i in range(start, stop):
@@ -656,31 +717,32 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
             u = (np.float64(upper[i]) + drift[a]) * (1.0 + 2.0 ** -50)
             for j in range(k):
                 bound[j] = (np.float64(lower[i, j]) - drift[j]) * (1.0 - 2.0 ** -50)
-            tight = False
-            while True:
-                m = 1
-                near[0] = a
-                for j in range(k):
-                    if j != a and not _csr_separated(u, bound[j], terms, a, norms, eps_b,
-                                                     eps_c):
-                        near[m] = j
-                        m += 1
-                if m == 1 or tight:
-                    break
-                # tighten the upper bound (O(nnz)) and look again
-                u = _csr_upper(data, indices, lo_p, hi_p, centers, a, squares)[0]
-                tight = True
+            m = _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near)
             if m > 1:
-                if 4 * m > k:
-                    # many candidates: the vectorised search of all centres costs less than
-                    # gathering, and refreshes every bound (same scores, bit for bit)
-                    _nearest_row(data, indices, lo_p, hi_p, ct, half_norms, k, every)
-                    m = k
-                    for j in range(k):
-                        near[j] = j
-                        scores[j] = every[j]
+                if 4 * m <= k:
+                    # few open centres: tighten u and score them in one pass; the winner
+                    # among them is the search's (they include every centre the tight
+                    # bound leaves open), and all of them get bounds from their scores
+                    u, d2, err, xx = _csr_upper_and_scores(data, indices, lo_p, hi_p,
+                                                           centers, a, squares, ct,
+                                                           half_norms, near, m, scores)
                 else:
-                    _csr_scores(data, indices, lo_p, hi_p, ct, half_norms, near, m, scores)
+                    # many: tighten first (O(nnz)), which may close them all
+                    u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, a,
+                                                squares)
+                    m = _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near)
+                    if 4 * m > k:
+                        # still many: the vectorised search of all centres costs less
+                        # than gathering, and refreshes every bound (same scores)
+                        _nearest_row(data, indices, lo_p, hi_p, ct, half_norms, k, every)
+                        m = k
+                        for j in range(k):
+                            near[j] = j
+                            scores[j] = every[j]
+                    elif m > 1:
+                        _csr_scores(data, indices, lo_p, hi_p, ct, half_norms, near, m,
+                                    scores)
+            if m > 1:
                 searched += m
                 best = 0
                 for t in range(1, m):   # smallest score; ties to the smallest index
@@ -688,23 +750,18 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                                                     and near[t] < near[best]):
                         best = t
                 j = near[best]
-                u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, j, squares)
+                if j != a:
+                    u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, j,
+                                                squares)
                 eps = terms * (eps_b + np.sqrt(xx) * eps_c)
                 for t in range(m):
-                    bound[near[t]] = np.float64(_csr_lower_from_score(
-                        d2 - err, np.float64(scores[t]) - np.float64(scores[best]), eps))
+                    bound[near[t]] = max(bound[near[t]], np.float64(_csr_lower_from_score(
+                        d2 - err, np.float64(scores[t]) - np.float64(scores[best]), eps)))
                 if j != a:
+                    moved_rows[start + changed] = i
+                    moved_from[start + changed] = a
                     changed += 1
                     labels[i] = j
-                    w = sample_weight[i]
-                    add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
-                    add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
-                    moments[a, 0] -= w
-                    moments[j, 0] += w
-                    moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
-                                                     shift_squares)
-                    moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
-                                                     shift_squares)
             upper[i] = _stored_upper(u)
             for j in range(k):
                 lower[i, j] = _stored_lower(bound[j])
@@ -717,18 +774,18 @@ def elkan_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, 
                    lower):
     """:func:`bounded_step_csr` with one lower bound per centre (``lower`` (n, k) float32):
     a row is scored only against the centres its bounds do not rule out."""
-    (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, part_sums,
-     part_moments, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
+    (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, moved_rows,
+     moved_from, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
                                                     centers, drift, shift, labels, upper,
                                                     lower)
     for c in prange(nc):
         _elkan_csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift,
                              shift, labels, upper, lower, ct, half_norms, norms, squares,
-                             eps_b, eps_c, other, shift_squares, part_sums, part_moments,
+                             eps_b, eps_c, other, shift_squares, moved_rows, moved_from,
                              part_counts)
     return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
                             labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                            other, shift_squares, part_sums, part_moments, part_counts)
+                            other, shift_squares, moved_rows, moved_from, part_counts)
 
 
 run_on_threads(elkan_step_csr, _csr_step_prepare, _elkan_csr_step_work, _csr_step_finish)

@@ -12,9 +12,9 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, nearest_rows_deep, nearest_rows_few,
-                    nearest_rows_medium, nearest_rows_narrow, nearest_rows_wide, prefetch,
-                    search_tile, sqdist)
+from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, dot, nearest_rows_deep,
+                    nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
+                    nearest_rows_wide, prefetch, search_tile, sqdist)
 from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
 
 
@@ -42,23 +42,48 @@ def search_table(X, centers, tile, width):
         for f in range(d):
             r[f] += np.float64(centers[j, f])
     r /= k
+    half_norms = np.full(kp, np.inf, X.dtype)
     if tile == 3:
         ct = np.zeros((kp, d), X.dtype)
-    else:
-        ct = np.zeros((kp // width * d, width), X.dtype)
-    half_norms = np.full(kp, np.inf, X.dtype)
-    for j in range(k):
-        s = 0.0
-        panel, col = j // width * d, j % width
-        for f in range(d):
-            c = np.float64(X.dtype.type(centers[j, f])) - r[f]
-            if tile == 3:
+        for j in range(k):
+            s = 0.0
+            for f in range(d):
+                c = np.float64(X.dtype.type(centers[j, f])) - r[f]
                 ct[j, f] = c
-            else:
-                ct[panel + f, col] = c
-            s += c * (0.5 * c + r[f])
-        half_norms[j] = s
+                s += c * (0.5 * c + r[f])
+            half_norms[j] = s
+        return ct, half_norms
+    # panel by panel, feature by feature: the table is written in order (a centre at a time
+    # would store one float per table row, a cache miss each once the table outgrows L2)
+    ct = np.zeros((kp // width * d, width), X.dtype)
+    acc = np.zeros(k)
+    for panel in range(kp // width):
+        first = panel * width
+        for f in range(d):
+            row = panel * d + f
+            for j in range(first, min(k, first + width)):
+                c = np.float64(X.dtype.type(centers[j, f])) - r[f]
+                ct[row, j - first] = c
+                acc[j] += c * (0.5 * c + r[f])
+    for j in range(k):
+        half_norms[j] = acc[j]
     return ct, half_norms
+
+
+@kernel
+def search_table_norms(ct, k, d, tile, width):
+    """``||ct_j||`` (float64, (k,)) of a :func:`search_table` table, read in memory order."""
+    sq = np.zeros(k)
+    if tile == 3:
+        for j in range(k):
+            for f in range(d):
+                sq[j] += np.float64(ct[j, f]) ** 2
+    else:
+        for row in range(ct.shape[0]):
+            first = row // d * width
+            for col in range(min(width, k - first)):
+                sq[first + col] += np.float64(ct[row, col]) ** 2
+    return np.sqrt(sq)
 
 
 @kernel
@@ -662,10 +687,9 @@ def _block_sums_work(lo, hi, sample_weight, min_sqdist, out):
     n = min_sqdist.shape[0]
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        s = 0.0
-        for i in range(start, stop):
-            s += sample_weight[i] * min_sqdist[i]
-        out[b] = s
+        # the helper's explicit chains fix the order of the sum: a plain loop's order is the
+        # vectoriser's choice, which may differ where the loop is inlined (seed_update)
+        out[b] = dot(sample_weight, start, min_sqdist, start, stop - start)
 
 
 @kernel(parallel=True)

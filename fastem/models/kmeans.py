@@ -520,7 +520,8 @@ class KMeansModel:
     def has_converged(self, centers, new_centers, stats, history, tol):
         if stats.n_changed == 0 and stats.relocated == 0:
             return True  # strict convergence: the labels are a fixed point
-        shift = self.last_shift = float(((new_centers - centers) ** 2).sum())
+        move = new_centers - centers
+        shift = self.last_shift = float(np.einsum("jf,jf->", move, move))
         # Untracked labels (n_changed -1) give the same stopping iteration: unchanged labels
         # give bitwise unchanged centres (shift 0 <= tol * variance), and a zero shift stops
         # the tracked rule too (as 0 <= tol * variance).
@@ -664,19 +665,25 @@ class HamerlyKMeansModel(KMeansModel):
         return sums, moments[:, 0], inertia, changed
 
     def e_step(self, source, centers):
-        centers = centers.astype(source.dtype)
+        # (k, d) work per pass is kept to a few sweeps: with CSR rows of many features it
+        # costs as much as the pass itself once few rows are searched
+        centers = centers.astype(source.dtype, copy=False)
         if self.bounded_passes is None:
             sums, moments, inertia, n_changed = self._full_pass(source, centers)
         else:
-            c64, before = centers.astype(np.float64), self.centers.astype(np.float64)
-            drift = np.sqrt(((c64 - before) ** 2).sum(axis=1))
+            move = centers.astype(np.float64, copy=False) - self.centers
+            # rounded up by the error of a d-term sum (bounds may only grow by it)
+            drift = np.sqrt(np.einsum("jf,jf->j", move, move)) * (
+                1.0 + (move.shape[1] + 4) * 2.0 ** -52)
             d_sums, d_moments, n_changed, scored = sum_chunks(source, self.step_statistics(
                 centers, drift, self.shift, self.labels, self.upper, self.lower))
             sums, moments = self.sums + d_sums, self.moments + d_moments
-            offset = c64 - self.shift
+            # sum_j Q_j - 2 o_j.(S_j - W_j m_j) + W_j ||o_j||^2 with o_j = c_j - m_j
+            offset = centers.astype(np.float64, copy=False) - self.shift
             inertia = float(moments[:, 1].sum()
-                            - 2.0 * np.einsum("jf,jf->", offset,
-                                              sums - moments[:, :1] * self.shift)
+                            - 2.0 * (np.einsum("jf,jf->", offset, sums)
+                                     - moments[:, 0] @ np.einsum("jf,jf->j", offset,
+                                                                  self.shift))
                             + moments[:, 0] @ np.einsum("jf,jf->j", offset, offset))
             self.bounded_passes += 1
             if (scored > FULL_PASS_FRACTION * source.n_rows * self.n_clusters
