@@ -160,6 +160,16 @@ PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
 #: without / with 8 rows ahead: (1e5, 64, 1024) 2.2-2.4 / 1.8-1.9 s; (1e6, 32, 64) and
 #: (2e5, 128, 256) unchanged within noise. Other distances not tried.
 PREFETCH_ROWS = 8
+#: The sparse search (``csr_distances._nearest_row``) prefetches the centre-table row of the
+#: non-zero this many ahead (its first ``CSR_PREFETCH_FLOATS`` entries): a row's non-zeros
+#: pick table rows at random. Measured on the Intel AVX-512 VM, one Lloyd pass over CSR
+#: n=1e5, d=20,000, 0.5% dense, 2 threads, without / with 4 x 64: k=64 float64 176-179 /
+#: 144-150 ms, float32 104 / 86-101 ms; k=1024 float64 2.50 / 2.12-2.20 s, float32 1.71 /
+#: 1.17-1.53 s; k=8 unchanged. 8 ahead measured the same, 128 floats no better. Elkan's
+#: gathered scoring of a few centres (``bounds._csr_upper_and_scores``) got 10-25% slower
+#: with the same prefetches, so it has none.
+CSR_PREFETCH_NONZEROS = 4
+CSR_PREFETCH_FLOATS = 64
 #: The nearest-centre search prefetches the rows two tiles ahead when one tile's rows fit in
 #: this many bytes (a 4 KiB page: ``distances.prefetch_tile_ahead``). Its tiles read their
 #: rows interleaved, feature by feature; rows that share a page defeat the hardware

@@ -16,6 +16,8 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials)
 from ._jit import kernel, run_on_threads
+from ._simd import prefetch
+from ._target import CSR_PREFETCH_FLOATS, CSR_PREFETCH_NONZEROS
 from .distances import _block_sums_work, cannot_improve, search_table
 
 
@@ -63,7 +65,10 @@ def _nearest_row(data, indices, lo, hi, ct, half_norms, k, scores):
     """Nearest centre of the CSR row ``data[lo:hi]`` (smallest index on ties)."""
     kp = scores.shape[0]
     scores[:] = half_norms
+    ahead = min(hi + CSR_PREFETCH_NONZEROS, indices.shape[0]) - CSR_PREFETCH_NONZEROS
     for p in range(lo, hi):
+        if p < ahead:   # the table row of a non-zero a few ahead (rows are random reads)
+            prefetch(ct, indices[p + CSR_PREFETCH_NONZEROS] * kp, min(kp, CSR_PREFETCH_FLOATS))
         v = data[p]
         f = indices[p]
         for j in range(kp):
