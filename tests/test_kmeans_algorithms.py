@@ -4,6 +4,7 @@ scikit-learn's KMeans surface (callable init, copy_x, output names, set_output, 
 References: the Lloyd path (every row searched each iteration), the NumPy Lloyd loop of
 ``tests/naive.py`` and scikit-learn's KMeans from the same initial centres.
 """
+import copy
 import warnings
 
 import numpy as np
@@ -38,8 +39,10 @@ def run_models(X, init, w, n_iter, bounded_model=HamerlyKMeansModel):
     history = []
     for _ in range(n_iter):
         s1, s2 = lloyd.e_step(source, c1), bounded.e_step(source, c2)
-        history.append((lloyd.labels.copy(), bounded.labels.copy(), s1, s2))
+        labels = lloyd.labels.copy(), bounded.labels.copy()
         c1, c2 = lloyd.m_step(source, c1, s1), bounded.m_step(source, c2, s2)
+        # a bounded model's statistics hold until its next e_step (running sums)
+        history.append((*labels, s1, copy.deepcopy(s2)))
         if s1.n_changed == 0 and s1.relocated == 0:
             break
     return history, c1, c2

@@ -2,9 +2,9 @@
 
 Every row keeps its label ``a``, an upper bound ``u >= ||x - c_a||`` and a lower bound
 ``l <= min_{j != a} ||x - c_j||`` (distances for the centres rounded to X's dtype, the centres
-the search uses; computed in float64, stored as float32 rounded outwards: 8 bytes per row). When the centres move by ``delta_j``, ``u += delta_a``
-and ``l -= max_{j != a} delta_j`` keep the bounds valid (triangle inequality). A row whose
-bounds separate is not searched.
+the search uses; computed in float64, stored as float32 rounded outwards: 8 bytes per row).
+When the centres move by ``delta_j``, ``u += delta_a`` and ``l -= max_{j != a} delta_j`` keep
+the bounds valid (triangle inequality). A row whose bounds separate is not searched.
 
 **Same labels as Lloyd.** The search (``_simd``) picks the smallest *computed* score
 ``s_j = (||x - c_j||^2 - ||x - r||^2) / 2`` in X's dtype; its rounding error is at most
@@ -18,8 +18,8 @@ so the search would return ``a`` again. Rows that fail go through the same SIMD 
 ``g = s_2 - s_a`` to the runner-up's computed score, from which ``l`` is rebuilt:
 ``l^2 = ||x - c_a||^2 + 2 (g - 2 eps)`` (as ``||x - c_j||^2 - ||x - c_a||^2 = 2 (s_j - s_a)``).
 
-The centre statistics are kept by the caller and updated here by the rows that moved
-(per-chunk partials, folded in chunk order: bitwise identical for any thread count).
+The centre statistics are kept by the caller and updated in place by the rows that moved
+(applied after the parallel loop in row order: bitwise identical for any thread count).
 """
 import numpy as np
 from numba import prange
@@ -227,7 +227,7 @@ def _moves_and_counts(part_counts):
 
 
 @kernel
-def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower):
+def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower, sums, moments):
     n = X.shape[0]
     nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
     tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
@@ -236,9 +236,9 @@ def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower)
 
 
 @kernel
-def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, lower, tile,
-               ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
-               part_counts):
+def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
+               moments, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
+               moved_from, part_counts):
     n, d = X.shape
     nc = part_counts.shape[0]
     rows = np.empty(BLOCK_ROWS, np.int64)
@@ -290,12 +290,11 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
 
 
 @kernel
-def _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from, part_counts):
-    """(sums change, moments change, n_changed, n_scored) of a bounded pass over dense X."""
+def _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from, part_counts, sums,
+                  moments):
+    """Add the moved rows' changes to ``sums`` and ``moments``; (n_changed, n_scored)."""
     n, d = X.shape
-    k = shift.shape[0]
     nc = part_counts.shape[0]
-    sums, moments = np.zeros((k, d)), np.zeros((k, 2))
     for c in range(nc):
         first = chunk_bounds(c, n, nc)[0]
         for slot in range(first, first + part_counts[c, 0]):
@@ -306,20 +305,19 @@ def _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from, part_
             moments[j, 0] += w
             moments[a, 1] -= w * axpy_sqdist(-w, X, i * d, sums, a * d, shift, a * d, d)
             moments[j, 1] += w * axpy_sqdist(w, X, i * d, sums, j * d, shift, j * d, d)
-    changed, searched = _moves_and_counts(part_counts)
-    return sums, moments, changed, searched
+    return _moves_and_counts(part_counts)
 
 
 @kernel
-def _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile, ct,
-                 half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
+def _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, sums, moments,
+                 tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
                  part_counts):
     return _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from,
-                         part_counts)
+                         part_counts, sums, moments)
 
 
 @kernel(parallel=True)
-def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
+def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower, sums, moments):
     """A Lloyd pass that searches only the rows whose bounds do not fix their label.
 
     Parameters
@@ -331,7 +329,7 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
     shift : ndarray, shape (k, d), float64
         Reference point of each cluster's squared norms (the centres of the full pass that
         built the moments).
-    labels, upper, lower : ndarray, shape (n,)
+    labels, upper, lower, sums, moments : ndarray, shape (n,)
         IN/OUT: labels (int32) and bounds (float32) of the previous pass; OUT: Lloyd's labels
         for ``centers`` and valid bounds.
 
@@ -347,14 +345,14 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower):
     """
     (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
      part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
-                                  lower)
+                                  lower, sums, moments)
     for c in prange(nc):
-        _step_work(c, c + 1, X, sample_weight, centers, drift, shift, labels, upper, lower,
-                   tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
+        _step_work(c, c + 1, X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
+                   moments, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
                    moved_from, part_counts)
-    return _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, tile,
-                        ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
-                        moved_from, part_counts)
+    return _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
+                        moments, tile, ct, half_norms, norms, slack, eps_b, eps_c, other,
+                        moved_rows, moved_from, part_counts)
 
 
 run_on_threads(bounded_step, _step_prepare, _step_work, _step_finish)
@@ -476,7 +474,7 @@ run_on_threads(bounded_full_step_csr, _csr_full_prepare, _csr_full_work, _csr_fu
 
 @kernel
 def _csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shift, labels,
-                      upper, lower):
+                      upper, lower, sums, moments):
     n = indptr.shape[0] - 1
     nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
     ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
@@ -486,9 +484,9 @@ def _csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shif
 
 
 @kernel
-def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
-                   labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c, other,
-                   shift_squares, moved_rows, moved_from, part_counts):
+def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                   upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b, eps_c,
+                   other, shift_squares, moved_rows, moved_from, part_counts):
     n = indptr.shape[0] - 1
     k = centers.shape[0]
     nc = part_counts.shape[0]
@@ -525,12 +523,10 @@ def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift,
 
 @kernel
 def _replay_csr_moves(data, indices, indptr, sample_weight, shift, shift_squares, labels,
-                      moved_rows, moved_from, part_counts):
+                      moved_rows, moved_from, part_counts, sums, moments):
     """:func:`_replay_moves` for CSR X."""
     n = indptr.shape[0] - 1
-    k, d = shift.shape
     nc = part_counts.shape[0]
-    sums, moments = np.zeros((k, d)), np.zeros((k, 2))
     for c in range(nc):
         first = chunk_bounds(c, n, nc)[0]
         for slot in range(first, first + part_counts[c, 0]):
@@ -546,33 +542,32 @@ def _replay_csr_moves(data, indices, indptr, sample_weight, shift, shift_squares
                                              shift_squares)
             moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
                                              shift_squares)
-    changed, searched = _moves_and_counts(part_counts)
-    return sums, moments, changed, searched
+    return _moves_and_counts(part_counts)
 
 
 @kernel
-def _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
-                     upper, lower, ct, half_norms, norms, squares, eps_b, eps_c, other,
+def _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels, upper,
+                     lower, sums, moments, ct, half_norms, norms, squares, eps_b, eps_c, other,
                      shift_squares, moved_rows, moved_from, part_counts):
     return _replay_csr_moves(data, indices, indptr, sample_weight, shift, shift_squares,
-                             labels, moved_rows, moved_from, part_counts)
+                             labels, moved_rows, moved_from, part_counts, sums, moments)
 
 
 @kernel(parallel=True)
 def bounded_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, labels,
-                     upper, lower):
+                     upper, lower, sums, moments):
     """:func:`bounded_step` for CSR X (``data, indices, indptr``; same outputs)."""
     (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, moved_rows,
      moved_from, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
                                                     centers, drift, shift, labels, upper,
-                                                    lower)
+                                                    lower, sums, moments)
     for c in prange(nc):
         _csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift, shift,
-                       labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                       other, shift_squares, moved_rows, moved_from, part_counts)
-    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
-                            labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                            other, shift_squares, moved_rows, moved_from, part_counts)
+                       labels, upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b,
+                       eps_c, other, shift_squares, moved_rows, moved_from, part_counts)
+    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                            upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b,
+                            eps_c, other, shift_squares, moved_rows, moved_from, part_counts)
 
 
 run_on_threads(bounded_step_csr, _csr_step_prepare, _csr_step_work, _csr_step_finish)
@@ -697,8 +692,8 @@ def _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near):
 
 @kernel
 def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
-                         labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                         other, shift_squares, moved_rows, moved_from, part_counts):
+                         labels, upper, lower, sums, moments, ct, half_norms, norms, squares,
+                         eps_b, eps_c, other, shift_squares, moved_rows, moved_from, part_counts):
     n = indptr.shape[0] - 1
     k = centers.shape[0]
     nc = part_counts.shape[0]
@@ -771,21 +766,21 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
 
 @kernel(parallel=True)
 def elkan_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, labels, upper,
-                   lower):
+                   lower, sums, moments):
     """:func:`bounded_step_csr` with one lower bound per centre (``lower`` (n, k) float32):
     a row is scored only against the centres its bounds do not rule out."""
     (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, moved_rows,
      moved_from, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
                                                     centers, drift, shift, labels, upper,
-                                                    lower)
+                                                    lower, sums, moments)
     for c in prange(nc):
-        _elkan_csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift,
-                             shift, labels, upper, lower, ct, half_norms, norms, squares,
+        _elkan_csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift, shift,
+                             labels, upper, lower, sums, moments, ct, half_norms, norms, squares,
                              eps_b, eps_c, other, shift_squares, moved_rows, moved_from,
                              part_counts)
-    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
-                            labels, upper, lower, ct, half_norms, norms, squares, eps_b, eps_c,
-                            other, shift_squares, moved_rows, moved_from, part_counts)
+    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                            upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b,
+                            eps_c, other, shift_squares, moved_rows, moved_from, part_counts)
 
 
 run_on_threads(elkan_step_csr, _csr_step_prepare, _elkan_csr_step_work, _csr_step_finish)

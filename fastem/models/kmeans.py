@@ -606,24 +606,27 @@ class BoundedFullStatistics:
     def __init__(self, centers, labels, upper, lower):
         self.args = (centers,)
         self.rows = labels, upper, lower
+        self.running = ()
 
     def __call__(self, rows, X, w):
         dense, csr = self.kernels
         per_row = [a[rows] for a in self.rows]
         if issparse(X):
-            return csr(X.data, X.indices, X.indptr, w, *self.args, *per_row)
-        return dense(X, w, *self.args, *per_row)
+            return csr(X.data, X.indices, X.indptr, w, *self.args, *per_row, *self.running)
+        return dense(X, w, *self.args, *per_row, *self.running)
 
 
 class BoundedStatistics(BoundedFullStatistics):
-    """A chunk's :func:`fastem.kernels.bounded_step` (``_csr`` for CSR chunks): changes of
-    the statistics."""
+    """A chunk's :func:`fastem.kernels.bounded_step` (``_csr`` for CSR chunks): the rows that
+    move update the running ``sums`` and ``moments`` in place, chunk after chunk; returns
+    (n_changed, n_scored)."""
 
     kernels = bounded_step, bounded_step_csr
 
-    def __init__(self, centers, drift, shift, labels, upper, lower):
+    def __init__(self, centers, drift, shift, labels, upper, lower, sums, moments):
         self.args = centers, drift, shift
         self.rows = labels, upper, lower
+        self.running = sums, moments
 
 
 class HamerlyKMeansModel(KMeansModel):
@@ -634,8 +637,9 @@ class HamerlyKMeansModel(KMeansModel):
     State besides Lloyd's labels: two float32 bounds per row and the running centre
     statistics ``sums`` (k, d) and ``moments`` (k, 2: weight W_j and
     ``Q_j = sum w ||x - m_j||^2`` about ``m_j``, cluster j's centre at the last full pass),
-    updated by the rows that move (float64 accumulators; re-summed from scratch every
-    :data:`RESUM_EVERY` passes). The objective of a bounded pass is the inertia from these
+    updated in place by the rows that move (float64 accumulators; re-summed from scratch
+    every :data:`RESUM_EVERY` passes), so the statistics an e_step returns hold until the
+    next e_step. The objective of a bounded pass is the inertia from these
     moments, ``sum_j Q_j - 2 (c_j - m_j).(S_j - W_j m_j) + W_j ||c_j - m_j||^2`` (small
     corrections: the centres move little between full passes).
     """
@@ -675,9 +679,12 @@ class HamerlyKMeansModel(KMeansModel):
             # rounded up by the error of a d-term sum (bounds may only grow by it)
             drift = np.sqrt(np.einsum("jf,jf->j", move, move)) * (
                 1.0 + (move.shape[1] + 4) * 2.0 ** -52)
-            d_sums, d_moments, n_changed, scored = sum_chunks(source, self.step_statistics(
-                centers, drift, self.shift, self.labels, self.upper, self.lower))
-            sums, moments = self.sums + d_sums, self.moments + d_moments
+            # the running statistics are updated in place (the last pass's LloydStats share
+            # them: an iteration uses its statistics before the next e_step)
+            sums, moments = self.sums, self.moments
+            n_changed, scored = sum_chunks(source, self.step_statistics(
+                centers, drift, self.shift, self.labels, self.upper, self.lower, sums,
+                moments))
             # sum_j Q_j - 2 o_j.(S_j - W_j m_j) + W_j ||o_j||^2 with o_j = c_j - m_j
             offset = centers.astype(np.float64, copy=False) - self.shift
             inertia = float(moments[:, 1].sum()
