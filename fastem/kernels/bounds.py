@@ -219,6 +219,21 @@ def _moves_and_counts(part_counts):
     return changed, searched
 
 
+@kernel
+def _moves_in_row_order(n, moved_rows, moved_from, part_counts):
+    """(rows, old labels) of the rows a bounded pass moved, in row order."""
+    nc = part_counts.shape[0]
+    rows = np.empty(_moves_and_counts(part_counts)[0], np.int64)
+    old = np.empty(rows.shape[0], np.int32)
+    t = 0
+    for c in range(nc):
+        first = chunk_bounds(c, n, nc)[0]
+        for slot in range(first, first + part_counts[c, 0]):
+            rows[t], old[t] = moved_rows[slot], moved_from[slot]
+            t += 1
+    return rows, old
+
+
 # A bounded pass records the rows that move (row, old label; a chunk's moves fill the slots
 # from its first row on) and applies them to the statistics after the parallel loop, one at
 # a time in row order: bitwise the same for any thread count. Few rows move in a bounded
@@ -294,17 +309,14 @@ def _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from, part_
                   moments):
     """Add the moved rows' changes to ``sums`` and ``moments``; (n_changed, n_scored)."""
     n, d = X.shape
-    nc = part_counts.shape[0]
-    for c in range(nc):
-        first = chunk_bounds(c, n, nc)[0]
-        for slot in range(first, first + part_counts[c, 0]):
-            i, a = moved_rows[slot], moved_from[slot]
-            j = labels[i]
-            w = sample_weight[i]
-            moments[a, 0] -= w
-            moments[j, 0] += w
-            moments[a, 1] -= w * axpy_sqdist(-w, X, i * d, sums, a * d, shift, a * d, d)
-            moments[j, 1] += w * axpy_sqdist(w, X, i * d, sums, j * d, shift, j * d, d)
+    rows, old = _moves_in_row_order(n, moved_rows, moved_from, part_counts)
+    for t in range(rows.shape[0]):
+        i, a = rows[t], old[t]
+        j, w = labels[i], sample_weight[i]
+        moments[a, 0] -= w
+        moments[j, 0] += w
+        moments[a, 1] -= w * axpy_sqdist(-w, X, i * d, sums, a * d, shift, a * d, d)
+        moments[j, 1] += w * axpy_sqdist(w, X, i * d, sums, j * d, shift, j * d, d)
     return _moves_and_counts(part_counts)
 
 
@@ -525,23 +537,17 @@ def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift,
 def _replay_csr_moves(data, indices, indptr, sample_weight, shift, shift_squares, labels,
                       moved_rows, moved_from, part_counts, sums, moments):
     """:func:`_replay_moves` for CSR X."""
-    n = indptr.shape[0] - 1
-    nc = part_counts.shape[0]
-    for c in range(nc):
-        first = chunk_bounds(c, n, nc)[0]
-        for slot in range(first, first + part_counts[c, 0]):
-            i, a = moved_rows[slot], moved_from[slot]
-            j = labels[i]
-            w = sample_weight[i]
-            lo_p, hi_p = indptr[i], indptr[i + 1]
-            add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
-            add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
-            moments[a, 0] -= w
-            moments[j, 0] += w
-            moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a,
-                                             shift_squares)
-            moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j,
-                                             shift_squares)
+    rows, old = _moves_in_row_order(indptr.shape[0] - 1, moved_rows, moved_from, part_counts)
+    for t in range(rows.shape[0]):
+        i, a = rows[t], old[t]
+        j, w = labels[i], sample_weight[i]
+        lo_p, hi_p = indptr[i], indptr[i + 1]
+        add_csr_row(sums, a, -w, data, indices, lo_p, hi_p)
+        add_csr_row(sums, j, w, data, indices, lo_p, hi_p)
+        moments[a, 0] -= w
+        moments[j, 0] += w
+        moments[a, 1] -= w * _row_sqdist(data, indices, lo_p, hi_p, shift, a, shift_squares)
+        moments[j, 1] += w * _row_sqdist(data, indices, lo_p, hi_p, shift, j, shift_squares)
     return _moves_and_counts(part_counts)
 
 
