@@ -341,16 +341,18 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower, 
     shift : ndarray, shape (k, d), float64
         Reference point of each cluster's squared norms (the centres of the full pass that
         built the moments).
-    labels, upper, lower, sums, moments : ndarray, shape (n,)
+    labels, upper, lower : ndarray, shape (n,)
         IN/OUT: labels (int32) and bounds (float32) of the previous pass; OUT: Lloyd's labels
         for ``centers`` and valid bounds.
+    sums : ndarray, shape (k, d), float64
+        IN/OUT: ``sum_i w_i x_i`` per cluster; the rows that moved add their change (one row
+        at a time, in row order), so a pass costs nothing per centre coordinate when few
+        rows move.
+    moments : ndarray, shape (k, 2), float64
+        IN/OUT: ``[sum_i w_i, sum_i w_i ||x_i - shift_j||^2]`` per cluster j, likewise.
 
     Returns
     -------
-    sums_change : ndarray (k, d) float64
-        Change of ``sum_i w_i x_i`` per cluster caused by the rows that moved.
-    moments_change : ndarray (k, 2) float64
-        Change of ``[sum_i w_i, sum_i w_i ||x_i - shift_j||^2]`` per cluster j.
     n_changed : int
     n_scored : int
         Centre scores computed: rows whose bounds did not settle their label, times k.

@@ -520,8 +520,7 @@ class KMeansModel:
     def has_converged(self, centers, new_centers, stats, history, tol):
         if stats.n_changed == 0 and stats.relocated == 0:
             return True  # strict convergence: the labels are a fixed point
-        move = new_centers - centers
-        shift = self.last_shift = float(np.einsum("jf,jf->", move, move))
+        shift = self.last_shift = float(((new_centers - centers) ** 2).sum())
         # Untracked labels (n_changed -1) give the same stopping iteration: unchanged labels
         # give bitwise unchanged centres (shift 0 <= tol * variance), and a zero shift stops
         # the tracked rule too (as 0 <= tol * variance).
