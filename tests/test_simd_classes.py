@@ -13,7 +13,8 @@ Numba cache:
 The child compares every SIMD kernel with the NumPy twins in ``tests/naive*.py`` on shapes
 that reach every tile (k below, at and above each tile width, d with ragged tails), float32
 and float64, calls them from a user ``@njit`` function, checks that one and two threads give
-bitwise the same statistics, and fits each estimator once.
+bitwise the same statistics, that the pruned k-means++ kernels give the unpruned ones'
+distances and sums bit for bit, and fits each estimator once.
 """
 import os
 import subprocess
@@ -40,6 +41,8 @@ CHILD = textwrap.dedent("""
                                 nearest_centers)
     from tests import naive, naive_bernoulli, naive_gaussian
     from tests.test_kernels import check_short_vector_helpers
+    from tests.test_kmeans_algorithms import (
+        test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise as check_pruned_seeding)
 
     expected = sys.argv[1]
     assert _target.SIMD_CLASS == expected, (_target.describe(), expected)
@@ -67,6 +70,7 @@ CHILD = textwrap.dedent("""
         return second
 
     check_short_vector_helpers()
+    check_pruned_seeding()   # the helpers' sums keep their order in every kernel (ORDERED)
 
     n = 5000 + 13                       # three row blocks, the last one partial
     for dtype in (np.float64, np.float32):

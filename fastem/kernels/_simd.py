@@ -61,6 +61,15 @@ def _llvm_suffix(L, scalar_bits):
     return "v%d%s" % (L, "f64" if scalar_bits == 64 else "f32")
 
 
+#: Fast-math flags of the helpers' own float operations. Numba adds its fastmath flags
+#: (``reassoc`` among them) only to float operations that have none, and to every call that
+#: returns a float scalar; with ``reassoc`` LLVM may reorder a sum differently in each kernel
+#: that inlines the helper (measured: ``seed_update`` and ``update_min_sqdist`` gave
+#: different ``sqdist`` bits for the AVX2 class). ``nsz`` allows no reordering, so the
+#: helpers' sums keep the order written here wherever they are inlined.
+ORDERED = ("nsz",)
+
+
 def _fma(builder, vtype):
     """``muladd(a, b, c) = a * b + c`` on float vectors of type ``vtype``.
 
@@ -68,7 +77,8 @@ def _fma(builder, vtype):
     multiply and an add otherwise (``llvm.fma`` would become a call into libm there).
     """
     if not HAS_FMA:
-        return lambda args: builder.fadd(builder.fmul(args[0], args[1]), args[2])
+        return lambda args: builder.fadd(builder.fmul(args[0], args[1], flags=ORDERED),
+                                         args[2], flags=ORDERED)
     bits = 64 if isinstance(vtype.element, ir.DoubleType) else 32
     fma = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vtype, [vtype] * 3),
@@ -395,7 +405,7 @@ def make_row_dot_kernel(shape, reduction):
                                                               list(range(width))))
                 hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
                                                               list(range(width, 2 * width))))
-                v = builder.fadd(lo, hi)
+                v = builder.fadd(lo, hi, flags=ORDERED)
             return builder.extract_element(v, ir.Constant(i32, 0))
 
         inf = ir.Constant(scalar, float("inf"))
@@ -403,7 +413,8 @@ def make_row_dot_kernel(shape, reduction):
             scores = []
             for j in range(n_centers):
                 h = builder.load(builder.gep(ba.data, [ir.Constant(i64, j)]))
-                scores.append(builder.fsub(h, lane_sum(builder.load(acc[m][j]))))
+                scores.append(builder.fsub(h, lane_sum(builder.load(acc[m][j])),
+                                           flags=ORDERED))
             # smallest score, ties to the smallest index (strict '<', as the tiles)
             best, best_j = inf, ir.Constant(i32, 0)
             for j in range(n_centers):
@@ -459,13 +470,22 @@ def _helper_operands(context, builder, signature, args, arrays, length):
 
 
 def _f64_scalar_fma(builder):
-    """``muladd(a, b, c)`` on float64 scalars, rounded as one lane of :func:`_fma`."""
+    """``muladd(a, b, c)`` on float64 scalars, rounded as one lane of :func:`_fma` (a
+    one-lane vector call: Numba adds its fastmath flags to calls returning a float scalar,
+    see :data:`ORDERED`)."""
     if not HAS_FMA:
-        return lambda args: builder.fadd(builder.fmul(args[0], args[1]), args[2])
-    f64 = ir.DoubleType()
-    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
-                                         "llvm.fma.f64")
-    return lambda args: builder.call(fma, args)
+        return lambda args: builder.fadd(builder.fmul(args[0], args[1], flags=ORDERED),
+                                         args[2], flags=ORDERED)
+    one = ir.VectorType(ir.DoubleType(), 1)
+    fma = _fma(builder, one)
+    zero = ir.Constant(ir.IntType(32), 0)
+
+    def fma1(args):
+        vectors = [builder.insert_element(ir.Constant(one, ir.Undefined), a, zero)
+                   for a in args]
+        return builder.extract_element(fma(vectors), zero)
+
+    return fma1
 
 
 def _f64_vector_store(builder, base, L):
@@ -501,7 +521,7 @@ def _f64_accumulator(builder, L, chains):
         i32, i64 = ir.IntType(32), ir.IntType(64)
         lanes = builder.load(accs[0])
         for acc in accs[1:]:
-            lanes = builder.fadd(lanes, builder.load(acc))
+            lanes = builder.fadd(lanes, builder.load(acc), flags=ORDERED)
         s = ir.Constant(ir.DoubleType(), 0.0)
         for q in range(L):
             lane = builder.extract_element(lanes, ir.Constant(i32, q))
@@ -512,7 +532,7 @@ def _f64_accumulator(builder, L, chains):
             lane_q = builder.phi(ir.DoubleType())
             lane_q.add_incoming(lane, before)
             lane_q.add_incoming(term, after)
-            s = builder.fadd(s, lane_q)
+            s = builder.fadd(s, lane_q, flags=ORDERED)
         return s
 
     return accs, total
@@ -629,7 +649,7 @@ def _pairwise_reduction(accumulate, doc):
 
 
 def _squared_difference(builder, fma, xv, cv, acc):
-    diff = builder.fsub(xv, cv)
+    diff = builder.fsub(xv, cv, flags=ORDERED)
     return fma([diff, diff, acc])
 
 
@@ -668,13 +688,13 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
         def body(t, acc):
             xt = load_x(t)
             store_y(fma([asplat, xt, load_y(t)]), t)
-            diff = builder.fsub(xt, load_c(t))
+            diff = builder.fsub(xt, load_c(t), flags=ORDERED)
             builder.store(fma([diff, diff, builder.load(acc)]), acc)
 
         def tail_term(t, lane):
             xt = load_x.scalar(t)
             _f64_scalar_axpy(builder, a64, xt, ybase, t)
-            diff = builder.fsub(xt, load_c.scalar(t))
+            diff = builder.fsub(xt, load_c.scalar(t), flags=ORDERED)
             return fma1([diff, diff, lane])
 
         first, rest = _chained_vector_loop(builder, n, L, accs, body)
