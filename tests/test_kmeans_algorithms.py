@@ -536,3 +536,23 @@ def test_bounded_csr_iterations_equal_lloyds(dtype, model):
     history, c1, c2 = run_models(X, init, w, 40, model)
     assert len(history) > 3 and any(h[2].n_changed for h in history[1:])
     assert_same_iterations(history, c1, c2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bounded_objective_matches_numpy(dtype):
+    # sum_j Q_j + W_j ||c_j - m_j||^2 - 2 (c_j - m_j).(S_j - W_j m_j), written from the math;
+    # any infinite or NaN sum is reported
+    from fastem.kernels import bounded_objective
+    rng = np.random.RandomState(4)
+    centers = rng.normal(size=(37, 21)).astype(dtype)
+    shift = centers + rng.normal(scale=1e-3, size=centers.shape)
+    sums, moments = rng.normal(size=(37, 21)) * 50, rng.uniform(1, 9, size=(37, 2))
+    offset = centers.astype(np.float64) - shift
+    expected = (moments[:, 1].sum() + moments[:, 0] @ (offset ** 2).sum(axis=1)
+                - 2.0 * (offset * (sums - moments[:, :1] * shift)).sum())
+    inertia, finite = bounded_objective(centers, shift, sums, moments)
+    assert finite and inertia == pytest.approx(expected, rel=1e-12)
+    for bad in (np.inf, -np.inf, np.nan):
+        broken = sums.copy()
+        broken[30, 20] = bad
+        assert not bounded_objective(centers, shift, broken, moments)[1]

@@ -16,8 +16,8 @@ from .bernoulli import (
     bernoulli_log_pmf,
     bernoulli_log_pmf_csr,
 )
-from .bounds import (bounded_full_step, bounded_full_step_csr, bounded_step, bounded_step_csr,
-                     elkan_full_step_csr, elkan_step_csr)
+from .bounds import (bounded_full_step, bounded_full_step_csr, bounded_objective, bounded_step,
+                     bounded_step_csr, elkan_full_step_csr, elkan_step_csr)
 from .csr_distances import (
     lloyd_step_csr,
     nearest_centers_csr,
@@ -58,6 +58,7 @@ __all__ = [
     "bernoulli_log_pmf_csr",
     "bounded_full_step",
     "bounded_full_step_csr",
+    "bounded_objective",
     "bounded_step",
     "bounded_step_csr",
     "column_mean_var",

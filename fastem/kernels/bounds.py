@@ -372,6 +372,43 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower, 
 run_on_threads(bounded_step, _step_prepare, _step_work, _step_finish)
 
 
+@kernel
+def bounded_objective(centers, shift, sums, moments):
+    """The inertia of a bounded pass from its running statistics, in one sweep (float64).
+
+    ``sum_j Q_j + W_j ||o_j||^2 - 2 o_j . (S_j - W_j m_j)`` with ``o_j = c_j - m_j``: no
+    cancellation, as ``m_j`` (the centres of the last full pass) is close to ``c_j``.
+
+    Parameters
+    ----------
+    centers : ndarray, shape (k, d)
+        The centres of the pass (X's dtype).
+    shift : ndarray, shape (k, d), float64
+        The moments' reference points ``m_j`` (:func:`bounded_step`).
+    sums, moments : ndarray, float64, shapes (k, d) and (k, 2)
+        The running ``S_j = sum w x`` and ``[W_j, Q_j]`` (:func:`bounded_step`).
+
+    Returns
+    -------
+    inertia : float
+    finite : bool
+        Whether every entry of ``sums`` is finite.
+    """
+    k, d = centers.shape
+    inertia, finite = 0.0, True
+    for j in range(k):
+        w = moments[j, 0]
+        cross, square = 0.0, 0.0
+        for f in range(d):
+            o = np.float64(centers[j, f]) - shift[j, f]
+            s = sums[j, f]
+            cross += o * (s - w * shift[j, f])
+            square += o * o
+            finite &= abs(s) <= 1.7976931348623157e308   # False for +-inf and NaN
+        inertia += moments[j, 1] + w * square - 2.0 * cross
+    return inertia, finite
+
+
 # ------------------------------------------------------------------------------- CSR rows
 # The same method for CSR X (``fastem.kernels.csr_distances``): a row is searched on its own
 # (no gathering), its search error is that of an nnz-term sum, eps = 2 (nnz + 4) u_T (B + ||x|| C),

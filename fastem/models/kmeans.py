@@ -11,8 +11,8 @@ from functools import partial
 import numpy as np
 
 from ..kernels.distances import pairwise_sqdist
-from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_step,
-                       bounded_step_csr, draw_by_potential,
+from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objective,
+                       bounded_step, bounded_step_csr, draw_by_potential,
                        elkan_full_step_csr, elkan_step_csr, kmeanspp_potentials,
                        kmeanspp_potentials_kept,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
@@ -638,9 +638,9 @@ class HamerlyKMeansModel(KMeansModel):
     ``Q_j = sum w ||x - m_j||^2`` about ``m_j``, cluster j's centre at the last full pass),
     updated in place by the rows that move (float64 accumulators; re-summed from scratch
     every :data:`RESUM_EVERY` passes), so the statistics an e_step returns hold until the
-    next e_step. The objective of a bounded pass is the inertia from these
-    moments, ``sum_j Q_j - 2 (c_j - m_j).(S_j - W_j m_j) + W_j ||c_j - m_j||^2`` (small
-    corrections: the centres move little between full passes).
+    next e_step. The objective of a bounded pass is the inertia from these moments,
+    ``sum_j Q_j - 2 (c_j - m_j).(S_j - W_j m_j) + W_j ||c_j - m_j||^2`` (small corrections:
+    the centres move little between full passes; :func:`fastem.kernels.bounded_objective`).
     """
 
     full_statistics, step_statistics = BoundedFullStatistics, BoundedStatistics
@@ -673,6 +673,7 @@ class HamerlyKMeansModel(KMeansModel):
         centers = centers.astype(source.dtype, copy=False)
         if self.bounded_passes is None:
             sums, moments, inertia, n_changed = self._full_pass(source, centers)
+            finite = bool(np.isfinite(sums).all())
         else:
             move = centers.astype(np.float64, copy=False) - self.centers
             # rounded up by the error of a d-term sum (bounds may only grow by it)
@@ -684,19 +685,13 @@ class HamerlyKMeansModel(KMeansModel):
             n_changed, scored = sum_chunks(source, self.step_statistics(
                 centers, drift, self.shift, self.labels, self.upper, self.lower, sums,
                 moments))
-            # sum_j Q_j - 2 o_j.(S_j - W_j m_j) + W_j ||o_j||^2 with o_j = c_j - m_j
-            offset = centers.astype(np.float64, copy=False) - self.shift
-            inertia = float(moments[:, 1].sum()
-                            - 2.0 * (np.einsum("jf,jf->", offset, sums)
-                                     - moments[:, 0] @ np.einsum("jf,jf->j", offset,
-                                                                  self.shift))
-                            + moments[:, 0] @ np.einsum("jf,jf->j", offset, offset))
+            inertia, finite = bounded_objective(centers, self.shift, sums, moments)
             self.bounded_passes += 1
             if (scored > FULL_PASS_FRACTION * source.n_rows * self.n_clusters
                     or self.bounded_passes >= RESUM_EVERY):
                 self.bounded_passes = None
         self.centers, self.sums, self.moments = centers, sums, moments
-        if not (math.isfinite(inertia) and np.isfinite(sums).all()):
+        if not (math.isfinite(inertia) and finite):
             raise overflow_error("the inertia (weighted sum of squared distances)")
         return LloydStats(sums, moments[:, 0].copy(), inertia, int(n_changed), -inertia)
 
