@@ -1,7 +1,8 @@
 """Results do not depend on the thread count (bitwise), on row order, and Lloyd never gets worse.
 
-The thread-count check covers all three estimators (KMeans, GaussianMixture with every
-covariance type, BernoulliMixture dense and CSR), float32 and float64.
+The thread-count check covers all three estimators (KMeans: Lloyd, Hamerly, Elkan on CSR rows;
+GaussianMixture with every covariance type; BernoulliMixture dense and CSR), float32 and
+float64.
 """
 import os
 import pickle
@@ -48,6 +49,11 @@ CHILD = textwrap.dedent("""
         kh = KMeans(k, algorithm="hamerly", random_state=0).fit(X, sample_weight=w)
         out[X.dtype.name]["hamerly"] = dict(centers=kh.cluster_centers_, labels=kh.labels_,
                                             inertia=kh.inertia_, n_iter=kh.n_iter_)
+        # Elkan on CSR rows: its moved rows are applied after the parallel loop, in row order
+        Xs = sp.csr_matrix(np.where(np.abs(X) > 3.0, X, 0.0))
+        ke = KMeans(16, algorithm="elkan", random_state=0).fit(Xs, sample_weight=w)
+        out[X.dtype.name]["elkan_csr"] = dict(centers=ke.cluster_centers_, labels=ke.labels_,
+                                              inertia=ke.inertia_, n_iter=ke.n_iter_)
         for ct in ("full", "tied", "diag", "spherical"):
             gm = GaussianMixture(4, covariance_type=ct, max_iter=20, random_state=0)
             gm.fit(X, sample_weight=w)
