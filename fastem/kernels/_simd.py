@@ -470,12 +470,9 @@ def _helper_operands(context, builder, signature, args, arrays, length):
 
 
 def _f64_scalar_fma(builder):
-    """``muladd(a, b, c)`` on float64 scalars, rounded as one lane of :func:`_fma` (a
-    one-lane vector call: Numba adds its fastmath flags to calls returning a float scalar,
-    see :data:`ORDERED`)."""
-    if not HAS_FMA:
-        return lambda args: builder.fadd(builder.fmul(args[0], args[1], flags=ORDERED),
-                                         args[2], flags=ORDERED)
+    """``muladd(a, b, c)`` on float64 scalars: one lane of :func:`_fma`, rounded as the
+    vector lanes are (a one-lane vector: Numba adds its fastmath flags to calls returning a
+    float scalar, see :data:`ORDERED`)."""
     one = ir.VectorType(ir.DoubleType(), 1)
     fma = _fma(builder, one)
     zero = ir.Constant(ir.IntType(32), 0)

@@ -432,14 +432,21 @@ def _csr_tables(data, centers):
 
 
 @kernel
+def _csr_upper_from(d2, xx, nnz, square):
+    """(u >= ||x - c||, d2, its error bound, xx) from a CSR row's computed ``d2 = ||x -
+    c||^2`` (``nnz`` non-zeros, ``xx = ||x||^2``, ``square = ||c||^2``)."""
+    err = 8.0 * (nnz + 4.0) * 2.0 ** -53 * (square + xx)
+    return np.sqrt(d2 + err) * (1.0 + 2.0 ** -50), d2, err, xx
+
+
+@kernel
 def _csr_upper(data, indices, lo, hi, centers, j, squares):
     """(u >= ||x - c_j||, computed ||x - c_j||^2, its error bound, ||x||^2) of a CSR row."""
     xx = 0.0
     for p in range(lo, hi):
         xx += np.float64(data[p]) ** 2
     d2 = _row_sqdist(data, indices, lo, hi, centers, j, squares)
-    err = 8.0 * (hi - lo + 4.0) * 2.0 ** -53 * (squares[j] + xx)
-    return np.sqrt(d2 + err) * (1.0 + 2.0 ** -50), d2, err, xx
+    return _csr_upper_from(d2, xx, hi - lo, squares[j])
 
 
 @kernel
@@ -717,9 +724,7 @@ def _csr_upper_and_scores(data, indices, lo, hi, centers, a, squares, ct, half_n
         d2 += e * e - c * c
         for t in range(m):
             out[t] -= v * ct[f, centres[t]]
-    d2 = max(d2, 0.0)
-    err = 8.0 * (hi - lo + 4.0) * 2.0 ** -53 * (squares[a] + xx)
-    return np.sqrt(d2 + err) * (1.0 + 2.0 ** -50), d2, err, xx
+    return _csr_upper_from(max(d2, 0.0), xx, hi - lo, squares[a])
 
 
 @kernel
