@@ -19,7 +19,8 @@ What measures "one Lloyd iteration":
   ``fit(init=C, n_init=1, max_iter=1, tol=0)``. This is one iteration *plus* per-fit overhead
   and, in both libraries, an extra final assignment pass (labels/inertia for the final centres).
 
-``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their fixed
+``TimeKMeansToConvergence`` / ``TimeSparseKMeansToConvergence`` time whole fits per method
+(issue 12's dense shapes and its CSR row). ``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their fixed
 costs, issue 8's first-contact targets.
 """
 import time as _time
@@ -31,8 +32,8 @@ from fastem.kernels import lloyd_step, nearest_centers
 from fastem.models.kmeans import kmeans_plusplus
 
 from .common import (DTYPES, GRID_PARAM_NAMES, GRID_PARAMS, GRID_POINTS, KEY_POINTS,
-                     SklearnKMeans, make_data, init_centers, require_sklearn, rows,
-                     skip_unless, sklearn_kmeans_plusplus)
+                     SklearnKMeans, make_data, make_sparse_data, init_centers,
+                     require_sklearn, rows, skip_unless, sklearn_kmeans_plusplus)
 
 #: Rows of X used to warm up estimator-level benchmarks in ``setup`` (compile / cache load):
 #: a C-contiguous row slice has the same Numba type as X, and 16 row blocks of 2048 exercise
@@ -385,6 +386,33 @@ class TimeKMeansToConvergence:
         self.make().fit(self.X[:max(k, WARMUP_ROWS)])  # JIT warm-up
 
     def time_fit_to_convergence(self, shape, method, dtype):
+        self.make().fit(self.X)
+
+
+class TimeSparseKMeansToConvergence:
+    """:class:`TimeKMeansToConvergence` on issue 12's sparse row: TF-IDF-like CSR
+    (:func:`.common.make_sparse_data`, 20,000 features, 0.5% non-zeros, k = 64; 1e5 rows for
+    ``regular``), fastem's 'lloyd' and 'elkan' (per-centre bounds, 'auto' here) against the
+    peer's 'lloyd' and 'elkan'."""
+
+    params = [["fastem-lloyd", "fastem-elkan", "sklearn-lloyd", "sklearn-elkan"], DTYPES]
+    param_names = ["method", "dtype"]
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup(self, method, dtype):
+        library, algorithm = method.split("-")
+        if library == "sklearn":
+            require_sklearn()
+        k = 64
+        self.X = make_sparse_data(rows(100_000), 20_000, 0.005, dtype)
+        init = init_centers(self.X, k)
+        cls = KMeans if library == "fastem" else SklearnKMeans
+        self.make = lambda: cls(k, init=init, n_init=1, algorithm=algorithm)
+        self.make().fit(self.X[:WARMUP_ROWS // 8])  # JIT warm-up (same CSR types)
+
+    def time_fit_to_convergence(self, method, dtype):
         self.make().fit(self.X)
 
 
