@@ -76,6 +76,22 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist):
     return (w[:, None] * np.minimum(np.asarray(min_sqdist)[:, None], D)).sum(axis=0)
 
 
+def improved_dense(rows, sqdist, counts, closest, block_rows=2048):
+    """Decode k-means++'s per-block lists of improving rows (``kmeanspp_potentials_kept``:
+    block b's entries at ``start ... start + counts[b]`` hold ``row - start`` and the squared
+    distance, or with ``counts[b] = -1`` every row's distance in place) into one dense row:
+    the distance where it is below ``closest``, +inf elsewhere."""
+    out = np.full(len(rows), np.inf)
+    for b, count in enumerate(counts):
+        start = b * block_rows
+        if count < 0:
+            block = slice(start, start + block_rows)
+            out[block] = np.where(sqdist[block] < closest[block], sqdist[block], np.inf)
+        else:
+            out[start + rows[start:start + count]] = sqdist[start:start + count]
+    return out
+
+
 def column_mean_var(X):
     """Unweighted column means and population variances in float64."""
     X64 = np.asarray(X, dtype=np.float64)

@@ -327,23 +327,24 @@ def _user_function(X, w, centers, candidates):
     draw_by_potential(w, closest, blocks, np.array([0.25, 0.5, 0.75]) * blocks.sum(), drawn)
     # the k-means++ variants that keep their distances (nothing pruned: gaps of 0)
     m = candidates.shape[0]
-    kept = np.empty((m, n))
+    kept = (np.empty((m, n), np.int32), np.empty((m, n)), np.empty((m, blocks.shape[0]), np.int64))
     kept_potentials = np.empty(m)
-    kmeanspp_potentials_kept(X, w, candidates, closest, kept_potentials, kept)
-    pruned_kept = np.empty((m, n))
+    kmeanspp_potentials_kept(X, w, candidates, closest, kept_potentials, kept[0], kept[1], kept[2])
+    pruned_kept = (np.empty((m, n), np.int32), np.empty((m, n)),
+                   np.empty((m, blocks.shape[0]), np.int64))
     pruned_potentials = np.empty(m)
     nearest = np.zeros(n, np.int32)
     seed_potentials_kept(X, w, candidates, np.zeros((1, m)), closest, nearest,
-                         pruned_potentials, pruned_kept)
+                         pruned_potentials, pruned_kept[0], pruned_kept[1], pruned_kept[2])
     updated = closest.copy()
-    seed_update_kept(w, kept[1], 1, updated, nearest, blocks)
+    seed_update_kept(w, kept[0][1], kept[1][1], kept[2][1], 1, updated, nearest, blocks)
     # some parallel work of the user's own around the kernel calls
     weighted = np.empty(n)
     for i in prange(n):
         weighted[i] = w[i] * sqdist[i]
     return (labels, sqdist, step_labels, sums, weights, inertia, n_changed, dist, closest,
             potentials, mean, var, finite, weighted.sum(), drawn,
-            (kept, kept_potentials, pruned_kept, pruned_potentials, updated, nearest))
+            (kept, kept_potentials, pruned_kept, pruned_potentials, updated, nearest, blocks))
 
 
 def test_kernels_from_user_parallel_njit(datasets):
@@ -374,14 +375,25 @@ def test_kernels_from_user_parallel_njit(datasets):
     cumulative = np.cumsum(w * ref_closest)
     np.testing.assert_array_equal(
         drawn, np.searchsorted(cumulative, np.array([0.25, 0.5, 0.75]) * cumulative[-1]))
-    kept, kept_potentials, pruned_kept, pruned_potentials, updated, nearest = kept_results
+    (kept, kept_potentials, pruned_kept, pruned_potentials, updated, nearest,
+     blocks) = kept_results
     ref_kept = ((X[None, :, :] - candidates[:, None, :]) ** 2).sum(axis=-1)
     ref_potentials = naive.kmeanspp_potentials(X, w, candidates, ref_closest)
-    for distances, pots in ((kept, kept_potentials), (pruned_kept, pruned_potentials)):
-        np.testing.assert_allclose(distances, ref_kept, rtol=1e-12)
+    ref_improves = ref_kept < ref_closest
+    for lists, pots in ((kept, kept_potentials), (pruned_kept, pruned_potentials)):
+        # the rows each candidate brings closer (ties at rounding level excepted)
+        dense = np.array([naive.improved_dense(*(a[c] for a in lists), closest)
+                          for c in range(len(candidates))])
+        listed = np.isfinite(dense)
+        clear = np.abs(ref_kept - ref_closest) > 1e-9 * ref_closest
+        np.testing.assert_array_equal(listed[clear], ref_improves[clear])
+        np.testing.assert_allclose(dense[listed], ref_kept[listed], rtol=1e-12)
         np.testing.assert_allclose(pots, ref_potentials, rtol=1e-11)
+    dense = naive.improved_dense(kept[0][1], kept[1][1], kept[2][1], closest)
     np.testing.assert_allclose(updated, np.minimum(ref_closest, ref_kept[1]), rtol=1e-12)
-    np.testing.assert_array_equal(nearest, np.where(kept[1] < closest, 1, 0))
+    np.testing.assert_array_equal(nearest, np.where(dense < closest, 1, 0))
+    ref_blocks = [float(w[s:s + 2048] @ updated[s:s + 2048]) for s in range(0, len(X), 2048)]
+    np.testing.assert_allclose(blocks, ref_blocks, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------

@@ -306,8 +306,9 @@ def unpruned_kmeans_plusplus(X, w, k, rng):
 @pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700),
                                      (6000, 24, 64), (3000, 48, 300), (4000, 100, 64)])
 def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
-    """Plain passes at low d, pruned ones at d >= 48 with k >= 256 and at d >= 96 (in memory:
-    with kept candidate distances where they fit; chunked: updates from X)."""
+    """Plain passes at low d or few centres, pruned ones from d >= 12 with k >= 16 and at
+    d >= 96 (in memory: with the kept improving rows where they fit; chunked: updates from
+    X)."""
     from fastem.models.kmeans import kmeans_plusplus
     X = blobs(n, d, 12, dtype, seed=d)
     X[100:140] = X[99]                      # duplicates: D = 0 rows
@@ -350,27 +351,34 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
     seed_potentials(X, w, candidates, gaps, closest, nearest, ours)
     kmeanspp_potentials(X, w, candidates, closest, theirs)
     assert ours.tobytes() == theirs.tobytes()
-    # the variant that keeps its distances: same potentials; kept = every distance it did
-    # not skip (the skipped ones at least the row's closest), and the update from them is
-    # seed_update's, bit for bit
-    kept, again = np.empty((3, len(X))), np.empty(3)
-    seed_potentials_kept(X, w, candidates, gaps, closest, nearest, again, kept)
-    assert again.tobytes() == theirs.tobytes()
+    # the variants that keep the improving rows: same potentials, the same lists as the
+    # plain pass's (independently: the rows exactly closer, and their distances), and the
+    # update from them is seed_update's, bit for bit
+    nb = len(sums)
     exact = ((X[None, :, :] - candidates[:, None, :]) ** 2).sum(axis=-1)
-    computed = np.isfinite(kept)
-    assert computed.any() and not computed.all()
-    np.testing.assert_allclose(kept[computed], exact[computed], rtol=1e-12)
-    assert np.all(exact[~computed] >= np.broadcast_to(closest, kept.shape)[~computed])
-    every, plain = np.empty((3, len(X))), np.empty(3)     # the plain passes' variant
-    kmeanspp_potentials_kept(X, w, candidates, closest, plain, every)
+
+    def lists():
+        return np.empty((3, len(X)), np.int32), np.empty((3, len(X))), np.empty((3, nb), np.int64)
+
+    kept, again = lists(), np.empty(3)
+    seed_potentials_kept(X, w, candidates, gaps, closest, nearest, again, *kept)
+    assert again.tobytes() == theirs.tobytes()
+    every, plain = lists(), np.empty(3)
+    kmeanspp_potentials_kept(X, w, candidates, closest, plain, *every)
     assert plain.tobytes() == theirs.tobytes()
-    np.testing.assert_allclose(every, exact, rtol=1e-12)
-    assert every[computed].tobytes() == kept[computed].tobytes()
+    for c in range(3):
+        dense = naive.improved_dense(*(a[c] for a in kept), closest)
+        assert dense.tobytes() == naive.improved_dense(*(a[c] for a in every), closest).tobytes()
+        listed = np.isfinite(dense)
+        assert listed.any() and not listed.all()
+        clear = np.abs(exact[c] - closest) > 1e-9 * closest
+        np.testing.assert_array_equal(listed[clear], (exact[c] < closest)[clear])
+        np.testing.assert_allclose(dense[listed], exact[c][listed], rtol=1e-12)
     for best in range(3):
-        c1, n1, s1 = closest.copy(), nearest.copy(), np.empty(5)
-        c2, n2, s2 = closest.copy(), nearest.copy(), np.empty(5)
+        c1, n1, s1 = closest.copy(), nearest.copy(), sums.copy()
+        c2, n2, s2 = closest.copy(), nearest.copy(), sums.copy()
         seed_update(X, w, candidates[best], 4, gaps[:, best].copy(), c1, n1, s1)
-        seed_update_kept(w, kept[best], 4, c2, n2, s2)
+        seed_update_kept(w, *(a[best] for a in kept), 4, c2, n2, s2)
         assert c1.tobytes() == c2.tobytes() and s1.tobytes() == s2.tobytes()
         np.testing.assert_array_equal(n1, n2)
 
@@ -378,11 +386,12 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
 def test_seeding_keeps_candidate_distances_only_in_memory_and_within_x_size():
     from fastem.models.kmeans import keeps_candidate_distances
     X = np.zeros((100, 48))
-    assert keeps_candidate_distances(ArraySource(X), 8)          # 64 B <= 384 B a row
-    assert keeps_candidate_distances(ArraySource(X.astype(np.float32)), 24)   # 192 <= 192
-    assert not keeps_candidate_distances(ArraySource(X.astype(np.float32)), 25)
+    # room for m (float64 distance, int32 row) entries a row: 12 m bytes <= a row of X
+    assert keeps_candidate_distances(ArraySource(X), 8)          # 96 B <= 384 B a row
+    assert keeps_candidate_distances(ArraySource(X.astype(np.float32)), 16)   # 192 <= 192
+    assert not keeps_candidate_distances(ArraySource(X.astype(np.float32)), 17)
     assert keeps_candidate_distances(ArraySource(np.zeros((100, 8))), 4)      # plain passes
-    assert not keeps_candidate_distances(ArraySource(np.zeros((100, 4), np.float32)), 3)
+    assert not keeps_candidate_distances(ArraySource(np.zeros((100, 8), np.float32)), 3)
     assert not keeps_candidate_distances(
         as_source(ChunkedArray([X[:50], X[50:]]), None, KMeans._validate), 2)
     assert not keeps_candidate_distances(ArraySource(sp.csr_matrix(X)), 2)

@@ -369,14 +369,17 @@ def n_threads():
 
 class thread_cap:
     """``with thread_cap(n):`` Python-level kernel calls made by this thread use at most ``n``
-    threads (e.g. a Dask task sharing its process with other tasks). Never changes results."""
+    threads (e.g. a Dask task sharing its process with other tasks; ``None``: no cap of its
+    own, an enclosing one stands). Never changes results."""
 
     def __init__(self, n):
-        self.n = int(n)
+        self.n = None if n is None else int(n)
 
     def __enter__(self):
         self.previous = getattr(_thread_cap, "value", None)
-        _thread_cap.value = self.n
+        if self.n is not None:
+            _thread_cap.value = (self.n if self.previous is None
+                                 else min(self.n, self.previous))
         return self
 
     def __exit__(self, *exc):

@@ -701,6 +701,35 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
 
 
 @intrinsic
+def add_product(typingctx, acc, a, b):
+    """``acc + a * b`` in float64 (a product, then a sum: two roundings) with :data:`ORDERED`
+    flags only: Numba's ``reassoc`` never reaches them, so a running sum built from this
+    keeps its written order in every kernel (k-means++ potentials: the pruned and plain
+    passes must agree bit for bit)."""
+    if not all(t == types.float64 for t in (acc, a, b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], builder.fmul(args[1], args[2], flags=ORDERED),
+                            flags=ORDERED)
+
+    return types.float64(acc, a, b), codegen
+
+
+@intrinsic
+def difference(typingctx, a, b):
+    """``a - b`` in float64 with :data:`ORDERED` flags only (never reassociated with its
+    neighbours; see :func:`add_product`)."""
+    if not (a == types.float64 and b == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fsub(args[0], args[1], flags=ORDERED)
+
+    return types.float64(a, b), codegen
+
+
+@intrinsic
 def prefetch(typingctx, x, x_off, length):
     """Ask the CPU to start loading ``x[x_off : x_off + length]`` (flat indices) into its
     caches (``llvm.prefetch``, one per 64-byte line; no effect on results). For rows read in

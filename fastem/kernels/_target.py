@@ -147,6 +147,14 @@ FEW_MIN_FEATURES = 2
 #: CPU-class dependent.
 PARALLEL_MIN_ROWS = 4096
 
+#: Light passes (a few loads and flops per row: k-means++'s update from its kept lists and
+#: the sampling's block sums) run on the calling thread alone below this many rows: waking
+#: the pool's thread costs ~50-70 us after an idle moment. Intel AVX-512 VM, 2 threads / 1
+#: thread after a 1 ms pause, us: block sums n=1e5 81 / 37, 3e5 197 / 139, 1e6 566 / 510,
+#: 3e6 1057 / 1606; the update from dense kept distances 159 / 110, 373 / 308, 759 / 985,
+#: 1802 / 3227.
+LIGHT_PASS_PARALLEL_MIN_ROWS = 1_000_000
+
 #: When the M-step factors its k d x d covariance matrices on several threads (components
 #: split between them; ``models/gaussian.precision_cholesky``): from this many ``k d^3``
 #: (factor and inverse: 2/3 k d^3 flops). Measured on the 2-core AVX-512 VM, one vs two
@@ -192,18 +200,21 @@ SEARCH_SUB_BLOCK_BYTES = 128 * 1024
 #: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py,
 #: ``prunes_seeding``): CSR rows always; dense rows from PRUNED_SEEDING_MIN_FEATURES features
 #: on, or from PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES with at least
-#: PRUNED_SEEDING_MANY_CENTERS centres (more centres, more rows whose nearest centre rules a
-#: candidate out). Elsewhere the plain passes (every distance) beat the pruning test and its
-#: pair lists. Measured on the 2-core AMD EPYC Zen 5 VM (AVX-512), whole float64 seedings,
-#: both variants keeping their candidate distances, seconds plain / pruned: (n, d, k) =
-#: (1e6, 32, 64) 1.06 / 1.58; (5e5, 48, 64) 0.74 / 0.86; (5e5, 64, 64) 0.85 / 1.02;
-#: (2e5, 64, 256) 1.66 / 1.53; (1e5, 64, 1024) 3.4 / 2.0; (2e5, 128, 64) 0.78 / 0.53;
-#: (2e5, 128, 256) 3.2 / 2.2; (2e5, 256, 32) 0.77 / 0.47. Before the kept distances of
-#: the plain passes (two passes over X): (1e6, 8, 64) 0.46 / 1.03, (1e6, 16, 64) 0.65 /
-#: 1.15, (1e6, 24, 256) 3.8 / 5.4 (float32 alike). Not measured on another class.
+#: PRUNED_SEEDING_MANY_CENTERS centres (more centres, more rows whose nearest centre rules
+#: every candidate out). Elsewhere the plain passes (every distance) beat the pruning tests.
+#: Measured on the Intel AVX-512 VM with the potentials as block sums minus improvements (a
+#: pruned pass touches only the rows some candidate may improve), whole float64 seedings,
+#: seconds plain / pruned: (n, d, k) = (1e6, 8, 8) 0.085 / 0.121; (1e6, 32, 8) 0.160 /
+#: 0.172; (1e6, 16, 16) 0.229 / 0.240; (1e6, 24, 16) 0.291 / 0.262; (1e6, 8, 64) 0.640 /
+#: 0.792; (1e6, 12, 64) 0.849 / 0.762; (1e6, 16, 64) 1.051 / 0.710; (1e6, 32, 64) 1.39 /
+#: 0.87; (5e5, 48, 64) 1.044 / 0.470; (2e5, 128, 64) 0.983 / 0.314; (1e6, 12, 256) 3.63 /
+#: 2.37; (1e6, 24, 256) 5.53 / 2.66; (2e5, 64, 256) 1.70 / 0.62; (2e5, 128, 256) 4.15 /
+#: 1.04; (1e5, 64, 1024) 3.49 / 1.31; float32 (1e6, 8, 8) 0.104 / 0.116, (1e6, 16, 64)
+#: 0.979 / 0.717, (1e6, 32, 64) 1.39 / 0.81. (Before that change the pruned passes wrote and
+#: summed every pair, and lost up to d = 48 on the Zen 5 VM.) Not measured on another class.
 PRUNED_SEEDING_MIN_FEATURES = 96
-PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES = 48
-PRUNED_SEEDING_MANY_CENTERS = 256
+PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES = 12
+PRUNED_SEEDING_MANY_CENTERS = 16
 
 _PROBE_IR = """
 define void @widest(<16 x float>* %a, <16 x float>* %b) {

@@ -12,9 +12,9 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, dot, nearest_rows_deep,
-                    nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
-                    nearest_rows_wide, prefetch, search_tile, sqdist)
+from ._simd import (HAS_DEEP, SEARCH_ROWS, add_product, axpy_sqdist, difference, dot,
+                    nearest_rows_deep, nearest_rows_few, nearest_rows_medium,
+                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist)
 from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
 
 
@@ -335,29 +335,79 @@ def _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials):
 
 
 @kernel
-def _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, kept, keep):
-    """Blocks [lo, hi) of the potentials; ``keep``: also ``kept[c, i]`` = the squared
-    distance of row i to candidate c."""
-    n, d = X.shape
+def pair_term(acc, s, w, closest, direct):
+    """A block's potential sum ``acc`` after row (weight ``w``, squared distance ``closest``
+    to its nearest centre) meets a candidate at squared distance ``s``: plus ``w * min(s,
+    closest)`` in a ``direct`` block, else plus the improvement ``w * max(closest - s, 0)``
+    (branch-free: whether a row improves is a coin toss in the first steps; adding +0 leaves
+    the sum as it is, so the pruned passes, which skip pairs that cannot improve, get the
+    same bits). Ordered operations (``_simd.add_product``): the same sums in every pass.
+    Scalars only, so that the call inlines (array arguments would cost reference counts)."""
+    if direct:
+        return add_product(acc, w, min(s, closest))
+    return add_product(acc, w, max(difference(closest, s), 0.0))
+
+
+@kernel
+def _start_block(start, stop, sample_weight, min_sqdist, acc, counts):
+    """Zero the block's accumulators and list lengths; return the block's current potential
+    ``S_b = sum w_i min_sqdist[i]`` (as :func:`potential_block_sums`) and whether the block
+    sums its terms directly (``S_b`` not finite: rows with no centre yet)."""
+    acc[:] = 0.0
+    counts[:] = 0
+    total = dot(sample_weight, start, min_sqdist, start, stop - start)
+    return total, not np.isfinite(total)
+
+
+@kernel
+def _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep):
+    """``partial[b, c]``: candidate c's potential over block b, ``S_b - improvement``;
+    ``keep``: the lengths of the block's lists."""
+    for c in range(acc.shape[0]):
+        partial[b, c] = acc[c] if direct else difference(total, acc[c])
+        if keep:
+            improved_counts[c, b] = counts[c]
+
+
+@kernel
+def _plain_block(start, stop, X, sample_weight, candidates, min_sqdist, direct, acc, counts,
+                 dist, base):
+    """Every row of block b against every candidate: the distances into ``dist[c, i -
+    base]``, then their terms in row order (:func:`pair_term`; two passes: the sums' chains
+    and the distances' FMAs overlap badly in one). Marks the block dense (``counts = -1``):
+    with ``base = 0`` and ``dist`` the kept distances, every row's distance in place."""
+    d = X.shape[1]
     m = candidates.shape[0]
+    for i in range(start, stop):
+        for c in range(m):
+            dist[c, i - base] = sqdist(X, i * d, candidates, c * d, d)
+    for i in range(start, stop):
+        w, closest = sample_weight[i], min_sqdist[i]
+        for c in range(m):
+            acc[c] = pair_term(acc[c], dist[c, i - base], w, closest, direct)
+    counts[:] = -1
+
+
+@kernel
+def _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial,
+                    improved_rows, improved_sqdist, improved_counts, keep):
+    n = X.shape[0]
+    m = candidates.shape[0]
+    acc, counts = np.empty(m), np.empty(m, np.int64)
+    dist = improved_sqdist if keep else np.empty((m, min(n, BLOCK_ROWS)))
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        for c in range(m):
-            partial[b, c] = 0.0
-        for i in range(start, stop):
-            w = sample_weight[i]
-            closest = min_sqdist[i]
-            for c in range(m):
-                s = sqdist(X, i * d, candidates, c * d, d)
-                partial[b, c] += w * min(s, closest)
-                if keep:
-                    kept[c, i] = s
+        total, direct = _start_block(start, stop, sample_weight, min_sqdist, acc, counts)
+        _plain_block(start, stop, X, sample_weight, candidates, min_sqdist, direct, acc, counts,
+                     dist, 0 if keep else start)
+        _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
 
 
 @kernel
 def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, partial):
-    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial,
-                    np.empty((0, 0)), False)
+    none = np.empty((0, 0), np.int32)
+    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, none,
+                    np.empty((0, 0)), np.empty((0, 0), np.int64), False)
 
 
 @kernel
@@ -370,7 +420,13 @@ def kmeanspp_potentials(X, sample_weight, candidates, min_sqdist, potentials):
     """Greedy k-means++ scores: the potential if each candidate became the next centre.
 
     ``potentials[c] = sum_i w_i * min(min_sqdist[i], ||X[i] - candidates[c]||^2)``,
-    computed without an (n, n_candidates) temporary.
+    computed without an (n, n_candidates) temporary, block by block (``BLOCK_ROWS`` rows)
+    as the block's current potential ``S_b = sum_i w_i min_sqdist[i]`` (the value of
+    :func:`potential_block_sums`) minus the candidate's improvement ``sum w_i
+    (min_sqdist[i] - ||X[i] - c||^2)`` over the rows it brings closer: few rows improve
+    once several centres are chosen, so the pruned passes (:func:`seed_potentials`) touch
+    nothing else, with the same sums bit for bit. A block whose ``S_b`` is not finite
+    (rows without a centre yet, ``min_sqdist = inf``) sums ``w_i * min(...)`` directly.
 
     Parameters
     ----------
@@ -393,34 +449,55 @@ run_on_threads(kmeanspp_potentials, _potentials_prepare, _potentials_work, _pote
 
 
 @kernel
-def _potentials_kept_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, kept,
-                          partial):
-    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, kept, True)
+def _potentials_kept_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials,
+                          improved_rows, improved_sqdist, improved_counts, partial):
+    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, improved_rows,
+                    improved_sqdist, improved_counts, True)
 
 
 @kernel
-def _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist, potentials, kept):
+def _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist, potentials,
+                             improved_rows, improved_sqdist, improved_counts):
     return _potentials_prepare(X, sample_weight, candidates, min_sqdist, potentials)
 
 
 @kernel
-def _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials, kept,
-                            partial):
+def _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials,
+                            improved_rows, improved_sqdist, improved_counts, partial):
     fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
-def kmeanspp_potentials_kept(X, sample_weight, candidates, min_sqdist, potentials, kept):
-    """:func:`kmeanspp_potentials` that also keeps its distances, ``kept[c, i] =
-    ||X[i] - candidates[c]||^2`` (OUT, shape (m, n), float64), so that the chosen
-    candidate's update (:func:`seed_update_kept` with its row) needs no pass over X."""
+def kmeanspp_potentials_kept(X, sample_weight, candidates, min_sqdist, potentials,
+                             improved_rows, improved_sqdist, improved_counts):
+    """:func:`kmeanspp_potentials` that also keeps, per candidate, the rows it would bring
+    closer and their distances, so that the chosen candidate's update
+    (:func:`seed_update_kept`) needs no pass over X.
+
+    Parameters
+    ----------
+    X, sample_weight, candidates, min_sqdist, potentials :
+        As :func:`kmeanspp_potentials`.
+    improved_rows : ndarray, shape (m, n), int32
+        OUT: for candidate c and block b (rows ``start <= i < stop``) with
+        ``improved_counts[c, b] >= 0`` (the pruned passes), ``improved_rows[c, start:start +
+        improved_counts[c, b]]`` lists the rows with ``||X[i] - candidates[c]||^2 <
+        min_sqdist[i]``, in order, as ``i - start``. Not written by this kernel.
+    improved_sqdist : ndarray, shape (m, n), float64
+        OUT: their squared distances to candidate c, at the same positions; in a block with
+        ``improved_counts[c, b] = -1`` (this kernel's every block), every row's distance at
+        the row's own position.
+    improved_counts : ndarray, shape (m, n_blocks), int64
+        OUT: how many rows of each block candidate c improves, or -1 (dense block).
+    """
     nb, partial = _potentials_kept_prepare(X, sample_weight, candidates, min_sqdist,
-                                           potentials, kept)
+                                           potentials, improved_rows, improved_sqdist,
+                                           improved_counts)
     for b in prange(nb):
         _potentials_kept_work(b, b + 1, X, sample_weight, candidates, min_sqdist, potentials,
-                              kept, partial)
-    _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials, kept,
-                            partial)
+                              improved_rows, improved_sqdist, improved_counts, partial)
+    _potentials_kept_finish(X, sample_weight, candidates, min_sqdist, potentials,
+                            improved_rows, improved_sqdist, improved_counts, partial)
 
 
 run_on_threads(kmeanspp_potentials_kept, _potentials_kept_prepare, _potentials_kept_work,
@@ -437,6 +514,17 @@ def cannot_improve(gap, closest, d):
     results stay bitwise those of the search without pruning."""
     slack = 8.0 * (d + 4) * 2.0 ** -53
     return gap * (1.0 - slack) >= 4.0 * closest * (1.0 + slack)
+
+
+@kernel
+def row_minima(A):
+    """``out[i] = min_j A[i, j]`` (serial; for small A)."""
+    out = np.empty(A.shape[0])
+    for i in range(A.shape[0]):
+        out[i] = np.inf
+        for j in range(A.shape[1]):
+            out[i] = min(out[i], A[i, j])
+    return out
 
 
 @kernel
@@ -500,73 +588,82 @@ run_on_threads(seed_update, one_item_per_block, _seed_update_work, None)
 
 
 @kernel
-def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
-                         nearest, partial, kept, keep):
-    """Blocks [lo, hi) of the pruned potentials; ``keep``: also ``kept[c, i]`` = the squared
-    distance of row i to candidate c, +inf where the test skipped it.
+def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smallest_gaps,
+                         min_sqdist, nearest, partial, improved_rows, improved_sqdist,
+                         improved_counts, keep):
+    """Blocks [lo, hi) of the pruned potentials (and, ``keep``, the improving rows' lists).
 
-    Three steps per block: list the pairs the test keeps (branch-free: a per-pair branch
+    Two steps per block: list the pairs the test keeps (branch-free: a per-pair branch
     mispredicts whenever part of the pairs is pruned, and cost more than the distances it
-    saved), compute their distances (prefetching the scattered rows), then add
-    ``w * min(distance, closest)`` in the order of :func:`kmeanspp_potentials` (rows, then
-    candidates), bit for bit its sums.
+    saved; first the rows whose nearest centre's closest candidate passes, one test a row,
+    then those rows' pairs), then compute their distances (prefetching the scattered rows) and add them in
+    row order (:func:`pair_term`): a skipped pair cannot improve its row, so the sums are
+    those of :func:`kmeanspp_potentials`, bit for bit. A block that sums directly (rows
+    without a centre, which the test never skips) takes every pair.
     """
     n, d = X.shape
     m = candidates.shape[0]
-    if keep:
-        dist = kept
-    else:
-        dist = np.empty((m, min(n, BLOCK_ROWS)))
+    acc, counts = np.empty(m), np.empty(m, np.int64)
+    dist = improved_sqdist if keep else np.empty((m, min(n, BLOCK_ROWS)))   # direct blocks
     open_rows = np.empty(BLOCK_ROWS, np.int32)        # rows with a pair left (- start)
     pairs_end = np.empty(BLOCK_ROWS, np.int64)        # their pairs: up to pairs_end[r]
     pair_cols = np.empty(m * BLOCK_ROWS, np.int32)    # the candidates of those pairs
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        base = 0 if keep else start
-        n_pairs, n_open = 0, 0
-        for i in range(start, stop):
+        total, direct = _start_block(start, stop, sample_weight, min_sqdist, acc, counts)
+        if direct:
+            _plain_block(start, stop, X, sample_weight, candidates, min_sqdist, True, acc,
+                         counts, dist, 0 if keep else start)
+            _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
+            continue
+        n_open = 0
+        for i in range(start, stop):   # rows that no candidate can improve: one test each
+            open_rows[n_open] = i - start
+            n_open += not cannot_improve(smallest_gaps[nearest[i]], min_sqdist[i], d)
+        n_pairs = 0
+        for r in range(n_open):
+            i = start + open_rows[r]
             closest, a = min_sqdist[i], nearest[i]
-            first = n_pairs
             for c in range(m):
-                dist[c, i - base] = np.inf
                 pair_cols[n_pairs] = c
                 n_pairs += not cannot_improve(center_gaps[a, c], closest, d)
-            open_rows[n_open], pairs_end[n_open] = i - start, n_pairs
-            n_open += n_pairs > first
+            pairs_end[r] = n_pairs
         p = 0
         for r in range(n_open):
             if r + PREFETCH_ROWS < n_open:   # the surviving rows are scattered over X
                 prefetch(X, (start + open_rows[r + PREFETCH_ROWS]) * d, d)
             i = start + open_rows[r]
+            w, closest = sample_weight[i], min_sqdist[i]
             while p < pairs_end[r]:
                 c = pair_cols[p]
-                dist[c, i - base] = sqdist(X, i * d, candidates, c * d, d)
+                s = sqdist(X, i * d, candidates, c * d, d)
+                acc[c] = pair_term(acc[c], s, w, closest, False)
+                if keep:   # candidate c's list of this block, branch-free
+                    at = start + counts[c]
+                    improved_rows[c, at], improved_sqdist[c, at] = i - start, s
+                    counts[c] += s < closest
                 p += 1
-        for c in range(m):
-            partial[b, c] = 0.0
-        for i in range(start, stop):
-            w, closest = sample_weight[i], min_sqdist[i]
-            for c in range(m):
-                partial[b, c] += w * min(dist[c, i - base], closest)
+        _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
 
 
 @kernel
 def _seed_potentials_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
-                          nearest, potentials, partial):
-    _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
-                         nearest, partial, np.empty((0, 0)), False)
+                          nearest, potentials, partial, smallest_gaps):
+    _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smallest_gaps,
+                         min_sqdist, nearest, partial, np.empty((0, 0), np.int32),
+                         np.empty((0, 0)), np.empty((0, 0), np.int64), False)
 
 
 @kernel
 def _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                              potentials):
     nb = n_blocks(X.shape[0])
-    return nb, np.empty((nb, candidates.shape[0]))
+    return nb, np.empty((nb, candidates.shape[0])), row_minima(center_gaps)
 
 
 @kernel
 def _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                            potentials, partial):
+                            potentials, partial, smallest_gaps):
     fold_rows(partial, potentials)
 
 
@@ -586,13 +683,13 @@ def seed_potentials(X, sample_weight, candidates, center_gaps, min_sqdist, neare
     nearest : ndarray, shape (n,), int32
         Index of each row's nearest chosen centre (:func:`seed_update`).
     """
-    nb, partial = _seed_potentials_prepare(X, sample_weight, candidates, center_gaps,
-                                           min_sqdist, nearest, potentials)
+    nb, partial, smallest_gaps = _seed_potentials_prepare(
+        X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials)
     for b in prange(nb):
         _seed_potentials_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
-                              nearest, potentials, partial)
+                              nearest, potentials, partial, smallest_gaps)
     _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                            potentials, partial)
+                            potentials, partial, smallest_gaps)
 
 
 run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,
@@ -601,82 +698,100 @@ run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,
 
 @kernel
 def _seed_kept_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                    potentials, kept, partial):
-    _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
-                         nearest, partial, kept, True)
+                    potentials, improved_rows, improved_sqdist, improved_counts, partial,
+                    smallest_gaps):
+    _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smallest_gaps,
+                         min_sqdist, nearest, partial, improved_rows, improved_sqdist,
+                         improved_counts, True)
 
 
 @kernel
 def _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                       potentials, kept):
+                       potentials, improved_rows, improved_sqdist, improved_counts):
     return _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist,
                                     nearest, potentials)
 
 
 @kernel
 def _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                      potentials, kept, partial):
+                      potentials, improved_rows, improved_sqdist, improved_counts, partial,
+                      smallest_gaps):
     fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
 def seed_potentials_kept(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                         potentials, kept):
-    """:func:`seed_potentials` that also keeps the distances it computes, so that the chosen
-    candidate's update (:func:`seed_update_kept`) needs no second pass over X.
+                         potentials, improved_rows, improved_sqdist, improved_counts):
+    """:func:`seed_potentials` that also keeps the rows each candidate would bring closer
+    and their distances (as :func:`kmeanspp_potentials_kept`, the same lists bit for bit),
+    so that the chosen candidate's update (:func:`seed_update_kept`) needs no second pass
+    over X.
 
     Parameters
     ----------
     X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials :
         As :func:`seed_potentials`.
-    kept : ndarray, shape (m, n), float64
-        OUT: ``kept[c, i] = ||X[i] - candidates[c]||^2`` where the pruning test did not skip
-        the pair, +inf where it did.
+    improved_rows, improved_sqdist, improved_counts :
+        OUT, as :func:`kmeanspp_potentials_kept`.
     """
-    nb, partial = _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist,
-                                     nearest, potentials, kept)
+    nb, partial, smallest_gaps = _seed_kept_prepare(
+        X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials,
+        improved_rows, improved_sqdist, improved_counts)
     for b in prange(nb):
         _seed_kept_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
-                        nearest, potentials, kept, partial)
+                        nearest, potentials, improved_rows, improved_sqdist, improved_counts,
+                        partial, smallest_gaps)
     _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                      potentials, kept, partial)
+                      potentials, improved_rows, improved_sqdist, improved_counts, partial,
+                      smallest_gaps)
 
 
 run_on_threads(seed_potentials_kept, _seed_kept_prepare, _seed_kept_work, _seed_kept_finish)
 
 
 @kernel
-def _seed_update_kept_work(lo, hi, sample_weight, center_sqdist, center_id, min_sqdist,
-                           nearest, block_sums):
+def _seed_update_kept_work(lo, hi, sample_weight, improved_rows, improved_sqdist,
+                           improved_counts, center_id, min_sqdist, nearest, block_sums):
     n = min_sqdist.shape[0]
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        for i in range(start, stop):
-            if center_sqdist[i] < min_sqdist[i]:
-                min_sqdist[i] = center_sqdist[i]
-                nearest[i] = center_id
-        _block_sums_work(b, b + 1, sample_weight, min_sqdist, block_sums)
+        count = improved_counts[b]
+        if count < 0:   # every row's distance in place
+            for i in range(start, stop):
+                if improved_sqdist[i] < min_sqdist[i]:
+                    min_sqdist[i] = improved_sqdist[i]
+                    nearest[i] = center_id
+        for t in range(start, start + count):
+            i = start + improved_rows[t]
+            min_sqdist[i] = improved_sqdist[t]
+            nearest[i] = center_id
+        if count != 0:   # else the block's sum stands
+            _block_sums_work(b, b + 1, sample_weight, min_sqdist, block_sums)
 
 
 @kernel(parallel=True)
-def seed_update_kept(sample_weight, center_sqdist, center_id, min_sqdist, nearest,
-                     block_sums):
-    """:func:`seed_update` from the new centre's distances kept by
-    :func:`seed_potentials_kept` (its row ``kept[best]``): the same tests on the same values,
-    so the same results bit for bit, without reading X.
+def seed_update_kept(sample_weight, improved_rows, improved_sqdist, improved_counts,
+                     center_id, min_sqdist, nearest, block_sums):
+    """:func:`seed_update` from the new centre's improving rows kept by
+    :func:`seed_potentials_kept` or :func:`kmeanspp_potentials_kept` (their row for the
+    chosen candidate): the same rows get the same distances, so the same results bit for
+    bit, without reading X; a block whose list is empty keeps its sum.
 
     Parameters
     ----------
     sample_weight : ndarray, shape (n,), float64
-    center_sqdist : ndarray, shape (n,), float64
-        Squared distance of every row to the new centre, +inf where it cannot improve.
+    improved_rows : ndarray, shape (n,), int32
+    improved_sqdist : ndarray, shape (n,), float64
+    improved_counts : ndarray, shape (n_blocks,), int64
+        The chosen candidate's lists (:func:`kmeanspp_potentials_kept`).
     center_id : int
-    min_sqdist, nearest, block_sums :
-        As :func:`seed_update`.
+    min_sqdist, nearest : IN/OUT, as :func:`seed_update`.
+    block_sums : ndarray, shape (n_blocks,), float64
+        IN/OUT: the sums of :func:`potential_block_sums` before the update, after it.
     """
     for b in prange(n_blocks(min_sqdist.shape[0])):
-        _seed_update_kept_work(b, b + 1, sample_weight, center_sqdist, center_id, min_sqdist,
-                               nearest, block_sums)
+        _seed_update_kept_work(b, b + 1, sample_weight, improved_rows, improved_sqdist,
+                               improved_counts, center_id, min_sqdist, nearest, block_sums)
 
 
 run_on_threads(seed_update_kept, one_item_per_block, _seed_update_kept_work, None)

@@ -21,7 +21,8 @@ from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objecti
                        seed_update_kept, sqdist_to_centers,
                        sqdist_to_centers_csr, update_min_sqdist)
 from ..kernels._blocks import n_blocks
-from ..kernels._target import (PRUNED_SEEDING_MANY_CENTERS,
+from ..kernels._jit import thread_cap
+from ..kernels._target import (LIGHT_PASS_PARALLEL_MIN_ROWS, PRUNED_SEEDING_MANY_CENTERS,
                                PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES,
                                PRUNED_SEEDING_MIN_FEATURES)
 from ..sources import ArraySource, RowSource, sum_chunks
@@ -78,9 +79,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
         One pass over X per centre for in-memory rows: the candidates' potentials (pruned:
         skipping the rows that the triangle inequality proves cannot get closer; Raff 2021:
         a row whose nearest centre lies at least twice its distance from the new point)
-        keep the distances they compute ((m, n) float64, at most the size of X; see
+        keep, per candidate, the rows it would bring closer and their distances (room for
+        (m, n) float64 and int32, at most the size of X; see
         :func:`keeps_candidate_distances`), and the chosen centre's update, fused with the
-        sampling's block sums, reads them instead of X. A source that streams its chunks
+        sampling's block sums, applies its list instead of reading X. A source that streams its chunks
         takes a second pass over X for the update. Besides, one float64 distance and one
         int32 nearest-centre index per row in memory. The chosen centres are bitwise those
         of the unpruned search. On a Dask source this is k-means||
@@ -120,7 +122,9 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
     # the triangle-inequality tests need each row's nearest centre so far and the
     # centre-candidate distances
     pruned = prunes_seeding(source, n_clusters) if prune is None else (prune or source.sparse)
-    kept = (np.empty((n_local_trials, n))
+    # the rows each candidate would bring closer, per block (kmeanspp_potentials_kept)
+    kept = ((np.empty((n_local_trials, n), np.int32), np.empty((n_local_trials, n)),
+             np.empty((n_local_trials, n_blocks(n)), np.int64))
             if keeps_candidate_distances(source, n_local_trials) else None)
     nearest = np.zeros(n, dtype=np.int32) if pruned or kept is not None else None
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
@@ -129,12 +133,13 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
         """Each candidate's potential (and, kept, its distances), summed over the chunks."""
         m = len(candidates)
         if kept is not None:   # one dense chunk: the kernel writes the potentials
+            lists = [a[:m] for a in kept]
             if pruned:
                 seed_potentials_kept(source.in_memory, unit, candidates, gaps, closest,
-                                     nearest, potentials[:m], kept[:m])
+                                     nearest, potentials[:m], *lists)
             else:
                 kmeanspp_potentials_kept(source.in_memory, unit, candidates, closest,
-                                         potentials[:m], kept[:m])
+                                         potentials[:m], *lists)
             return potentials[:m]
         potentials[:m] = 0.0
         for rows, Xc, w in source.chunks():
@@ -149,12 +154,15 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             potentials[:m] += part[:m]
         return potentials[:m]
 
+    # the update from the kept lists is a light pass: the pool's wake-up costs more below this
+    update_threads = None if n >= LIGHT_PASS_PARALLEL_MIN_ROWS else 1
     if kept is not None:
         # one chunk; the first centre too takes the kept path (its distances: closest is
         # +inf, so nothing is pruned), so no other kernel is compiled
         unit = next(source.weight_chunks())[1]
         potentials_of(centers[:1], np.zeros((1, 1)))
-        seed_update_kept(unit, kept[0], 0, closest, nearest, block_sums[0])
+        with thread_cap(update_threads):
+            seed_update_kept(unit, *(a[0] for a in kept), 0, closest, nearest, block_sums[0])
     else:
         _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
     candidate_ids = np.empty(n_local_trials, dtype=np.int64)
@@ -170,8 +178,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             pairwise_sqdist(centers[:c], candidates, gaps)
         best = int(np.argmin(potentials_of(candidates, gaps)))
         centers[c], indices[c] = candidates[best], candidate_ids[best]
-        if kept is not None:   # the update from the kept distances
-            seed_update_kept(unit, kept[best], c, closest, nearest, block_sums[0])
+        if kept is not None:   # the update from the kept lists
+            with thread_cap(update_threads):
+                seed_update_kept(unit, *(a[best] for a in kept), c, closest, nearest,
+                                 block_sums[0])
         else:
             _add_center(source, centers, c, gaps[:, best].copy() if pruned else None,
                         closest, nearest, block_sums, pruned)
@@ -179,11 +189,12 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
 
 
 def keeps_candidate_distances(source, n_candidates):
-    """Whether k-means++ keeps each step's candidate distances for the update
-    (:func:`kmeans_plusplus`): dense in-memory rows, and the (m, n) float64 distances no
+    """Whether k-means++ keeps each step's improving rows for the update
+    (:func:`kmeans_plusplus`): dense in-memory rows, and the room for every candidate's
+    list ((m, n) float64 distances and int32 rows: the first steps improve most rows) no
     larger than X itself."""
     return (not source.sparse and source.in_memory is not None
-            and n_candidates * 8 <= source.n_features * source.dtype.itemsize)
+            and n_candidates * 12 <= source.n_features * source.dtype.itemsize)
 
 
 def _add_center(source, centers, c, gaps, closest, nearest, block_sums, pruned):
