@@ -20,7 +20,7 @@ What measures "one Lloyd iteration":
   and, in both libraries, an extra final assignment pass (labels/inertia for the final centres).
 
 ``TimeKMeansToConvergence`` / ``TimeSparseKMeansToConvergence`` time whole fits per method
-(issue 12's dense shapes and its CSR row). ``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their fixed
+(issue 12's dense shapes and its CSR row); ``TimeKMeansPlusPlusShapes`` its seedings per path. ``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their fixed
 costs, issue 8's first-contact targets.
 """
 import time as _time
@@ -31,7 +31,7 @@ from fastem import KMeans
 from fastem.kernels import lloyd_step, nearest_centers
 from fastem.models.kmeans import kmeans_plusplus
 
-from .common import (DTYPES, GRID_PARAM_NAMES, GRID_PARAMS, GRID_POINTS, KEY_POINTS,
+from .common import (DTYPES, GRID_PARAM_NAMES, GRID_PARAMS, GRID_POINTS, KEY_POINTS, PROFILE,
                      SklearnKMeans, make_data, make_sparse_data, init_centers,
                      require_sklearn, rows, skip_unless, sklearn_kmeans_plusplus)
 
@@ -255,6 +255,45 @@ class TimeSklearnKMeansPlusPlus(TimeKMeansPlusPlus):
 
     def time_kmeans_plusplus(self, dtype):
         sklearn_kmeans_plusplus(self.X, SEED_K, random_state=0)
+
+
+SEED_SHAPES = [(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256), (100_000, 64, 1024)]
+SEED_DTYPES = DTYPES
+if PROFILE == "fast":  # the default profile's time budget: two shapes, float64
+    SEED_SHAPES, SEED_DTYPES = SEED_SHAPES[1::2], ["float64"]
+
+
+class TimeKMeansPlusPlusShapes:
+    """Greedy k-means++ on issue 12's dense shapes at the profile's scale ((1e6, 8, 8),
+    (1e6, 32, 64), (2e5, 128, 256), (1e5, 64, 1024) rows for ``regular``; ``fast``: the
+    second and fourth, float64), per path: fastem's
+    plain and pruned passes (``prune=False/True``: the same centres, bit for bit; the rule in
+    ``kernels/_target.py`` picks one per shape) and the peer's ``kmeans_plusplus`` (skipped
+    without scikit-learn)."""
+
+    params = [SEED_SHAPES, ["fastem-plain", "fastem-pruned", "sklearn"], SEED_DTYPES]
+    param_names = ["shape", "method", "dtype"]
+    timeout = 600
+    number = 1
+    repeat = (1, 3, 60.0)
+    warmup_time = 0.0
+
+    def setup(self, shape, method, dtype):
+        n, d, k = shape
+        if method == "sklearn":
+            require_sklearn()
+        self.X = make_data(rows(n), d, dtype)
+        if method == "sklearn":
+            self.seed = lambda: sklearn_kmeans_plusplus(self.X, k, random_state=0)
+            return
+        prune = method == "fastem-pruned"
+        self.seed = lambda: kmeans_plusplus(self.X, None, k, np.random.RandomState(0),
+                                            prune=prune)
+        kmeans_plusplus(self.X[:WARMUP_ROWS], None, 8, np.random.RandomState(0),
+                        prune=prune)  # JIT warm-up
+
+    def time_kmeans_plusplus(self, shape, method, dtype):
+        self.seed()
 
 
 # --------------------------------------------------------------------------- default fit
