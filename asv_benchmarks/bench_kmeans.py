@@ -20,8 +20,9 @@ What measures "one Lloyd iteration":
   and, in both libraries, an extra final assignment pass (labels/inertia for the final centres).
 
 ``TimeKMeansToConvergence`` / ``TimeSparseKMeansToConvergence`` time whole fits per method
-(issue 12's dense shapes and its CSR row); ``TimeKMeansPlusPlusShapes`` its seedings per path. ``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their fixed
-costs, issue 8's first-contact targets.
+(issue 12's dense shapes and its CSR row); ``TimeKMeansPlusPlusShapes`` its seedings per
+path. ``TimeSmallFits`` times whole small fits (iris, Old Faithful) of both libraries: their
+fixed costs, issue 8's first-contact targets.
 """
 import time as _time
 

@@ -596,9 +596,9 @@ def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smal
     Two steps per block: list the pairs the test keeps (branch-free: a per-pair branch
     mispredicts whenever part of the pairs is pruned, and cost more than the distances it
     saved; first the rows whose nearest centre's closest candidate passes, one test a row,
-    then those rows' pairs), then compute their distances (prefetching the scattered rows) and add them in
-    row order (:func:`pair_term`): a skipped pair cannot improve its row, so the sums are
-    those of :func:`kmeanspp_potentials`, bit for bit. A block that sums directly (rows
+    then those rows' pairs), then compute their distances (prefetching the scattered rows)
+    and add them in row order (:func:`pair_term`): a skipped pair cannot improve its row,
+    so the sums are those of :func:`kmeanspp_potentials`, bit for bit. A block that sums directly (rows
     without a centre, which the test never skips) takes every pair.
     """
     n, d = X.shape

@@ -82,8 +82,8 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
         keep, per candidate, the rows it would bring closer and their distances (room for
         (m, n) float64 and int32, at most the size of X; see
         :func:`keeps_candidate_distances`), and the chosen centre's update, fused with the
-        sampling's block sums, applies its list instead of reading X. A source that streams its chunks
-        takes a second pass over X for the update. Besides, one float64 distance and one
+        sampling's block sums, applies its list instead of reading X. A source that streams
+        its chunks takes a second pass over X for the update. Besides, one float64 distance and one
         int32 nearest-centre index per row in memory. The chosen centres are bitwise those
         of the unpruned search. On a Dask source this is k-means||
         (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
