@@ -271,6 +271,19 @@ def _assert_same_as_reference(out, site):
 
 
 @needs_unprivileged_writes
+def test_thread_caps_nest_to_the_smallest_and_none_keeps_the_enclosing_one():
+    uncapped = _jit.n_threads()
+    with _jit.thread_cap(None):
+        assert _jit.n_threads() == uncapped
+    with _jit.thread_cap(1):
+        assert _jit.n_threads() == 1
+        with _jit.thread_cap(8):          # an inner cap never raises an outer one
+            assert _jit.n_threads() == 1
+        with _jit.thread_cap(None):
+            assert _jit.n_threads() == 1
+    assert _jit.n_threads() == uncapped
+
+
 def test_read_only_install_with_no_writable_cache_dir_warns_once_and_fits(tmp_path):
     site = _read_only_copy_of_package(tmp_path)
     home, cache = tmp_path / "home", tmp_path / "cache"
