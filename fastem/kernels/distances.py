@@ -723,9 +723,9 @@ def _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nea
 def seed_potentials_kept(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                          potentials, improved_rows, improved_sqdist, improved_counts):
     """:func:`seed_potentials` that also keeps the rows each candidate would bring closer
-    and their distances (as :func:`kmeanspp_potentials_kept`, the same lists bit for bit),
-    so that the chosen candidate's update (:func:`seed_update_kept`) needs no second pass
-    over X.
+    and their distances (as :func:`kmeanspp_potentials_kept`, the same rows and distances
+    bit for bit, as lists), so that the chosen candidate's update
+    (:func:`seed_update_kept`) needs no second pass over X.
 
     Parameters
     ----------
