@@ -154,6 +154,14 @@ PARALLEL_MIN_ROWS = 4096
 #: 3e6 1057 / 1606; the update from dense kept distances 159 / 110, 373 / 308, 759 / 985,
 #: 1802 / 3227.
 LIGHT_PASS_PARALLEL_MIN_ROWS = 1_000_000
+#: Greedy k-means++ runs its per-step kernels on the calling thread below this many rows:
+#: every step hands them to the pool and back (~100 us on the Intel AVX-512 VM), about what
+#: the second thread saves on fewer rows. That VM, whole seedings, 2 threads / 1 thread, s:
+#: (d, k) = (64, 1024) n = 4096 0.237 / 0.134, 8192 0.299 / 0.237, 16384 0.408 / 0.410,
+#: 32768 0.625 / 0.717, 65536 0.963 / 1.348; (64, 256) 0.050 / 0.032, 0.066 / 0.059, 0.100 /
+#: 0.104, 0.152 / 0.183, 0.238 / 0.348; (8, 64) 0.018 / 0.007, 0.024 / 0.012, 0.033 / 0.023,
+#: 0.049 / 0.046, 0.077 / 0.091.
+SEEDING_PARALLEL_MIN_ROWS = 16_384
 
 #: When the M-step factors its k d x d covariance matrices on several threads (components
 #: split between them; ``models/gaussian.precision_cholesky``): from this many ``k d^3``

@@ -24,7 +24,7 @@ from ..kernels._blocks import n_blocks
 from ..kernels._jit import thread_cap
 from ..kernels._target import (LIGHT_PASS_PARALLEL_MIN_ROWS, PRUNED_SEEDING_MANY_CENTERS,
                                PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES,
-                               PRUNED_SEEDING_MIN_FEATURES)
+                               PRUNED_SEEDING_MIN_FEATURES, SEEDING_PARALLEL_MIN_ROWS)
 from ..sources import ArraySource, RowSource, sum_chunks
 from ..validation import issparse, read_only
 from .mixture import overflow_error
@@ -154,37 +154,42 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             potentials[:m] += part[:m]
         return potentials[:m]
 
-    # the update from the kept lists is a light pass: the pool's wake-up costs more below this
+    # every step hands its kernels to the pool and back: below SEEDING_PARALLEL_MIN_ROWS rows
+    # that costs more than it shares, and the update from the kept lists is a light pass
+    # (LIGHT_PASS_PARALLEL_MIN_ROWS)
+    step_threads = None if source.n_rows >= SEEDING_PARALLEL_MIN_ROWS else 1
     update_threads = None if n >= LIGHT_PASS_PARALLEL_MIN_ROWS else 1
-    if kept is not None:
-        # one chunk; the first centre too takes the kept path (its distances: closest is
-        # +inf, so nothing is pruned), so no other kernel is compiled
-        unit = next(source.weight_chunks())[1]
-        potentials_of(centers[:1], np.zeros((1, 1)))
-        with thread_cap(update_threads):
-            seed_update_kept(unit, *(a[0] for a in kept), 0, closest, nearest, block_sums[0])
-    else:
-        _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
-    candidate_ids = np.empty(n_local_trials, dtype=np.int64)
-    for c in range(1, n_clusters):
-        # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
-        _draw(source, closest, block_sums, n_local_trials, rng, candidate_ids)
-        candidates = take_dense(source, candidate_ids)
-        gaps = None
-        if pruned:
-            # squared distances chosen centre - candidate: rows whose nearest centre is at
-            # least twice their distance away from a candidate skip it (seed_potentials)
-            gaps = np.empty((c, n_local_trials))
-            pairwise_sqdist(centers[:c], candidates, gaps)
-        best = int(np.argmin(potentials_of(candidates, gaps)))
-        centers[c], indices[c] = candidates[best], candidate_ids[best]
-        if kept is not None:   # the update from the kept lists
+    with thread_cap(step_threads):
+        if kept is not None:
+            # one chunk; the first centre too takes the kept path (its distances: closest is
+            # +inf, so nothing is pruned), so no other kernel is compiled
+            unit = next(source.weight_chunks())[1]
+            potentials_of(centers[:1], np.zeros((1, 1)))
             with thread_cap(update_threads):
-                seed_update_kept(unit, *(a[best] for a in kept), c, closest, nearest,
+                seed_update_kept(unit, *(a[0] for a in kept), 0, closest, nearest,
                                  block_sums[0])
         else:
-            _add_center(source, centers, c, gaps[:, best].copy() if pruned else None,
-                        closest, nearest, block_sums, pruned)
+            _add_center(source, centers, 0, np.zeros(1), closest, nearest, block_sums, pruned)
+        candidate_ids = np.empty(n_local_trials, dtype=np.int64)
+        for c in range(1, n_clusters):
+            # candidates with probability w * D(x)^2, via per-block sums (no n-long cumsum)
+            _draw(source, closest, block_sums, n_local_trials, rng, candidate_ids)
+            candidates = take_dense(source, candidate_ids)
+            gaps = None
+            if pruned:
+                # squared distances chosen centre - candidate: rows whose nearest centre is at
+                # least twice their distance away from a candidate skip it (seed_potentials)
+                gaps = np.empty((c, n_local_trials))
+                pairwise_sqdist(centers[:c], candidates, gaps)
+            best = int(np.argmin(potentials_of(candidates, gaps)))
+            centers[c], indices[c] = candidates[best], candidate_ids[best]
+            if kept is not None:   # the update from the kept lists
+                with thread_cap(update_threads):
+                    seed_update_kept(unit, *(a[best] for a in kept), c, closest, nearest,
+                                     block_sums[0])
+            else:
+                _add_center(source, centers, c, gaps[:, best].copy() if pruned else None,
+                            closest, nearest, block_sums, pruned)
     return centers, indices
 
 
