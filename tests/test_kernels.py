@@ -212,6 +212,15 @@ def test_kmeanspp_potentials(datasets, dtype, d, k, ro):
     kmeanspp_potentials(X, w, centers, min_sqdist, potentials)
     np.testing.assert_allclose(potentials, naive.kmeanspp_potentials(X, w, centers, min_sqdist),
                                rtol=1e-11)
+    # rows without a centre yet (+inf) in the first block, some of them weightless: that
+    # block sums w * min(s, D) directly (0 * inf would poison its block sum)
+    partly, weights = min_sqdist.copy(), w.copy()
+    partly[:700], weights[:300] = np.inf, 0.0
+    potentials = np.full(6, np.nan)
+    kmeanspp_potentials(X, weights, candidates, partly, potentials)
+    np.testing.assert_allclose(potentials,
+                               naive.kmeanspp_potentials(X, weights, candidates, partly),
+                               rtol=1e-11)
 
 
 def _potential_sampling_inputs(seed=3):

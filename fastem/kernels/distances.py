@@ -356,7 +356,9 @@ def _start_block(start, stop, sample_weight, min_sqdist, acc, counts):
     acc[:] = 0.0
     counts[:] = 0
     total = dot(sample_weight, start, min_sqdist, start, stop - start)
-    return total, not np.isfinite(total)
+    # a comparison, not np.isfinite: compiled with fastem's fast-math flags, np.isfinite of
+    # the helper's sum said True for +inf and NaN
+    return total, not (total < np.inf)
 
 
 @kernel

@@ -61,7 +61,10 @@ def precision_cholesky_factors(covariances, out):
                         s -= chol[r, t] * chol[c, t]
                 if r == c:
                     # numerically singular: the pivot is lost in the rounding of a[r, r]
-                    if not (s > tiny * a[r, r]) or not np.isfinite(s):
+                    # comparisons only (NaN fails the first, +inf the second): under
+                    # fastem's fast-math flags np.isfinite of a helper's sum said True
+                    # for +inf
+                    if not (s > tiny * a[r, r]) or not (s < np.inf):
                         return j
                     chol[r, r] = np.sqrt(s)
                 else:
