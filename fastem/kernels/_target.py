@@ -147,12 +147,12 @@ FEW_MIN_FEATURES = 2
 #: CPU-class dependent.
 PARALLEL_MIN_ROWS = 4096
 
-#: Light passes (a few loads and flops per row: k-means++'s update from its kept lists and
-#: the sampling's block sums) run on the calling thread alone below this many rows: waking
-#: the pool's thread costs ~50-70 us after an idle moment. Intel AVX-512 VM, 2 threads / 1
-#: thread after a 1 ms pause, us: block sums n=1e5 81 / 37, 3e5 197 / 139, 1e6 566 / 510,
-#: 3e6 1057 / 1606; the update from dense kept distances 159 / 110, 373 / 308, 759 / 985,
-#: 1802 / 3227.
+#: A light pass (a few loads and flops per row: k-means++'s update from its kept lists) runs
+#: on the calling thread alone below this many rows: a call on the pool costs ~50-70 us more
+#: after an idle moment. Intel AVX-512 VM, 2 threads / 1 thread after a 1 ms pause, us: the
+#: update from dense kept distances n=1e5 159 / 110, 3e5 373 / 308, 1e6 759 / 985, 3e6 1802
+#: / 3227; the sampling's block sums (the same kind of pass) 81 / 37, 197 / 139, 566 / 510,
+#: 1057 / 1606.
 LIGHT_PASS_PARALLEL_MIN_ROWS = 1_000_000
 #: Greedy k-means++ runs its per-step kernels on the calling thread below this many rows:
 #: every step hands them to the pool and back (~100 us on the Intel AVX-512 VM), about what
