@@ -267,10 +267,9 @@ if PROFILE == "fast":  # the default profile's time budget: k = 1024, float64
 class TimeKMeansPlusPlusShapes:
     """Greedy k-means++ on issue 12's dense shapes at the profile's scale ((1e6, 8, 8),
     (1e6, 32, 64), (2e5, 128, 256), (1e5, 64, 1024) rows for ``regular``; ``fast``: the
-    last, float64), per path: fastem's
-    plain and pruned passes (``prune=False/True``: the same centres, bit for bit; the rule in
-    ``kernels/_target.py`` picks one per shape) and the peer's ``kmeans_plusplus`` (skipped
-    without scikit-learn)."""
+    last, float64), per path: fastem's plain and pruned passes (``prune=False/True``: the
+    same centres, bit for bit; the rule in ``kernels/_target.py`` picks one per shape) and
+    the peer's ``kmeans_plusplus`` (skipped without scikit-learn)."""
 
     params = [SEED_SHAPES, ["fastem-plain", "fastem-pruned", "sklearn"], SEED_DTYPES]
     param_names = ["shape", "method", "dtype"]

@@ -407,9 +407,9 @@ def _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial,
 
 @kernel
 def _potentials_work(lo, hi, X, sample_weight, candidates, min_sqdist, potentials, partial):
-    none = np.empty((0, 0), np.int32)
-    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial, none,
-                    np.empty((0, 0)), np.empty((0, 0), np.int64), False)
+    _potential_rows(lo, hi, X, sample_weight, candidates, min_sqdist, partial,
+                    np.empty((0, 0), np.int32), np.empty((0, 0)), np.empty((0, 0), np.int64),
+                    False)
 
 
 @kernel
@@ -600,8 +600,8 @@ def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smal
     saved; first the rows whose nearest centre's closest candidate passes, one test a row,
     then those rows' pairs), then compute their distances (prefetching the scattered rows)
     and add them in row order (:func:`pair_term`): a skipped pair cannot improve its row,
-    so the sums are those of :func:`kmeanspp_potentials`, bit for bit. A block that sums directly (rows
-    without a centre, which the test never skips) takes every pair.
+    so the sums are those of :func:`kmeanspp_potentials`, bit for bit. A block that sums
+    directly (rows without a centre, which the test never skips) takes every pair.
     """
     n, d = X.shape
     m = candidates.shape[0]
