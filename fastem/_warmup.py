@@ -53,6 +53,8 @@ def run_job(job):
     import numpy as np
 
     from . import BernoulliMixture, GaussianMixture, KMeans
+    from .kernels import float32_shadow
+    from .kernels._jit import compile_hot_threads
     from .models.kmeans import kmeans_plusplus
     from .sources import ArraySource
     from .validation import read_only
@@ -75,6 +77,9 @@ def run_job(job):
             for prune in (False, True):
                 for n_local_trials in (2, 64):
                     kmeans_plusplus(wide, None, 3, rng, n_local_trials, prune)
+            # large seedings: the float32 shadow of float64 rows, the hot threads' counters
+            float32_shadow(wide.X, np.empty(wide.X.shape, np.float32), np.empty(5000))
+            compile_hot_threads()
         elif estimator == "gmm":
             for init in ("kmeans", "k-means++", "random", "random_from_data"):
                 gm = GaussianMixture(2, covariance_type=kind, init_params=init, max_iter=2,
@@ -256,6 +261,7 @@ def run_ahead_job(job, dtype, n_features, index_dtype, *args):
     import numpy as np
 
     from . import BernoulliMixture, GaussianMixture
+    from .kernels._jit import compile_hot_threads
     from .models.kmeans import default_local_trials, kmeans_plusplus
     from .sources import ArraySource
     from .validation import read_only
@@ -268,6 +274,7 @@ def run_ahead_job(job, dtype, n_features, index_dtype, *args):
         kmeans_plusplus(ArraySource(read_only(U.astype(dtype))), None,
                         min(k, AHEAD_JOB_MAX_COMPONENTS), rng, default_local_trials(k),
                         prune=bool(int(args[1])))
+        compile_hot_threads()   # the fit's seeding hands its steps over with them
         return
     estimator, kind, k = args[0], args[1], min(int(args[2]), AHEAD_JOB_MAX_COMPONENTS)
     weights = np.full(k, 1.0 / k)

@@ -16,9 +16,10 @@ import pytest
 from numba import njit, prange
 
 import fastem.kernels as K
-from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, kmeanspp_potentials,
-                            kmeanspp_potentials_kept, seed_potentials_kept, seed_update_kept,
-                            lloyd_step, nearest_centers, potential_block_sums,
+from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, float32_shadow,
+                            kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
+                            nearest_centers, potential_block_sums, seed_potentials_kept,
+                            seed_update_kept,
                             sqdist_to_centers, update_min_sqdist)
 from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
 
@@ -343,8 +344,11 @@ def _user_function(X, w, centers, candidates):
                    np.empty((m, blocks.shape[0]), np.int64))
     pruned_potentials = np.empty(m)
     nearest = np.zeros(n, np.int32)
+    shadow, norms = np.empty(X.shape, np.float32), np.empty(n)   # with the float32 shadow
+    float32_shadow(X, shadow, norms)
     seed_potentials_kept(X, w, candidates, np.zeros((1, m)), closest, nearest,
-                         pruned_potentials, pruned_kept[0], pruned_kept[1], pruned_kept[2])
+                         pruned_potentials, pruned_kept[0], pruned_kept[1], pruned_kept[2],
+                         shadow, norms)
     updated = closest.copy()
     seed_update_kept(w, kept[0][1], kept[1][1], kept[2][1], 1, updated, nearest, blocks)
     # some parallel work of the user's own around the kernel calls

@@ -304,7 +304,8 @@ def unpruned_kmeans_plusplus(X, w, k, rng):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, d, k", [(5000, 4, 8), (8000, 16, 64), (3000, 8, 700),
-                                     (6000, 24, 64), (3000, 48, 300), (4000, 100, 64)])
+                                     (6000, 24, 64), (3000, 48, 300), (4000, 100, 64),
+                                     (5000, 64, 400)])
 def test_pruned_seeding_chooses_todays_centres(n, d, k, dtype):
     """Plain passes at low d or few centres, pruned ones from d >= 12 with k >= 16 and at
     d >= 96 (in memory: with the kept improving rows where they fit; chunked: updates from
@@ -348,7 +349,8 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
     candidates = np.ascontiguousarray(X[[10, 2500, 8000]])
     gaps = ((centers[:, None, :] - candidates[None]) ** 2).sum(axis=-1)   # (centres, cands)
     ours, theirs = np.empty(3), np.empty(3)
-    seed_potentials(X, w, candidates, gaps, closest, nearest, ours)
+    no_shadow = np.empty((0, X.shape[1]), np.float32), np.empty(0)
+    seed_potentials(X, w, candidates, gaps, closest, nearest, ours, *no_shadow)
     kmeanspp_potentials(X, w, candidates, closest, theirs)
     assert ours.tobytes() == theirs.tobytes()
     # the variants that keep the improving rows: same potentials, the same lists as the
@@ -361,7 +363,7 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
         return np.empty((3, len(X)), np.int32), np.empty((3, len(X))), np.empty((3, nb), np.int64)
 
     kept, again = lists(), np.empty(3)
-    seed_potentials_kept(X, w, candidates, gaps, closest, nearest, again, *kept)
+    seed_potentials_kept(X, w, candidates, gaps, closest, nearest, again, *kept, *no_shadow)
     assert again.tobytes() == theirs.tobytes()
     every, plain = lists(), np.empty(3)
     kmeanspp_potentials_kept(X, w, candidates, closest, plain, *every)
@@ -381,6 +383,74 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
         seed_update_kept(w, *(a[best] for a in kept), 4, c2, n2, s2)
         assert c1.tobytes() == c2.tobytes() and s1.tobytes() == s2.tobytes()
         np.testing.assert_array_equal(n1, n2)
+
+
+@pytest.mark.parametrize("d", [64, 129])
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1e6, 1e-3), (0.0, 1e-40),
+                                           (0.0, 1e-20), (-3e30, 1e25), (5.0, 0.0)])
+def test_float32_shadow_never_skips_a_pair_that_improves(d, offset, scale):
+    """The pruned potentials skip a pair when its distance on the float32 shadow proves that
+    the float64 one is not below the row's closest distance. Rows are set a hair (2^-50
+    relative) beside their exact distance to candidate 0, one in eight improving: potentials
+    and kept lists must be those of the plain pass, bit for bit, at every scale (float32
+    subnormals at 1e-40, a large offset with a small spread, values near 1e30). The other
+    two candidates improve nothing, so the shadow stays in use (it is given up where many
+    rows improve)."""
+    from fastem.kernels import (float32_shadow, kmeanspp_potentials_kept,
+                                seed_potentials, seed_potentials_kept)
+    rng = np.random.RandomState(d)
+    n, m = 5000, 3
+    X = offset + scale * rng.standard_normal((n, d))
+    X[7:20] = X[6]                                      # duplicates: distance 0
+    candidates = np.ascontiguousarray(X[[6, 2100, 4000]])
+    candidates[1:] += 10 * (scale or 1.0)               # too far to improve any row
+    w = rng.uniform(0.5, 2.0, n)
+    nb = -(-n // 2048)
+
+    def lists():
+        return np.empty((m, n), np.int32), np.empty((m, n)), np.empty((m, nb), np.int64)
+
+    exact, plain = lists(), np.empty(m)   # with no centre yet: every distance, in place
+    kmeanspp_potentials_kept(X, w, candidates, np.full(n, np.inf), plain, *exact)
+    s64 = exact[1][0]                                   # the kernels' own float64 distances
+    improving = rng.uniform(size=n) < 0.125
+    closest = np.where(improving, s64 * (1 + 2.0 ** -50) + 1e-300, s64 * (1 - 2.0 ** -50))
+    closest[7:20] = 1.0 if scale == 0.0 else closest[7:20]
+    nearest = np.zeros(n, np.int32)
+    gaps = np.zeros((1, m))                             # nothing pruned by the centre test
+    shadow, norms = np.empty(X.shape, np.float32), np.empty(n)
+    float32_shadow(X, shadow, norms)
+    np.testing.assert_array_equal(shadow, X.astype(np.float32))
+    np.testing.assert_allclose(norms, np.linalg.norm(X, axis=1), rtol=1e-14)
+    reference, expected = lists(), np.empty(m)
+    kmeanspp_potentials_kept(X, w, candidates, closest, expected, *reference)
+    assert np.count_nonzero(naive.improved_dense(*(a[0] for a in reference), closest)
+                            < np.inf) >= improving.sum() * 0.99
+    no_shadow = np.empty((0, d), np.float32), np.empty(0)
+    for shade in (no_shadow, (shadow, norms)):
+        kept, ours, unkept = lists(), np.empty(m), np.empty(m)
+        seed_potentials_kept(X, w, candidates, gaps, closest, nearest, ours, *kept, *shade)
+        seed_potentials(X, w, candidates, gaps, closest, nearest, unkept, *shade)
+        assert ours.tobytes() == expected.tobytes() and unkept.tobytes() == expected.tobytes()
+        for c in range(m):
+            assert (naive.improved_dense(*(a[c] for a in kept), closest).tobytes()
+                    == naive.improved_dense(*(a[c] for a in reference), closest).tobytes())
+
+
+def test_seeding_shadow_only_for_float64_rows_float32_can_hold():
+    from fastem.models.kmeans import kmeans_plusplus, seeding_shadow
+    X = blobs(3000, 64, 8, np.float64, seed=1)
+    shadow, norms = seeding_shadow(ArraySource(X))
+    assert shadow.shape == X.shape and norms.shape == (3000,)
+    for other in (X.astype(np.float32), X[:, :32].copy(), sp.csr_matrix(X)):
+        assert seeding_shadow(ArraySource(other))[0].shape[0] == 0
+    assert seeding_shadow(as_source(ChunkedArray([X[:1500], X[1500:]]), None,
+                                    KMeans._validate))[0].shape[0] == 0
+    huge = X * 1e37                                     # beyond float32 once rounded
+    assert seeding_shadow(ArraySource(huge))[0].shape[0] == 0
+    expected = unpruned_kmeans_plusplus(huge, np.ones(3000), 50, np.random.RandomState(2))
+    np.testing.assert_array_equal(
+        kmeans_plusplus(huge, None, 50, np.random.RandomState(2), prune=True)[1], expected)
 
 
 def test_seeding_keeps_candidate_distances_only_in_memory_and_within_x_size():

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -198,6 +199,105 @@ def test_python_calls_of_parallel_kernels_run_on_fastems_threads():
     assert numba.config.THREADING_LAYER == os.environ.get("NUMBA_THREADING_LAYER", "default")
 
 
+def test_thread_caps_nest_to_the_smallest_and_none_keeps_the_enclosing_one():
+    uncapped = _jit.n_threads()
+    with _jit.thread_cap(None):
+        assert _jit.n_threads() == uncapped
+    with _jit.thread_cap(1):
+        assert _jit.n_threads() == 1
+        with _jit.thread_cap(8):          # an inner cap never raises an outer one
+            assert _jit.n_threads() == 1
+        with _jit.thread_cap(None):
+            assert _jit.n_threads() == 1
+    assert _jit.n_threads() == uncapped
+
+
+def _lloyd_pass(X, centers):
+    labels = np.full(len(X), -1, np.int32)
+    sums, weights = np.empty(centers.shape), np.empty(len(centers))
+    inertia, _ = lloyd_step(X, np.ones(len(X)), centers, labels, sums, weights)
+    return labels.tobytes(), sums.tobytes(), weights.tobytes(), inertia
+
+
+class _Spy:
+    """Records which thread runs each run of ``kernel``'s work (and can fail on one)."""
+
+    def __init__(self, kernel, fail_at=None):
+        self.kernel, self.work, self.fail_at, self.seen = kernel, kernel._plan[1], fail_at, []
+
+    def __enter__(self):
+        def spy(lo, hi, *args):
+            self.seen.append(threading.current_thread().name)
+            if lo == self.fail_at:
+                raise ArithmeticError("planted")
+            return self.work(lo, hi, *args)
+        self.kernel._plan = (self.kernel._plan[0], spy, self.kernel._plan[2])
+        return self
+
+    def __exit__(self, *exc):
+        self.kernel._plan = (self.kernel._plan[0], self.work, self.kernel._plan[2])
+
+
+def test_hot_threads_hand_runs_over_without_changing_results():
+    """Inside ``hot_threads`` the pool threads spin for the next call (and sleep after the
+    spin): calls back to back, after pauses longer than the spin, nested blocks, a thread
+    cap of 1 inside, and an error in one run all give the results and errors of ordinary
+    calls; afterwards the pool serves ordinary calls again."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(16 * _jit.PARALLEL_MIN_ROWS, 5))
+    centers = X[:7].copy()
+    expected = _lloyd_pass(X, centers)
+    pool_names = {t.name for t in threading.enumerate() if t.name.startswith("fastem")}
+    with _jit.hot_threads(), _Spy(lloyd_step) as spy:
+        for pause in (0, 0, 0, 0.01, 0, 0.005, 0):   # 5-10 ms: longer than the spin
+            assert _lloyd_pass(X, centers) == expected
+            time.sleep(pause)
+        with _jit.hot_threads():                     # nested: the outer block's threads
+            assert _lloyd_pass(X, centers) == expected
+        with _jit.thread_cap(1):
+            assert _lloyd_pass(X, centers) == expected
+    helpers = {name for name in spy.seen if name != threading.main_thread().name}
+    pool_names |= {t.name for t in threading.enumerate() if t.name.startswith("fastem")}
+    assert helpers <= pool_names
+    if _jit.n_threads() > 1:
+        assert helpers, "no run was handed to a pool thread"
+    with _jit.hot_threads():
+        with _Spy(lloyd_step, fail_at=0), pytest.raises(ArithmeticError, match="planted"):
+            _lloyd_pass(X, centers)
+        assert _lloyd_pass(X, centers) == expected   # the block goes on after an error
+    with _Spy(lloyd_step) as spy:                    # ordinary calls after the blocks
+        for _ in range(20):
+            assert _lloyd_pass(X, centers) == expected
+    if _jit.n_threads() > 1:
+        assert set(spy.seen) - {threading.main_thread().name}
+
+
+def test_hot_threads_of_several_python_threads_never_wait_for_each_other():
+    """Two threads with hot blocks of their own share one pool: a call whose pool threads
+    serve the other block runs on its caller. Every call finishes, with ordinary results."""
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(4 * _jit.PARALLEL_MIN_ROWS, 4))
+    centers = X[:5].copy()
+    expected = _lloyd_pass(X, centers)
+    results, errors = [], []
+
+    def loop(hot):
+        try:
+            with (_jit.hot_threads() if hot else _jit.thread_cap(None)):
+                for _ in range(30):
+                    results.append(_lloyd_pass(X, centers) == expected)
+        except BaseException as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(hot,)) for hot in (True, True, False)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a hot block hung"
+    assert errors == [] and len(results) == 90 and all(results)
+
+
 # ========================================================= 2. read-only installs, caches
 
 INSTALL_CHILD = """
@@ -271,19 +371,6 @@ def _assert_same_as_reference(out, site):
 
 
 @needs_unprivileged_writes
-def test_thread_caps_nest_to_the_smallest_and_none_keeps_the_enclosing_one():
-    uncapped = _jit.n_threads()
-    with _jit.thread_cap(None):
-        assert _jit.n_threads() == uncapped
-    with _jit.thread_cap(1):
-        assert _jit.n_threads() == 1
-        with _jit.thread_cap(8):          # an inner cap never raises an outer one
-            assert _jit.n_threads() == 1
-        with _jit.thread_cap(None):
-            assert _jit.n_threads() == 1
-    assert _jit.n_threads() == uncapped
-
-
 def test_read_only_install_with_no_writable_cache_dir_warns_once_and_fits(tmp_path):
     site = _read_only_copy_of_package(tmp_path)
     home, cache = tmp_path / "home", tmp_path / "cache"
@@ -699,6 +786,10 @@ FORK_CHILD = """
     GaussianMixture(2, random_state=0, max_iter=5).fit(X)
     with multiprocessing.get_context("fork").Pool(2) as pool:
         children = pool.map(fit, range(2))             # would hang on the inherited pool
+    from fastem.kernels._jit import hot_threads
+    with hot_threads():                                # forked inside a hot block too
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            children += pool.map(fit, range(2))
     print(json.dumps({"parent": parent, "children": children}))
 """
 
@@ -706,7 +797,7 @@ FORK_CHILD = """
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_forked_children_fit_after_the_parent_did():
     out = _check(_run(FORK_CHILD, timeout=180))
-    assert out["children"] == [out["parent"]] * 2
+    assert out["children"] == [out["parent"]] * 4
 
 
 def test_work_items_are_covered_once_and_errors_reach_the_caller(monkeypatch):

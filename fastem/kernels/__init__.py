@@ -27,6 +27,7 @@ from .csr_distances import (
 )
 from .distances import (
     draw_by_potential,
+    float32_shadow,
     kmeanspp_potentials,
     kmeanspp_potentials_kept,
     lloyd_step,
@@ -63,6 +64,7 @@ __all__ = [
     "bounded_step_csr",
     "column_mean_var",
     "draw_by_potential",
+    "float32_shadow",
     "elkan_full_step_csr",
     "elkan_step_csr",
     "gaussian_estep_diag",

@@ -38,6 +38,7 @@ import hashlib
 import os
 import pickle
 import threading
+import time
 import warnings
 
 try:
@@ -388,10 +389,12 @@ class thread_cap:
 
 def _forget_pool_after_fork():
     # a forked child inherits the pool object but not its threads: work submitted to it
-    # would wait forever. The child starts its own pool on first use.
-    global _pool, _pool_lock
+    # would wait forever. The child starts its own pool on first use (and a hot_threads
+    # block it was forked in has no threads there: its calls run as ordinary ones).
+    global _pool, _pool_lock, _hot_workers
     _pool = None
     _pool_lock = threading.Lock()
+    _hot_workers = threading.local()
 
 
 if hasattr(os, "register_at_fork"):
@@ -437,7 +440,11 @@ def map_item_ranges(function, n_items, parallel, *args):
     threads = min(n_threads(), n_items) if parallel else 1
     if threads <= 1:
         return [function(0, n_items, *args)]
-    return _RunClaims(function, claim_order(n_items, threads), args).run(threads)
+    claims = _RunClaims(function, claim_order(n_items, threads), args)
+    hot = getattr(_hot_workers, "value", None)
+    if hot is not None:
+        return hot.run(claims)
+    return claims.run(threads)
 
 
 class _RunClaims:
@@ -480,6 +487,137 @@ class _RunClaims:
                 self.n_done += 1
                 if self.n_done == len(self.runs):
                     self.all_done.set()
+
+
+_hot_workers = threading.local()
+
+
+class hot_threads:
+    """``with hot_threads():`` the parallel calls this thread makes inside the block hand
+    their runs to pool threads that wait for them spinning (for up to
+    ``HOT_SPIN_SECONDS`` after each call) instead of sleeping, and the caller spins for the
+    last run the same way; outside it the pool's threads sleep as always.
+
+    For loops of short parallel calls with serial Python between them and no BLAS call (a
+    spinning thread would take a core from BLAS's threads): k-means++ seeding. Nested or
+    concurrent blocks of other threads work; a pool thread serves one block at a time, and a
+    call whose pool threads are busy elsewhere runs on its caller. Never changes results.
+    """
+
+    def __init__(self):
+        self.workers = None
+
+    def __enter__(self):
+        self.outer = getattr(_hot_workers, "value", None)
+        threads = n_threads()
+        if self.outer is None and threads > 1:
+            self.workers = _SpinningWorkers(threads - 1)
+            _hot_workers.value = self.workers
+        return self
+
+    def __exit__(self, *exc):
+        if self.workers is not None:
+            self.workers.close()
+            _hot_workers.value = self.outer
+
+
+#: How long a pool thread inside :class:`hot_threads` spins for the next call (and a
+#: caller for the last run) before it sleeps: longer than the Python work between two calls
+#: of a k-means++ step. After seeing a call, a pool thread waits ``HOT_GRACE_SECONDS`` more
+#: (the caller's Python from the call's start to its first compiled run takes 2-3 us) so
+#: that it asks for a free GIL.
+HOT_SPIN_SECONDS = 1e-3
+HOT_GRACE_SECONDS = 1e-5
+
+
+class _SpinningWorkers:
+    """The pool threads of one :class:`hot_threads` block and the counters they watch:
+    ``generation`` (the caller bumps it for each call, and to close) and ``finished``
+    (each thread adds 1 after its part of a call, with the GIL already let go)."""
+
+    _spins_per_second = None
+
+    def __init__(self, n_workers):
+        from ._spin import announce_and_wait, wait_for_change
+        self.wait_for_change, self.announce_and_wait = wait_for_change, announce_and_wait
+        if _SpinningWorkers._spins_per_second is None:   # once per process
+            compile_hot_threads()   # here, not on a pool thread while calls go on
+            _SpinningWorkers._spins_per_second = _calibrate_spins(wait_for_change)
+        self.spins = max(1, int(HOT_SPIN_SECONDS * _SpinningWorkers._spins_per_second))
+        self.grace = int(HOT_GRACE_SECONDS * _SpinningWorkers._spins_per_second)
+        self.generation = np.zeros(1, np.int64)
+        self.finished = np.zeros(1, np.int64)
+        self.claims = None
+        self.closed = False
+        self.wake = threading.Condition()
+        self.n_sleeping = 0
+        pool = _thread_pool()
+        for _ in range(n_workers):
+            pool.submit(self.serve)
+
+    def serve(self):
+        seen = 0
+        generation = self.wait_for_change(self.generation, seen, self.spins, self.grace)
+        while True:
+            if generation == seen:   # no call within the spin: sleep until the next one
+                with self.wake:
+                    self.n_sleeping += 1
+                    while self.generation[0] == seen:
+                        self.wake.wait()
+                    self.n_sleeping -= 1
+                    generation = int(self.generation[0])
+            seen = generation
+            if self.closed:
+                return
+            claims = self.claims
+            if claims is not None:   # None: the call is over already
+                claims.claim_and_run()
+            claims = None            # hold no call's arrays while waiting
+            generation = self.announce_and_wait(self.finished, self.generation, seen,
+                                                self.spins, self.grace)
+
+    def run(self, claims):
+        self.claims = claims
+        with self.wake:
+            self.generation[0] += 1
+            if self.n_sleeping:
+                self.wake.notify_all()
+        claims.claim_and_run()
+        while True:
+            finished = int(self.finished[0])
+            if claims.n_done == len(claims.runs):
+                break
+            if self.wait_for_change(self.finished, finished, self.spins, 0) == finished:
+                claims.all_done.wait()
+                break
+        self.claims = None   # its arguments may be a streamed chunk: do not keep them
+        if claims.error is not None:
+            raise claims.error
+        return claims.results
+
+    def close(self):
+        with self.wake:
+            self.closed = True
+            self.generation[0] += 1
+            self.wake.notify_all()
+
+
+def compile_hot_threads():
+    """Compile (or load) the counters' kernels of :class:`hot_threads` (for warm-ups)."""
+    from ._spin import announce_and_wait, wait_for_change
+    counter = np.zeros(1, np.int64)
+    wait_for_change(counter, 1, 1, 0)
+    announce_and_wait(counter, counter, 0, 1, 0)
+
+
+def _calibrate_spins(wait_for_change):
+    counter = np.zeros(1, np.int64)
+    best = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        wait_for_change(counter, 0, 20_000, 0)
+        best = min(best, time.perf_counter() - t0)
+    return 20_000 / best
 
 
 def claim_order(n_items, threads):

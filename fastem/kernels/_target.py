@@ -155,13 +155,15 @@ PARALLEL_MIN_ROWS = 4096
 #: 1057 / 1606.
 LIGHT_PASS_PARALLEL_MIN_ROWS = 1_000_000
 #: Greedy k-means++ runs its per-step kernels on the calling thread below this many rows:
-#: every step hands them to the pool and back (~100 us on the Intel AVX-512 VM), about what
-#: the second thread saves on fewer rows. That VM, whole seedings, 2 threads / 1 thread, s:
-#: (d, k) = (64, 1024) n = 4096 0.237 / 0.134, 8192 0.299 / 0.237, 16384 0.408 / 0.410,
-#: 32768 0.625 / 0.717, 65536 0.963 / 1.348; (64, 256) 0.050 / 0.032, 0.066 / 0.059, 0.100 /
-#: 0.104, 0.152 / 0.183, 0.238 / 0.348; (8, 64) 0.018 / 0.007, 0.024 / 0.012, 0.033 / 0.023,
-#: 0.049 / 0.046, 0.077 / 0.091.
-SEEDING_PARALLEL_MIN_ROWS = 16_384
+#: every step hands them to the pool and back, ~100 us with sleeping pool threads and ~10 us
+#: with the spinning hand-off of ``_jit.hot_threads`` that the seeding now uses, about what
+#: the second thread saves on fewer rows. Intel AVX-512 VM, whole float64 seedings with
+#: ``hot_threads``, 2 threads / 1 thread, ms: (d, k) = (64, 1024) n = 4096 116 / 116, 8192
+#: 163 / 197, 16384 268 / 349, 32768 456 / 625; (64, 256) 26 / 29, 38 / 53, 69 / 100, 116 /
+#: 173; (8, 64) 11.4 / 6.8, 15.2 / 12.2, 20.6 / 21.7, 37.6 / 46.9; (128, 16) 9.3 / 4.5, 6.5
+#: / 9.2, 10.2 / 15.6, 18.7 / 30.9. (With sleeping pool threads the break-even was 16,384:
+#: (64, 1024) 8192 0.299 / 0.237 s, 16384 0.408 / 0.410 s.)
+SEEDING_PARALLEL_MIN_ROWS = 8192
 
 #: When the M-step factors its k d x d covariance matrices on several threads (components
 #: split between them; ``models/gaussian.precision_cholesky``): from this many ``k d^3``
@@ -169,6 +171,20 @@ SEEDING_PARALLEL_MIN_ROWS = 16_384
 #: threads: k d^3 = 6.6e4 (k=16, d=16) 46 / 103 us; 5.2e5 (16, 32) 200 / 192 us; 2.1e6
 #: (64, 32) 819 / 619 us; 1.7e7 (64, 64) 6.8 / 3.5 ms; 2.1e9 (16, 512) 516 / 263 ms.
 PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
+
+#: Pruned k-means++ measures the pairs its test keeps on a float32 copy of float64 X first
+#: (``models.kmeans.seeding_shadow``, ``distances.shadow_limit``) from this many features,
+#: and uses the copy while at most one in ``SHADOW_ROWS_PER_EXACT`` of the rows walked so
+#: far improved (a row that improves reads both copies). Intel AVX-512 VM, whole float64
+#: seedings, fastem alone, no shadow / shadow, s: (n, d, k) = (1e5, 64, 1024) 1.18 / 1.04,
+#: (2e5, 128, 256) 1.14 / 0.87, (3e5, 256, 64) 1.03 / 0.97, (2e5, 64, 256) 0.63 / 0.63;
+#: below 64 features it lost: (1e6, 32, 64) 0.91 / 1.04, (1e6, 16, 64) 0.82 / 0.98,
+#: (3e5, 48, 256) 0.84 / 0.88 (but (3e5, 32, 1024) 2.63 / 2.47). The ratio: 2, 4 and 8 within
+#: noise of each other at those shapes (e.g. (2e5, 128, 256) 0.86 / 0.82 / 0.86); without it
+#: (the copy for every kept pair) (3e5, 256, 64) lost, 1.03 -> 1.20 s, its first steps
+#: improving a third of the rows.
+SHADOW_MIN_FEATURES = 64
+SHADOW_ROWS_PER_EXACT = 4
 
 #: How many surviving rows ahead pruned k-means++ prefetches (``prefetch`` in _simd.py):
 #: the rows left after the pruning test are scattered over X, where the hardware

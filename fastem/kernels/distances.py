@@ -15,7 +15,8 @@ from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (HAS_DEEP, SEARCH_ROWS, add_product, axpy_sqdist, difference, dot,
                     nearest_rows_deep, nearest_rows_few, nearest_rows_medium,
                     nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist)
-from ._target import PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES
+from ._target import (PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES,
+                      SHADOW_ROWS_PER_EXACT)
 
 
 @kernel
@@ -519,6 +520,16 @@ def cannot_improve(gap, closest, d):
 
 
 @kernel
+def largest_row_norm(A):
+    """``max_i ||A[i]||`` (float64; serial, for small A)."""
+    d = A.shape[1]
+    largest = 0.0
+    for i in range(A.shape[0]):
+        largest = max(largest, np.sqrt(dot(A, i * d, A, i * d, d)))
+    return largest
+
+
+@kernel
 def row_minima(A):
     """``out[i] = min_j A[i, j]`` (serial; for small A)."""
     out = np.empty(A.shape[0])
@@ -590,9 +601,60 @@ run_on_threads(seed_update, one_item_per_block, _seed_update_work, None)
 
 
 @kernel
+def _shadow_work(lo, hi, X, shadow, row_norms):
+    n, d = X.shape
+    for b in range(lo, hi):
+        start, stop = block_bounds(b, n)
+        for i in range(start, stop):
+            for t in range(d):
+                shadow[i, t] = X[i, t]
+            row_norms[i] = np.sqrt(dot(X, i * d, X, i * d, d))
+
+
+@kernel(parallel=True)
+def float32_shadow(X, shadow, row_norms):
+    """X rounded to float32, and its rows' norms, for the pruned k-means++ potentials.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d), float64
+    shadow : ndarray, shape (n, d), float32
+        OUT: ``X`` rounded to float32 (entries beyond float32's range become inf: check
+        ``row_norms`` first, see :func:`seed_potentials`).
+    row_norms : ndarray, shape (n,), float64
+        OUT: ``||X[i]||``.
+    """
+    for b in prange(n_blocks(X.shape[0])):
+        _shadow_work(b, b + 1, X, shadow, row_norms)
+
+
+run_on_threads(float32_shadow, one_item_per_block, _shadow_work, None)
+
+
+@kernel
+def shadow_limit(closest, row_norm, candidate_norm, d):
+    """A squared distance computed from float32 copies of a row and a candidate (widened to
+    float64, :func:`sqdist`) at or above which their float64 distance is at least
+    ``closest``, so the pair cannot improve its row and is skipped without reading X.
+
+    Rounding to float32 moves each coordinate by at most ``u |x_t|`` (``u = 2^-24``; below
+    the normal range by at most ``2^-150``), so ``||x32 - c32||`` is within
+    ``delta = u (||x|| + ||c||) + 2^-149 sqrt(d)`` of ``||x - c||``; with the float64 sums'
+    relative rounding ``s`` (as :func:`cannot_improve`, doubled), a shadow distance of at
+    least ``(1 + s) (sqrt(closest (1 + s)) + delta)^2`` proves ``||x - c||^2 (1 - s) >=
+    closest``, i.e. the float64 distance is not smaller than ``closest``.
+    """
+    slack = 16.0 * (d + 4) * 2.0 ** -53
+    delta = (1.0 + slack) * 2.0 ** -24 * (row_norm + candidate_norm) + 2.0 ** -149 * np.sqrt(d)
+    reach = np.sqrt(closest * (1.0 + slack)) + delta
+    return (1.0 + slack) * reach * reach
+
+
+@kernel
 def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smallest_gaps,
                          min_sqdist, nearest, partial, improved_rows, improved_sqdist,
-                         improved_counts, keep):
+                         improved_counts, keep, shadow, row_norms, shadow_candidates,
+                         candidate_norm):
     """Blocks [lo, hi) of the pruned potentials (and, ``keep``, the improving rows' lists).
 
     Two steps per block: list the pairs the test keeps (branch-free: a per-pair branch
@@ -600,16 +662,21 @@ def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smal
     saved; first the rows whose nearest centre's closest candidate passes, one test a row,
     then those rows' pairs), then compute their distances (prefetching the scattered rows)
     and add them in row order (:func:`pair_term`): a skipped pair cannot improve its row,
-    so the sums are those of :func:`kmeanspp_potentials`, bit for bit. A block that sums
-    directly (rows without a centre, which the test never skips) takes every pair.
+    so the sums are those of :func:`kmeanspp_potentials`, bit for bit. With a float32
+    ``shadow`` of X (rows > 0), a listed pair first gets its distance from the shadow (half
+    the bytes of a float64 row) and is skipped when :func:`shadow_limit` proves that it
+    cannot improve; only the others read X. A block that sums directly (rows without a
+    centre, which the test never skips) takes every pair.
     """
     n, d = X.shape
     m = candidates.shape[0]
+    shadowed = shadow.shape[0] > 0
     acc, counts = np.empty(m), np.empty(m, np.int64)
     dist = improved_sqdist if keep else np.empty((m, min(n, BLOCK_ROWS)))   # direct blocks
     open_rows = np.empty(BLOCK_ROWS, np.int32)        # rows with a pair left (- start)
     pairs_end = np.empty(BLOCK_ROWS, np.int64)        # their pairs: up to pairs_end[r]
     pair_cols = np.empty(m * BLOCK_ROWS, np.int32)    # the candidates of those pairs
+    walked, improving = SHADOW_ROWS_PER_EXACT, 0      # rows walked, and improved (prior)
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         total, direct = _start_block(start, stop, sample_weight, min_sqdist, acc, counts)
@@ -631,47 +698,82 @@ def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smal
                 n_pairs += not cannot_improve(center_gaps[a, c], closest, d)
             pairs_end[r] = n_pairs
         p = 0
+        if not shadowed:   # the walk without a shadow (kept apart: this loop is the
+            for r in range(n_open):   # whole pass at small d, where an extra test a row shows)
+                if r + PREFETCH_ROWS < n_open:   # the surviving rows are scattered over X
+                    prefetch(X, (start + open_rows[r + PREFETCH_ROWS]) * d, d)
+                i = start + open_rows[r]
+                w, closest = sample_weight[i], min_sqdist[i]
+                while p < pairs_end[r]:
+                    c = pair_cols[p]
+                    s = sqdist(X, i * d, candidates, c * d, d)
+                    acc[c] = pair_term(acc[c], s, w, closest, False)
+                    if keep:   # candidate c's list of this block, branch-free
+                        at = start + counts[c]
+                        improved_rows[c, at], improved_sqdist[c, at] = i - start, s
+                        counts[c] += s < closest
+                    p += 1
+            _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
+            continue
         for r in range(n_open):
-            if r + PREFETCH_ROWS < n_open:   # the surviving rows are scattered over X
-                prefetch(X, (start + open_rows[r + PREFETCH_ROWS]) * d, d)
+            # the shadow pays while few of the walked rows need X (a pair that improves);
+            # the share so far in this run of blocks decides, row by row
+            shaded = walked > SHADOW_ROWS_PER_EXACT * improving
+            if r + PREFETCH_ROWS < n_open:
+                ahead = (start + open_rows[r + PREFETCH_ROWS]) * d
+                if shaded:
+                    prefetch(shadow, ahead, d)
+                else:
+                    prefetch(X, ahead, d)
             i = start + open_rows[r]
             w, closest = sample_weight[i], min_sqdist[i]
+            walked += p < pairs_end[r]
+            limit = shadow_limit(closest, row_norms[i], candidate_norm, d) if shaded else 0.0
+            improved = False
             while p < pairs_end[r]:
                 c = pair_cols[p]
+                p += 1
+                if shaded and sqdist(shadow, i * d, shadow_candidates, c * d, d) >= limit:
+                    continue
                 s = sqdist(X, i * d, candidates, c * d, d)
                 acc[c] = pair_term(acc[c], s, w, closest, False)
-                if keep:   # candidate c's list of this block, branch-free
+                improved |= s < closest
+                if keep:
                     at = start + counts[c]
                     improved_rows[c, at], improved_sqdist[c, at] = i - start, s
                     counts[c] += s < closest
-                p += 1
+            improving += improved
         _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
 
 
 @kernel
 def _seed_potentials_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist,
-                          nearest, potentials, partial, smallest_gaps):
+                          nearest, potentials, shadow, row_norms, partial, smallest_gaps,
+                          shadow_candidates, candidate_norm):
     _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smallest_gaps,
                          min_sqdist, nearest, partial, np.empty((0, 0), np.int32),
-                         np.empty((0, 0)), np.empty((0, 0), np.int64), False)
+                         np.empty((0, 0)), np.empty((0, 0), np.int64), False, shadow,
+                         row_norms, shadow_candidates, candidate_norm)
 
 
 @kernel
 def _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                             potentials):
+                             potentials, shadow, row_norms):
     nb = n_blocks(X.shape[0])
-    return nb, np.empty((nb, candidates.shape[0])), row_minima(center_gaps)
+    return (nb, np.empty((nb, candidates.shape[0])), row_minima(center_gaps),
+            candidates.astype(np.float32), largest_row_norm(candidates))
 
 
 @kernel
 def _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                            potentials, partial, smallest_gaps):
+                            potentials, shadow, row_norms, partial, smallest_gaps,
+                            shadow_candidates, candidate_norm):
     fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
 def seed_potentials(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                    potentials):
+                    potentials, shadow, row_norms):
     """:func:`kmeanspp_potentials` with the pruning of :func:`seed_update` (bitwise the same
     potentials): candidate c skips the rows whose nearest centre m has
     ``center_gaps[m, c] = ||centers[m] - candidates[c]||^2 >= 4 min_sqdist[i]``.
@@ -684,14 +786,24 @@ def seed_potentials(X, sample_weight, candidates, center_gaps, min_sqdist, neare
         Squared distances of every chosen centre to every candidate.
     nearest : ndarray, shape (n,), int32
         Index of each row's nearest chosen centre (:func:`seed_update`).
+    shadow : ndarray, shape (n, d) or (0, d), float32
+        X rounded to float32 (shape (0, d): none). The pairs the test keeps are first
+        measured on it, and skipped when that proves they cannot improve their row
+        (:func:`shadow_limit`); results are the same bit for bit. For float64 X whose
+        entries float32 can hold (``|x| < 3.4e38``); worth it from a few cache lines a row.
+    row_norms : ndarray, shape (n,) or (0,), float64
+        ``||X[i]||`` (with a shadow).
     """
-    nb, partial, smallest_gaps = _seed_potentials_prepare(
-        X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials)
+    nb, partial, smallest_gaps, shadow_candidates, candidate_norm = _seed_potentials_prepare(
+        X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials, shadow,
+        row_norms)
     for b in prange(nb):
         _seed_potentials_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
-                              nearest, potentials, partial, smallest_gaps)
+                              nearest, potentials, shadow, row_norms, partial, smallest_gaps,
+                              shadow_candidates, candidate_norm)
     _seed_potentials_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                            potentials, partial, smallest_gaps)
+                            potentials, shadow, row_norms, partial, smallest_gaps,
+                            shadow_candidates, candidate_norm)
 
 
 run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,
@@ -700,30 +812,33 @@ run_on_threads(seed_potentials, _seed_potentials_prepare, _seed_potentials_work,
 
 @kernel
 def _seed_kept_work(lo, hi, X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                    potentials, improved_rows, improved_sqdist, improved_counts, partial,
-                    smallest_gaps):
+                    potentials, improved_rows, improved_sqdist, improved_counts, shadow,
+                    row_norms, partial, smallest_gaps, shadow_candidates, candidate_norm):
     _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smallest_gaps,
                          min_sqdist, nearest, partial, improved_rows, improved_sqdist,
-                         improved_counts, True)
+                         improved_counts, True, shadow, row_norms, shadow_candidates,
+                         candidate_norm)
 
 
 @kernel
 def _seed_kept_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                       potentials, improved_rows, improved_sqdist, improved_counts):
+                       potentials, improved_rows, improved_sqdist, improved_counts, shadow,
+                       row_norms):
     return _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist,
-                                    nearest, potentials)
+                                    nearest, potentials, shadow, row_norms)
 
 
 @kernel
 def _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                      potentials, improved_rows, improved_sqdist, improved_counts, partial,
-                      smallest_gaps):
+                      potentials, improved_rows, improved_sqdist, improved_counts, shadow,
+                      row_norms, partial, smallest_gaps, shadow_candidates, candidate_norm):
     fold_rows(partial, potentials)
 
 
 @kernel(parallel=True)
 def seed_potentials_kept(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                         potentials, improved_rows, improved_sqdist, improved_counts):
+                         potentials, improved_rows, improved_sqdist, improved_counts, shadow,
+                         row_norms):
     """:func:`seed_potentials` that also keeps the rows each candidate would bring closer
     and their distances (as :func:`kmeanspp_potentials_kept`, the same rows and distances
     bit for bit, as lists), so that the chosen candidate's update
@@ -735,17 +850,20 @@ def seed_potentials_kept(X, sample_weight, candidates, center_gaps, min_sqdist, 
         As :func:`seed_potentials`.
     improved_rows, improved_sqdist, improved_counts :
         OUT, as :func:`kmeanspp_potentials_kept`.
+    shadow, row_norms :
+        As :func:`seed_potentials`.
     """
-    nb, partial, smallest_gaps = _seed_kept_prepare(
+    nb, partial, smallest_gaps, shadow_candidates, candidate_norm = _seed_kept_prepare(
         X, sample_weight, candidates, center_gaps, min_sqdist, nearest, potentials,
-        improved_rows, improved_sqdist, improved_counts)
+        improved_rows, improved_sqdist, improved_counts, shadow, row_norms)
     for b in prange(nb):
         _seed_kept_work(b, b + 1, X, sample_weight, candidates, center_gaps, min_sqdist,
                         nearest, potentials, improved_rows, improved_sqdist, improved_counts,
-                        partial, smallest_gaps)
+                        shadow, row_norms, partial, smallest_gaps, shadow_candidates,
+                        candidate_norm)
     _seed_kept_finish(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
-                      potentials, improved_rows, improved_sqdist, improved_counts, partial,
-                      smallest_gaps)
+                      potentials, improved_rows, improved_sqdist, improved_counts, shadow,
+                      row_norms, partial, smallest_gaps, shadow_candidates, candidate_norm)
 
 
 run_on_threads(seed_potentials_kept, _seed_kept_prepare, _seed_kept_work, _seed_kept_finish)

@@ -13,7 +13,8 @@ import numpy as np
 from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objective,
                        bounded_step, bounded_step_csr, draw_by_potential,
-                       elkan_full_step_csr, elkan_step_csr, kmeanspp_potentials,
+                       elkan_full_step_csr, elkan_step_csr, float32_shadow,
+                       kmeanspp_potentials,
                        kmeanspp_potentials_kept,
                        lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
@@ -21,11 +22,12 @@ from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objecti
                        seed_update_kept, sqdist_to_centers,
                        sqdist_to_centers_csr, update_min_sqdist)
 from ..kernels._blocks import n_blocks
-from ..kernels._jit import thread_cap
+from ..kernels._jit import hot_threads, thread_cap
 from ..kernels._target import (LIGHT_PASS_PARALLEL_MIN_ROWS, PRUNED_SEEDING_MANY_CENTERS,
                                PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES,
-                               PRUNED_SEEDING_MIN_FEATURES, SEEDING_PARALLEL_MIN_ROWS)
-from ..sources import ArraySource, RowSource, sum_chunks
+                               PRUNED_SEEDING_MIN_FEATURES, SEEDING_PARALLEL_MIN_ROWS,
+                               SHADOW_MIN_FEATURES)
+from ..sources import ArraySource, RowSource, is_file_backed, sum_chunks
 from ..validation import issparse, read_only
 from .mixture import overflow_error
 
@@ -127,6 +129,7 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
              np.empty((n_local_trials, n_blocks(n)), np.int64))
             if keeps_candidate_distances(source, n_local_trials) else None)
     nearest = np.zeros(n, dtype=np.int32) if pruned or kept is not None else None
+    shadow, row_norms = seeding_shadow(source) if pruned else no_shadow(d)
     potentials, part = np.empty(n_local_trials), np.empty(n_local_trials)
 
     def potentials_of(candidates, gaps):
@@ -136,7 +139,7 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             lists = [a[:m] for a in kept]
             if pruned:
                 seed_potentials_kept(source.in_memory, unit, candidates, gaps, closest,
-                                     nearest, potentials[:m], *lists)
+                                     nearest, potentials[:m], *lists, shadow, row_norms)
             else:
                 kmeanspp_potentials_kept(source.in_memory, unit, candidates, closest,
                                          potentials[:m], *lists)
@@ -147,8 +150,10 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
                 seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
                                     closest[rows], nearest[rows], part[:m])
             elif pruned:
+                shade, norms = ((shadow, row_norms) if Xc is source.in_memory
+                                else no_shadow(d))
                 seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows],
-                                part[:m])
+                                part[:m], shade, norms)
             else:
                 kmeanspp_potentials(Xc, w, candidates, closest[rows], part[:m])
             potentials[:m] += part[:m]
@@ -159,7 +164,7 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
     # (LIGHT_PASS_PARALLEL_MIN_ROWS)
     step_threads = None if source.n_rows >= SEEDING_PARALLEL_MIN_ROWS else 1
     update_threads = None if n >= LIGHT_PASS_PARALLEL_MIN_ROWS else 1
-    with thread_cap(step_threads):
+    with thread_cap(step_threads), hot_threads():
         if kept is not None:
             # one chunk; the first centre too takes the kept path (its distances: closest is
             # +inf, so nothing is pruned), so no other kernel is compiled
@@ -191,6 +196,31 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
                 _add_center(source, centers, c, gaps[:, best].copy() if pruned else None,
                             closest, nearest, block_sums, pruned)
     return centers, indices
+
+
+def seeding_shadow(source):
+    """``(shadow, row_norms)`` for the pruned k-means++ potentials (:func:`seed_potentials`):
+    X rounded to float32 and its rows' norms, for in-memory float64 rows of at least
+    ``SHADOW_MIN_FEATURES`` features whose entries float32 can hold (n x d float32 and n
+    float64 more in memory: half of X); else empty arrays (no shadow)."""
+    X = source.in_memory
+    if (X is None or source.sparse or X.dtype != np.float64
+            or source.n_features < SHADOW_MIN_FEATURES or is_file_backed(X)):
+        return no_shadow(source.n_features)
+    shadow, row_norms = np.empty(X.shape, np.float32), np.empty(X.shape[0])
+    float32_shadow(X, shadow, row_norms)
+    if not row_norms.max(initial=0.0) < SHADOW_MAX_NORM:
+        return no_shadow(source.n_features)
+    return shadow, row_norms
+
+
+def no_shadow(n_features):
+    """The empty ``(shadow, row_norms)`` of :func:`seed_potentials` (no shadow)."""
+    return np.empty((0, n_features), np.float32), np.empty(0)
+
+
+#: Rows whose norm exceeds this would not survive the rounding to float32 (max 3.4e38).
+SHADOW_MAX_NORM = 1e37
 
 
 def keeps_candidate_distances(source, n_candidates):
