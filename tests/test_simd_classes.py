@@ -42,6 +42,7 @@ CHILD = textwrap.dedent("""
     from tests import naive, naive_bernoulli, naive_gaussian
     from tests.test_kernels import check_short_vector_helpers
     from tests.test_kmeans_algorithms import (
+        test_float32_shadow_never_skips_a_pair_that_improves as check_shadow,
         test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise as check_pruned_seeding)
 
     expected = sys.argv[1]
@@ -71,6 +72,8 @@ CHILD = textwrap.dedent("""
 
     check_short_vector_helpers()
     check_pruned_seeding()   # the helpers' sums keep their order in every kernel (ORDERED)
+    for d, offset, scale in ((64, 0.0, 1.0), (129, 1e6, 1e-3), (64, 0.0, 1e-40)):
+        check_shadow(d, offset, scale)   # the float32 shadow's bound, with this class's sums
 
     n = 5000 + 13                       # three row blocks, the last one partial
     for dtype in (np.float64, np.float32):
