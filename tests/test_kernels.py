@@ -19,8 +19,7 @@ import fastem.kernels as K
 from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, float32_shadow,
                             kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
                             nearest_centers, potential_block_sums, seed_potentials_kept,
-                            seed_update_kept,
-                            sqdist_to_centers, update_min_sqdist)
+                            seed_update_kept, sqdist_to_centers, update_min_sqdist)
 from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
 
 from . import naive

@@ -14,9 +14,8 @@ from ..kernels.distances import pairwise_sqdist
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objective,
                        bounded_step, bounded_step_csr, draw_by_potential,
                        elkan_full_step_csr, elkan_step_csr, float32_shadow,
-                       kmeanspp_potentials,
-                       kmeanspp_potentials_kept,
-                       lloyd_step, lloyd_step_csr, nearest_centers, nearest_centers_csr,
+                       kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
+                       lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
                        seed_potentials_kept, seed_update, seed_update_csr,
                        seed_update_kept, sqdist_to_centers,
@@ -85,9 +84,11 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
         (m, n) float64 and int32, at most the size of X; see
         :func:`keeps_candidate_distances`), and the chosen centre's update, fused with the
         sampling's block sums, applies its list instead of reading X. A source that streams
-        its chunks takes a second pass over X for the update. Besides, one float64 distance and one
-        int32 nearest-centre index per row in memory. The chosen centres are bitwise those
-        of the unpruned search. On a Dask source this is k-means||
+        its chunks takes a second pass over X for the update. Besides, one float64 distance
+        and one int32 nearest-centre index per row in memory, and for pruned float64 rows of
+        ``SHADOW_MIN_FEATURES`` features or more a float32 copy of X
+        (:func:`seeding_shadow`, half of X) that rules out most kept pairs without reading
+        X. The chosen centres are bitwise those of the unpruned search. On a Dask source this is k-means||
         (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
         seeding on the weighted candidates.
     sample_weight : ndarray of shape (n,) or None
