@@ -466,6 +466,10 @@ class _RunClaims:
             pool.submit(self.claim_and_run)
         self.claim_and_run()
         self.all_done.wait()
+        return self.outcome()
+
+    def outcome(self):
+        """The runs' results in item order, or the error one of them raised."""
         if self.error is not None:
             raise self.error
         return self.results
@@ -591,9 +595,7 @@ class _SpinningWorkers:
                 claims.all_done.wait()
                 break
         self.claims = None   # its arguments may be a streamed chunk: do not keep them
-        if claims.error is not None:
-            raise claims.error
-        return claims.results
+        return claims.outcome()
 
     def close(self):
         with self.wake:

@@ -713,36 +713,37 @@ def _seed_potential_rows(lo, hi, X, sample_weight, candidates, center_gaps, smal
                         improved_rows[c, at], improved_sqdist[c, at] = i - start, s
                         counts[c] += s < closest
                     p += 1
-            _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
-            continue
-        for r in range(n_open):
-            # the shadow pays while few of the walked rows need X (a pair that improves);
-            # the share so far in this run of blocks decides, row by row
-            shaded = walked > SHADOW_ROWS_PER_EXACT * improving
-            if r + PREFETCH_ROWS < n_open:
-                ahead = (start + open_rows[r + PREFETCH_ROWS]) * d
-                if shaded:
-                    prefetch(shadow, ahead, d)
-                else:
-                    prefetch(X, ahead, d)
-            i = start + open_rows[r]
-            w, closest = sample_weight[i], min_sqdist[i]
-            walked += p < pairs_end[r]
-            limit = shadow_limit(closest, row_norms[i], candidate_norm, d) if shaded else 0.0
-            improved = False
-            while p < pairs_end[r]:
-                c = pair_cols[p]
-                p += 1
-                if shaded and sqdist(shadow, i * d, shadow_candidates, c * d, d) >= limit:
-                    continue
-                s = sqdist(X, i * d, candidates, c * d, d)
-                acc[c] = pair_term(acc[c], s, w, closest, False)
-                improved |= s < closest
-                if keep:
-                    at = start + counts[c]
-                    improved_rows[c, at], improved_sqdist[c, at] = i - start, s
-                    counts[c] += s < closest
-            improving += improved
+        else:
+            for r in range(n_open):
+                # the shadow pays while few of the walked rows need X (a pair that improves);
+                # the share so far in this run of blocks decides, row by row
+                shaded = walked > SHADOW_ROWS_PER_EXACT * improving
+                if r + PREFETCH_ROWS < n_open:
+                    ahead = (start + open_rows[r + PREFETCH_ROWS]) * d
+                    if shaded:
+                        prefetch(shadow, ahead, d)
+                    else:
+                        prefetch(X, ahead, d)
+                i = start + open_rows[r]
+                w, closest = sample_weight[i], min_sqdist[i]
+                walked += p < pairs_end[r]
+                limit = (shadow_limit(closest, row_norms[i], candidate_norm, d) if shaded
+                         else 0.0)
+                improved = False
+                while p < pairs_end[r]:
+                    c = pair_cols[p]
+                    p += 1
+                    if (shaded and sqdist(shadow, i * d, shadow_candidates, c * d, d)
+                            >= limit):
+                        continue
+                    s = sqdist(X, i * d, candidates, c * d, d)
+                    acc[c] = pair_term(acc[c], s, w, closest, False)
+                    improved |= s < closest
+                    if keep:
+                        at = start + counts[c]
+                        improved_rows[c, at], improved_sqdist[c, at] = i - start, s
+                        counts[c] += s < closest
+                improving += improved
         _finish_block(b, total, direct, acc, counts, partial, improved_counts, keep)
 
 

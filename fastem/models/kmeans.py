@@ -88,9 +88,9 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
         and one int32 nearest-centre index per row in memory, and for pruned float64 rows of
         ``SHADOW_MIN_FEATURES`` features or more a float32 copy of X
         (:func:`seeding_shadow`, half of X) that rules out most kept pairs without reading
-        X. The chosen centres are bitwise those of the unpruned search. On a Dask source this is k-means||
-        (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step is this greedy
-        seeding on the weighted candidates.
+        X. The chosen centres are bitwise those of the unpruned search. On a Dask source
+        this is k-means|| (:meth:`fastem._dask.DaskSource.kmeans_parallel`), whose last step
+        is this greedy seeding on the weighted candidates.
     sample_weight : ndarray of shape (n,) or None
         Ignored for a source (it carries its weights).
     n_clusters : int
@@ -150,11 +150,9 @@ def kmeans_plusplus(X, sample_weight, n_clusters, rng, n_local_trials=None, prun
             if issparse(Xc):
                 seed_potentials_csr(Xc.data, Xc.indices, Xc.indptr, w, candidates, gaps,
                                     closest[rows], nearest[rows], part[:m])
-            elif pruned:
-                shade, norms = ((shadow, row_norms) if Xc is source.in_memory
-                                else no_shadow(d))
+            elif pruned:   # a shadow exists only for rows in memory: then one chunk
                 seed_potentials(Xc, w, candidates, gaps, closest[rows], nearest[rows],
-                                part[:m], shade, norms)
+                                part[:m], shadow, row_norms)
             else:
                 kmeanspp_potentials(Xc, w, candidates, closest[rows], part[:m])
             potentials[:m] += part[:m]
