@@ -314,6 +314,54 @@ def test_wide_diag_estep_matches_reference(wide_problem, dtype):
     assert_rel(s2, np.diagonal(ref_s2, axis1=1, axis2=2), 1e-9, "s2")
 
 
+# -- the two ways of forming full-covariance statistics -----------------------------------------
+# (d, k): (16, 16) and (6, 7) take the feature product (several sub-blocks, the last one
+# partial; k not a multiple of the tile's width), (9, 2) and (128, 16) the per-component
+# scatter products, (128, 16) with its 2,349 rows split into chunks smaller than a block
+FEATURE_SHAPES = [(16, 16), (6, 7), (9, 2), (128, 16)]
+
+
+def test_full_statistics_paths_are_both_exercised():
+    """The shapes below must keep covering both ways of forming the statistics, and the
+    split of row blocks into several chunks."""
+    from fastem.kernels.gaussian import _full_estep_plan
+    plans = [_full_estep_plan(2048 + 301, d, k, False) for d, k in FEATURE_SHAPES]
+    assert [plan[0] > 0 for plan in plans] == [True, True, False, False]
+    assert _full_estep_plan(2048 + 301, 16, 16, True)[0] == 0   # pooled (tied): one scatter
+    rows = plans[0][0]
+    assert rows < 2048 and (2048 + 301) % rows != 0            # sub-blocks, a partial last
+    n_chunks, unit = plans[3][3], plans[3][4]
+    assert unit < 2048 and n_chunks >= 4 and (2048 + 301) % unit != 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("shape", FEATURE_SHAPES, ids=lambda s: "d%d-k%d" % s)
+def test_full_estep_statistics_paths_match_reference(shape, dtype):
+    d, k = shape
+    rng = np.random.default_rng(d * 100 + k)
+    n = 2048 + 301
+    means = rng.normal(scale=2.0, size=(k, d)) + 30.0
+    covs = np.array([_random_spd(rng, d) / d + 0.3 * np.eye(d) for _ in range(k)])
+    X64 = means[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+    X = X64.astype(dtype)
+    w = rng.uniform(0.2, 3.0, size=n)
+    w[::41] = 0.0
+    weights = rng.dirichlet(np.full(k, 2.0))
+    prec_chol = np.linalg.cholesky(np.linalg.inv(covs))
+    const = np.log(weights) + np.log(np.abs(np.linalg.det(prec_chol))) - 0.5 * d * LOG_2PI
+    wlp = _scipy_weighted_log_prob(X, weights, means, covs)
+    log_norm = logsumexp(wlp, axis=1)
+    resp = np.exp(wlp - log_norm[:, None])
+    nk, s1, s2 = np.full(k, np.nan), np.full((k, d), np.nan), np.full((k, d, d), np.nan)
+    ll = gaussian_estep_full(X, w, means, prec_chol, const, means, nk, s1, s2)
+    np.testing.assert_allclose(ll, w @ log_norm, rtol=1e-10)
+    ref_nk, ref_s1, ref_s2 = _reference_stats(X, w, resp, means)
+    assert_rel(nk, ref_nk, 1e-10, "nk")
+    assert_rel(s1, ref_s1, 1e-9, "s1")
+    assert_rel(s2, ref_s2, 1e-9, "s2")
+    assert_rel(s2, s2.transpose(0, 2, 1), 1e-12, "s2 symmetric")
+
+
 # -- weighted moments ---------------------------------------------------------------------------
 MOMENT_MODES = ["per-component-full+diag", "per-component-diag-only", "pooled-full"]
 

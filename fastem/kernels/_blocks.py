@@ -29,8 +29,15 @@ def n_chunks(n_rows, max_chunks):
     thread count), so folding chunk partials in order stays deterministic. Used by kernels
     whose per-partial statistics are large (e.g. k d x d scatter matrices).
     """
-    per_chunk = (n_blocks(n_rows) + max_chunks - 1) // max_chunks
-    return (n_blocks(n_rows) + per_chunk - 1) // per_chunk if n_rows > 0 else 0
+    return n_unit_chunks(n_rows, BLOCK_ROWS, max_chunks)
+
+
+@kernel
+def n_unit_chunks(n_rows, unit_rows, max_chunks):
+    """:func:`n_chunks` with chunks made of runs of ``unit_rows`` rows instead of blocks."""
+    units = (n_rows + unit_rows - 1) // unit_rows
+    per_chunk = (units + max_chunks - 1) // max_chunks
+    return (units + per_chunk - 1) // per_chunk if n_rows > 0 else 0
 
 
 #: Most partial statistic tables one fused pass keeps ...
@@ -40,6 +47,8 @@ MAX_PARTIALS = 64
 PARTIAL_BUDGET = 16 * 2**20
 #: ... but never fewer than this (the parallelism of one pass).
 MIN_PARTIALS = 4
+#: Most bytes of tables for which :func:`partial_units` splits row blocks.
+SPLIT_BUDGET = 64 * 2**20
 
 
 @kernel
@@ -56,10 +65,37 @@ def n_partials(n_rows, table_bytes):
 @kernel
 def chunk_bounds(chunk, n_rows, n_chunk):
     """Half-open row range of ``chunk`` out of ``n_chunk`` (from :func:`n_chunks`)."""
-    nb = n_blocks(n_rows)
-    per_chunk = (nb + n_chunk - 1) // n_chunk
-    start = chunk * per_chunk * BLOCK_ROWS
-    return start, min(n_rows, start + per_chunk * BLOCK_ROWS)
+    return unit_chunk_bounds(chunk, n_rows, n_chunk, BLOCK_ROWS)
+
+
+@kernel
+def unit_chunk_bounds(chunk, n_rows, n_chunk, unit_rows):
+    """Half-open row range of ``chunk`` out of ``n_chunk`` runs of ``unit_rows``-row units."""
+    units = (n_rows + unit_rows - 1) // unit_rows
+    per_chunk = (units + n_chunk - 1) // n_chunk
+    start = chunk * per_chunk * unit_rows
+    return start, min(n_rows, start + per_chunk * unit_rows)
+
+
+@kernel
+def partial_units(n_rows, table_bytes, min_unit_rows):
+    """(chunks, rows per unit) of a pass whose rows are expensive enough to split blocks.
+
+    Like :func:`n_partials`, but when whole blocks give fewer than ``MIN_PARTIALS`` chunks
+    the unit is halved, down to ``min_unit_rows``, so that a pass over a few thousand rows
+    of costly rows (a full-covariance E-step at d = 512) still runs on several threads -
+    while the tables stay within ``SPLIT_BUDGET`` (beyond it, allocating, zeroing and
+    folding them cost more than the second thread saves). A function of its arguments only.
+    """
+    budget = PARTIAL_BUDGET // max(1, table_bytes)
+    max_chunks = min(MAX_PARTIALS, max(MIN_PARTIALS, budget))
+    unit = BLOCK_ROWS
+    units = (n_rows + unit - 1) // unit
+    while (unit // 2 >= min_unit_rows and units < MIN_PARTIALS
+           and 2 * units * table_bytes <= SPLIT_BUDGET):
+        unit //= 2
+        units = (n_rows + unit - 1) // unit
+    return n_unit_chunks(n_rows, unit, max_chunks), unit
 
 
 @kernel

@@ -16,13 +16,15 @@ Covariance types map onto two layouts:
 ``log(pi_j) = 0`` for plain densities). Every pass works on ``xc = x - c`` in float64 with
 ``c`` the mean of the component means weighted by softmax(const), so float32 data far from the origin keep their
 precision; X itself is never copied. The hot loops are the register-tiled SIMD products of
-``_simd`` (quadratic forms; statistics as small per-block matrix products about c, moved
-exactly to the requested shift at the end).
+``_simd`` (quadratic forms; statistics as small per-block matrix products about c - at small
+d one product of row features [xc, xc xc^T, 1] with the responsibilities - moved exactly to
+the requested shift at the end).
 """
 import numpy as np
 from numba import prange
 
-from ._blocks import block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks
+from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks,
+                      partial_units, unit_chunk_bounds)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_ROWS, axpy, matmul_acc_rows,
                     search_tile, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
@@ -299,6 +301,123 @@ def _mirror_upper(s2):
 #: stays in L2; one product over a whole 2048-row block streamed its (2048, d) right operand
 #: from memory once per four output rows (d = 512: 8 MB, 128 times per block and component).
 SCATTER_ROWS = 256
+#: Per-row work (k d^2) from which a full-covariance E-step may split row blocks into chunks
+#: of down to ``SCATTER_ROWS`` rows (``_blocks.partial_units``): at k d^2 = 2^18 such a chunk
+#: is ~270 MFLOP, ten times the cost of zeroing and folding its k d^2 table, and a pass over
+#: one block of 2,048 rows (d = 512) otherwise runs on one thread.
+FINE_CHUNK_WORK = 2**18
+
+
+#: Full covariances, small d: the statistics of a block as one product ``T = Y^T R`` of the
+#: row features ``y_i = [xc_i, xc_if xc_ig (f <= g), 1]`` (d + d(d+1)/2 + 1 of them) with
+#: the weighted responsibilities ``R_ij = w_i r_ij``: T's rows are T1, the upper triangle of
+#: every T2_j and N at once. Per row that costs (features x k) multiply-adds padded to the
+#: product tile, against k d-wide scatter products that each fill whole tile squares
+#: (d = 16, k = 16: 2,496 against 4,352 on AVX-512). :func:`_full_stats_by_features` picks the
+#: cheaper. The feature rows of a sub-block take at most this many bytes (L2-resident):
+FEATURE_BLOCK_BYTES = 256 * 1024
+
+
+@kernel
+def _full_stats_by_features(d, k, pooled):
+    """Rows per sub-block of the feature product (0: use the per-component scatter
+    products), its padded feature count and padded number of responsibility columns."""
+    pr, pc = PRODUCT_ROWS, PRODUCT_COLS
+    n_feat = (d + d * (d + 1) // 2 + 1 + pr - 1) // pr * pr
+    kp = (k + pc - 1) // pc * pc
+    if pooled:   # one pooled scatter: the per-component features would be k times the work
+        return 0, n_feat, kp
+    k4 = (k + pr - 1) // pr * pr
+    d4 = (d + pr - 1) // pr * pr
+    n_panels = (d + pc - 1) // pc
+    scatter = 0
+    for p in range(n_panels):
+        scatter += min(d4, (p + 1) * pc) * pc
+    by_scatter = k4 * n_panels * pc + k * scatter
+    by_features = n_feat * kp + n_feat - d - 1   # the product and forming the features
+    rows = FEATURE_BLOCK_BYTES // (8 * n_feat) // pr * pr
+    if by_features >= by_scatter or rows < 4 * pr:
+        return 0, n_feat, kp
+    return min(rows, BLOCK_ROWS), n_feat, kp
+
+
+@kernel
+def _full_feature_product(xc, resp, sample_weight, b0, rows, sub_rows, yt_buf, r_buf, zeros,
+                          t):
+    """t += Y^T R for the rows [0, rows) of a block (see ``FEATURE_BLOCK_BYTES``).
+
+    ``xc`` (>= rows, d) centred rows, ``resp`` their responsibilities, weighted here by
+    ``sample_weight[b0 + i]``; ``t`` (n_feat, kp). Scratch ``yt_buf`` (>= n_feat *
+    sub_rows) and ``r_buf`` (>= sub_rows * kp): Y^T and R of one sub-block.
+    """
+    d = xc.shape[1]
+    k = resp.shape[1]
+    n_feat, kp = t.shape
+    one = d + d * (d + 1) // 2
+    for s0 in range(0, rows, sub_rows):
+        m = min(rows, s0 + sub_rows) - s0
+        yt = yt_buf[:n_feat * m].reshape((n_feat, m))
+        r = r_buf[:m * kp].reshape((m, kp))
+        for i in range(m):
+            w = sample_weight[b0 + s0 + i]
+            for j in range(k):
+                r[i, j] = w * resp[s0 + i, j]
+            for j in range(k, kp):
+                r[i, j] = 0.0
+            for f in range(d):
+                yt[f, i] = xc[s0 + i, f]
+        at = d
+        for f in range(d):
+            for g in range(f, d):
+                for i in range(m):   # contiguous: vectorised
+                    yt[at, i] = yt[f, i] * yt[g, i]
+                at += 1
+        for i in range(m):
+            yt[one, i] = 1.0
+        for f in range(one + 1, n_feat):
+            for i in range(m):
+                yt[f, i] = 0.0
+        for f0 in range(0, n_feat, PRODUCT_ROWS):
+            matmul_acc_rows(yt, f0, n_feat - 1, r, zeros, t, 0)
+
+
+@kernel
+def _full_tables_from_features(ty, d, nk, t1p, t2p):
+    """Unpack the feature product's ``ty`` (n_feat, kp) into N, and T1 / T2 in the scatter
+    path's column panels (see :func:`_full_stats_about_shift`)."""
+    k = nk.shape[0]
+    w = t1p.shape[2]
+    one = d + d * (d + 1) // 2
+    t1p[:] = 0.0
+    t2p[:] = 0.0
+    for j in range(k):
+        nk[j] = ty[one, j]
+        for f in range(d):
+            t1p[f // w, j, f % w] = ty[f, j]
+        at = d
+        for f in range(d):
+            for g in range(f, d):
+                t2p[j, g // w, f, g % w] = ty[at, j]
+                at += 1
+
+
+@kernel
+def _full_estep_plan(n, d, k, pooled):
+    """How a full-covariance E-step forms its statistics and splits its rows: (rows per
+    feature sub-block or 0 (:func:`_full_stats_by_features`), padded features, padded
+    responsibility columns, chunks, rows per chunk unit (``_blocks.partial_units``))."""
+    pr, pc = PRODUCT_ROWS, PRODUCT_COLS
+    sub_rows, n_feat, kp = _full_stats_by_features(d, k, pooled)
+    if sub_rows > 0:
+        table = n_feat * kp
+    else:
+        d4 = (d + pr - 1) // pr * pr
+        n_panels = (d + pc - 1) // pc
+        m2 = 1 if pooled else k
+        table = k + (k + pr - 1) // pr * pr * n_panels * pc + m2 * n_panels * d4 * pc
+    nc, unit = partial_units(n, 8 * table,
+                             SCATTER_ROWS if k * d * d >= FINE_CHUNK_WORK else BLOCK_ROWS)
+    return sub_rows, n_feat, kp, nc, unit
 
 
 @kernel
@@ -311,94 +430,150 @@ def _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1
     d4 = (d + pr - 1) // pr * pr   # product rows, padded for the product tile
     k4 = (k + pr - 1) // pr * pr
     n_panels = (d + pc - 1) // pc   # product columns in panels of the tile's width
-    nc = n_chunks(n, MAX_PARTIALS)
-    # per chunk, moments about `center`: N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC
-    # (upper triangle), each column panel of T1 / T2 stored contiguously
-    return (nc, center, tile, factors, bias, spans, np.empty((nc, k)),
-            np.empty((nc, n_panels, k4, pc)), np.empty((nc, s2.shape[0], n_panels, d4, pc)),
-            np.empty((nc, 1)))
+    sub_rows, n_feat, kp, nc, unit = _full_estep_plan(n, d, k, shift.shape[0] == 1)
+    # per chunk, moments about `center`: with features, T = Y^T R (n_feat, kp); else
+    # N_j, T1 = R^T XC (k4, dp), T2_j = (r_j XC)^T XC (upper triangle), each column panel of
+    # T1 / T2 stored contiguously (the unused tables get no chunks)
+    nf, ns = (nc, 0) if sub_rows > 0 else (0, nc)
+    return (nc, unit, center, tile, factors, bias, spans, sub_rows, np.empty((nf, n_feat, kp)),
+            np.empty((ns, k)), np.empty((ns, n_panels, k4, pc)),
+            np.empty((ns, s2.shape[0], n_panels, d4, pc)), np.empty((nc, 1)))
 
 
 @kernel
 def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
-                     center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll):
+                     unit, center, tile, factors, bias, spans, sub_rows, p_ty, p_nk, p_t1,
+                     p_t2, p_ll):
     n = X.shape[0]
     k, d = means.shape
     pooled = shift.shape[0] == 1
     m2 = s2.shape[0]
     pr, pc, sr = PRODUCT_ROWS, PRODUCT_COLS, SCATTER_ROWS
-    nc, n_panels, k4 = p_t1.shape[0], p_t1.shape[1], p_t1.shape[2]
-    d4 = p_t2.shape[3]
-    zeros = np.zeros(pc)
-    xc = np.empty((BLOCK_ROWS, d))
-    q = np.empty((k, BLOCK_ROWS))
-    resp = np.empty((BLOCK_ROWS, k))
-    # operands of the products per sub-block s of `sr` rows, zero-padded: XC in column
-    # panels (sr, pc), XT = XC^T (d4, sr), RT = (w r)^T (k4, sr), WT = (w r_m XC)^T (d4, sr)
-    n_sub = (BLOCK_ROWS + sr - 1) // sr
-    xcp = np.empty((n_sub, n_panels, sr, pc))
-    xt = np.empty((n_sub, d4, sr))
-    rt = np.empty((n_sub, k4, sr))
-    wt = np.empty((n_sub, d4, sr))
+    nc = p_ll.shape[0]
+    n_panels, k4, d4 = p_t1.shape[1], p_t1.shape[2], p_t2.shape[3]
+    n_feat, kp = p_ty.shape[1], p_ty.shape[2]
+    # scratch for one block, no larger than the chunk (fresh pages cost a fault each)
+    rows_max = 0
     for c in range(lo, hi):
-        start, stop = chunk_bounds(c, n, nc)
+        start, stop = unit_chunk_bounds(c, n, nc, unit)
+        rows_max = max(rows_max, min(BLOCK_ROWS, stop - start))
+    xc = np.empty((rows_max, d))
+    q = np.empty((k, rows_max))
+    resp = np.empty((rows_max, k))
+    features = sub_rows > 0
+    if features:
+        zeros = np.zeros(kp)
+        yt_buf = np.empty(n_feat * min(sub_rows, rows_max))
+        r_buf = np.empty(min(sub_rows, rows_max) * kp)
+    else:
+        zeros = np.zeros(pc)
+        yt_buf = np.empty(0)
+        r_buf = np.empty(0)
+    # operands of the scatter products, zero-padded: RT = (w r)^T (k4, sr) per sub-block s
+    # of `sr` rows, and for one sub-block at a time XC in column panels (sr, pc), XT = XC^T
+    # and WT = (w r_m XC)^T (d4, sr)
+    n_sub = 0 if features else (rows_max + sr - 1) // sr
+    rt = np.empty((n_sub, k4, sr))
+    xcp = np.empty((min(n_sub, 1), n_panels, sr, pc))
+    xt = np.empty((min(n_sub, 1), d4, sr))
+    wt = np.empty((min(n_sub, 1), d4, sr))
+    rw = np.empty(sr)
+    for c in range(lo, hi):
+        start, stop = unit_chunk_bounds(c, n, nc, unit)
+        ll = 0.0
+        if features:
+            c_ty = p_ty[c]
+            c_ty[:] = 0.0
+            for b0 in range(start, stop, BLOCK_ROWS):
+                b1 = min(stop, b0 + BLOCK_ROWS)
+                _full_block_log_prob(X, b0, b1, center, tile, factors, bias, spans, const, xc,
+                                     q, resp)
+                for i in range(b1 - b0):
+                    ll += sample_weight[b0 + i] * normalize_log_row(resp[i])
+                _full_feature_product(xc, resp, sample_weight, b0, b1 - b0, sub_rows, yt_buf,
+                                      r_buf, zeros, c_ty)
+            p_ll[c, 0] = ll
+            continue
         c_nk, c_t1, c_t2 = p_nk[c], p_t1[c], p_t2[c]
         c_nk[:] = 0.0
         c_t1[:] = 0.0
-        c_t2[:] = 0.0
-        ll = 0.0
+        for m in range(m2):   # only the upper triangle is ever touched (see the products)
+            for p in range(n_panels):
+                c_t2[m, p, :min(d4, (p + 1) * pc)] = 0.0
+        xs, xts, ws = xcp[0], xt[0], wt[0]
         for b0 in range(start, stop, BLOCK_ROWS):
             b1 = min(stop, b0 + BLOCK_ROWS)
             rows = b1 - b0
             subs = (rows + sr - 1) // sr
             _full_block_log_prob(X, b0, b1, center, tile, factors, bias, spans, const, xc, q,
                                  resp)
-            xcp[:subs] = 0.0
-            xt[:subs] = 0.0
             rt[:subs] = 0.0
             for i in range(rows):
                 w = sample_weight[b0 + i]
                 ll += w * normalize_log_row(resp[i])
-                sb, ii = i // sr, i % sr
                 for j in range(k):
-                    rt[sb, j, ii] = w * resp[i, j]
-                for f in range(d):
-                    xcp[sb, f // pc, ii, f % pc] = xc[i, f]
-                    xt[sb, f, ii] = xc[i, f]
-            for sb in range(subs):
-                for p in range(n_panels):
-                    for j0 in range(0, k4, pr):
-                        matmul_acc_rows(rt[sb], j0, k4 - 1, xcp[sb, p], zeros, c_t1[p], 0)
+                    rt[i // sr, j, i % sr] = w * resp[i, j]
             for j in range(k):
                 for i in range(rows):
                     c_nk[j] += rt[i // sr, j, i % sr]
-            for m in range(m2):
-                # pooled (tied): weights w_i; per component: w_i r_im (zero on padding rows)
-                for sb in range(subs):
+            for sb in range(subs):
+                i0 = sb * sr
+                m_rows = min(rows, i0 + sr) - i0
+                xs[:] = 0.0
+                xts[:] = 0.0
+                for ii in range(m_rows):
+                    for f in range(d):
+                        xs[f // pc, ii, f % pc] = xc[i0 + ii, f]
+                        xts[f, ii] = xc[i0 + ii, f]
+                for p in range(n_panels):
+                    for j0 in range(0, k4, pr):
+                        matmul_acc_rows(rt[sb], j0, k4 - 1, xs[p], zeros, c_t1[p], 0)
+                for m in range(m2):
+                    # pooled (tied): weights w_i; per component: w_i r_im (zero on padding)
+                    for ii in range(sr):
+                        if pooled:
+                            rw[ii] = sample_weight[b0 + i0 + ii] if ii < m_rows else 0.0
+                        else:
+                            rw[ii] = rt[sb, m, ii]
                     for f in range(d4):
-                        for ii in range(sr):
-                            i = sb * sr + ii
-                            if pooled:
-                                r = sample_weight[b0 + i] if i < rows else 0.0
-                            else:
-                                r = rt[sb, m, ii]
-                            wt[sb, f, ii] = xt[sb, f, ii] * r
-                for sb in range(subs):
+                        for ii in range(sr):   # contiguous: vectorised
+                            ws[f, ii] = xts[f, ii] * rw[ii]
                     for p in range(n_panels):
                         # rows f <= the panel's last column g: the upper triangle f <= g
                         for f0 in range(0, min(d4, (p + 1) * pc), pr):
-                            matmul_acc_rows(wt[sb], f0, d4 - 1, xcp[sb, p], zeros, c_t2[m, p], 0)
+                            matmul_acc_rows(ws, f0, d4 - 1, xs[p], zeros, c_t2[m, p], 0)
         p_ll[c, 0] = ll
 
 
 @kernel
+def _fold_upper_panels(p_t2, t2p):
+    """``t2p`` = the chunk sum of the scatter tables ``p_t2`` (nc, m, panels, d4, w), in chunk
+    order, over the rows a panel's products touch (f < (p + 1) w; the rest is left unset)."""
+    nc, m2, n_panels, d4, w = p_t2.shape
+    for m in range(m2):
+        for p in range(n_panels):
+            rows = min(d4, (p + 1) * w)
+            t2p[m, p, :rows] = 0.0
+            for c in range(nc):
+                for f in range(rows):
+                    for g in range(w):
+                        t2p[m, p, f, g] += p_t2[c, m, p, f, g]
+
+
+@kernel
 def _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
-                       center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll):
-    fold_blocks(p_nk, nk)
+                       unit, center, tile, factors, bias, spans, sub_rows, p_ty, p_nk, p_t1,
+                       p_t2, p_ll):
     t1p = np.empty(p_t1.shape[1:])
-    fold_blocks(p_t1, t1p)
     t2p = np.empty(p_t2.shape[1:])
-    fold_blocks(p_t2, t2p)
+    if sub_rows > 0:
+        ty = np.empty(p_ty.shape[1:])
+        fold_blocks(p_ty, ty)
+        _full_tables_from_features(ty, means.shape[1], nk, t1p, t2p)
+    else:
+        fold_blocks(p_nk, nk)
+        fold_blocks(p_t1, t1p)
+        _fold_upper_panels(p_t2, t2p)
     _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2)
     total = np.empty(1)
     fold_blocks(p_ll, total)
@@ -436,13 +611,15 @@ def gaussian_estep_full(X, sample_weight, means, prec_chol, const, shift, nk, s1
     float
         ``sum_i w_i log p(x_i)``, the weighted log-likelihood of the input parameters.
     """
-    nc, center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll = _estep_full_prepare(
-        X, sample_weight, means, prec_chol, const, shift, nk, s1, s2)
+    (nc, unit, center, tile, factors, bias, spans, sub_rows, p_ty, p_nk, p_t1, p_t2,
+     p_ll) = _estep_full_prepare(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2)
     for c in prange(nc):
         _estep_full_work(c, c + 1, X, sample_weight, means, prec_chol, const, shift, nk, s1,
-                         s2, center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll)
+                         s2, unit, center, tile, factors, bias, spans, sub_rows, p_ty, p_nk,
+                         p_t1, p_t2, p_ll)
     return _estep_full_finish(X, sample_weight, means, prec_chol, const, shift, nk, s1, s2,
-                              center, tile, factors, bias, spans, p_nk, p_t1, p_t2, p_ll)
+                              unit, center, tile, factors, bias, spans, sub_rows, p_ty, p_nk,
+                              p_t1, p_t2, p_ll)
 
 
 run_on_threads(gaussian_estep_full, _estep_full_prepare, _estep_full_work, _estep_full_finish)
