@@ -831,6 +831,28 @@ def test_work_items_are_covered_once_and_errors_reach_the_caller(monkeypatch):
         _jit.run_work_items(fails_in_pool, 4, (rows,))
 
 
+def test_small_calls_use_the_pool_only_for_items_finer_than_blocks(monkeypatch):
+    """Below PARALLEL_MIN_ROWS rows a call stays on the calling thread, unless its kernel cut
+    the rows into more items than row blocks (rows costly enough to split)."""
+    monkeypatch.setattr(_jit, "n_threads", lambda: 2)
+    caller = threading.get_ident()
+    rows = np.empty((_jit.BLOCK_ROWS + 1, 1))                       # two blocks
+    for n_items, pooled in ((2, False), (3, True), (5, True)):
+        threads_seen, lock = set(), threading.Lock()
+        pool_claimed = threading.Event()
+
+        def work(lo, hi, *args):
+            with lock:
+                threads_seen.add(threading.get_ident())
+            if threading.get_ident() == caller:
+                pool_claimed.wait(30 if pooled else 0)   # let a pool thread claim a run
+            else:
+                pool_claimed.set()
+
+        _jit.run_work_items(work, n_items, (rows,))
+        assert (threads_seen != {caller}) == pooled, (n_items, threads_seen)
+
+
 def test_item_runs_are_contiguous_in_order_and_shrink():
     for threads in (2, 3, 8):
         for n_items in (1, 2, 3, 7, 25, 489):

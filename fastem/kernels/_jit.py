@@ -416,12 +416,15 @@ def run_work_items(work, n_items, args):
 
     The calling thread and the pool's threads claim the runs (:func:`map_item_ranges`);
     idle workers wait on a condition (no spinning). Calls whose first array has fewer than
-    ``PARALLEL_MIN_ROWS`` rows, or with one thread, run on the calling thread alone. The
-    partition never changes what an item computes, only who computes it.
+    ``PARALLEL_MIN_ROWS`` rows, or with one thread, run on the calling thread alone - unless
+    the kernel cut those rows into more items than row blocks, which it does only for rows
+    costly enough to split (``_blocks.partial_units``). The partition never changes what an
+    item computes, only who computes it.
     """
     first = args[0] if args else None
     rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
-    if rows < PARALLEL_MIN_ROWS or n_items <= 1:
+    blocks = (rows + BLOCK_ROWS - 1) // BLOCK_ROWS
+    if n_items <= 1 or (rows < PARALLEL_MIN_ROWS and n_items <= blocks):
         work(0, n_items, *args)    # small calls: no pool (~1 us per call of a small fit)
     else:
         map_item_ranges(work, n_items, True, *args)
