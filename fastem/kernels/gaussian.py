@@ -59,20 +59,25 @@ def _full_layout(means, prec_chol, center):
     spans = np.empty((k, dp // width, 2), np.int64)
     for j in range(k):
         p = prec_chol[0] if shared else prec_chol[j]
-        spans[j, :, 0] = d    # first non-zero row of each panel (d: none yet)
-        spans[j, :, 1] = 0    # one past the last
         for f in range(d):
             delta = means[j, f] - center[f]
             for g in range(d):
-                panel = g // width
-                factors[j, panel * d + f, g % width] = p[f, g]
                 bias[j, g] += delta * p[f, g]
-                if p[f, g] != 0.0:
-                    spans[j, panel, 0] = min(spans[j, panel, 0], f)
-                    spans[j, panel, 1] = f + 1   # rows come in increasing order
         for panel in range(dp // width):
-            if spans[j, panel, 1] == 0:   # an all-zero panel: an empty span
-                spans[j, panel, 0] = 0
+            first, stop = d, 0   # the panel's non-zero rows [first, stop); none yet
+            cols = min(width, d - panel * width)
+            for f in range(d):
+                row = factors[j, panel * d + f]
+                nonzero = False
+                for c in range(cols):
+                    v = p[f, panel * width + c]
+                    row[c] = v
+                    nonzero |= v != 0.0
+                if nonzero:
+                    first = min(first, f)
+                    stop = f + 1
+            spans[j, panel, 0] = first if stop > 0 else 0   # an all-zero panel: empty
+            spans[j, panel, 1] = stop
     return tile, factors, bias, spans
 
 
@@ -640,6 +645,7 @@ def _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2):
     """
     k, d = s1.shape
     w = t1p.shape[2]
+    W = PRODUCT_COLS   # = w (the E-step's tables); a constant: no division per entry below
     pooled = shift.shape[0] == 1
     for j in range(k):
         sj = 0 if pooled else j
@@ -662,7 +668,7 @@ def _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2):
             for g in range(d):
                 eg = shift[m, g] - center[g]
                 lo, hi = min(f, g), max(f, g)
-                s2[m, f, g] = t2p[m, hi // w, lo, hi % w] - ef * t[g] - t[f] * eg + n_m * ef * eg
+                s2[m, f, g] = t2p[m, hi // W, lo, hi % W] - ef * t[g] - t[f] * eg + n_m * ef * eg
 
 
 @kernel
