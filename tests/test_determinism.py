@@ -74,6 +74,14 @@ CHILD = textwrap.dedent("""
         ll = gaussian_estep_full(X2, w2, means2, np.ascontiguousarray(factors2[:m]),
                                  np.zeros(k2), shift, nk, s1, s2)
         out["estep_split_%d" % m] = (nk, s1, s2, ll)
+    # the same for a diagonal E-step (2 k (2d + 1) >= 2^16 multiply-adds per row)
+    from fastem.kernels import gaussian_estep_diag
+    k3 = 128
+    means3 = rng.normal(scale=0.3, size=(k3, d2))
+    prec3 = rng.uniform(0.5, 2.0, size=(k3, d2))
+    nk, s1, s2 = np.empty(k3), np.empty((k3, d2)), np.empty((k3, d2))
+    ll = gaussian_estep_diag(X2, w2, means3, prec3, np.zeros(k3), means3, nk, s1, s2)
+    out["estep_split_diag"] = (nk, s1, s2, ll)
     B = (X64 > 0).astype(np.uint8)
     for name, data in (("dense", B), ("csr", sp.csr_matrix(B))):
         bm = BernoulliMixture(4, max_iter=20, random_state=0).fit(data, sample_weight=w)

@@ -362,6 +362,35 @@ def test_full_estep_statistics_paths_match_reference(shape, dtype):
     assert_rel(s2, s2.transpose(0, 2, 1), 1e-12, "s2 symmetric")
 
 
+def test_diag_estep_split_into_chunks_matches_reference():
+    """2,349 rows, d = 128, k = 128: the diagonal E-step cuts its rows into chunks smaller
+    than a row block (several threads on a few thousand costly rows)."""
+    from fastem.kernels.gaussian import _estep_diag_prepare
+    rng = np.random.default_rng(128)
+    n, d, k = 2048 + 301, 128, 128
+    means = rng.normal(scale=2.0, size=(k, d)) + 10.0
+    var = rng.uniform(0.5, 3.0, size=(k, d))
+    X = means[rng.integers(k, size=n)] + rng.normal(size=(n, d)) * np.sqrt(var[0])
+    w = rng.uniform(0.2, 3.0, size=n)
+    weights = rng.dirichlet(np.full(k, 2.0))
+    prec = 1.0 / np.sqrt(var)
+    const = np.log(weights) + np.log(prec).sum(axis=1) - 0.5 * d * LOG_2PI
+    nk, s1, s2 = np.full(k, np.nan), np.full((k, d), np.nan), np.full((k, d), np.nan)
+    n_chunks, unit = _estep_diag_prepare.py_func(X, w, means, prec, const, means, nk, s1,
+                                                 s2)[:2]
+    assert unit < 2048 and n_chunks >= 4
+    ll = gaussian_estep_diag(X, w, means, prec, const, means, nk, s1, s2)
+    wlp = np.log(weights) - 0.5 * (((X[:, None, :] - means) ** 2 / var).sum(axis=2)
+                                   + np.log(2 * np.pi * var).sum(axis=1))
+    log_norm = logsumexp(wlp, axis=1)
+    resp = np.exp(wlp - log_norm[:, None])
+    ref_nk, ref_s1, ref_s2 = _reference_stats(X, w, resp, means)
+    np.testing.assert_allclose(ll, w @ log_norm, rtol=1e-10)
+    assert_rel(nk, ref_nk, 1e-10, "nk")
+    assert_rel(s1, ref_s1, 1e-9, "s1")
+    assert_rel(s2, np.diagonal(ref_s2, axis1=1, axis2=2), 1e-9, "s2")
+
+
 # -- weighted moments ---------------------------------------------------------------------------
 MOMENT_MODES = ["per-component-full+diag", "per-component-diag-only", "pooled-full"]
 

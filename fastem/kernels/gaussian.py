@@ -306,11 +306,12 @@ def _mirror_upper(s2):
 #: stays in L2; one product over a whole 2048-row block streamed its (2048, d) right operand
 #: from memory once per four output rows (d = 512: 8 MB, 128 times per block and component).
 SCATTER_ROWS = 256
-#: Per-row work (k d^2) from which a full-covariance E-step may split row blocks into chunks
-#: of down to ``SCATTER_ROWS`` rows (``_blocks.partial_units``): at k d^2 = 2^18 such a chunk
-#: is ~270 MFLOP, ten times the cost of zeroing and folding its k d^2 table, and a pass over
-#: one block of 2,048 rows (d = 512) otherwise runs on one thread.
-FINE_CHUNK_WORK = 2**18
+#: Multiply-adds per row (full: k d^2; diag: 2 k (2d + 1)) from which a fused E-step may
+#: split row blocks into chunks of down to ``SCATTER_ROWS`` rows (``_blocks.partial_units``):
+#: such a chunk is then >= 34 MFLOP, ten times the cost of zeroing and folding a full pass's
+#: k d^2 table, and a pass over one or two blocks (2,048 rows at d = 512; 5,086 rows in
+#: three blocks, diag d = 512, k = 64) no longer leaves a thread idle or waiting.
+FINE_CHUNK_WORK = 2**16
 
 
 #: Full covariances, small d: the statistics of a block as one product ``T = Y^T R`` of the
@@ -693,35 +694,42 @@ def _diag_stats_from_t(tp, means, shift, center, nk, s1, s2):
 
 @kernel
 def _estep_diag_prepare(X, sample_weight, means, prec, const, shift, nk, s1, s2):
-    k = means.shape[0]
+    k, d = means.shape
     center = _mean_of_means(means, const)
     coef, bias = _diag_layout(means, prec, center)
     k4 = (k + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
-    nc = n_chunks(X.shape[0], MAX_PARTIALS)
+    nc, unit = partial_units(X.shape[0], 8 * coef.shape[0] * k4,
+                             SCATTER_ROWS if 2 * k * (2 * d + 1) >= FINE_CHUNK_WORK
+                             else BLOCK_ROWS)
     # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0) in column panels,
     # and the log-likelihood
-    return (nc, center, coef, bias,
+    return (nc, unit, center, coef, bias,
             np.empty((nc, coef.shape[0] // PRODUCT_COLS, k4, PRODUCT_COLS)), np.empty((nc, 1)))
 
 
 @kernel
 def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1, s2,
-                     center, coef, bias, p_t, p_ll):
+                     unit, center, coef, bias, p_t, p_ll):
     n = X.shape[0]
     k = means.shape[0]
     yp, kp = coef.shape
     pr, pc, sr = PRODUCT_ROWS, PRODUCT_COLS, SCATTER_ROWS
     nc, n_panels, k4 = p_t.shape[0], p_t.shape[1], p_t.shape[2]
     zeros = np.zeros(pc)
-    y = np.zeros((BLOCK_ROWS, yp))
-    q = np.empty((BLOCK_ROWS, kp))
-    resp = np.empty((BLOCK_ROWS, k))
+    # scratch for one block, no larger than the chunk (rounded up to the product tile)
+    rows_max = 0
+    for c in range(lo, hi):
+        start, stop = unit_chunk_bounds(c, n, nc, unit)
+        rows_max = max(rows_max, min(BLOCK_ROWS, (stop - start + pr - 1) // pr * pr))
+    y = np.zeros((rows_max, yp))
+    q = np.empty((rows_max, kp))
+    resp = np.empty((rows_max, k))
     # per sub-block of `sr` rows, zero-padded: RT = (w r)^T (k4, sr), Y in column panels
-    n_sub = (BLOCK_ROWS + sr - 1) // sr
+    n_sub = (rows_max + sr - 1) // sr
     rt = np.empty((n_sub, k4, sr))
     ypan = np.empty((n_sub, n_panels, sr, pc))
     for c in range(lo, hi):
-        start, stop = chunk_bounds(c, n, nc)
+        start, stop = unit_chunk_bounds(c, n, nc, unit)
         c_t = p_t[c]
         c_t[:] = 0.0
         ll = 0.0
@@ -753,7 +761,7 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
 
 @kernel
 def _estep_diag_finish(X, sample_weight, means, prec, const, shift, nk, s1, s2,
-                       center, coef, bias, p_t, p_ll):
+                       unit, center, coef, bias, p_t, p_ll):
     tp = np.empty(p_t.shape[1:])
     fold_blocks(p_t, tp)
     total = np.empty(1)
@@ -788,13 +796,13 @@ def gaussian_estep_diag(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     float
         ``sum_i w_i log p(x_i)``.
     """
-    nc, center, coef, bias, p_t, p_ll = _estep_diag_prepare(
+    nc, unit, center, coef, bias, p_t, p_ll = _estep_diag_prepare(
         X, sample_weight, means, prec, const, shift, nk, s1, s2)
     for c in prange(nc):
         _estep_diag_work(c, c + 1, X, sample_weight, means, prec, const, shift, nk, s1, s2,
-                         center, coef, bias, p_t, p_ll)
+                         unit, center, coef, bias, p_t, p_ll)
     return _estep_diag_finish(X, sample_weight, means, prec, const, shift, nk, s1, s2,
-                              center, coef, bias, p_t, p_ll)
+                              unit, center, coef, bias, p_t, p_ll)
 
 
 run_on_threads(gaussian_estep_diag, _estep_diag_prepare, _estep_diag_work, _estep_diag_finish)
