@@ -1,4 +1,5 @@
-"""Results do not depend on the thread count (bitwise), on row order, and Lloyd never gets worse.
+"""Results do not depend on the thread count (bitwise), on whether the kernels were just
+compiled or loaded from the cache (bitwise), on row order, and Lloyd never gets worse.
 
 The thread-count check covers all three estimators (KMeans: Lloyd, Hamerly, Elkan on CSR rows;
 GaussianMixture with every covariance type; BernoulliMixture dense and CSR), float32 and
@@ -114,13 +115,12 @@ def _assert_bitwise_equal(a, b, path=""):
     else:
         x, y = np.asarray(a), np.asarray(b)
         assert x.dtype == y.dtype and x.shape == y.shape, path
-        assert x.tobytes() == y.tobytes(), f"{path} differs between thread counts"
+        assert x.tobytes() == y.tobytes(), f"{path}: not bitwise equal"
 
 
 def test_bitwise_identical_for_any_thread_count():
-    # a first child fills the on-disk cache: code Numba has just compiled and the same
-    # kernel loaded from its cache can differ in the last bits (see the README's
-    # reproducibility notes); the three compared children all run cached code
+    # a first child fills the on-disk cache, so the three compared children run the same
+    # cached code (fresh against cached code: the next test)
     _run_child(1)
     results = {t: _run_child(t) for t in (1, 2, 3)}
     for t, res in results.items():
@@ -133,6 +133,49 @@ def test_bitwise_identical_for_any_thread_count():
         assert len(np.unique(res["labels"])) == 8
     for t in (2, 3):
         _assert_bitwise_equal(reference, results[t], f"threads={t}")
+
+
+FRESH_CHILD = textwrap.dedent("""
+    import pickle, sys
+    import numpy as np
+    from fastem.kernels import gaussian_estep_diag, gaussian_estep_full, responsibilities
+
+    rng = np.random.RandomState(0)
+    out = {}
+    logp = rng.normal(scale=30.0, size=(5000, 16))
+    resp, log_norm = np.empty_like(logp), np.empty(5000)
+    responsibilities(logp, resp, log_norm)
+    out["responsibilities"] = (resp, log_norm)
+    n = 2048 + 301
+    for d, k in ((16, 16), (128, 16)):   # the feature product and the scatter products
+        X = rng.normal(size=(n, d))
+        w = rng.uniform(0.1, 3.0, size=n)
+        means = rng.normal(scale=0.3, size=(k, d))
+        factors = np.tril(rng.normal(scale=0.05, size=(k, d, d))) + np.eye(d)
+        nk, s1, s2 = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
+        ll = gaussian_estep_full(X, w, means, factors, np.zeros(k), means, nk, s1, s2)
+        out["full", d] = (nk, s1, s2, ll)
+        prec = rng.uniform(0.5, 2.0, size=(k, d))
+        nk, s1, s2 = np.empty(k), np.empty((k, d)), np.empty((k, d))
+        ll = gaussian_estep_diag(X, w, means, prec, np.zeros(k), means, nk, s1, s2)
+        out["diag", d] = (nk, s1, s2, ll)
+    sys.stdout.buffer.write(pickle.dumps(out))
+""")
+
+
+def test_fresh_compile_equals_cached_code(tmp_path):
+    """A process that has just compiled the E-step kernels gets the bits of every later
+    process that loads them from the cache (reductions with ``reassoc`` were vectorised in
+    one and not the other: _jit.ORDERED_FASTMATH)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = []
+    for _ in range(2):   # the first compiles into the empty cache, the second loads it
+        proc = subprocess.run([sys.executable, "-c", FRESH_CHILD], env=env,
+                              capture_output=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        runs.append(pickle.loads(proc.stdout))
+    assert any((tmp_path / "cache").rglob("*.nbc")), "nothing was cached"
+    _assert_bitwise_equal(runs[0], runs[1], "fresh vs cached")
 
 
 THREADS_CHILD = textwrap.dedent("""

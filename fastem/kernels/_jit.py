@@ -66,6 +66,13 @@ from ._target import HAS_FMA, PARALLEL_MIN_ROWS, SIMD_CLASS
 #: tests/test_determinism.py with a cold cache). The SIMD code in ``_simd.py`` calls
 #: ``llvm.fma`` explicitly and is unaffected.
 FASTMATH = frozenset({"nsz", "arcp", "reassoc"})
+#: The same without ``reassoc``, for functions whose short reductions are inlined into many
+#: callers (the responsibilities' sum of exponentials): with ``reassoc`` LLVM vectorised that
+#: sum in a fresh compile (callee optimised inside its caller) and not in the code it wrote
+#: to the cache, or the other way round, so a process that had just compiled the E-step
+#: differed in the last bits from every later one (found 2026-12-03: ``responsibilities`` on
+#: a (5000, 16) array, and N_j of a d = 128, k = 16 E-step; without ``reassoc`` both agree).
+ORDERED_FASTMATH = FASTMATH - {"reassoc"}
 
 #: Numba's parallel transformations that parallel kernels use: explicit ``prange`` loops only.
 #: The others (array expressions, reductions, fusion, ...) would turn helper code into
@@ -638,7 +645,7 @@ def claim_order(n_items, threads):
     return runs
 
 
-def kernel(func=None, *, parallel=False):
+def kernel(func=None, *, parallel=False, ordered=False):
     """Compile ``func`` with fastem's Numba options.
 
     Equivalent to ``numba.njit(cache=True, nogil=True, error_model='numpy',
@@ -646,10 +653,11 @@ def kernel(func=None, *, parallel=False):
     ``nogil=True`` lets Dask's threaded scheduler run kernels side by side,
     ``error_model='numpy'`` drops ZeroDivisionError checks from hot loops. The result is an
     ordinary Numba dispatcher (callable from Python and from ``@njit`` code) with the cache
-    and thread-safety policies described in the module docstring.
+    and thread-safety policies described in the module docstring. ``ordered=True`` leaves
+    ``reassoc`` out of the fastmath set (:data:`ORDERED_FASTMATH`).
     """
     options = {"nopython": True, "boundscheck": None, "nogil": True, "error_model": "numpy",
-               "fastmath": set(FASTMATH),
+               "fastmath": set(ORDERED_FASTMATH if ordered else FASTMATH),
                "parallel": dict(PARALLEL_OPTIONS) if parallel else False}
 
     def compile_(f):

@@ -16,7 +16,7 @@ _LN2_LO = 1.42860682030941723212e-6
 _EXP_UNDERFLOW = -708.0  # below this exp(x) < 3.3e-308: returned as 0
 
 
-@kernel
+@kernel(ordered=True)
 def exp_nonpositive(x):
     """exp(x) for x <= 0 to about 1 ulp; 0 for x < -708 (and for x = -inf)."""
     xc = max(x, _EXP_UNDERFLOW)
@@ -39,7 +39,7 @@ def exp_nonpositive(x):
     return p * scale if x >= _EXP_UNDERFLOW else 0.0
 
 
-@kernel
+@kernel(ordered=True)
 def normalize_log_row(row):
     """Turn one row of weighted log-probabilities into responsibilities, in place.
 
@@ -62,11 +62,11 @@ def normalize_log_row(row):
         for j in range(k):
             row[j] = 1.0 / k
         return -np.inf
+    for j in range(k):   # vectorised: no reduction in this loop
+        row[j] = exp_nonpositive(row[j] - m)
     total = 0.0
-    for j in range(k):
-        e = exp_nonpositive(row[j] - m)
-        row[j] = e
-        total += e
+    for j in range(k):   # an ordered sum (compiled without reassoc), the same in every caller
+        total += row[j]
     inv = 1.0 / total
     for j in range(k):
         row[j] *= inv
