@@ -526,3 +526,35 @@ def test_precision_cholesky_factors_matches_numpy(d):
         bad = covs.copy()
         bad[3] = B @ B.T
         assert precision_cholesky_factors(bad, np.empty_like(bad)) == 3
+
+
+# -- the M-step's covariances from moments ------------------------------------------------------
+@pytest.mark.parametrize("d", [1, 5, 32, 33, 70])   # one tile, exactly one, partial tiles
+def test_full_covariances_matches_numpy(d):
+    from numba import njit
+
+    from fastem.kernels import full_covariances
+
+    rng = np.random.default_rng(100 + d)
+    k, reg = 3, 1e-3
+    s2 = rng.normal(size=(k, d, d))                      # not symmetric: the kernel symmetrises
+    nk = rng.uniform(0.5, 5.0, size=k)
+    delta = rng.normal(size=(k, d))
+    a = s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+    reference = (a + a.transpose(0, 2, 1)) / 2 + reg * np.eye(d)
+    out = np.full_like(s2, np.nan)
+    assert full_covariances(s2, nk, delta, reg, out)
+    np.testing.assert_allclose(out, reference, rtol=1e-13, atol=1e-13)
+    assert np.array_equal(out, out.transpose(0, 2, 1))   # exactly symmetric
+
+    @njit
+    def user(s2, nk, delta, reg, out):
+        return full_covariances(s2, nk, delta, reg, out)
+
+    out2 = np.empty_like(s2)
+    assert user(s2, nk, delta, reg, out2)
+    np.testing.assert_array_equal(out2, out)
+    for bad in (np.nan, np.inf, -np.inf):                # any non-finite entry is reported
+        broken = s2.copy()
+        broken[k - 1, d - 1, 0] = bad
+        assert not full_covariances(broken, nk, delta, reg, out)

@@ -47,7 +47,7 @@ from .gaussian import (
     gaussian_log_pdf_full,
     weighted_moments,
 )
-from .linalg import precision_cholesky_factors
+from .linalg import full_covariances, precision_cholesky_factors
 from .moments import all_finite, column_mean_var
 from .responsibilities import normalize_log_row, responsibilities
 
@@ -79,6 +79,7 @@ __all__ = [
     "nearest_centers_csr",
     "normalize_log_row",
     "potential_block_sums",
+    "full_covariances",
     "precision_cholesky_factors",
     "responsibilities",
     "seed_potentials",

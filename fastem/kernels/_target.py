@@ -171,6 +171,11 @@ SEEDING_PARALLEL_MIN_ROWS = 8192
 #: threads: k d^3 = 6.6e4 (k=16, d=16) 46 / 103 us; 5.2e5 (16, 32) 200 / 192 us; 2.1e6
 #: (64, 32) 819 / 619 us; 1.7e7 (64, 64) 6.8 / 3.5 ms; 2.1e9 (16, 512) 516 / 263 ms.
 PARALLEL_MIN_CHOLESKY_FLOPS = 1_000_000
+#: When the M-step forms its k full covariance matrices on several threads
+#: (``kernels.full_covariances`` per run of components): from this many k d^2 entries.
+#: 2-core AVX-512 VM, one vs two threads: k d^2 = 65,536 (16, 64) 133 / 164 us; 2^20 (16,
+#: 256) 1.93 / 1.20 ms, (4, 512) 1.84 / 1.14 ms; 1.7e7 (64, 512) 74 / 38 ms.
+PARALLEL_MIN_COVARIANCE_ENTRIES = 2**20
 
 #: Pruned k-means++ measures the pairs its test keeps on a float32 copy of float64 X first
 #: (``models.kmeans.seeding_shadow``, ``distances.shadow_limit``) from this many features,

@@ -85,3 +85,68 @@ def precision_cholesky_factors(covariances, out):
                         s -= chol[r, t] * u[c, t]
                 u[c, r] = s / chol[r, r]
     return -1
+
+
+#: Side of the square tiles in which :func:`full_covariances` visits entry (f, g) and its
+#: mirror (g, f) together: both tiles' rows stay in L1 (32 x 32 float64 = 8 KB each).
+SYMMETRIC_TILE = 32
+
+
+@kernel
+def full_covariances(s2, nk, delta, reg, out):
+    """Covariances from second moments about a shift, symmetrised, in one pass.
+
+    ``out[j] = (A_j + A_j^T) / 2 + reg I`` with ``A_j = s2[j] / nk[j] - delta_j delta_j^T``:
+    the M-step's ``Sigma_j = s2_j / N_j - delta_j delta_j^T`` (``delta_j = s1_j / N_j``, the
+    mean's offset from the shift), made exactly symmetric and regularised. Entry (f, g) and
+    its mirror are visited together in ``SYMMETRIC_TILE`` squares, so neither array is read
+    or written with a stride of a whole row per entry.
+
+    Parameters
+    ----------
+    s2 : ndarray, shape (k, d, d), float64
+    nk : ndarray, shape (k,), float64
+    delta : ndarray, shape (k, d), float64
+    reg : float
+        Added to every diagonal entry.
+    out : ndarray, shape (k, d, d), float64
+        OUT (may not be ``s2``).
+
+    Returns
+    -------
+    bool
+        Whether every entry of ``out`` is finite.
+    """
+    k, d = delta.shape
+    b = SYMMETRIC_TILE
+    upper = np.empty((b, b))   # A's tile (f0.., g0..), row-major
+    lower = np.empty((b, b))   # A's tile (g0.., f0..), row-major
+    poison = 0.0   # stays 0 while every entry is finite: inf * 0 and NaN * 0 are NaN
+    for j in range(k):
+        n = nk[j]
+        for f0 in range(0, d, b):
+            nf = min(b, d - f0)
+            for g0 in range(f0, d, b):
+                ng = min(b, d - g0)
+                # both tiles of A row by row (contiguous: vectorised), then each entry of
+                # out from the two, the mirror read across the small tiles in L1
+                for a in range(nf):
+                    for c in range(ng):
+                        upper[a, c] = (s2[j, f0 + a, g0 + c] / n
+                                       - delta[j, f0 + a] * delta[j, g0 + c])
+                for c in range(ng):
+                    for a in range(nf):
+                        lower[c, a] = (s2[j, g0 + c, f0 + a] / n
+                                       - delta[j, g0 + c] * delta[j, f0 + a])
+                for a in range(nf):
+                    for c in range(ng):
+                        v = 0.5 * (upper[a, c] + lower[c, a])
+                        out[j, f0 + a, g0 + c] = v
+                        poison += v * 0.0
+                for c in range(ng):
+                    for a in range(nf):
+                        out[j, g0 + c, f0 + a] = 0.5 * (upper[a, c] + lower[c, a])
+        for f in range(d):
+            out[j, f, f] += reg
+            poison += out[j, f, f] * 0.0
+    return poison == 0.0
