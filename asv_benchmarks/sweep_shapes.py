@@ -3,6 +3,7 @@
     python asv_benchmarks/sweep_shapes.py                    # both grids, both dtypes
     python asv_benchmarks/sweep_shapes.py --models kmeans --dtypes float32
     python asv_benchmarks/sweep_shapes.py --quick            # a tenth of the work per point
+    python asv_benchmarks/sweep_shapes.py --models full --ds 256 512 --dtypes float64
 
 * **KMeans**: d in {2, 8, 32, 128, 512, 1024} x k in {2, 8, 64, 256, 1024}; one Lloyd
   iteration of each library from the same initial centres, exactly as
@@ -104,6 +105,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3,
                         help="GMM: fit differences (median; one is noise on a VM)")
     parser.add_argument("--quick", action="store_true", help="--flops and --gmm-flops / 10")
+    parser.add_argument("--ds", nargs="*", type=int, help="only these d of the grids")
+    parser.add_argument("--ks", nargs="*", type=int, help="only these k of the grids")
     args = parser.parse_args(argv)
     if args.quick:
         args.flops /= 10
@@ -112,12 +115,16 @@ def main(argv=None):
     from fastem.kernels._target import describe
     print(f"CPU: {cpu_name()}; fastem: {describe()}; --flops {args.flops:g}, --gmm-flops "
           f"{args.gmm_flops:g} per iteration", flush=True)
+    def pick(grid, chosen):
+        return tuple(v for v in grid if chosen is None or v in chosen)
+
     if "kmeans" in args.models:
-        table("KMeans, one Lloyd iteration", KMEANS_D, KMEANS_K, dtypes,
-              lambda d, k, t: kmeans_point(d, k, t, args))
+        table("KMeans, one Lloyd iteration", pick(KMEANS_D, args.ds), pick(KMEANS_K, args.ks),
+              dtypes, lambda d, k, t: kmeans_point(d, k, t, args))
     for ct in ("full", "diag"):
         if ct in args.models:
-            table(f"GaussianMixture {ct}, one EM iteration", GMM_D, GMM_K, dtypes,
+            table(f"GaussianMixture {ct}, one EM iteration", pick(GMM_D, args.ds),
+                  pick(GMM_K, args.ks), dtypes,
                   lambda d, k, t, ct=ct: gmm_point(ct, d, k, t, args))
 
 
