@@ -155,15 +155,12 @@ class GaussianMixtureModel(MixtureModel):
             # one pass (Sigma_j = s2_j / N_j - delta_j delta_j^T, symmetrised, + reg I) with
             # the components split between fastem's threads; five NumPy passes over the
             # (k, d, d) arrays took 167 ms at k = 64, d = 512
-            cov = np.empty_like(s2)
+            cov = np.empty(s2.shape)
             k = cov.shape[0]
-            runs = map_item_ranges(_covariance_range, k,
-                                   k * d * d >= PARALLEL_MIN_COVARIANCE_ENTRIES,
-                                   np.ascontiguousarray(s2), np.ascontiguousarray(nk),
-                                   np.ascontiguousarray(delta), float(reg), cov)
-            if not (all(runs) and np.isfinite(means).all()):
-                raise overflow_error("a component mean or covariance")
-            return GaussianParams(nk / nk.sum(), means, cov, precision_cholesky(cov, ct))
+            finite = all(map_item_ranges(_covariance_range, k,
+                                         k * d * d >= PARALLEL_MIN_COVARIANCE_ENTRIES,
+                                         np.ascontiguousarray(s2), np.ascontiguousarray(nk),
+                                         np.ascontiguousarray(delta), float(reg), cov))
         elif ct == "tied":
             between = np.einsum("j,jf,jg->fg", nk, delta, delta)
             cov = (s2[0] - between) / nk.sum()
@@ -173,7 +170,9 @@ class GaussianMixtureModel(MixtureModel):
             cov = np.maximum(s2 / nk[:, None] - delta ** 2, 0.0) + reg
             if ct == "spherical":
                 cov = cov.mean(axis=1)
-        if not (np.isfinite(means).all() and np.isfinite(cov).all()):
+        if ct != "full":
+            finite = np.isfinite(cov).all()
+        if not (np.isfinite(means).all() and finite):
             raise overflow_error("a component mean or covariance")
         return GaussianParams(nk / nk.sum(), means, cov, precision_cholesky(cov, ct))
 
