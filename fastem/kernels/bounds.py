@@ -28,10 +28,9 @@ from ._blocks import chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_deep,
                     top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
-from .csr_distances import (_center_norms, _center_tables, _nearest_row, _row_sqdist, _top2_row,
-                            add_csr_row)
+from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
 from .distances import (prefetch_tile_ahead, search_sub_block_rows, search_table,
-                        search_table_norms)
+                        search_table_norms, squared_row_norms)
 
 
 @kernel
@@ -59,7 +58,7 @@ def _search_tables(X, centers):
     k, d = centers.shape
     tile, width = search_tile(k, X.itemsize, d)
     ct, half_norms = search_table(X, centers, tile, width)
-    norms = np.sqrt(_center_norms(centers))
+    norms = np.sqrt(squared_row_norms(centers))
     spreads = search_table_norms(ct, k, d, tile, width)
     big_b, big_c = 0.0, 0.0
     for j in range(k):
@@ -537,7 +536,7 @@ def _csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shif
     nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
     ct, half_norms, norms, squares, eps_b, eps_c = _csr_tables(data, centers)
     return (nc, ct, half_norms, norms, squares, eps_b, eps_c, _other_drift(drift),
-            _center_norms(shift), np.empty(n, np.int64), np.empty(n, np.int32),
+            squared_row_norms(shift), np.empty(n, np.int64), np.empty(n, np.int32),
             np.empty((nc, 2), np.int64))
 
 

@@ -18,20 +18,8 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_bloc
 from ._jit import kernel, run_on_threads
 from ._simd import prefetch
 from ._target import CSR_PREFETCH_FLOATS, CSR_PREFETCH_NONZEROS
-from .distances import _block_sums_work, cannot_improve, search_table
-
-
-@kernel
-def _center_norms(centers):
-    """||c_j||^2 in float64."""
-    k, d = centers.shape
-    norms = np.empty(k)
-    for j in range(k):
-        s = 0.0
-        for f in range(d):
-            s += np.float64(centers[j, f]) ** 2
-        norms[j] = s
-    return norms
+from .distances import (_block_sums_work, cannot_improve, search_table,
+                        squared_row_norms)
 
 
 @kernel
@@ -39,7 +27,7 @@ def _center_tables(data, centers):
     """(ct (d, kp), offsets (kp,), ||c_j||^2 (k,)) for the sparse search and distances."""
     kp = (centers.shape[0] + 7) // 8 * 8   # k-wide updates in whole vectors
     ct, half_norms = search_table(np.empty((0, 1), data.dtype), centers, 0, kp)
-    return ct, half_norms, _center_norms(centers)
+    return ct, half_norms, squared_row_norms(centers)
 
 
 @kernel
@@ -208,7 +196,7 @@ run_on_threads(nearest_centers_csr, _nearest_csr_prepare, _nearest_csr_work, Non
 
 @kernel
 def _sqdist_csr_prepare(data, indices, indptr, centers, out):
-    return n_blocks(indptr.shape[0] - 1), _center_norms(centers)
+    return n_blocks(indptr.shape[0] - 1), squared_row_norms(centers)
 
 
 @kernel
@@ -236,7 +224,7 @@ run_on_threads(sqdist_to_centers_csr, _sqdist_csr_prepare, _sqdist_csr_work, Non
 @kernel
 def _seed_update_csr_prepare(data, indices, indptr, sample_weight, center, center_id,
                              center_gaps, min_sqdist, nearest, block_sums):
-    return n_blocks(indptr.shape[0] - 1), _center_norms(center)
+    return n_blocks(indptr.shape[0] - 1), squared_row_norms(center)
 
 
 @kernel
@@ -275,7 +263,7 @@ def _seed_potentials_csr_prepare(data, indices, indptr, sample_weight, candidate
                                  center_gaps, min_sqdist, nearest, potentials):
     nb = n_blocks(indptr.shape[0] - 1)
     # the candidates transposed: a non-zero's m candidate values share one cache line
-    return nb, _center_norms(candidates), np.ascontiguousarray(candidates.T), \
+    return nb, squared_row_norms(candidates), np.ascontiguousarray(candidates.T), \
         np.empty((nb, candidates.shape[0]))
 
 

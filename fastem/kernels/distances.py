@@ -520,13 +520,16 @@ def cannot_improve(gap, closest, d):
 
 
 @kernel
-def largest_row_norm(A):
-    """``max_i ||A[i]||`` (float64; serial, for small A)."""
-    d = A.shape[1]
-    largest = 0.0
-    for i in range(A.shape[0]):
-        largest = max(largest, np.sqrt(dot(A, i * d, A, i * d, d)))
-    return largest
+def squared_row_norms(A):
+    """``out[i] = ||A[i]||^2`` in float64 (serial; for small A such as centres)."""
+    k, d = A.shape
+    norms = np.empty(k)
+    for j in range(k):
+        s = 0.0
+        for f in range(d):
+            s += np.float64(A[j, f]) ** 2
+        norms[j] = s
+    return norms
 
 
 @kernel
@@ -762,7 +765,7 @@ def _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdi
                              potentials, shadow, row_norms):
     nb = n_blocks(X.shape[0])
     return (nb, np.empty((nb, candidates.shape[0])), row_minima(center_gaps),
-            candidates.astype(np.float32), largest_row_norm(candidates))
+            candidates.astype(np.float32), np.sqrt(squared_row_norms(candidates).max()))
 
 
 @kernel
