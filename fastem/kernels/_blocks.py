@@ -80,6 +80,17 @@ def unit_chunk_bounds(chunk, n_rows, n_chunk, unit_rows):
 
 
 @kernel
+def scratch_rows(lo, hi, n_rows, n_chunk, unit_rows):
+    """Rows of one block's scratch for chunks [lo, hi): their longest, at most BLOCK_ROWS
+    (a few-row pass then allocates, and page-faults, no more than it uses)."""
+    rows = 0
+    for c in range(lo, hi):
+        start, stop = unit_chunk_bounds(c, n_rows, n_chunk, unit_rows)
+        rows = max(rows, min(BLOCK_ROWS, stop - start))
+    return rows
+
+
+@kernel
 def partial_units(n_rows, table_bytes, min_unit_rows):
     """(chunks, rows per unit) of a pass whose rows are expensive enough to split blocks.
 

@@ -24,7 +24,7 @@ import numpy as np
 from numba import prange
 
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunks,
-                      partial_units, unit_chunk_bounds)
+                      partial_units, scratch_rows, unit_chunk_bounds)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_ROWS, axpy, matmul_acc_rows,
                     search_tile, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
@@ -459,10 +459,7 @@ def _estep_full_work(lo, hi, X, sample_weight, means, prec_chol, const, shift, n
     n_panels, k4, d4 = p_t1.shape[1], p_t1.shape[2], p_t2.shape[3]
     n_feat, kp = p_ty.shape[1], p_ty.shape[2]
     # scratch for one block, no larger than the chunk (fresh pages cost a fault each)
-    rows_max = 0
-    for c in range(lo, hi):
-        start, stop = unit_chunk_bounds(c, n, nc, unit)
-        rows_max = max(rows_max, min(BLOCK_ROWS, stop - start))
+    rows_max = scratch_rows(lo, hi, n, nc, unit)
     xc = np.empty((rows_max, d))
     q = np.empty((k, rows_max))
     resp = np.empty((rows_max, k))
@@ -645,8 +642,7 @@ def _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2):
         s2   = T2 - e t^T - t e^T + N e e^T,  t = sum_j T1_j, N = sum_j N_j   (pooled)
     """
     k, d = s1.shape
-    w = t1p.shape[2]
-    W = PRODUCT_COLS   # = w (the E-step's tables); a constant: no division per entry below
+    w = PRODUCT_COLS   # the tables' panel width, as a constant: no division per entry below
     pooled = shift.shape[0] == 1
     for j in range(k):
         sj = 0 if pooled else j
@@ -669,7 +665,7 @@ def _full_stats_about_shift(nk, t1p, t2p, center, shift, s1, s2):
             for g in range(d):
                 eg = shift[m, g] - center[g]
                 lo, hi = min(f, g), max(f, g)
-                s2[m, f, g] = t2p[m, hi // W, lo, hi % W] - ef * t[g] - t[f] * eg + n_m * ef * eg
+                s2[m, f, g] = t2p[m, hi // w, lo, hi % w] - ef * t[g] - t[f] * eg + n_m * ef * eg
 
 
 @kernel
@@ -717,10 +713,7 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
     nc, n_panels, k4 = p_t.shape[0], p_t.shape[1], p_t.shape[2]
     zeros = np.zeros(pc)
     # scratch for one block, no larger than the chunk (rounded up to the product tile)
-    rows_max = 0
-    for c in range(lo, hi):
-        start, stop = unit_chunk_bounds(c, n, nc, unit)
-        rows_max = max(rows_max, min(BLOCK_ROWS, (stop - start + pr - 1) // pr * pr))
+    rows_max = (scratch_rows(lo, hi, n, nc, unit) + pr - 1) // pr * pr
     y = np.zeros((rows_max, yp))
     q = np.empty((rows_max, kp))
     resp = np.empty((rows_max, k))
