@@ -764,8 +764,11 @@ def _seed_potentials_work(lo, hi, X, sample_weight, candidates, center_gaps, min
 def _seed_potentials_prepare(X, sample_weight, candidates, center_gaps, min_sqdist, nearest,
                              potentials, shadow, row_norms):
     nb = n_blocks(X.shape[0])
+    largest = 0.0   # a loop, not ndarray.max: that would load numba.np.arraymath (warm start)
+    for s in squared_row_norms(candidates):
+        largest = max(largest, s)
     return (nb, np.empty((nb, candidates.shape[0])), row_minima(center_gaps),
-            candidates.astype(np.float32), np.sqrt(squared_row_norms(candidates).max()))
+            candidates.astype(np.float32), np.sqrt(largest))
 
 
 @kernel
