@@ -245,28 +245,31 @@ def make_tile_kernel(tile_shape, reduction):
                                                    builder.load(acc[m][v])), ptr, align=align)
 
         if searching:
-            # horizontal: smallest score, ties to the smallest index
-            reduce_min = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(scalar, [vtype]), "llvm.vector.reduce.fmin." + suffix)
-            reduce_smin = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(i32, [itype]), "llvm.vector.reduce.smin.v%di32" % L)
+            # horizontal: smallest score, ties to the smallest index. The lane bests never
+            # hold a NaN (they start at +inf and take a score only when it compares '<'), so
+            # an ordered '<' butterfly gives the minimum llvm.vector.reduce.fmin would; that
+            # intrinsic's NaN-aware lowering cost AVX2 code more than the FMAs of a d = 8 row
+            # (float32 search, 1e6 x 8, k = 8, one thread: 9.0 -> 4.7 ms).
             int_max = ir.Constant(itype, [2**31 - 1] * L)
+            zero32 = ir.Constant(i32, 0)
             for m in range(n_rows):
                 bv, bi = builder.load(best[m]), builder.load(best_idx[m])
-                lowest = _splat(builder, builder.call(reduce_min, [bv]), vtype)
+                lowest = _lane_minimum(builder, bv, builder.fcmp_ordered)
                 candidates = builder.select(builder.fcmp_ordered("==", bv, lowest), bi, int_max)
-                winner = builder.call(reduce_smin, [candidates])
+                winner = builder.extract_element(
+                    _lane_minimum(builder, candidates, builder.icmp_signed), zero32)
                 builder.store(winner, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
                 if reduction == "argmin2":
                     # second-smallest score: the other lanes' bests and every runner-up
                     others = builder.select(
                         builder.icmp_signed("==", bi, _splat(builder, winner, itype)),
                         ir.Constant(vtype, [float("inf")] * L), bv)
-                    second = builder.call(reduce_min, [builder.select(
+                    second = _lane_minimum(builder, builder.select(
                         builder.fcmp_ordered("<", others, builder.load(runner_up[m])),
-                        others, builder.load(runner_up[m]))])
+                        others, builder.load(runner_up[m])), builder.fcmp_ordered)
                     _store_gap(context, builder, signature, args, builder.sub(rows[m], offi),
-                               builder.call(reduce_min, [bv]), second)
+                               builder.extract_element(lowest, zero32),
+                               builder.extract_element(second, zero32))
         elif reduction == "sumsq":
             reduce_add = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(scalar, [scalar, vtype]),
@@ -286,6 +289,21 @@ def make_tile_kernel(tile_shape, reduction):
             return types.void(X, row0, row_last, CT, bias, out, out_offset, spans), codegen
         return tile
     return _row_kernel_intrinsic(reduction, typed, codegen)
+
+
+def _lane_minimum(builder, v, compare):
+    """``v`` with every lane set to its smallest lane (no NaN lanes): a butterfly, each step
+    a swap of lane halves and a packed min (``compare``: ``builder.fcmp_ordered`` or
+    ``builder.icmp_signed``)."""
+    i32 = ir.IntType(32)
+    L = v.type.count
+    width = L
+    while width > 1:
+        width //= 2
+        swapped = builder.shuffle_vector(
+            v, v, ir.Constant(ir.VectorType(i32, L), [lane ^ width for lane in range(L)]))
+        v = builder.select(compare("<", swapped, v), swapped, v)
+    return v
 
 
 def _store_gap(context, builder, signature, args, at, first, second):
