@@ -459,10 +459,23 @@ def _csr_row_bounds(data, indices, lo, hi, centers, j, gap, squares, eps_b, eps_
 
 
 @kernel
+def _csr_margins(u, terms, a, norms, eps_b, eps_c):
+    """The terms of :func:`_csr_separated` that do not depend on the lower bound."""
+    eps = terms * (eps_b + (u + norms[a]) * eps_c)
+    return u * u * (1.0 + 2.0 ** -50), 4.0 * eps
+
+
+@kernel
+def _clears(low, u, uu, eps4):
+    """:func:`_csr_separated` from its :func:`_csr_margins` (branch-free)."""
+    return (low > u) & (low * low * (1.0 - 2.0 ** -50) - uu > eps4)
+
+
+@kernel
 def _csr_separated(u, low, terms, a, norms, eps_b, eps_c):
     """:func:`_separated` for a CSR row of ``terms - 4`` non-zeros."""
-    eps = terms * (eps_b + (u + norms[a]) * eps_c)
-    return low > u and low * low * (1.0 - 2.0 ** -50) - u * u * (1.0 + 2.0 ** -50) > 4.0 * eps
+    uu, eps4 = _csr_margins(u, terms, a, norms, eps_b, eps_c)
+    return _clears(low, u, uu, eps4)
 
 
 @kernel
@@ -740,6 +753,22 @@ def _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near):
 
 
 @kernel
+def _decay_csr_lower(lower, i, drift, u, a, terms, norms, eps_b, eps_c, bound):
+    """Row i's lower bounds after the centres moved by ``drift``, into ``bound`` and, stored
+    as float32, back into ``lower``; returns how many centres other than the label a they
+    leave open (:func:`_csr_separated` with its margins hoisted: the loop runs in vectors;
+    most rows of a late pass have no open centre and need nothing else)."""
+    uu, eps4 = _csr_margins(u, terms, a, norms, eps_b, eps_c)
+    n_open = 0
+    for j in range(bound.shape[0]):
+        low = (np.float64(lower[i, j]) - drift[j]) * (1.0 - 2.0 ** -50)
+        bound[j] = low
+        lower[i, j] = _stored_lower(low)
+        n_open += (j != a) & (not _clears(low, u, uu, eps4))
+    return n_open
+
+
+@kernel
 def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
                          labels, upper, lower, sums, moments, ct, half_norms, norms, squares,
                          eps_b, eps_c, other, shift_squares, moved_rows, moved_from, part_counts):
@@ -759,8 +788,10 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
             lo_p, hi_p = indptr[i], indptr[i + 1]
             terms = hi_p - lo_p + 4.0
             u = (np.float64(upper[i]) + drift[a]) * (1.0 + 2.0 ** -50)
-            for j in range(k):
-                bound[j] = (np.float64(lower[i, j]) - drift[j]) * (1.0 - 2.0 ** -50)
+            if _decay_csr_lower(lower, i, drift, u, a, terms, norms, eps_b, eps_c,
+                                bound) == 0:
+                upper[i] = _stored_upper(u)   # every bound separates: the label stays
+                continue
             m = _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near)
             if m > 1:
                 if 4 * m <= k:

@@ -31,6 +31,18 @@ def _center_tables(data, centers):
 
 
 @kernel
+def csr_column_sums(data, indices, d):
+    """``(sum_i x_if, sum_i x_if^2)`` per column f < d of CSR rows, float64, in non-zero
+    order (serial; what two ``numpy.bincount`` calls give, in one read of the non-zeros)."""
+    s1, s2 = np.zeros(d), np.zeros(d)
+    for p in range(data.shape[0]):
+        x = np.float64(data[p])
+        s1[indices[p]] += x
+        s2[indices[p]] += x * x
+    return s1, s2
+
+
+@kernel
 def _row_sqdist(data, indices, lo, hi, centers, j, norms):
     """``||x - centers[j]||^2`` (float64) of the CSR row ``data[lo:hi]``."""
     s = norms[j]

@@ -533,6 +533,20 @@ def squared_row_norms(A):
 
 
 @kernel
+def squared_row_distances(A, B):
+    """``out[i] = ||A[i] - B[i]||^2`` in float64 (serial; one read of each array and no
+    temporaries: how far each of k centres moved, for k d beyond the caches)."""
+    k, d = A.shape
+    out = np.empty(k)
+    for j in range(k):
+        s = 0.0
+        for f in range(d):
+            s += (np.float64(A[j, f]) - np.float64(B[j, f])) ** 2
+        out[j] = s
+    return out
+
+
+@kernel
 def row_minima(A):
     """``out[i] = min_j A[i, j]`` (serial; for small A)."""
     out = np.empty(A.shape[0])

@@ -10,7 +10,8 @@ from functools import partial
 
 import numpy as np
 
-from ..kernels.distances import pairwise_sqdist
+from ..kernels.csr_distances import csr_column_sums
+from ..kernels.distances import pairwise_sqdist, squared_row_distances
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objective,
                        bounded_step, bounded_step_csr, draw_by_potential,
                        elkan_full_step_csr, elkan_step_csr, float32_shadow,
@@ -352,10 +353,7 @@ def _shifted_column_sums(shift, rows, X, w):
     """Chunk statistics ``(sum_i (x_i - shift), sum_i (x_i - shift)^2)`` per feature
     (CSR chunks: shift 0)."""
     if issparse(X):
-        s1 = np.bincount(X.indices, weights=X.data, minlength=X.shape[1])
-        s2 = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64),
-                         minlength=X.shape[1])
-        return s1, s2
+        return csr_column_sums(X.data, X.indices, X.shape[1])
     s1, s2 = np.zeros(X.shape[1]), np.zeros(X.shape[1])
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, X.shape[0], 4096):
@@ -565,7 +563,8 @@ class KMeansModel:
     def has_converged(self, centers, new_centers, stats, history, tol):
         if stats.n_changed == 0 and stats.relocated == 0:
             return True  # strict convergence: the labels are a fixed point
-        shift = self.last_shift = float(((new_centers - centers) ** 2).sum())
+        shift = self.last_shift = float(squared_row_distances(
+            np.ascontiguousarray(new_centers), np.ascontiguousarray(centers)).sum())
         # Untracked labels (n_changed -1) give the same stopping iteration: unchanged labels
         # give bitwise unchanged centres (shift 0 <= tol * variance), and a zero shift stops
         # the tracked rule too (as 0 <= tol * variance).
@@ -720,10 +719,9 @@ class HamerlyKMeansModel(KMeansModel):
             sums, moments, inertia, n_changed = self._full_pass(source, centers)
             finite = bool(np.isfinite(sums).all())
         else:
-            move = centers.astype(np.float64, copy=False) - self.centers
             # rounded up by the error of a d-term sum (bounds may only grow by it)
-            drift = np.sqrt(np.einsum("jf,jf->j", move, move)) * (
-                1.0 + (move.shape[1] + 4) * 2.0 ** -52)
+            drift = np.sqrt(squared_row_distances(centers, self.centers)) * (
+                1.0 + (centers.shape[1] + 4) * 2.0 ** -52)
             # the running statistics are updated in place (the last pass's LloydStats share
             # them: an iteration uses its statistics before the next e_step)
             sums, moments = self.sums, self.moments
