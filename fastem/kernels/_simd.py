@@ -414,25 +414,14 @@ def make_row_dot_kernel(shape, reduction):
 
         _vector_loop(builder, d, L, body)
 
-        def lane_sum(v):
-            # fixed tree: add the upper half of the lanes to the lower half until one is left
-            width = L
-            while width > 1:
-                width //= 2
-                lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
-                                                              list(range(width))))
-                hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, width),
-                                                              list(range(width, 2 * width))))
-                v = builder.fadd(lo, hi, flags=ORDERED)
-            return builder.extract_element(v, ir.Constant(i32, 0))
-
         inf = ir.Constant(scalar, float("inf"))
+        totals = _lane_sums(builder, [builder.load(acc[m][j])
+                                      for m in range(n_rows) for j in range(n_centers)])
+        biases = [builder.load(builder.gep(ba.data, [ir.Constant(i64, j)]))
+                  for j in range(n_centers)]
         for m in range(n_rows):
-            scores = []
-            for j in range(n_centers):
-                h = builder.load(builder.gep(ba.data, [ir.Constant(i64, j)]))
-                scores.append(builder.fsub(h, lane_sum(builder.load(acc[m][j])),
-                                           flags=ORDERED))
+            scores = [builder.fsub(biases[j], totals[m * n_centers + j], flags=ORDERED)
+                      for j in range(n_centers)]
             # smallest score, ties to the smallest index (strict '<', as the tiles)
             best, best_j = inf, ir.Constant(i32, 0)
             for j in range(n_centers):
@@ -451,6 +440,39 @@ def make_row_dot_kernel(shape, reduction):
         return context.get_dummy_value()
 
     return _row_kernel_intrinsic(reduction, typed, codegen)
+
+
+def _lane_sums(builder, vectors):
+    """The sum of the lanes of each vector (float, 2^q lanes), by one fixed tree: the upper
+    half of the lanes added to the lower half until one lane is left. All vectors go
+    through it together, so that every add is a full vector: a pair of vectors holding G
+    sums of p lanes each becomes one vector of 2G sums of p / 2 lanes (two shuffles, one
+    add), instead of narrowing each vector on its own (a shuffle pair and an add per
+    vector and level). Each sum sees the same adds in the same order either way."""
+    i32 = ir.IntType(32)
+    L = vectors[0].type.count
+    zero = ir.Constant(vectors[0].type, [0.0] * L)
+    work = [(v, [n]) for n, v in enumerate(vectors)]   # (vector, the sums it holds)
+    p = L
+    while p > 1:
+        half, groups = p // 2, L // p
+        lo = [base + g * p + q for base in (0, L) for g in range(groups) for q in range(half)]
+        lo_mask = ir.Constant(ir.VectorType(i32, L), lo)
+        hi_mask = ir.Constant(ir.VectorType(i32, L), [t + half for t in lo])
+        paired = []
+        for t in range(0, len(work), 2):
+            x, x_ids = work[t]
+            y, y_ids = work[t + 1] if t + 1 < len(work) else (zero, [None] * groups)
+            paired.append((builder.fadd(builder.shuffle_vector(x, y, lo_mask),
+                                        builder.shuffle_vector(x, y, hi_mask), flags=ORDERED),
+                           x_ids + y_ids))
+        work, p = paired, half
+    sums = [None] * len(vectors)
+    for v, ids in work:
+        for lane, n in enumerate(ids):
+            if n is not None:
+                sums[n] = builder.extract_element(v, ir.Constant(i32, lane))
+    return sums
 
 
 def _flat_f64_loader(context, builder, arytype, aryval, offset, L):
