@@ -21,6 +21,8 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, floa
                             nearest_centers, potential_block_sums, seed_potentials_kept,
                             seed_update_kept, sqdist_to_centers, update_min_sqdist)
 from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
+from fastem.kernels.csr_distances import csr_column_sums
+from fastem.kernels.distances import squared_row_distances
 
 from . import naive
 
@@ -276,6 +278,24 @@ def test_column_mean_var_far_from_origin(dtype):
     X = (1e4 + rng.normal(size=(N_ROWS, 7))).astype(dtype)
     _, var = column_mean_var(X)
     np.testing.assert_allclose(var, naive.column_mean_var(X)[1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_centre_moves_and_csr_column_sums(dtype):
+    # how far each centre moved (convergence test, bound drift), in float64
+    rng = np.random.RandomState(5)
+    A = (100.0 * rng.normal(size=(7, 301))).astype(dtype)
+    B = (A + rng.normal(size=A.shape)).astype(dtype)
+    ref = ((A.astype(np.float64) - B.astype(np.float64)) ** 2).sum(axis=1)
+    np.testing.assert_allclose(squared_row_distances(A, B), ref, rtol=1e-13)
+    assert not squared_row_distances(A, A).any()
+    # the CSR tol scale's per-column sums: numpy.bincount's values (the same order of terms)
+    import scipy.sparse
+    X = scipy.sparse.random(300, 57, density=0.1, format="csr", random_state=rng, dtype=dtype)
+    x = X.data.astype(np.float64)
+    s1, s2 = csr_column_sums(X.data, X.indices, 57)
+    np.testing.assert_array_equal(s1, np.bincount(X.indices, weights=x, minlength=57))
+    np.testing.assert_array_equal(s2, np.bincount(X.indices, weights=x * x, minlength=57))
 
 
 @pytest.mark.parametrize("dtype, d, k, ro", CASES)
