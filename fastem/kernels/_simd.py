@@ -256,14 +256,13 @@ def make_tile_kernel(tile_shape, reduction):
                 bv, bi = builder.load(best[m]), builder.load(best_idx[m])
                 lowest = _lane_minimum(builder, bv, builder.fcmp_ordered)
                 candidates = builder.select(builder.fcmp_ordered("==", bv, lowest), bi, int_max)
-                winner = builder.extract_element(
-                    _lane_minimum(builder, candidates, builder.icmp_signed), zero32)
-                builder.store(winner, builder.gep(oa.data, [builder.sub(rows[m], offi)]))
+                winners = _lane_minimum(builder, candidates, builder.icmp_signed)
+                builder.store(builder.extract_element(winners, zero32),
+                              builder.gep(oa.data, [builder.sub(rows[m], offi)]))
                 if reduction == "argmin2":
                     # second-smallest score: the other lanes' bests and every runner-up
-                    others = builder.select(
-                        builder.icmp_signed("==", bi, _splat(builder, winner, itype)),
-                        ir.Constant(vtype, [float("inf")] * L), bv)
+                    others = builder.select(builder.icmp_signed("==", bi, winners),
+                                            ir.Constant(vtype, [float("inf")] * L), bv)
                     second = _lane_minimum(builder, builder.select(
                         builder.fcmp_ordered("<", others, builder.load(runner_up[m])),
                         others, builder.load(runner_up[m])), builder.fcmp_ordered)

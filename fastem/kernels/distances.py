@@ -532,27 +532,16 @@ def squared_row_norms(A):
     return norms
 
 
-@kernel(ordered=True)
+@kernel
 def squared_row_distances(A, B):
-    """``out[i] = ||A[i] - B[i]||^2`` in float64 (serial; one read of each array and no
-    temporaries: how far each of k centres moved, for k d beyond the caches). Four explicit
-    chains, summed in a fixed order, and no ``reassoc``: the same bits in every build (the
-    convergence test compares the total with the tolerance)."""
+    """``out[i] = ||A[i] - B[i]||^2`` in float64 (C-contiguous A and B of one shape; one
+    read of each and no temporaries: how far each of k centres moved, for k d beyond the
+    caches). ``sqdist``'s fixed order: the same bits in every build (the convergence test
+    compares the total with the tolerance)."""
     k, d = A.shape
     out = np.empty(k)
     for j in range(k):
-        s0 = s1 = s2 = s3 = 0.0
-        f = 0
-        while f + 4 <= d:
-            s0 += (np.float64(A[j, f]) - np.float64(B[j, f])) ** 2
-            s1 += (np.float64(A[j, f + 1]) - np.float64(B[j, f + 1])) ** 2
-            s2 += (np.float64(A[j, f + 2]) - np.float64(B[j, f + 2])) ** 2
-            s3 += (np.float64(A[j, f + 3]) - np.float64(B[j, f + 3])) ** 2
-            f += 4
-        while f < d:
-            s0 += (np.float64(A[j, f]) - np.float64(B[j, f])) ** 2
-            f += 1
-        out[j] = (s0 + s1) + (s2 + s3)
+        out[j] = sqdist(A, j * d, B, j * d, d)
     return out
 
 

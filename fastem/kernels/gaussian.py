@@ -314,6 +314,13 @@ SCATTER_ROWS = 256
 FINE_CHUNK_WORK = 2**16
 
 
+@kernel
+def _smallest_unit(row_work):
+    """The fewest rows a fused E-step's chunk may have, for ``row_work`` multiply-adds a row
+    (``_blocks.partial_units``): ``SCATTER_ROWS`` from ``FINE_CHUNK_WORK`` on, else a block."""
+    return SCATTER_ROWS if row_work >= FINE_CHUNK_WORK else BLOCK_ROWS
+
+
 #: Full covariances, small d: the statistics of a block as one product ``T = Y^T R`` of the
 #: row features ``y_i = [xc_i, xc_if xc_ig (f <= g), 1]`` (d + d(d+1)/2 + 1 of them) with
 #: the weighted responsibilities ``R_ij = w_i r_ij``: T's rows are T1, the upper triangle of
@@ -421,8 +428,7 @@ def _full_estep_plan(n, d, k, pooled):
         n_panels = (d + pc - 1) // pc
         m2 = 1 if pooled else k
         table = k + (k + pr - 1) // pr * pr * n_panels * pc + m2 * n_panels * d4 * pc
-    nc, unit = partial_units(n, 8 * table,
-                             SCATTER_ROWS if k * d * d >= FINE_CHUNK_WORK else BLOCK_ROWS)
+    nc, unit = partial_units(n, 8 * table, _smallest_unit(k * d * d))
     return sub_rows, n_feat, kp, nc, unit
 
 
@@ -695,8 +701,7 @@ def _estep_diag_prepare(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     coef, bias = _diag_layout(means, prec, center)
     k4 = (k + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
     nc, unit = partial_units(X.shape[0], 8 * coef.shape[0] * k4,
-                             SCATTER_ROWS if 2 * k * (2 * d + 1) >= FINE_CHUNK_WORK
-                             else BLOCK_ROWS)
+                             _smallest_unit(2 * k * (2 * d + 1)))
     # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0) in column panels,
     # and the log-likelihood
     return (nc, unit, center, coef, bias,

@@ -714,7 +714,7 @@ class HamerlyKMeansModel(KMeansModel):
     def e_step(self, source, centers):
         # (k, d) work per pass is kept to a few sweeps: with CSR rows of many features it
         # costs as much as the pass itself once few rows are searched
-        centers = centers.astype(source.dtype, copy=False)
+        centers = np.ascontiguousarray(centers, dtype=source.dtype)   # (kernels: C order)
         if self.bounded_passes is None:
             sums, moments, inertia, n_changed = self._full_pass(source, centers)
             finite = bool(np.isfinite(sums).all())
