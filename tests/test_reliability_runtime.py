@@ -244,7 +244,9 @@ def test_hot_threads_hand_runs_over_without_changing_results():
     cap of 1 inside, and an error in one run all give the results and errors of ordinary
     calls; afterwards the pool serves ordinary calls again."""
     rng = np.random.RandomState(0)
-    X = rng.normal(size=(16 * _jit.PARALLEL_MIN_ROWS, 5))
+    # passes of a few ms: long enough for a pool thread to be scheduled even while the other
+    # core is busy (in a cold CI run a compile-ahead helper process may still hold it)
+    X = rng.normal(size=(64 * _jit.PARALLEL_MIN_ROWS, 5))
     centers = X[:7].copy()
     expected = _lloyd_pass(X, centers)
     pool_names = {t.name for t in threading.enumerate() if t.name.startswith("fastem")}
