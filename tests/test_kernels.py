@@ -20,7 +20,7 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, floa
                             kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
                             nearest_centers, potential_block_sums, seed_potentials_kept,
                             seed_update_kept, sqdist_to_centers, update_min_sqdist)
-from fastem.kernels._simd import axpy, axpy_sqdist, dot, sqdist
+from fastem.kernels._simd import ROWS_PER_SQDIST, axpy, axpy_sqdist, dot, sqdist, sqdist_rows
 from fastem.kernels.csr_distances import csr_column_sums
 from fastem.kernels.distances import squared_row_distances
 
@@ -461,11 +461,27 @@ def _short_vector_helpers(x, c, a, y1, y2):
     return fused, sqdist(x, 0, c, 0, m), dot(x, 0, c, 0, m)
 
 
+@njit
+def _sqdist_rows_and_one_by_one(X, c):
+    """:func:`sqdist_rows` of the rows of X (``ROWS_PER_SQDIST`` of them), and each row's
+    :func:`sqdist`."""
+    n, d = X.shape
+    xt = np.empty((d, n))
+    for t in range(d):
+        for r in range(n):
+            xt[t, r] = X[r, t]
+    rows, one_by_one = np.empty(n), np.empty(n)
+    sqdist_rows(xt, c, 0, d, rows, 0)
+    for r in range(n):
+        one_by_one[r] = sqdist(X, r * d, c, 0, d)
+    return rows, one_by_one
+
+
 def check_short_vector_helpers():
-    """``_simd``'s axpy / dot / sqdist / axpy_sqdist at every length up to 71 and from 120
+    """``_simd``'s axpy / dot / sqdist / axpy_sqdist / sqdist_rows at every length up to 71 and from 120
     to 159 (through several of each class's steps: chained vectors, leftover full vectors,
-    the scalar tail), against exact sums; axpy_sqdist bitwise equal to sqdist + axpy, as
-    documented. Also run for every other SIMD class by ``test_simd_classes``."""
+    the scalar tail), against exact sums; axpy_sqdist bitwise equal to sqdist + axpy and
+    sqdist_rows to sqdist row by row, as documented. Also run for every other SIMD class by ``test_simd_classes``."""
     rng = np.random.default_rng(0)
     for dtype in DTYPES:
         for m in list(range(72)) + list(range(120, 160)):
@@ -480,6 +496,12 @@ def check_short_vector_helpers():
             scale = max(1.0, np.abs(xd * cd).sum())
             assert abs(dt - math.fsum(xd * cd)) <= 1e-14 * scale, (dtype, m)
             np.testing.assert_allclose(y2, y + 0.75 * xd, rtol=1e-15, atol=1e-15)
+            # several rows at once, one per lane: sqdist's bits in every lane (rows of
+            # different scales, so that rounding differs from lane to lane)
+            X = (rng.normal(size=(ROWS_PER_SQDIST, m))
+                 * np.logspace(-3, 3, ROWS_PER_SQDIST)[:, None]).astype(dtype)
+            rows, one_by_one = _sqdist_rows_and_one_by_one(X, c)
+            assert rows.tobytes() == one_by_one.tobytes(), (dtype, m)
 
 
 def test_short_vector_helpers():

@@ -385,6 +385,35 @@ def test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise():
         np.testing.assert_array_equal(n1, n2)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [1, 3, 5, 8, 13, 17, 40])
+def test_plain_seeding_distances_are_the_row_by_row_ones_bitwise(d, dtype):
+    """The plain k-means++ passes and update take several rows at once, one per vector lane
+    (``sqdist_rows``); the pruned passes and ``sqdist_to_centers`` one row at a time. Their
+    distances must have the same bits (plain and pruned seedings choose the same centres),
+    at every d (the helpers' chains, lanes and tails) and in the rows after a block's last
+    full group (two blocks and 13 rows)."""
+    from fastem.kernels import kmeanspp_potentials_kept, sqdist_to_centers, update_min_sqdist
+    n, m = 2 * 2048 + 13, 3
+    X = blobs(n, d, 5, dtype, seed=d)
+    w = np.random.RandomState(d).uniform(0.5, 2.0, n)
+    candidates = np.ascontiguousarray(X[[1, 700, n - 1]])
+    one_by_one = np.empty((n, m))
+    sqdist_to_centers(X, candidates, one_by_one)
+    exact = ((X[:, None, :].astype(np.float64) - candidates[None].astype(np.float64)) ** 2
+             ).sum(axis=-1)
+    np.testing.assert_allclose(one_by_one, exact, rtol=1e-12, atol=1e-12 * exact.max())
+    kept = np.empty((m, n), np.int32), np.empty((m, n)), np.empty((m, 3), np.int64)
+    potentials = np.empty(m)   # no centre yet: every distance kept in place
+    kmeanspp_potentials_kept(X, w, candidates, np.full(n, np.inf), potentials, *kept)
+    assert kept[1].tobytes() == one_by_one.T.copy().tobytes()
+    np.testing.assert_allclose(potentials, (w[:, None] * exact).sum(axis=0), rtol=1e-12)
+    for c in range(m):
+        closest = np.full(n, np.inf)
+        update_min_sqdist(X, candidates[c], closest)
+        assert closest.tobytes() == one_by_one[:, c].copy().tobytes()
+
+
 @pytest.mark.parametrize("d", [64, 129])
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (1e6, 1e-3), (0.0, 1e-40),
                                            (0.0, 1e-20), (-3e30, 1e25), (5.0, 0.0)])

@@ -14,7 +14,8 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_bloc
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (HAS_DEEP, SEARCH_ROWS, add_product, axpy_sqdist, difference, dot,
                     nearest_rows_deep, nearest_rows_few, nearest_rows_medium,
-                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist)
+                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist,
+                    ROWS_PER_SQDIST, sqdist_rows)
 from ._target import (PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES,
                       SHADOW_ROWS_PER_EXACT)
 
@@ -300,11 +301,28 @@ run_on_threads(sqdist_to_centers, one_item_per_block, _sqdist_work, None)
 
 
 @kernel
+def _rows_as_columns(X, i0, xt):
+    """``xt[t, r] = X[i0 + r, t]`` in float64 for r < ``ROWS_PER_SQDIST``: the operand of
+    :func:`~fastem.kernels._simd.sqdist_rows`."""
+    for t in range(X.shape[1]):
+        for r in range(ROWS_PER_SQDIST):
+            xt[t, r] = X[i0 + r, t]
+
+
+@kernel
 def _min_sqdist_work(lo, hi, X, center, min_sqdist):
     n, d = X.shape
+    xt, dist = np.empty((d, ROWS_PER_SQDIST)), np.empty(ROWS_PER_SQDIST)
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        for i in range(start, stop):
+        grouped = start + (stop - start) // ROWS_PER_SQDIST * ROWS_PER_SQDIST
+        for i0 in range(start, grouped, ROWS_PER_SQDIST):
+            _rows_as_columns(X, i0, xt)
+            sqdist_rows(xt, center, 0, d, dist, 0)
+            for r in range(ROWS_PER_SQDIST):
+                if dist[r] < min_sqdist[i0 + r]:
+                    min_sqdist[i0 + r] = dist[r]
+        for i in range(grouped, stop):
             s = sqdist(X, i * d, center, 0, d)
             if s < min_sqdist[i]:
                 min_sqdist[i] = s
@@ -381,13 +399,35 @@ def _plain_block(start, stop, X, sample_weight, candidates, min_sqdist, direct, 
     with ``base = 0`` and ``dist`` the kept distances, every row's distance in place."""
     d = X.shape[1]
     m = candidates.shape[0]
-    for i in range(start, stop):
+    # ROWS_PER_SQDIST rows at a time as the columns of xt, against every candidate
+    xt = np.empty((d, ROWS_PER_SQDIST))
+    grouped = start + (stop - start) // ROWS_PER_SQDIST * ROWS_PER_SQDIST
+    for i0 in range(start, grouped, ROWS_PER_SQDIST):
+        _rows_as_columns(X, i0, xt)
+        for c in range(m):
+            sqdist_rows(xt, candidates, c * d, d, dist, c * dist.shape[1] + i0 - base)
+    for i in range(grouped, stop):
         for c in range(m):
             dist[c, i - base] = sqdist(X, i * d, candidates, c * d, d)
-    for i in range(start, stop):
-        w, closest = sample_weight[i], min_sqdist[i]
-        for c in range(m):
-            acc[c] = pair_term(acc[c], dist[c, i - base], w, closest, direct)
+    # four candidates' sums at a time in registers (an array element's chain would wait
+    # on a store and a load every row); a group short of four repeats its last candidate
+    # and drops those sums
+    for c0 in range(0, m, 4):
+        c1, c2, c3 = min(c0 + 1, m - 1), min(c0 + 2, m - 1), min(c0 + 3, m - 1)
+        a0, a1, a2, a3 = acc[c0], acc[c1], acc[c2], acc[c3]
+        for i in range(start, stop):
+            w, closest = sample_weight[i], min_sqdist[i]
+            a0 = pair_term(a0, dist[c0, i - base], w, closest, direct)
+            a1 = pair_term(a1, dist[c1, i - base], w, closest, direct)
+            a2 = pair_term(a2, dist[c2, i - base], w, closest, direct)
+            a3 = pair_term(a3, dist[c3, i - base], w, closest, direct)
+        acc[c0] = a0
+        if c0 + 1 < m:
+            acc[c1] = a1
+        if c0 + 2 < m:
+            acc[c2] = a2
+        if c0 + 3 < m:
+            acc[c3] = a3
     counts[:] = -1
 
 
