@@ -29,8 +29,8 @@ from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_deep,
                     top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
-from .distances import (prefetch_tile_ahead, search_sub_block_rows, search_table,
-                        search_table_norms, squared_row_norms)
+from .distances import (centre_mean, prefetch_tile_ahead, search_sub_block_rows,
+                        search_table, search_table_norms, squared_row_norms)
 
 
 @kernel
@@ -740,6 +740,41 @@ def _csr_upper_and_scores(data, indices, lo, hi, centers, a, squares, ct, half_n
 
 
 @kernel
+def _csr_reference_and_scores(data, indices, lo, hi, ref, ref_square, ct, half_norms, centres,
+                              m, out):
+    """:func:`_csr_upper_and_scores` with the table's reference point r (the centres' mean,
+    float64, a d-vector the rows share: cache-resident) in place of the label's centre:
+    (``||x - r||^2`` computed, its error bound, ``||x||^2``) and the scores, from which
+    :func:`_score_sqdist` bounds every scored centre's distance without reading a centre."""
+    for t in range(m):
+        out[t] = half_norms[centres[t]]
+    xx = 0.0
+    xr = ref_square
+    for p in range(lo, hi):
+        v = data[p]
+        f = indices[p]
+        x = np.float64(v)
+        xx += x ** 2
+        c = ref[f]
+        e = x - c
+        xr += e * e - c * c
+        for t in range(m):
+            out[t] -= v * ct[f, centres[t]]
+    _, xr, err, xx = _csr_upper_from(max(xr, 0.0), xx, hi - lo, ref_square)
+    return xr, err, xx
+
+
+@kernel
+def _score_sqdist(score, xr, err, eps, side):
+    """A bound on ``||x - c_j||^2`` from centre j's computed score: above it for ``side =
+    1``, below for ``side = -1``. ``||x - c_j||^2 = 2 s_j + ||x - r||^2`` exactly (module
+    docstring), the computed score is within ``eps`` of s_j and ``xr`` within ``err`` of
+    ``||x - r||^2``; the last term covers this sum's own rounding (it may cancel)."""
+    two_s = 2.0 * np.float64(score)
+    return two_s + xr + side * (2.0 * eps + err + 2.0 ** -50 * (abs(two_s) + xr))
+
+
+@kernel
 def _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near):
     """The label a, then the centres whose bounds do not separate them from it, into
     ``near`` (k + 1 entries); returns their number (1: the row keeps its label)."""
@@ -769,9 +804,31 @@ def _decay_csr_lower(lower, i, drift, u, a, terms, norms, eps_b, eps_c, bound):
 
 
 @kernel
+def _elkan_csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                            upper, lower, sums, moments):
+    """:func:`_csr_step_prepare` and the search table's reference point r with ``||r||^2``
+    (:func:`_csr_reference_and_scores`)."""
+    ref = centre_mean(centers)
+    return (*_csr_step_prepare(data, indices, indptr, sample_weight, centers, drift, shift,
+                               labels, upper, lower, sums, moments),
+            ref, squared_row_norms(ref.reshape((1, ref.shape[0])))[0])
+
+
+@kernel
+def _elkan_csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                           upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b,
+                           eps_c, other, shift_squares, moved_rows, moved_from, part_counts,
+                           ref, ref_square):
+    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
+                            upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b,
+                            eps_c, other, shift_squares, moved_rows, moved_from, part_counts)
+
+
+@kernel
 def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift, shift,
                          labels, upper, lower, sums, moments, ct, half_norms, norms, squares,
-                         eps_b, eps_c, other, shift_squares, moved_rows, moved_from, part_counts):
+                         eps_b, eps_c, other, shift_squares, moved_rows, moved_from, part_counts,
+                         ref, ref_square):
     n = indptr.shape[0] - 1
     k = centers.shape[0]
     nc = part_counts.shape[0]
@@ -794,13 +851,14 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                 continue
             m = _csr_open_centres(u, bound, a, terms, norms, eps_b, eps_c, near)
             if m > 1:
-                if 4 * m <= k:
-                    # few open centres: tighten u and score them in one pass; the winner
-                    # among them is the search's (they include every centre the tight
-                    # bound leaves open), and all of them get bounds from their scores
-                    u, d2, err, xx = _csr_upper_and_scores(data, indices, lo_p, hi_p,
-                                                           centers, a, squares, ct,
-                                                           half_norms, near, m, scores)
+                by_scores = 4 * m <= k
+                if by_scores:
+                    # few open centres: score them in one pass; the winner among them is
+                    # the search's (they include every centre the tight bound leaves
+                    # open), and its score and theirs give every bound (_score_sqdist)
+                    xr, err, xx = _csr_reference_and_scores(data, indices, lo_p, hi_p, ref,
+                                                            ref_square, ct, half_norms,
+                                                            near, m, scores)
                 else:
                     # many: tighten first (O(nnz)), which may close them all
                     u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, a,
@@ -825,13 +883,22 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                                                     and near[t] < near[best]):
                         best = t
                 j = near[best]
-                if j != a:
-                    u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, j,
-                                                squares)
-                eps = terms * (eps_b + np.sqrt(xx) * eps_c)
-                for t in range(m):
-                    bound[near[t]] = max(bound[near[t]], np.float64(_csr_lower_from_score(
-                        d2 - err, np.float64(scores[t]) - np.float64(scores[best]), eps)))
+                if by_scores:
+                    eps = terms * (eps_b + np.sqrt(xx) * eps_c)
+                    u = np.sqrt(_score_sqdist(scores[best], xr, err, eps, 1.0)) * (
+                        1.0 + 2.0 ** -50)
+                    for t in range(m):
+                        low2 = _score_sqdist(scores[t], xr, err, eps, -1.0)
+                        low = np.sqrt(low2) * (1.0 - 2.0 ** -50) if low2 > 0.0 else 0.0
+                        bound[near[t]] = max(bound[near[t]], np.float64(_stored_lower(low)))
+                else:
+                    if j != a:
+                        u, d2, err, xx = _csr_upper(data, indices, lo_p, hi_p, centers, j,
+                                                    squares)
+                    eps = terms * (eps_b + np.sqrt(xx) * eps_c)
+                    for t in range(m):
+                        bound[near[t]] = max(bound[near[t]], np.float64(_csr_lower_from_score(
+                            d2 - err, np.float64(scores[t]) - np.float64(scores[best]), eps)))
                 if j != a:
                     moved_rows[start + changed] = i
                     moved_from[start + changed] = a
@@ -850,17 +917,19 @@ def elkan_step_csr(data, indices, indptr, sample_weight, centers, drift, shift, 
     """:func:`bounded_step_csr` with one lower bound per centre (``lower`` (n, k) float32):
     a row is scored only against the centres its bounds do not rule out."""
     (nc, ct, half_norms, norms, squares, eps_b, eps_c, other, shift_squares, moved_rows,
-     moved_from, part_counts) = _csr_step_prepare(data, indices, indptr, sample_weight,
-                                                    centers, drift, shift, labels, upper,
-                                                    lower, sums, moments)
+     moved_from, part_counts, ref, ref_square) = _elkan_csr_step_prepare(
+        data, indices, indptr, sample_weight, centers, drift, shift, labels, upper, lower, sums,
+        moments)
     for c in prange(nc):
         _elkan_csr_step_work(c, c + 1, data, indices, indptr, sample_weight, centers, drift, shift,
                              labels, upper, lower, sums, moments, ct, half_norms, norms, squares,
                              eps_b, eps_c, other, shift_squares, moved_rows, moved_from,
-                             part_counts)
-    return _csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift, labels,
-                            upper, lower, sums, moments, ct, half_norms, norms, squares, eps_b,
-                            eps_c, other, shift_squares, moved_rows, moved_from, part_counts)
+                             part_counts, ref, ref_square)
+    return _elkan_csr_step_finish(data, indices, indptr, sample_weight, centers, drift, shift,
+                                  labels, upper, lower, sums, moments, ct, half_norms, norms,
+                                  squares, eps_b, eps_c, other, shift_squares, moved_rows,
+                                  moved_from, part_counts, ref, ref_square)
 
 
-run_on_threads(elkan_step_csr, _csr_step_prepare, _elkan_csr_step_work, _csr_step_finish)
+run_on_threads(elkan_step_csr, _elkan_csr_step_prepare, _elkan_csr_step_work,
+               _elkan_csr_step_finish)

@@ -39,11 +39,7 @@ def search_table(X, centers, tile, width):
     """
     k, d = centers.shape
     kp = (k + width - 1) // width * width
-    r = np.zeros(d)
-    for j in range(k):
-        for f in range(d):
-            r[f] += np.float64(centers[j, f])
-    r /= k
+    r = centre_mean(centers)
     half_norms = np.full(kp, np.inf, X.dtype)
     if tile == 3:
         ct = np.zeros((kp, d), X.dtype)
@@ -70,6 +66,18 @@ def search_table(X, centers, tile, width):
     for j in range(k):
         half_norms[j] = acc[j]
     return ct, half_norms
+
+
+@kernel
+def centre_mean(centers):
+    """The reference point r of :func:`search_table`: the centres' mean, in float64."""
+    k, d = centers.shape
+    r = np.zeros(d)
+    for j in range(k):
+        for f in range(d):
+            r[f] += np.float64(centers[j, f])
+    r /= k
+    return r
 
 
 @kernel
