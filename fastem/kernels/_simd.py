@@ -830,15 +830,15 @@ def add_product(typingctx, acc, a, b):
 
 @intrinsic
 def difference(typingctx, a, b):
-    """``a - b`` in float64 with :data:`ORDERED` flags only (never reassociated with its
-    neighbours; see :func:`add_product`)."""
-    if not (a == types.float64 and b == types.float64):
+    """``a - b`` (two floats of one type) with :data:`ORDERED` flags only (never
+    reassociated with its neighbours; see :func:`add_product`)."""
+    if not (isinstance(a, types.Float) and a == b):
         return None
 
     def codegen(context, builder, signature, args):
         return builder.fsub(args[0], args[1], flags=ORDERED)
 
-    return types.float64(a, b), codegen
+    return a(a, b), codegen
 
 
 @intrinsic

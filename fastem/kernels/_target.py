@@ -203,7 +203,7 @@ PREFETCH_ROWS = 8
 #: n=1e5, d=20,000, 0.5% dense, 2 threads, without / with 4 x 64: k=64 float64 176-179 /
 #: 144-150 ms, float32 104 / 86-101 ms; k=1024 float64 2.50 / 2.12-2.20 s, float32 1.71 /
 #: 1.17-1.53 s; k=8 unchanged. 8 ahead measured the same, 128 floats no better. Elkan's
-#: gathered scoring of a few centres (``bounds._csr_upper_and_scores``) got 10-25% slower
+#: gathered scoring of a few centres (``bounds._csr_scores``) got 10-25% slower
 #: with the same prefetches, so it has none.
 CSR_PREFETCH_NONZEROS = 4
 CSR_PREFETCH_FLOATS = 64

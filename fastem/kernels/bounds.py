@@ -26,8 +26,9 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, search_tile, sqdist, top2_rows_deep,
-                    top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
+from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, difference, search_tile, sqdist,
+                    top2_rows_deep, top2_rows_few, top2_rows_medium, top2_rows_narrow,
+                    top2_rows_wide)
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
 from .distances import (centre_mean, prefetch_tile_ahead, search_sub_block_rows,
                         search_table, search_table_norms, squared_row_norms)
@@ -647,14 +648,29 @@ run_on_threads(bounded_step_csr, _csr_step_prepare, _csr_step_work, _csr_step_fi
 
 @kernel
 def _csr_scores(data, indices, lo, hi, ct, half_norms, centres, m, out):
-    """``out[t]`` = the search's computed score of centre ``centres[t]``, t < m."""
-    for t in range(m):
-        out[t] = half_norms[centres[t]]
-    for p in range(lo, hi):
-        v = data[p]
-        f = indices[p]
-        for t in range(m):
-            out[t] -= v * ct[f, centres[t]]
+    """``out[t]`` = the search's computed score of centre ``centres[t]``, t < m: each the
+    products and subtractions of :func:`_nearest_row` in its order (ordered subtractions,
+    which nothing reassociates), four centres at a time in registers (a score kept in
+    memory waits on a store and a load every non-zero); a group short of four repeats its
+    last centre and drops those sums."""
+    for t0 in range(0, m, 4):
+        c0, c1 = centres[t0], centres[min(t0 + 1, m - 1)]
+        c2, c3 = centres[min(t0 + 2, m - 1)], centres[min(t0 + 3, m - 1)]
+        s0, s1, s2, s3 = half_norms[c0], half_norms[c1], half_norms[c2], half_norms[c3]
+        for p in range(lo, hi):
+            v = data[p]
+            f = indices[p]
+            s0 = difference(s0, v * ct[f, c0])
+            s1 = difference(s1, v * ct[f, c1])
+            s2 = difference(s2, v * ct[f, c2])
+            s3 = difference(s3, v * ct[f, c3])
+        out[t0] = s0
+        if t0 + 1 < m:
+            out[t0 + 1] = s1
+        if t0 + 2 < m:
+            out[t0 + 2] = s2
+        if t0 + 3 < m:
+            out[t0 + 3] = s3
 
 
 @kernel
@@ -717,49 +733,21 @@ run_on_threads(elkan_full_step_csr, _csr_full_prepare, _elkan_csr_full_work, _cs
 
 
 @kernel
-def _csr_upper_and_scores(data, indices, lo, hi, centers, a, squares, ct, half_norms, centres,
-                          m, out):
-    """:func:`_csr_upper` for centre ``a`` and :func:`_csr_scores` in one pass over the row
-    (each sum with its own operations in its own order, so the same values as the two
-    functions; one sweep of the row's random reads instead of two)."""
-    for t in range(m):
-        out[t] = half_norms[centres[t]]
-    xx = 0.0
-    d2 = squares[a]
-    for p in range(lo, hi):
-        v = data[p]
-        f = indices[p]
-        x = np.float64(v)
-        xx += x ** 2
-        c = np.float64(centers[a, f])
-        e = x - c
-        d2 += e * e - c * c
-        for t in range(m):
-            out[t] -= v * ct[f, centres[t]]
-    return _csr_upper_from(max(d2, 0.0), xx, hi - lo, squares[a])
-
-
-@kernel
 def _csr_reference_and_scores(data, indices, lo, hi, ref, ref_square, ct, half_norms, centres,
                               m, out):
-    """:func:`_csr_upper_and_scores` with the table's reference point r (the centres' mean,
-    float64, a d-vector the rows share: cache-resident) in place of the label's centre:
-    (``||x - r||^2`` computed, its error bound, ``||x||^2``) and the scores, from which
+    """(``||x - r||^2`` computed, its error bound, ``||x||^2``) of a CSR row, r the search
+    table's reference point (the centres' mean, float64: a d-vector every row shares, so
+    its reads hit the cache), and :func:`_csr_scores` of ``centres[:m]``: with them
     :func:`_score_sqdist` bounds every scored centre's distance without reading a centre."""
-    for t in range(m):
-        out[t] = half_norms[centres[t]]
     xx = 0.0
     xr = ref_square
     for p in range(lo, hi):
-        v = data[p]
-        f = indices[p]
-        x = np.float64(v)
+        x = np.float64(data[p])
         xx += x ** 2
-        c = ref[f]
+        c = ref[indices[p]]
         e = x - c
         xr += e * e - c * c
-        for t in range(m):
-            out[t] -= v * ct[f, centres[t]]
+    _csr_scores(data, indices, lo, hi, ct, half_norms, centres, m, out)
     _, xr, err, xx = _csr_upper_from(max(xr, 0.0), xx, hi - lo, ref_square)
     return xr, err, xx
 
