@@ -892,9 +892,9 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                     moved_from[start + changed] = a
                     changed += 1
                     labels[i] = j
+                for t in range(m):   # the others' decayed bounds are stored already
+                    lower[i, near[t]] = _stored_lower(bound[near[t]])
             upper[i] = _stored_upper(u)
-            for j in range(k):
-                lower[i, j] = _stored_lower(bound[j])
         part_counts[c, 0] = changed
         part_counts[c, 1] = searched
 
