@@ -188,7 +188,14 @@ def run_python_child(script, *args, env=None, cwd=None, timeout=500):
 
 
 def cpu_name():
-    """The CPU model, its ISA class (AVX-512 / AVX2 / other) and the CPU count, for reports."""
+    """The CPU model, its ISA class (AVX-512 / AVX2 / other), the CPU count and the class of
+    the code fastem compiles (``NUMBA_CPU_NAME`` may make it another than the host's), for
+    reports."""
+    from fastem.kernels import _target
+    return f"{_host_cpu()}; fastem's code: {_target.SIMD_CLASS} class ({_target.CPU_NAME})"
+
+
+def _host_cpu():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -12,10 +12,10 @@ from numba import prange
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (HAS_DEEP, SEARCH_ROWS, add_product, axpy_sqdist, difference, dot,
-                    nearest_rows_deep, nearest_rows_few, nearest_rows_medium,
+from ._simd import (HAS_DEEP, ROWS_PER_SQDIST, SEARCH_ROWS, add_product, axpy_sqdist,
+                    difference, dot, nearest_rows_deep, nearest_rows_few, nearest_rows_medium,
                     nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist,
-                    ROWS_PER_SQDIST, sqdist_rows)
+                    sqdist_rows)
 from ._target import (PREFETCH_ROWS, PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES,
                       SHADOW_ROWS_PER_EXACT)
 
