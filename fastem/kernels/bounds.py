@@ -413,8 +413,8 @@ def bounded_objective(centers, shift, sums, moments):
 # The same method for CSR X (``fastem.kernels.csr_distances``): a row is searched on its own
 # (no gathering), its search error is that of an nnz-term sum, eps = 2 (nnz + 4) u_T (B + ||x|| C),
 # and its float64 distance ``||c||^2 + sum_nnz ((x_f - c_f)^2 - c_f^2)`` is off by at most
-# ``err = 8 (nnz + 4) u_64 (||c||^2 + ||x||^2)`` (absolute: the sum cancels), which widens
-# both bounds.
+# ``err = 8 u_64 ((nnz + 4) (||c||^2 + ||x||^2) + d ||c||^2)`` (absolute: the sum cancels; the
+# last term covers ``||c||^2`` itself, a sum over all d features), which widens both bounds.
 
 
 @kernel
@@ -432,10 +432,11 @@ def _csr_tables(data, centers):
 
 
 @kernel
-def _csr_upper_from(d2, xx, nnz, square):
+def _csr_upper_from(d2, xx, nnz, square, d):
     """(u >= ||x - c||, d2, its error bound, xx) from a CSR row's computed ``d2 = ||x -
-    c||^2`` (``nnz`` non-zeros, ``xx = ||x||^2``, ``square = ||c||^2``)."""
-    err = 8.0 * (nnz + 4.0) * 2.0 ** -53 * (square + xx)
+    c||^2`` (``nnz`` non-zeros, ``xx = ||x||^2``, ``square = ||c||^2`` summed over ``d``
+    features)."""
+    err = 8.0 * 2.0 ** -53 * ((nnz + 4.0) * (square + xx) + d * square)
     return np.sqrt(d2 + err) * (1.0 + 2.0 ** -50), d2, err, xx
 
 
@@ -446,7 +447,7 @@ def _csr_upper(data, indices, lo, hi, centers, j, squares):
     for p in range(lo, hi):
         xx += np.float64(data[p]) ** 2
     d2 = _row_sqdist(data, indices, lo, hi, centers, j, squares)
-    return _csr_upper_from(d2, xx, hi - lo, squares[j])
+    return _csr_upper_from(d2, xx, hi - lo, squares[j], centers.shape[1])
 
 
 @kernel
@@ -748,7 +749,7 @@ def _csr_reference_and_scores(data, indices, lo, hi, ref, ref_square, ct, half_n
         e = x - c
         xr += e * e - c * c
     _csr_scores(data, indices, lo, hi, ct, half_norms, centres, m, out)
-    _, xr, err, xx = _csr_upper_from(max(xr, 0.0), xx, hi - lo, ref_square)
+    _, xr, err, xx = _csr_upper_from(max(xr, 0.0), xx, hi - lo, ref_square, ref.shape[0])
     return xr, err, xx
 
 
