@@ -411,7 +411,8 @@ def bounded_objective(centers, shift, sums, moments):
 
 # ------------------------------------------------------------------------------- CSR rows
 # The same method for CSR X (``fastem.kernels.csr_distances``): a row is searched on its own
-# (no gathering), its search error is that of an nnz-term sum, eps = 2 (nnz + 4) u_T (B + ||x|| C),
+# (no gathering), its search error is that of an nnz-term sum, eps = 2 (nnz + 4) u_T (B + ||x|| C)
+# plus the offsets' own float64 rounding (sums over all d features; ``_csr_tables``),
 # and its float64 distance ``||c||^2 + sum_nnz ((x_f - c_f)^2 - c_f^2)`` is off by at most
 # ``err = 8 u_64 ((nnz + 4) (||c||^2 + ||x||^2) + d ||c||^2)`` (absolute: the sum cancels; the
 # last term covers ``||c||^2`` itself, a sum over all d features), which widens both bounds.
@@ -419,7 +420,8 @@ def bounded_objective(centers, shift, sums, moments):
 
 @kernel
 def _csr_tables(data, centers):
-    """(ct, half_norms, centre norms, squared centre norms, 2 u_T B, 2 u_T C)."""
+    """(ct, half_norms, centre norms, squared centre norms, 2 u_T B (plus a quarter of the
+    offsets' own rounding, below), 2 u_T C)."""
     ct, half_norms, squares = _center_tables(data, centers)
     k, d = centers.shape
     spreads = search_table_norms(ct, k, d, 0, ct.shape[1])
@@ -428,7 +430,12 @@ def _csr_tables(data, centers):
         big_c = max(big_c, spreads[j])
         big_b = max(big_b, abs(np.float64(half_norms[j])))
     unit = 2.0 ** -24 if data.itemsize == 4 else 2.0 ** -53
-    return ct, half_norms, np.sqrt(squares), squares, 2.0 * unit * big_b, 2.0 * unit * big_c
+    # the offsets are float64 sums over all d features, not nnz: their rounding, at most
+    # (d + 3) u_64 sum_f |c_f| (|c_f| / 2 + |r_f|) <= (d + 3) u_64 (C^2 / 2 + C ||r||) with
+    # ||r|| <= max ||c_j||, enters eps_b as a quarter (every row has terms >= 4), doubled
+    table = 2.0 * (d + 3) * 2.0 ** -53 * (0.5 * big_c * big_c + big_c * np.sqrt(squares.max()))
+    return (ct, half_norms, np.sqrt(squares), squares, 2.0 * unit * big_b + 0.25 * table,
+            2.0 * unit * big_c)
 
 
 @kernel
