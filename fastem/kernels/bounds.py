@@ -11,7 +11,9 @@ the bounds valid (triangle inequality). A row whose bounds separate is not searc
 ``eps = 2 (d + 4) u_T (B + ||x|| C)`` (``u_T`` the unit roundoff of X's dtype,
 ``B = max_j |bias_j|``, ``C = max_j ||c_j - r||``; an FMA chain of d terms plus the rounding
 of the tables, with a factor 2 to spare; the few-centre search's L chains of d / L terms and
-its log2 L lane additions stay within it). A row is skipped only when
+its log2 L lane additions stay within it), plus the float64 rounding of the offsets
+themselves (``_offsets_rounding``: their terms may cancel, so B alone does not bound it).
+A row is skipped only when
 ``l^2 - u^2 > 4 eps``: then every other centre's computed score exceeds the assigned one's,
 so the search would return ``a`` again. Rows that fail go through the same SIMD search
 (gathered into a compact block), which returns Lloyd's label bit for bit and the gap
@@ -69,7 +71,18 @@ def _search_tables(X, centers):
     factor = 2.0 * (d + 4) * unit
     # relative error of a float64 squared distance / sqrt, with room to spare
     slack = 4.0 * (d + 4) * 2.0 ** -53
-    return tile, ct, half_norms, norms, slack, factor * big_b, factor * big_c
+    return (tile, ct, half_norms, norms, slack,
+            factor * big_b + _offsets_rounding(d, big_c, norms.max()), factor * big_c)
+
+
+@kernel
+def _offsets_rounding(d, big_c, largest_norm):
+    """A bound on the float64 rounding of the search table's offsets (``search_table``:
+    ``sum_f c_f (c_f / 2 + r_f)`` over d features, ``c = c_j - r``), doubled: at most
+    ``(d + 3) u_64 sum_f |c_f| (|c_f| / 2 + |r_f|) <= (d + 3) u_64 (C^2 / 2 + C ||r||)``, and
+    ``||r|| <= max_j ||c_j||`` (r is the centres' mean). B bounds the offsets, not the terms
+    they sum, which may cancel."""
+    return 2.0 * (d + 3) * 2.0 ** -53 * (0.5 * big_c * big_c + big_c * largest_norm)
 
 
 @kernel
@@ -420,8 +433,8 @@ def bounded_objective(centers, shift, sums, moments):
 
 @kernel
 def _csr_tables(data, centers):
-    """(ct, half_norms, centre norms, squared centre norms, 2 u_T B (plus a quarter of the
-    offsets' own rounding, below), 2 u_T C)."""
+    """(ct, half_norms, centre norms, squared centre norms, 2 u_T B (plus a quarter of
+    :func:`_offsets_rounding`), 2 u_T C)."""
     ct, half_norms, squares = _center_tables(data, centers)
     k, d = centers.shape
     spreads = search_table_norms(ct, k, d, 0, ct.shape[1])
@@ -430,11 +443,11 @@ def _csr_tables(data, centers):
         big_c = max(big_c, spreads[j])
         big_b = max(big_b, abs(np.float64(half_norms[j])))
     unit = 2.0 ** -24 if data.itemsize == 4 else 2.0 ** -53
-    # the offsets are float64 sums over all d features, not nnz: their rounding, at most
-    # (d + 3) u_64 sum_f |c_f| (|c_f| / 2 + |r_f|) <= (d + 3) u_64 (C^2 / 2 + C ||r||) with
-    # ||r|| <= max ||c_j||, enters eps_b as a quarter (every row has terms >= 4), doubled
-    table = 2.0 * (d + 3) * 2.0 ** -53 * (0.5 * big_c * big_c + big_c * np.sqrt(squares.max()))
-    return (ct, half_norms, np.sqrt(squares), squares, 2.0 * unit * big_b + 0.25 * table,
+    # the offsets are float64 sums over all d features, not nnz: their rounding enters
+    # eps_b as a quarter (eps_b is multiplied by a row's terms, nnz + 4 >= 4)
+    norms = np.sqrt(squares)
+    return (ct, half_norms, norms, squares,
+            2.0 * unit * big_b + 0.25 * _offsets_rounding(d, big_c, norms.max()),
             2.0 * unit * big_c)
 
 
