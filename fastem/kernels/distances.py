@@ -309,31 +309,36 @@ run_on_threads(sqdist_to_centers, one_item_per_block, _sqdist_work, None)
 
 
 @kernel
-def _rows_as_columns(X, i0, xt):
-    """``xt[t, r] = X[i0 + r, t]`` in float64 for r < ``ROWS_PER_SQDIST``: the operand of
-    :func:`~fastem.kernels._simd.sqdist_rows`."""
-    for t in range(X.shape[1]):
-        for r in range(ROWS_PER_SQDIST):
-            xt[t, r] = X[i0 + r, t]
+def _block_sqdist(start, stop, X, points, dist, base):
+    """``dist[c, i - base] = ||X[i] - points[c]||^2`` (``sqdist``'s bits) for the rows
+    ``start <= i < stop``: ``ROWS_PER_SQDIST`` rows at a time, copied as the columns of a
+    float64 block and measured one row per vector lane (:func:`~fastem.kernels._simd.
+    sqdist_rows`: no horizontal sum per row), the rows after the last full group one at a
+    time."""
+    d = X.shape[1]
+    xt = np.empty((d, ROWS_PER_SQDIST))
+    grouped = start + (stop - start) // ROWS_PER_SQDIST * ROWS_PER_SQDIST
+    for i0 in range(start, grouped, ROWS_PER_SQDIST):
+        for t in range(d):
+            for r in range(ROWS_PER_SQDIST):
+                xt[t, r] = X[i0 + r, t]
+        for c in range(points.shape[0]):
+            sqdist_rows(xt, points, c * d, d, dist, c * dist.shape[1] + i0 - base)
+    for i in range(grouped, stop):
+        for c in range(points.shape[0]):
+            dist[c, i - base] = sqdist(X, i * d, points, c * d, d)
 
 
 @kernel
 def _min_sqdist_work(lo, hi, X, center, min_sqdist):
     n, d = X.shape
-    xt, dist = np.empty((d, ROWS_PER_SQDIST)), np.empty(ROWS_PER_SQDIST)
+    point, dist = center.reshape((1, d)), np.empty((1, BLOCK_ROWS))
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
-        grouped = start + (stop - start) // ROWS_PER_SQDIST * ROWS_PER_SQDIST
-        for i0 in range(start, grouped, ROWS_PER_SQDIST):
-            _rows_as_columns(X, i0, xt)
-            sqdist_rows(xt, center, 0, d, dist, 0)
-            for r in range(ROWS_PER_SQDIST):
-                if dist[r] < min_sqdist[i0 + r]:
-                    min_sqdist[i0 + r] = dist[r]
-        for i in range(grouped, stop):
-            s = sqdist(X, i * d, center, 0, d)
-            if s < min_sqdist[i]:
-                min_sqdist[i] = s
+        _block_sqdist(start, stop, X, point, dist, start)
+        for i in range(start, stop):
+            if dist[0, i - start] < min_sqdist[i]:
+                min_sqdist[i] = dist[0, i - start]
 
 
 @kernel(parallel=True)
@@ -405,18 +410,8 @@ def _plain_block(start, stop, X, sample_weight, candidates, min_sqdist, direct, 
     base]``, then their terms in row order (:func:`pair_term`; two passes: the sums' chains
     and the distances' FMAs overlap badly in one). Marks the block dense (``counts = -1``):
     with ``base = 0`` and ``dist`` the kept distances, every row's distance in place."""
-    d = X.shape[1]
     m = candidates.shape[0]
-    # ROWS_PER_SQDIST rows at a time as the columns of xt, against every candidate
-    xt = np.empty((d, ROWS_PER_SQDIST))
-    grouped = start + (stop - start) // ROWS_PER_SQDIST * ROWS_PER_SQDIST
-    for i0 in range(start, grouped, ROWS_PER_SQDIST):
-        _rows_as_columns(X, i0, xt)
-        for c in range(m):
-            sqdist_rows(xt, candidates, c * d, d, dist, c * dist.shape[1] + i0 - base)
-    for i in range(grouped, stop):
-        for c in range(m):
-            dist[c, i - base] = sqdist(X, i * d, candidates, c * d, d)
+    _block_sqdist(start, stop, X, candidates, dist, base)
     # four candidates' sums at a time in registers (an array element's chain would wait
     # on a store and a load every row); a group short of four repeats its last candidate
     # and drops those sums
