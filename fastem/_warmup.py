@@ -71,6 +71,9 @@ def run_job(job):
         elif estimator == "kmeans":
             km = KMeans(3, algorithm="hamerly", max_iter=3, random_state=0).fit(X)
             km.predict(X), km.transform(X), km.score(X)
+            # 'auto' for many centres: Yinyang's group bounds (more features: t >= 2 groups)
+            X8 = rng.standard_normal((5000, 8)).astype(dtype)
+            KMeans(128, init=X8[:128], n_init=1, algorithm="yinyang", max_iter=3).fit(X8)
             # k-means++'s other paths: pruned or not, keeping the candidates' distances
             # (2 x 8 bytes <= a row) or not (64 x 8 bytes > a row; also streamed rows)
             wide = ArraySource(read_only(rng.standard_normal((5000, 16)).astype(dtype)))

@@ -1,9 +1,9 @@
 """Results do not depend on the thread count (bitwise), on whether the kernels were just
 compiled or loaded from the cache (bitwise), on row order, and Lloyd never gets worse.
 
-The thread-count check covers all three estimators (KMeans: Lloyd, Hamerly, Elkan on CSR rows;
-GaussianMixture with every covariance type; BernoulliMixture dense and CSR), float32 and
-float64, and a full-covariance E-step whose row blocks split into several chunks.
+The thread-count check covers all three estimators (KMeans: Lloyd, Hamerly, Yinyang, Elkan on
+CSR rows; GaussianMixture with every covariance type; BernoulliMixture dense and CSR), float32
+and float64, and a full-covariance E-step whose row blocks split into several chunks.
 """
 import os
 import pickle
@@ -50,6 +50,9 @@ CHILD = textwrap.dedent("""
         kh = KMeans(k, algorithm="hamerly", random_state=0).fit(X, sample_weight=w)
         out[X.dtype.name]["hamerly"] = dict(centers=kh.cluster_centers_, labels=kh.labels_,
                                             inertia=kh.inertia_, n_iter=kh.n_iter_)
+        ky = KMeans(40, algorithm="yinyang", random_state=0).fit(X, sample_weight=w)
+        out[X.dtype.name]["yinyang"] = dict(centers=ky.cluster_centers_, labels=ky.labels_,
+                                            inertia=ky.inertia_, n_iter=ky.n_iter_)
         # Elkan on CSR rows: its moved rows are applied after the parallel loop, in row order
         Xs = sp.csr_matrix(np.where(np.abs(X) > 3.0, X, 0.0))
         ke = KMeans(16, algorithm="elkan", random_state=0).fit(Xs, sample_weight=w)

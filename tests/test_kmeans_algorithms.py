@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from fastem import ChunkedArray, KMeans
 from fastem.models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
-                                  choose_algorithm)
+                                  YinyangKMeansModel, choose_algorithm, yinyang_group_size)
 from fastem.sources import ArraySource, as_source
 
 from . import naive
@@ -69,15 +69,129 @@ def test_bounded_iterations_equal_lloyds(n, d, k, dtype, weighted):
     assert_same_iterations(history, c1, c2)
 
 
+GROUP_CASES = [  # (n, d, k, dtype, weighted): group size from yinyang_group_size
+    (6000, 12, 37, np.float64, True),      # 3 groups, the last one with padding columns
+    (9000, 24, 64, np.float32, False),
+    (5000, 5, 300, np.float64, True),      # 9 groups (the memory cap), 34 centres each
+    (4100, 16, 1024, np.float64, False),
+    (4100, 16, 1024, np.float32, True),    # 15 groups (the cap) of 69: not whole panels
+]
+
+
+@pytest.mark.parametrize("n, d, k, dtype, weighted", GROUP_CASES)
+def test_group_bounded_iterations_equal_lloyds(n, d, k, dtype, weighted):
+    assert yinyang_group_size(k, d, np.dtype(dtype).itemsize) > 0
+    X = blobs(n, d, max(2, k // 4), dtype, seed=k + 1)
+    w = np.random.RandomState(2).uniform(0.0, 3.0, n) if weighted else None
+    if weighted:
+        w[::17] = 0.0
+    history, c1, c2 = run_models(X, first_rows(X, k), w, 40, YinyangKMeansModel)
+    assert sum(s1.n_changed for _, _, s1, _ in history[3:]) > 0, "nothing moved late"
+    assert_same_iterations(history, c1, c2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_group_bounds_hold_after_every_pass(dtype):
+    """After every Yinyang pass (full or bounded), each row's upper bound is at least its
+    distance to its centre and its bound for each group at most its distance to every centre
+    of that group but its own: NumPy float64 distances to the centres rounded to X's dtype.
+    Not vacuous: bounded passes ran, the full pass's bounds are within 10%, and most
+    bounds rule their group out."""
+    X = blobs(4000, 20, 24, dtype, seed=9)
+    k = 96
+    source = ArraySource(X, None)
+    model = YinyangKMeansModel(source, k, first_rows(X, k, seed=3))
+    centers = model.initialize(source, None)
+    order, group_start = model.bound_layout
+    group_of = np.empty(k, int)
+    for g in range(len(group_start) - 1):
+        group_of[order[group_start[g]:group_start[g + 1]]] = g
+    assert len(group_start) - 1 >= 3
+    rows = np.arange(len(X))
+    bounded, close, ruled_out = 0, [], []
+    for it in range(30):
+        stats = model.e_step(source, centers)
+        c = centers.astype(dtype).astype(np.float64)
+        D = np.sqrt(naive.sqdist_to_centers(X.astype(np.float64), c))
+        labels = model.labels
+        np.testing.assert_array_equal(labels, D.argmin(axis=1))
+        assert (model.upper >= D[rows, labels]).all(), it
+        D[rows, labels] = np.inf
+        group_min = np.stack([D[:, group_of == g].min(axis=1)
+                              for g in range(len(group_start) - 1)], axis=1)
+        finite = np.isfinite(group_min)
+        assert (model.lower[finite] <= group_min[finite]).all(), it
+        close.append(np.mean(model.lower[finite] >= 0.9 * group_min[finite]))
+        ruled_out.append(np.mean(model.lower > model.upper[:, None]))
+        bounded += model.bounded_passes is not None and model.bounded_passes > 0
+        centers = model.m_step(source, centers, stats)
+        if stats.n_changed == 0:
+            break
+    # a full pass makes every bound tight; later most bounds rule their group out
+    assert bounded >= 3 and close[0] > 0.99 and np.median(ruled_out) > 0.5, (
+        bounded, close, ruled_out)
+
+
+def test_group_search_breaks_ties_like_lloyd():
+    """Identical centres in different groups: the smaller index wins (Lloyd's rule), though
+    its group is scored after the other's; the bound for the twin's group is 0."""
+    from fastem.kernels import group_bounded_full_step, nearest_centers
+    rng = np.random.RandomState(4)
+    for dtype in (np.float64, np.float32):
+        C = rng.normal(size=(40, 6)).astype(dtype)
+        C[33] = C[2]
+        C[20] = C[7]
+        X = np.ascontiguousarray(np.vstack([C[[2, 7, 33]], rng.normal(size=(500, 6))]),
+                                 dtype=dtype)
+        # groups: [20..39] first (holding 20 and 33), then [0..19]
+        order = np.r_[np.arange(20, 40), np.arange(20)].astype(np.int64)
+        group_start = np.array([0, 20, 40], np.int64)
+        labels = np.full(len(X), -1, np.int32)
+        upper, lower = np.empty(len(X), np.float32), np.empty((len(X), 2), np.float32)
+        group_bounded_full_step(X, np.ones(len(X)), C, order, group_start, labels, upper,
+                                lower)
+        expected = np.empty(len(X), np.int32)
+        nearest_centers(X, C, expected, np.empty(len(X)))
+        np.testing.assert_array_equal(labels, expected)
+        assert list(labels[:3]) == [2, 7, 2]
+        np.testing.assert_array_equal(labels, naive.sqdist_to_centers(X, C).argmin(axis=1))
+        assert (lower[:3, 0] == 0).all()   # the tied twin sits in the first group
+
+
+def test_balanced_groups():
+    """Groups of at most the requested size, none empty, each centre once, in increasing
+    index within a group, the same for the same centres; far-apart clusters of centres
+    are found as groups."""
+    from fastem.models.kmeans import balanced_groups
+    rng = np.random.RandomState(0)
+    far = np.repeat(rng.normal(scale=100.0, size=(4, 5)), 32, axis=0)
+    C = far + rng.normal(size=far.shape)
+    perm = rng.permutation(len(C))
+    order, group_start = balanced_groups(C[perm], 32, 5)
+    assert list(group_start) == [0, 32, 64, 96, 128]
+    assert sorted(order) == list(range(128))
+    for g in range(4):
+        members = order[group_start[g]:group_start[g + 1]]
+        assert (np.diff(members) > 0).all()
+        assert len(set(perm[members] // 32)) == 1     # one cluster per group
+    order2, start2 = balanced_groups(C[perm[:100]], 32, 5)
+    sizes = np.diff(start2)
+    assert len(sizes) <= 4 and (sizes > 0).all() and (sizes <= 32).all()
+    assert sorted(order2) == list(range(100)) and start2[-1] == 100
+    again = balanced_groups(C[perm[:100]], 32, 5)
+    assert np.array_equal(again[0], order2) and np.array_equal(again[1], start2)
+
+
+@pytest.mark.parametrize("model", [HamerlyKMeansModel, YinyangKMeansModel])
 @pytest.mark.parametrize("fraction, resum", [(0.0, 32), (1.1, 3)])
-def test_full_pass_schedule_keeps_lloyds_iterations(monkeypatch, fraction, resum):
+def test_full_pass_schedule_keeps_lloyds_iterations(monkeypatch, fraction, resum, model):
     # fraction 0: a full pass after every bounded one; 1.1: never for the scored fraction,
     # but a re-sum every 3 bounded passes
     import fastem.models.kmeans as kmeans_models
     monkeypatch.setattr(kmeans_models, "FULL_PASS_FRACTION", fraction)
     monkeypatch.setattr(kmeans_models, "RESUM_EVERY", resum)
     X = blobs(6000, 12, 32, np.float64, seed=5)
-    history, c1, c2 = run_models(X, first_rows(X, 128), None, 30)
+    history, c1, c2 = run_models(X, first_rows(X, 128), None, 30, model)
     assert len(history) > 8
     assert_same_iterations(history, c1, c2)
 
@@ -120,7 +234,7 @@ def test_estimators_agree_with_numpy_lloyd(dtype):
     init = first_rows(X, 40)
     centers, labels, inertia, n_iter = naive.lloyd(X, init, w, tol=1e-4)
     fits = {a: KMeans(40, init=init, algorithm=a).fit(X, sample_weight=w)
-            for a in ("lloyd", "hamerly", "elkan", "auto")}
+            for a in ("lloyd", "hamerly", "yinyang", "elkan", "auto")}
     for name, km in fits.items():
         assert km.n_iter_ == n_iter, name
         assert np.array_equal(km.labels_, labels), name
@@ -128,17 +242,20 @@ def test_estimators_agree_with_numpy_lloyd(dtype):
                                    rtol=1e-5 if dtype == np.float32 else 1e-10, err_msg=name)
         assert km.inertia_ == pytest.approx(inertia, rel=1e-5 if dtype == np.float32 else 1e-10)
     ref = fits["lloyd"]
-    np.testing.assert_allclose(fits["hamerly"].cluster_centers_, ref.cluster_centers_,
-                               rtol=1e-10 if dtype == np.float64 else 0)
-    assert fits["hamerly"].inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
+    for name in ("hamerly", "yinyang"):
+        np.testing.assert_allclose(fits[name].cluster_centers_, ref.cluster_centers_,
+                                   rtol=1e-10 if dtype == np.float64 else 0)
+        assert fits[name].inertia_ == pytest.approx(ref.inertia_, rel=1e-10)
 
 
-def test_empty_cluster_relocation_matches_lloyd():
+@pytest.mark.parametrize("algorithm, model", [("hamerly", HamerlyKMeansModel),
+                                              ("yinyang", YinyangKMeansModel)])
+def test_empty_cluster_relocation_matches_lloyd(algorithm, model):
     X = blobs(4000, 10, 6, np.float64, seed=7)
     init = np.vstack([first_rows(X, 30), np.full((2, 10), 1e3)])  # two centres nobody picks
     a = KMeans(32, init=init, algorithm="lloyd").fit(X)
-    b = KMeans(32, init=init, algorithm="hamerly").fit(X)
-    history, _, _ = run_models(X, init, None, 60)
+    b = KMeans(32, init=init, algorithm=algorithm).fit(X)
+    history, _, _ = run_models(X, init, None, 60, model)
     assert any(s1.relocated for _, _, s1, _ in history), "no relocation happened"
     for l1, l2, s1, s2 in history:
         assert s1.relocated == s2.relocated and np.array_equal(l1, l2)
@@ -147,12 +264,13 @@ def test_empty_cluster_relocation_matches_lloyd():
     np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-10)
 
 
-def test_bounded_fit_on_a_chunked_source_equals_in_memory():
+@pytest.mark.parametrize("algorithm", ["hamerly", "yinyang"])
+def test_bounded_fit_on_a_chunked_source_equals_in_memory(algorithm):
     X = blobs(7000, 16, 24, np.float64, seed=3)
-    init = first_rows(X, 32)
-    a = KMeans(32, init=init, algorithm="hamerly").fit(X)
+    init = first_rows(X, 48)
+    a = KMeans(48, init=init, algorithm=algorithm).fit(X)
     chunks = [X[i:i + 1500] for i in range(0, len(X), 1500)]
-    b = KMeans(32, init=init, algorithm="hamerly").fit(ChunkedArray(chunks))
+    b = KMeans(48, init=init, algorithm=algorithm).fit(ChunkedArray(chunks))
     assert a.n_iter_ == b.n_iter_
     assert np.array_equal(a.labels_, b.labels_)
     np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-10)
@@ -179,11 +297,21 @@ def test_auto_rule():
     assert choose_algorithm("auto", 512, source(100, 1, np.float32)) == "lloyd"   # bounds > X
     assert choose_algorithm("auto", 512, source(100, 2, np.float32)) == "hamerly"
     assert choose_algorithm("elkan", 8, source(100, 2, np.float64)) == "hamerly"
+    # Yinyang from 64 clusters and 64 KiB of centres
+    assert choose_algorithm("auto", 256, source(100, 32, np.float64)) == "yinyang"
+    assert choose_algorithm("auto", 256, source(100, 32, np.float32)) == "hamerly"
+    assert choose_algorithm("auto", 1024, source(100, 8, np.float64)) == "yinyang"
+    assert choose_algorithm("auto", 32, source(100, 512, np.float64)) == "hamerly"
+    assert choose_algorithm("yinyang", 16, source(100, 32, np.float64)) == "hamerly"  # 1 group
+    assert choose_algorithm("yinyang", 40, source(100, 32, np.float64)) == "yinyang"
+    assert choose_algorithm("yinyang", 400, source(100, 1, np.float64)) == "hamerly"  # memory
     sp = pytest.importorskip("scipy.sparse")
     rows = sp.random(100, 2000, density=0.05, format="csr", random_state=0)   # 1.2 kB/row
     assert choose_algorithm("auto", 64, ArraySource(rows, None)) == "elkan"   # 256 B bounds
     assert choose_algorithm("auto", 512, ArraySource(rows, None)) == "hamerly"
     assert choose_algorithm("elkan", 8, ArraySource(rows, None)) == "elkan"
+    assert choose_algorithm("yinyang", 64, ArraySource(rows, None)) == "elkan"
+    assert choose_algorithm("yinyang", 512, ArraySource(rows, None)) == "hamerly"
     assert choose_algorithm("lloyd", 512, source(100, 32, np.float64)) == "lloyd"
 
 
@@ -537,7 +665,7 @@ def test_sparse_bounded_iterations_equal_lloyds(n, d, density, k, dtype, weighte
     assert sum(s1.n_changed for _, _, s1, _ in history[3:]) > 0, "nothing moved late"
     assert_same_iterations(history, c1, c2)
 
-@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "elkan"])
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "yinyang", "elkan"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_fit_equals_dense_fit(dtype, algorithm):
     X = sparse_blobs(2500, 400, 0.03, 12, dtype)

@@ -43,6 +43,8 @@ CHILD = textwrap.dedent("""
     from tests.test_kernels import check_short_vector_helpers
     from tests.test_kmeans_algorithms import (
         test_float32_shadow_never_skips_a_pair_that_improves as check_shadow,
+        test_group_bounded_iterations_equal_lloyds as check_group_bounds,
+        test_group_search_breaks_ties_like_lloyd as check_group_ties,
         test_pruned_seeding_kernels_equal_the_unpruned_ones_bitwise as check_pruned_seeding)
 
     expected = sys.argv[1]
@@ -74,6 +76,10 @@ CHILD = textwrap.dedent("""
     check_pruned_seeding()   # the helpers' sums keep their order in every kernel (ORDERED)
     for d, offset, scale in ((64, 0.0, 1.0), (129, 1e6, 1e-3), (64, 0.0, 1e-40)):
         check_shadow(d, offset, scale)   # the float32 shadow's bound, with this class's sums
+    # Yinyang's group tables give Lloyd's scores with this class's tile widths (a padded
+    # last group included)
+    check_group_ties()
+    check_group_bounds(6000, 12, 37, np.float64, True)
 
     n = 5000 + 13                       # three row blocks, the last one partial
     for dtype in (np.float64, np.float32):

@@ -159,6 +159,8 @@ WARM_CHILD = """
         fastem.KMeans(5, random_state=0).fit(X).predict(X)
         wide = rng.standard_normal((6000, PRUNED_SEEDING_MIN_FEATURES)).astype(dtype)
         fastem.KMeans(5, random_state=0).fit(wide)
+        X8 = rng.standard_normal((6000, 8)).astype(dtype)
+        fastem.KMeans(128, init=X8[:128], n_init=1, algorithm="yinyang", max_iter=3).fit(X8)
         for ct in ("full", "tied", "diag", "spherical"):
             fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X).score(X)
     B = (rng.random((6000, 9)) < 0.4).astype(np.uint8)

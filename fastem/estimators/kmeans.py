@@ -7,7 +7,7 @@ import numpy as np
 from .._warmup import compile_ahead
 from ..em import fit_em, fit_minibatch
 from ..models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
-                             MiniBatchKMeansModel,
+                             MiniBatchKMeansModel, YinyangKMeansModel,
                              all_sqdist, assign_nearest, choose_algorithm,
                              mean_feature_variance, prunes_seeding,
                              seeding_potentials_kernel)
@@ -20,8 +20,9 @@ from ._base import BaseEstimator, ClusterMixin, TransformerMixin
 
 
 #: KMeans(algorithm=...) values, and the model each method runs on
-ALGORITHMS = ("auto", "lloyd", "hamerly", "elkan")
-MODELS = {"lloyd": KMeansModel, "hamerly": HamerlyKMeansModel, "elkan": ElkanKMeansModel}
+ALGORITHMS = ("auto", "lloyd", "hamerly", "yinyang", "elkan")
+MODELS = {"lloyd": KMeansModel, "hamerly": HamerlyKMeansModel,
+          "yinyang": YinyangKMeansModel, "elkan": ElkanKMeansModel}
 
 
 def _checked_centers(centers, n_clusters, n_features, name):
@@ -65,18 +66,24 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     copy_x : bool, default=True
         Accepted for scikit-learn compatibility; fastem never modifies X (nor centres it), so
         both values behave the same.
-    algorithm : {'auto', 'lloyd', 'hamerly', 'elkan'}, default='auto'
+    algorithm : {'auto', 'lloyd', 'hamerly', 'yinyang', 'elkan'}, default='auto'
         'lloyd': every row searched against every centre each iteration. 'hamerly': Lloyd's
         iterations with Hamerly's bounds (two float32 per row): rows whose bounds prove that
         their label cannot change are not searched; the others go through the same SIMD
         search, so the labels, ``n_iter_`` and centres equal Lloyd's (centres and inertia to
-        rounding of the running sums). 'elkan': one bound per centre (k + 1 float32 per row),
-        each row scored only against the centres its bounds do not rule out (CSR input; on
-        dense input 'elkan' runs 'hamerly', with the same result). 'auto': a bounded method
-        from 16 clusters and ``n_clusters * n_features >= 256`` on ('elkan' for CSR rows
-        holding at least ``4 n_clusters`` bytes, else 'hamerly'), 'lloyd' below that, for a
-        Dask array and when the bounds would be larger than X
-        (``n_features * itemsize < 8``).
+        rounding of the running sums). 'yinyang': one bound per group of nearby centres
+        (simplified Yinyang; about ``sqrt(k) / 2`` groups, t + 1 float32 per row, never more
+        than a row of X): a row that fails its bounds is scored only against the groups they
+        do not rule out, with the same SIMD scores (dense input; with fewer than two groups
+        it runs 'hamerly', on CSR input what 'auto' picks there). 'elkan': one bound per
+        centre (k + 1 float32 per row), each row scored only against the centres its bounds
+        do not rule out (CSR input; on dense input 'elkan' runs 'hamerly'). Every method
+        gives Lloyd's iterations. 'auto': 'lloyd' for fewer than 16 clusters or
+        ``n_clusters * n_features < 256``, for a Dask array and when the bounds would be
+        larger than X (``n_features * itemsize < 8``); else for CSR rows 'elkan' when k
+        float32 per row take no more memory than the rows, else 'hamerly'; for dense rows
+        'yinyang' from 64 clusters and 64 KiB of centres (``n_clusters * n_features *
+        itemsize``), else 'hamerly'.
 
     Attributes
     ----------

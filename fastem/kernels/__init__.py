@@ -18,6 +18,7 @@ from .bernoulli import (
 )
 from .bounds import (bounded_full_step, bounded_full_step_csr, bounded_objective, bounded_step,
                      bounded_step_csr, elkan_full_step_csr, elkan_step_csr)
+from .group_bounds import group_bounded_full_step, group_bounded_step
 from .csr_distances import (
     lloyd_step_csr,
     nearest_centers_csr,
@@ -71,6 +72,8 @@ __all__ = [
     "gaussian_estep_full",
     "gaussian_log_pdf_diag",
     "gaussian_log_pdf_full",
+    "group_bounded_full_step",
+    "group_bounded_step",
     "kmeanspp_potentials",
     "kmeanspp_potentials_kept",
     "lloyd_step",

@@ -102,7 +102,8 @@ def make_tile_kernel(tile_shape, reduction):
     * ``reduction='argmin'``: the smallest j minimising z_j (int32 ``out``);
     * ``reduction='argmin2'``: the same, and how far the second-smallest z_j (over every
       other column: 0 on a tie) lies above the smallest, in ``gap[r - out_offset]``
-      (float64; the intrinsic then takes this eighth argument);
+      (float64; the intrinsic then takes this eighth argument; a C-contiguous (m, 2)
+      ``gap`` receives the smallest and the second-smallest z_j themselves);
     * ``reduction='sumsq'``: ``sum_j z_j^2`` (float64 ``out``); zero-padded columns add 0.
       The intrinsic then takes an eighth argument ``spans`` (int64, (kp / w, 2)): panel p
       sums over the features ``spans[p, 0] <= f < spans[p, 1]`` only (the caller
@@ -307,23 +308,31 @@ def _lane_minimum(builder, v, compare):
 
 def _store_gap(context, builder, signature, args, at, first, second):
     """``gap[at] = second - first`` in float64 (``gap``: the eighth argument of an 'argmin2'
-    kernel; the scores in X's dtype)."""
+    kernel; the scores in X's dtype); a 2-D ``gap`` (m, 2) takes both scores instead,
+    ``gap[at] = (first, second)`` (exact: float64 holds any score of X's dtype)."""
     if first.type != ir.DoubleType():
         first = builder.fpext(first, ir.DoubleType())
         second = builder.fpext(second, ir.DoubleType())
     gap = context.make_array(signature.args[7])(context, builder, args[7])
-    builder.store(builder.fsub(second, first), builder.gep(gap.data, [at]))
+    if signature.args[7].ndim == 2:
+        at = builder.mul(at, ir.Constant(at.type, 2))
+        builder.store(first, builder.gep(gap.data, [at]))
+        builder.store(second, builder.gep(gap.data, [builder.add(at, ir.Constant(at.type, 1))]))
+    else:
+        builder.store(builder.fsub(second, first), builder.gep(gap.data, [at]))
 
 
 def _row_kernel_intrinsic(reduction, typed, codegen):
     """The intrinsic ``(X, row0, row_last, table, bias, out, out_offset)`` of a tile or
-    few-centre kernel, plus a float64 ``gap`` (1-D) for ``'argmin2'``: ``typed(X, table,
+    few-centre kernel, plus a float64 ``gap`` (1-D, or (m, 2) for both scores) for
+    ``'argmin2'``: ``typed(X, table,
     bias, out)`` checks the argument types, ``codegen`` emits the code."""
     if reduction == "argmin2":
         @intrinsic
         def kernel_rows(typingctx, X, row0, row_last, table, bias, out, out_offset, gap):
             if not (typed(X, table, bias, out) and isinstance(gap, types.Array)
-                    and gap.ndim == 1 and gap.dtype == types.float64):
+                    and gap.dtype == types.float64
+                    and (gap.ndim == 1 or _is_c_array(gap, 2))):
                 return None
             return types.void(X, row0, row_last, table, bias, out, out_offset, gap), codegen
         return kernel_rows

@@ -226,6 +226,11 @@ PREFETCH_TILE_BYTES = 4096
 #: k >= 64 and d <= 32 within noise (the search, not the second read, bounds those).
 SEARCH_SUB_BLOCK_BYTES = 128 * 1024
 
+#: A group-bounded k-means pass (``group_bounds``) gathers the rows its bounds do not settle
+#: from this many rows at a time, then scores them group by group (each group's table stays
+#: in L1 while the gathered rows pass through it).
+GROUP_SEARCH_ROWS = 2048
+
 #: When greedy k-means++ prunes with the triangle inequality (Raff 2021; models/kmeans.py,
 #: ``prunes_seeding``): CSR rows always; dense rows from PRUNED_SEEDING_MIN_FEATURES features
 #: on, or from PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES with at least

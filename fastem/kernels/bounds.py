@@ -67,12 +67,23 @@ def _search_tables(X, centers):
     for j in range(k):
         big_c = max(big_c, spreads[j])
         big_b = max(big_b, abs(np.float64(half_norms[j])))
-    unit = 2.0 ** -24 if X.itemsize == 4 else 2.0 ** -53
+    return (tile, ct, half_norms, norms) + _error_terms(X.itemsize, d, big_b, big_c, norms)
+
+
+@kernel
+def _error_terms(itemsize, d, big_b, big_c, norms):
+    """(slack, eps_b, eps_c) of the module docstring for a search table whose offsets are at
+    most ``big_b`` in size and whose columns at most ``big_c`` long (``norms``: ||c_j||):
+    ``slack`` is the relative error of a float64 squared distance or its root (with room to
+    spare), the search error is ``eps_b + ||x|| eps_c``."""
+    unit = 2.0 ** -24 if itemsize == 4 else 2.0 ** -53
     factor = 2.0 * (d + 4) * unit
-    # relative error of a float64 squared distance / sqrt, with room to spare
     slack = 4.0 * (d + 4) * 2.0 ** -53
-    return (tile, ct, half_norms, norms, slack,
-            factor * big_b + _offsets_rounding(d, big_c, norms.max()), factor * big_c)
+    largest_norm = 0.0
+    for norm in norms:   # (a loop: array.max() would make cached callers import arraymath)
+        largest_norm = max(largest_norm, norm)
+    return (slack, factor * big_b + _offsets_rounding(d, big_c, largest_norm),
+            factor * big_c)
 
 
 @kernel
@@ -89,11 +100,35 @@ def _offsets_rounding(d, big_c, largest_norm):
 def _rebuild_bounds(d2, gap, j, norms, slack, eps_b, eps_c):
     """(u, l) of a searched row: ``d2 = ||x - c_j||^2`` for its nearest centre j, ``gap``
     the runner-up's score gap."""
+    u, base = _upper_and_base(d2, j, norms, slack, eps_b, eps_c)
+    return u, _lower_from_gap(base, gap, slack)
+
+
+@kernel
+def _upper_and_base(d2, j, norms, slack, eps_b, eps_c):
+    """(u, base) of a row searched to centre j at squared distance d2: the upper bound, and
+    the part every lower bound shares, ``d2 - 4 eps`` (rounded down)."""
     u = np.sqrt(d2) * (1.0 + slack)
     eps = eps_b + (u + norms[j]) * eps_c
-    low2 = d2 * (1.0 - slack) + 2.0 * (gap * (1.0 - slack) - 2.0 * eps)
-    low = np.sqrt(low2) * (1.0 - slack) if low2 > 0.0 else 0.0
-    return u, low
+    return u, d2 * (1.0 - slack) - 4.0 * eps
+
+
+@kernel
+def _lower_from_gap(base, gap, slack):
+    """The lower bound on the distance to a centre whose computed score lies ``gap`` above
+    the winner's: ``l^2 = d2 - 4 eps + 2 gap`` (module docstring), rounded down."""
+    low2 = base + 2.0 * (gap * (1.0 - slack))
+    return np.sqrt(low2) * (1.0 - slack) if low2 > 0.0 else 0.0
+
+
+@kernel
+def _separation_floor(u, a, norms, slack, eps_b, eps_c):
+    """The value a lower bound must exceed for :func:`_separated` to hold with upper bound u
+    and label a: ``max(u, sqrt((u^2 (1 + slack) + 4 eps) / (1 - slack)))``, rounded up. One
+    comparison per bound instead of the test's arithmetic."""
+    eps = eps_b + (u + norms[a]) * eps_c
+    root = np.sqrt((u * u * (1.0 + slack) + 4.0 * eps) / (1.0 - slack)) * (1.0 + 2.0 ** -48)
+    return max(u, root)
 
 
 @kernel
@@ -163,7 +198,10 @@ def _fold_full_partials(part_sums, part_moments, part_changed):
     sums, moments = np.empty((k, d)), np.empty((k, 2))
     fold_blocks(part_sums, sums)
     fold_blocks(part_moments, moments)
-    return sums, moments, np.int64(part_changed.sum())
+    changed = 0
+    for c in range(part_changed.shape[0]):   # (not .sum(): cached callers would import arraymath)
+        changed += np.int64(part_changed[c])
+    return sums, moments, changed
 
 
 @kernel

@@ -51,20 +51,38 @@ def search_table(X, centers, tile, width):
                 s += c * (0.5 * c + r[f])
             half_norms[j] = s
         return ct, half_norms
+    columns = np.full(kp, -1, np.int64)
+    columns[:k] = np.arange(k)
+    return panel_table(X, centers, r, columns, width)
+
+
+@kernel
+def panel_table(X, centers, r, columns, width):
+    """A search table in panels of ``width`` columns (tiles 0-2 and 4 of
+    :func:`search_table`, relative to the reference point ``r``) holding centre
+    ``columns[c]`` in column c (-1: a padding column, zero with offset +inf); ``columns`` has
+    a multiple of ``width`` entries. A centre's column and offset have the same bits in
+    every such table with the same r, so the tiles give it the same score in any of them."""
+    d = centers.shape[1]
+    kp = columns.shape[0]
+    half_norms = np.full(kp, np.inf, X.dtype)
     # panel by panel, feature by feature: the table is written in order (a centre at a time
     # would store one float per table row, a cache miss each once the table outgrows L2)
     ct = np.zeros((kp // width * d, width), X.dtype)
-    acc = np.zeros(k)
+    acc = np.zeros(kp)
     for panel in range(kp // width):
         first = panel * width
         for f in range(d):
             row = panel * d + f
-            for j in range(first, min(k, first + width)):
-                c = np.float64(X.dtype.type(centers[j, f])) - r[f]
-                ct[row, j - first] = c
-                acc[j] += c * (0.5 * c + r[f])
-    for j in range(k):
-        half_norms[j] = acc[j]
+            for col in range(first, first + width):
+                j = columns[col]
+                if j >= 0:
+                    c = np.float64(X.dtype.type(centers[j, f])) - r[f]
+                    ct[row, col - first] = c
+                    acc[col] += c * (0.5 * c + r[f])
+    for col in range(kp):
+        if columns[col] >= 0:
+            half_norms[col] = acc[col]
     return ct, half_norms
 
 

@@ -12,9 +12,11 @@ import numpy as np
 
 from ..kernels.csr_distances import csr_column_sums
 from ..kernels.distances import pairwise_sqdist, squared_row_distances
+from ..kernels.group_bounds import fill_groups
 from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objective,
                        bounded_step, bounded_step_csr, draw_by_potential,
                        elkan_full_step_csr, elkan_step_csr, float32_shadow,
+                       group_bounded_full_step, group_bounded_step,
                        kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
                        lloyd_step_csr, nearest_centers, nearest_centers_csr,
                        potential_block_sums, seed_potentials, seed_potentials_csr,
@@ -23,6 +25,7 @@ from ..kernels import (bounded_full_step, bounded_full_step_csr, bounded_objecti
                        sqdist_to_centers_csr, update_min_sqdist)
 from ..kernels._blocks import n_blocks
 from ..kernels._jit import hot_threads, thread_cap
+from ..kernels._simd import FEW_CENTERS, SEARCH_BYTES
 from ..kernels._target import (LIGHT_PASS_PARALLEL_MIN_ROWS, PRUNED_SEEDING_MANY_CENTERS,
                                PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES,
                                PRUNED_SEEDING_MIN_FEATURES, SEEDING_PARALLEL_MIN_ROWS,
@@ -607,6 +610,16 @@ BOUNDED_MIN_CLUSTERS = 16
 #: ... and this many centre coordinates (k x d) on; below, a Lloyd search costs about as
 #: much per row as the bound bookkeeping (measured, README "KMeans to convergence").
 BOUNDED_MIN_WORK = 256
+#: 'auto' runs 'yinyang' on dense rows from this many clusters ...
+YINYANG_MIN_CLUSTERS = 64
+#: ... and this many bytes of centres (k d itemsize) on. Below, Yinyang's upkeep of its
+#: group bounds costs more than the scores it saves: whole fits from fixed centres (Intel
+#: Xeon VM, AVX-512, 2 threads, n = 2e5, hamerly / yinyang seconds): float64 d=8 k=256
+#: (16 KiB) 1.03 / 1.34, d=32 k=128 (32 KiB) 1.53 / 1.54, d=32 k=256 (64 KiB) 2.45 / 1.64,
+#: d=128 k=64 (64 KiB) 2.88 / 2.35, d=8 k=1024 (64 KiB) 1.99 / 1.43; float32 d=32 k=256
+#: (32 KiB) 1.10 / 1.08, d=128 k=64 (32 KiB) 1.67 / 1.69, d=16 k=1024 (64 KiB) 2.04 / 1.30,
+#: d=128 k=256 4.20 / 2.39; n = 1e5, d=64, k=1024: 3.3 / 0.83 (float64).
+YINYANG_MIN_TABLE_BYTES = 64 * 1024
 
 
 def choose_algorithm(algorithm, n_clusters, source):
@@ -618,26 +631,46 @@ def choose_algorithm(algorithm, n_clusters, source):
       :data:`BOUNDED_MIN_CLUSTERS` clusters or ``n_clusters * n_features < BOUNDED_MIN_WORK``;
     * else 'elkan' for CSR X whose k float32 bounds per row take no more memory than its
       rows (a sparse search is memory-bound, so ruling out centres one by one pays);
+    * else 'yinyang' for dense X from :data:`YINYANG_MIN_CLUSTERS` clusters and
+      :data:`YINYANG_MIN_TABLE_BYTES` of centres on (when its group bounds fit,
+      :func:`yinyang_group_size`);
     * else 'hamerly'.
 
     'elkan' on dense X runs 'hamerly' (per-centre bounds are implemented for CSR rows
-    only; a dense search is a SIMD tile that Hamerly's two bounds feed cheaply): every method
-    is exact, so only the speed differs.
+    only; Yinyang's group bounds are their dense counterpart); 'yinyang' runs 'hamerly' when
+    fewer than two groups fit, and on CSR X what 'auto' would run there ('elkan' or
+    'hamerly'). Every method is exact, so only the speed differs.
     """
+    itemsize = np.dtype(source.dtype).itemsize
     if algorithm == "auto":
         if (source.distributed
-                or (not source.sparse and source.n_features * np.dtype(source.dtype).itemsize < 8)
+                or (not source.sparse and source.n_features * itemsize < 8)
                 or n_clusters < BOUNDED_MIN_CLUSTERS
                 or n_clusters * source.n_features < BOUNDED_MIN_WORK):
             return "lloyd"
-        sparse_rows = getattr(source, "X", None) if source.sparse else None
-        if sparse_rows is not None and 4 * n_clusters * source.n_rows <= (
-                sparse_rows.data.nbytes + sparse_rows.indices.nbytes):
-            return "elkan"
+        if source.sparse:
+            return "elkan" if _elkan_bounds_fit(n_clusters, source) else "hamerly"
+        if (n_clusters >= YINYANG_MIN_CLUSTERS
+                and n_clusters * source.n_features * itemsize >= YINYANG_MIN_TABLE_BYTES
+                and yinyang_group_size(n_clusters, source.n_features, itemsize)):
+            return "yinyang"
         return "hamerly"
     if algorithm == "elkan" and not source.sparse:
         return "hamerly"
+    if algorithm == "yinyang":
+        if source.sparse:
+            return "elkan" if _elkan_bounds_fit(n_clusters, source) else "hamerly"
+        if not yinyang_group_size(n_clusters, source.n_features, itemsize):
+            return "hamerly"
     return algorithm
+
+
+def _elkan_bounds_fit(n_clusters, source):
+    """Whether k float32 bounds per row take no more memory than the CSR rows in memory
+    (False for CSR chunks streamed from elsewhere)."""
+    sparse_rows = getattr(source, "X", None)
+    return sparse_rows is not None and 4 * n_clusters * source.n_rows <= (
+        sparse_rows.data.nbytes + sparse_rows.indices.nbytes)
 
 
 class BoundedFullStatistics:
@@ -646,8 +679,8 @@ class BoundedFullStatistics:
 
     kernels = bounded_full_step, bounded_full_step_csr
 
-    def __init__(self, centers, labels, upper, lower):
-        self.args = (centers,)
+    def __init__(self, centers, labels, upper, lower, *groups):
+        self.args = (centers, *groups)
         self.rows = labels, upper, lower
         self.running = ()
 
@@ -666,8 +699,8 @@ class BoundedStatistics(BoundedFullStatistics):
 
     kernels = bounded_step, bounded_step_csr
 
-    def __init__(self, centers, drift, shift, labels, upper, lower, sums, moments):
-        self.args = centers, drift, shift
+    def __init__(self, centers, drift, shift, labels, upper, lower, sums, moments, *groups):
+        self.args = (centers, drift, shift, *groups)
         self.rows = labels, upper, lower
         self.running = sums, moments
 
@@ -690,19 +723,25 @@ class HamerlyKMeansModel(KMeansModel):
     full_statistics, step_statistics = BoundedFullStatistics, BoundedStatistics
     fused_variance = False
 
+    #: extra kernel arguments that describe the bounds (:class:`YinyangKMeansModel`'s groups)
+    bound_layout = ()
+
     def initialize(self, source, rng):
         centers = super().initialize(source, rng)
+        self._allocate_bounds(source)
+        return centers
+
+    def _allocate_bounds(self, source):
         self.upper = np.empty(source.n_rows, dtype=np.float32)
         self.lower = np.empty(self.lower_shape(source), dtype=np.float32)
         self.bounded_passes = None  # None: the next pass is a full one
-        return centers
 
     def lower_shape(self, source):
         return (source.n_rows,)
 
     def _full_pass(self, source, centers):
         sums, moments, changed = sum_chunks(source, self.full_statistics(
-            centers, self.labels, self.upper, self.lower))
+            centers, self.labels, self.upper, self.lower, *self.bound_layout))
         self.shift = centers.astype(np.float64)
         self.bounded_passes = 0
         return sums, moments, float(moments[:, 1].sum()), changed
@@ -727,7 +766,7 @@ class HamerlyKMeansModel(KMeansModel):
             sums, moments = self.sums, self.moments
             n_changed, scored = sum_chunks(source, self.step_statistics(
                 centers, drift, self.shift, self.labels, self.upper, self.lower, sums,
-                moments))
+                moments, *self.bound_layout))
             inertia, finite = bounded_objective(centers, self.shift, sums, moments)
             self.bounded_passes += 1
             if (scored > FULL_PASS_FRACTION * source.n_rows * self.n_clusters
@@ -766,6 +805,108 @@ class ElkanKMeansModel(HamerlyKMeansModel):
 
     def lower_shape(self, source):
         return (source.n_rows, self.n_clusters)
+
+
+class GroupFullStatistics(BoundedFullStatistics):
+    """A dense chunk's :func:`fastem.kernels.group_bounded_full_step`."""
+
+    kernels = group_bounded_full_step, None
+
+
+class GroupStatistics(BoundedStatistics):
+    """A dense chunk's :func:`fastem.kernels.group_bounded_step`."""
+
+    kernels = group_bounded_step, None
+
+
+#: Lloyd iterations over the initial centres that group them for 'yinyang'
+#: (:func:`balanced_groups`).
+GROUPING_ITERATIONS = 5
+#: 'yinyang' keeps about ``YINYANG_GROUPS_PER_ROOT_K * sqrt(k)`` group bounds per row. Fewer,
+#: larger groups score more centres per searched row; more groups cost a decay and a test
+#: per group, row and pass, which outweighed the scores they save. Whole fits from fixed
+#: centres (Intel Xeon VM, 2 threads; groups of equal size, seconds), n=1e5, d=64, k=1024
+#: with 32 / 16 / 8 groups: float64 AVX-512 0.94 / 0.83 / 1.01, AVX2 class 1.13 / 1.08 / -,
+#: float32 (64 / 32 / 16 / 8 groups) AVX-512 1.13 / 0.74 / 0.59 / 0.66, AVX2 class - / 0.77
+#: / 0.70 / 0.83; n=2e5, d=128, k=256 with 16 / 8 / 4 groups: float64 3.27 / 3.24 / 4.13,
+#: float32 2.43 each (AVX-512). Yinyang (Ding et al. 2015) suggests k / 10, tuned for
+#: scalar distances.
+YINYANG_GROUPS_PER_ROOT_K = 0.5
+
+
+def yinyang_group_size(n_clusters, n_features, itemsize):
+    """Centres per group of 'yinyang': k split into about
+    ``YINYANG_GROUPS_PER_ROOT_K sqrt(k)`` groups, the size rounded up to whole panels of the
+    widest search tile (no padding columns but in the last group), larger when the group
+    bounds plus the upper bound (t + 1 float32 per row) would take more memory than a row of
+    X; 0 when fewer than 2 groups remain (the method is then Hamerly's)."""
+    most_groups = n_features * itemsize // 4 - 1
+    if most_groups < 2 or n_clusters <= FEW_CENTERS:
+        # (Lloyd's search for at most FEW_CENTERS centres has other bits than group tables)
+        return 0
+    groups = min(most_groups, max(2, round(YINYANG_GROUPS_PER_ROOT_K * math.sqrt(n_clusters))))
+    panel = SEARCH_BYTES[2] // itemsize
+    size = -(-n_clusters // groups)
+    size = -(-size // panel) * panel
+    if -(-n_clusters // size) > most_groups:
+        size = -(-n_clusters // most_groups)
+    return size if n_clusters > size else 0
+
+
+def balanced_groups(centers, group_size, iterations=GROUPING_ITERATIONS):
+    """Split k centres into groups of nearby centres, at most ``group_size`` each.
+
+    ``iterations`` Lloyd iterations over the centres, started from ``ceil(k / group_size)``
+    evenly spaced centres; each assigns the centre-group pairs greedily, in order of
+    increasing distance, while the group has room (:func:`fastem.kernels.group_bounds.
+    fill_groups`). With k a multiple of ``group_size`` every group is full (whole panels of a
+    search tile of that width). Deterministic.
+
+    Returns
+    -------
+    order : ndarray, shape (k,), int64
+        The centres group by group, each group's in increasing index.
+    group_start : ndarray, shape (t + 1,), int64
+        Group g is ``order[group_start[g]:group_start[g + 1]]``; empty groups are dropped.
+    """
+    C = np.asarray(centers, dtype=np.float64)
+    k = len(C)
+    t = -(-k // group_size)
+    means = C[(np.arange(t) * (k - 1)) // max(1, t - 1)]
+    norms = (C * C).sum(axis=1)
+    for _ in range(iterations):
+        dist = norms[:, None] - 2.0 * C @ means.T + (means * means).sum(axis=1)
+        group = fill_groups(np.argsort(dist, axis=None, kind="stable"), t, group_size)
+        counts = np.bincount(group, minlength=t)
+        sums = np.zeros_like(means)
+        np.add.at(sums, group, C)
+        filled = counts > 0
+        means[filled] = sums[filled] / counts[filled, None]
+    order = np.argsort(group, kind="stable").astype(np.int64)
+    counts = np.bincount(group, minlength=t)
+    group_start = np.concatenate([[0], np.cumsum(counts[counts > 0])]).astype(np.int64)
+    return order, group_start
+
+
+class YinyangKMeansModel(HamerlyKMeansModel):
+    """:class:`HamerlyKMeansModel` with one lower bound per group of nearby centres (dense
+    rows; simplified Yinyang, Ding et al. 2015, :mod:`fastem.kernels.group_bounds`): a row
+    whose bounds do not settle its label is scored only against its label's group and the
+    groups its bounds do not rule out. Groups: :func:`centre_groups` of the initial centres,
+    :func:`yinyang_groups` of them (t + 1 float32 bounds per row)."""
+
+    full_statistics, step_statistics = GroupFullStatistics, GroupStatistics
+
+    def initialize(self, source, rng):
+        centers = KMeansModel.initialize(self, source, rng)
+        size = yinyang_group_size(self.n_clusters, source.n_features,
+                                  np.dtype(source.dtype).itemsize)
+        self.bound_layout = balanced_groups(centers, size)
+        self._allocate_bounds(source)
+        return centers
+
+    def lower_shape(self, source):
+        return (source.n_rows, len(self.bound_layout[1]) - 1)
 
 
 class MiniBatchKMeansModel:
