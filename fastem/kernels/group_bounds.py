@@ -30,7 +30,8 @@ from numba import prange
 from ._blocks import chunk_bounds, n_blocks, n_partials
 from ._jit import kernel, run_on_threads
 from ._simd import axpy_sqdist, search_tile, sqdist
-from ._target import GROUP_SEARCH_ROWS
+from ._jit import BLOCK_ROWS
+from ._target import GROUP_SEARCH_BYTES
 from .bounds import (_error_terms, _fold_full_partials, _lower_from_gap, _replay_moves,
                      _separation_floor, _stored_lower, _stored_upper, _top2_in_block,
                      _upper_and_base)
@@ -277,7 +278,7 @@ def _group_step_work(lo, hi, X, sample_weight, centers, drift, shift, order, gro
     n, d = X.shape
     t = lower.shape[1]
     nc = part_counts.shape[0]
-    sub = GROUP_SEARCH_ROWS
+    sub = min(BLOCK_ROWS, max(64, GROUP_SEARCH_BYTES // (d * X.itemsize)))
     rows = np.empty(sub, np.int64)
     tight = np.empty(sub)
     gathered = np.empty((sub, d), X.dtype)
