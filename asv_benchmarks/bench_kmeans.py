@@ -400,14 +400,16 @@ class PeakMemBaseline:
 
 class TimeKMeansToConvergence:
     """Whole fits to convergence (``tol=1e-4``, ``max_iter=300``) from fixed initial centres,
-    per method: fastem's 'lloyd' and 'hamerly' (bounds; the same iterations) and the peer's
-    'lloyd' and 'elkan' (skipped without scikit-learn). The issue-12 shapes at the profile's
+    per method: fastem's 'lloyd', 'hamerly' and 'yinyang' (bounds; the same iterations;
+    'yinyang' runs 'hamerly' where fewer than two groups fit) and the peer's 'lloyd' and
+    'elkan' (skipped without scikit-learn). The issue-12 shapes at the profile's
     scale: (1e6, 8, 8), (1e6, 32, 64), (2e5, 128, 256), (1e5, 64, 1024) rows for ``regular``.
     """
 
     params = [[(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256),
                (100_000, 64, 1024)],
-              ["fastem-lloyd", "fastem-hamerly", "sklearn-lloyd", "sklearn-elkan"], DTYPES]
+              ["fastem-lloyd", "fastem-hamerly", "fastem-yinyang", "sklearn-lloyd",
+               "sklearn-elkan"], DTYPES]
     param_names = ["shape", "method", "dtype"]
     timeout = 600
     number = 1

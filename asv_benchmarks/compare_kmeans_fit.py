@@ -103,14 +103,14 @@ def main():
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     print(f"CPU: {cpu_name()}; repeat {repeat}; medians in seconds\n")
-    warm = make_data(2000, 8, np.float64)
-    for dtype in args.dtypes:  # compile outside the timings
-        KMeans(8, n_init=1, random_state=0).fit(make_sparse_data(2000, 500, 0.02, dtype))
-        kmeans_plusplus(make_sparse_data(2000, 500, 0.02, dtype), None, 8,
-                        np.random.RandomState(0))
-        KMeans(8, n_init=1, random_state=0).fit(warm.astype(dtype))
-        KMeans(8, n_init=1, random_state=0, algorithm="lloyd").fit(warm.astype(dtype))
-        KMeans(32, n_init=1, random_state=0, algorithm="hamerly").fit(warm.astype(dtype))
+    warm = make_data(2000, 16, np.float64)
+    for dtype in args.dtypes:  # compile every method the rows run outside the timings
+        sparse = make_sparse_data(2000, 500, 0.02, dtype)
+        for algorithm in ("lloyd", "hamerly", "elkan"):
+            KMeans(64, n_init=1, random_state=0, algorithm=algorithm).fit(sparse)
+        kmeans_plusplus(sparse, None, 8, np.random.RandomState(0))
+        for algorithm in ("lloyd", "hamerly", "yinyang"):
+            KMeans(64, n_init=1, random_state=0, algorithm=algorithm).fit(warm.astype(dtype))
         kmeans_plusplus(warm.astype(dtype), None, 8, np.random.RandomState(0))
     print("| data | dtype | part | fastem | fastem lloyd | scikit-learn (best) | ratio | "
           "n_iter (fastem / sklearn) |")
