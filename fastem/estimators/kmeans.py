@@ -166,7 +166,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                           "'lloyd' instead.", RuntimeWarning, stacklevel=3)
             return "lloyd"
         if self.algorithm not in ("lloyd", "auto") and source.distributed:
-            raise ValueError(f"algorithm={self.algorithm!r} keeps two bounds per row; on a "
+            raise ValueError(f"algorithm={self.algorithm!r} keeps bounds for every row; on a "
                              "Dask array use 'lloyd' or 'auto'.")
         return choose_algorithm(self.algorithm, self.n_clusters, source)
 
