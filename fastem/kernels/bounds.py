@@ -293,6 +293,17 @@ def _moves_in_row_order(n, moved_rows, moved_from, part_counts):
 
 
 @kernel
+def _record_move(i, a, j, labels, moved_rows, moved_from, slot):
+    """Give row i label j; when that moves it from a, record (i, a) in the chunk's next free
+    ``slot`` of the moves. Returns the number of moves recorded (0 or 1)."""
+    if j == a:
+        return 0
+    moved_rows[slot], moved_from[slot] = i, a
+    labels[i] = j
+    return 1
+
+
+@kernel
 def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower, sums, moments):
     n = X.shape[0]
     nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
@@ -346,11 +357,7 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
                 d2 = tight[t] if j == a else sqdist(gathered, t * d, centers, j * d, d)
                 u, low = _rebuild_bounds(d2, gap[t], j, norms, slack, eps_b, eps_c)
                 upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
-                if j != a:
-                    moved_rows[start + changed] = i
-                    moved_from[start + changed] = a
-                    changed += 1
-                    labels[i] = j
+                changed += _record_move(i, a, j, labels, moved_rows, moved_from, start + changed)
         part_counts[c, 0] = changed
         part_counts[c, 1] = searched * centers.shape[0]
 
@@ -641,11 +648,7 @@ def _csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, drift,
             u, low, _ = _csr_row_bounds(data, indices, lo_p, hi_p, centers, j, gap, squares,
                                         eps_b, eps_c)
             upper[i], lower[i] = _stored_upper(u), _stored_lower(low)
-            if j != a:
-                moved_rows[start + changed] = i
-                moved_from[start + changed] = a
-                changed += 1
-                labels[i] = j
+            changed += _record_move(i, a, j, labels, moved_rows, moved_from, start + changed)
         part_counts[c, 0] = changed
         part_counts[c, 1] = searched
 
@@ -953,11 +956,7 @@ def _elkan_csr_step_work(lo, hi, data, indices, indptr, sample_weight, centers, 
                     for t in range(m):
                         bound[near[t]] = max(bound[near[t]], np.float64(_csr_lower_from_score(
                             d2 - err, np.float64(scores[t]) - np.float64(scores[best]), eps)))
-                if j != a:
-                    moved_rows[start + changed] = i
-                    moved_from[start + changed] = a
-                    changed += 1
-                    labels[i] = j
+                changed += _record_move(i, a, j, labels, moved_rows, moved_from, start + changed)
                 for t in range(m):   # the others' decayed bounds are stored already
                     lower[i, near[t]] = _stored_lower(bound[near[t]])
             upper[i] = _stored_upper(u)

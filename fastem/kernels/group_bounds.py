@@ -28,13 +28,12 @@ import numpy as np
 from numba import prange
 
 from ._blocks import chunk_bounds, n_blocks, n_partials
-from ._jit import kernel, run_on_threads
+from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import axpy_sqdist, search_tile, sqdist
-from ._jit import BLOCK_ROWS
 from ._target import GROUP_SEARCH_BYTES
-from .bounds import (_error_terms, _fold_full_partials, _lower_from_gap, _replay_moves,
-                     _separation_floor, _stored_lower, _stored_upper, _top2_in_block,
-                     _upper_and_base)
+from .bounds import (_error_terms, _fold_full_partials, _lower_from_gap, _record_move,
+                     _replay_moves, _separation_floor, _stored_lower, _stored_upper,
+                     _top2_in_block, _upper_and_base)
 from .distances import (centre_mean, panel_table, search_sub_block_rows, search_table_norms,
                         squared_row_norms)
 
@@ -371,11 +370,7 @@ def _group_step_work(lo, hi, X, sample_weight, centers, drift, shift, order, gro
                 for e in range(s * t, s * t + n_open[s]):
                     _store_group_lower(i, open_group[e], gj, base, entry_score[e], best, slack,
                                        lower)
-                if j != a:
-                    moved_rows[start + changed] = i
-                    moved_from[start + changed] = a
-                    changed += 1
-                    labels[i] = j
+                changed += _record_move(i, a, j, labels, moved_rows, moved_from, start + changed)
         part_counts[c, 0] = changed
         part_counts[c, 1] = scored
 
