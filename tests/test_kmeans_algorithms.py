@@ -290,19 +290,26 @@ def test_same_fixed_point_as_scikit_learn_elkan():
 def test_auto_rule():
     def source(n, d, dtype):
         return ArraySource(np.zeros((n, d), dtype), None)
-    assert choose_algorithm("auto", 64, source(100, 32, np.float64)) == "hamerly"
-    assert choose_algorithm("auto", 64, source(100, 32, np.float32)) == "hamerly"
+    assert choose_algorithm("auto", 64, source(100, 16, np.float64)) == "hamerly"
+    assert choose_algorithm("auto", 64, source(100, 16, np.float32)) == "hamerly"
     assert choose_algorithm("auto", 8, source(100, 32, np.float64)) == "lloyd"    # few clusters
     assert choose_algorithm("auto", 16, source(100, 8, np.float64)) == "lloyd"    # k d < 256
     assert choose_algorithm("auto", 512, source(100, 1, np.float32)) == "lloyd"   # bounds > X
     assert choose_algorithm("auto", 512, source(100, 2, np.float32)) == "hamerly"
     assert choose_algorithm("elkan", 8, source(100, 2, np.float64)) == "hamerly"
-    # Yinyang from 64 clusters and 64 KiB of centres
-    assert choose_algorithm("auto", 256, source(100, 32, np.float64)) == "yinyang"
-    assert choose_algorithm("auto", 256, source(100, 32, np.float32)) == "hamerly"
+    # Yinyang from 64 clusters and the class's bytes of centres (64 KiB on AVX-512, 16 KiB
+    # on the others)
+    from fastem.kernels._target import SIMD_CLASS, YINYANG_MIN_TABLE_BYTES
+    assert YINYANG_MIN_TABLE_BYTES == (65536 if SIMD_CLASS == "avx512" else 16384)
+    d = YINYANG_MIN_TABLE_BYTES // (256 * 8)
+    assert choose_algorithm("auto", 256, source(100, d, np.float64)) == "yinyang"
+    assert choose_algorithm("auto", 256, source(100, d, np.float32)) == "hamerly"
+    assert choose_algorithm("auto", 256, source(100, d - 1, np.float64)) == "hamerly"
     assert choose_algorithm("auto", 1024, source(100, 8, np.float64)) == "yinyang"
     assert choose_algorithm("auto", 32, source(100, 512, np.float64)) == "hamerly"
-    assert choose_algorithm("yinyang", 16, source(100, 32, np.float64)) == "hamerly"  # 1 group
+    from fastem.kernels._simd import SEARCH_BYTES
+    panel = SEARCH_BYTES[2] // 8    # a group holds at least a panel of the widest tile
+    assert choose_algorithm("yinyang", panel, source(100, 32, np.float64)) == "hamerly"
     assert choose_algorithm("yinyang", 40, source(100, 32, np.float64)) == "yinyang"
     assert choose_algorithm("yinyang", 400, source(100, 1, np.float64)) == "hamerly"  # memory
     sp = pytest.importorskip("scipy.sparse")

@@ -83,7 +83,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         larger than X (``n_features * itemsize < 8``); else for CSR rows 'elkan' when k
         float32 per row take no more memory than the rows, else 'hamerly'; for dense rows
         'yinyang' from 64 clusters and 64 KiB of centres (``n_clusters * n_features *
-        itemsize``), else 'hamerly'.
+        itemsize``; 16 KiB below the AVX-512 class), else 'hamerly'.
 
     Attributes
     ----------

@@ -334,6 +334,20 @@ CPU_NAME, SIMD_CLASS, HAS_FMA = _choose()
 #: The row of :data:`TILE_TABLE` every SIMD kernel uses.
 TILES = TILE_TABLE[SIMD_CLASS]
 
+#: 'auto' runs 'yinyang' (group bounds; ``models/kmeans.py``) on dense rows from this many
+#: bytes of centres (k d itemsize) on, from 64 clusters. Below, Yinyang's upkeep of its
+#: group bounds costs more than the scores it skips; a score costs more on narrower
+#: vectors, so those classes switch earlier. Whole fits from fixed centres, Intel Xeon VM,
+#: 2 threads, n = 2e5, Hamerly / Yinyang seconds. AVX-512: float64 d=8 k=256 (16 KiB) 1.03 /
+#: 1.34, d=32 k=128 (32 KiB) 1.53 / 1.54, d=32 k=256 (64 KiB) 2.45 / 1.64, d=128 k=64 (64 KiB)
+#: 2.88 / 2.35, d=8 k=1024 (64 KiB) 1.99 / 1.43; float32 d=32 k=256 (32 KiB) 1.10 / 1.08,
+#: d=128 k=64 (32 KiB) 1.67 / 1.69, d=16 k=1024 (64 KiB) 2.04 / 1.30. AVX2 class: float64 d=8
+#: k=64 (4 KiB) 0.76 / 0.98, d=8 k=128 (8 KiB) 1.02 / 1.14, d=32 k=64 (16 KiB) 1.08 / 1.11,
+#: d=8 k=256 (16 KiB) 1.88 / 1.65, d=32 k=128 (32 KiB) 2.31 / 1.80, d=32 k=256 3.86 / 2.03;
+#: float32 d=8 k=256 (8 KiB) 1.19 / 1.34, d=128 k=64 (32 KiB) 2.32 / 1.97, d=32 k=256 (32
+#: KiB) 1.81 / 1.41. NEON, SSE and portable (not measured) take AVX2's value.
+YINYANG_MIN_TABLE_BYTES = {"avx512": 64 * 1024}.get(SIMD_CLASS, 16 * 1024)
+
 
 def describe():
     """One line naming the target CPU, its class and the tiles in use (for reports)."""

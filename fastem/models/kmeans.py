@@ -29,7 +29,7 @@ from ..kernels._simd import FEW_CENTERS, SEARCH_BYTES
 from ..kernels._target import (LIGHT_PASS_PARALLEL_MIN_ROWS, PRUNED_SEEDING_MANY_CENTERS,
                                PRUNED_SEEDING_MANY_CENTERS_MIN_FEATURES,
                                PRUNED_SEEDING_MIN_FEATURES, SEEDING_PARALLEL_MIN_ROWS,
-                               SHADOW_MIN_FEATURES)
+                               SHADOW_MIN_FEATURES, YINYANG_MIN_TABLE_BYTES)
 from ..sources import ArraySource, RowSource, is_file_backed, sum_chunks
 from ..validation import issparse, read_only
 from .mixture import overflow_error
@@ -610,16 +610,9 @@ BOUNDED_MIN_CLUSTERS = 16
 #: ... and this many centre coordinates (k x d) on; below, a Lloyd search costs about as
 #: much per row as the bound bookkeeping (measured, README "KMeans to convergence").
 BOUNDED_MIN_WORK = 256
-#: 'auto' runs 'yinyang' on dense rows from this many clusters ...
+#: 'auto' runs 'yinyang' on dense rows from this many clusters and
+#: :data:`fastem.kernels._target.YINYANG_MIN_TABLE_BYTES` of centres on.
 YINYANG_MIN_CLUSTERS = 64
-#: ... and this many bytes of centres (k d itemsize) on. Below, Yinyang's upkeep of its
-#: group bounds costs more than the scores it saves: whole fits from fixed centres (Intel
-#: Xeon VM, AVX-512, 2 threads, n = 2e5, hamerly / yinyang seconds): float64 d=8 k=256
-#: (16 KiB) 1.03 / 1.34, d=32 k=128 (32 KiB) 1.53 / 1.54, d=32 k=256 (64 KiB) 2.45 / 1.64,
-#: d=128 k=64 (64 KiB) 2.88 / 2.35, d=8 k=1024 (64 KiB) 1.99 / 1.43; float32 d=32 k=256
-#: (32 KiB) 1.10 / 1.08, d=128 k=64 (32 KiB) 1.67 / 1.69, d=16 k=1024 (64 KiB) 2.04 / 1.30,
-#: d=128 k=256 4.20 / 2.39; n = 1e5, d=64, k=1024: 3.3 / 0.83 (float64).
-YINYANG_MIN_TABLE_BYTES = 64 * 1024
 
 
 def choose_algorithm(algorithm, n_clusters, source):
@@ -632,8 +625,9 @@ def choose_algorithm(algorithm, n_clusters, source):
     * else 'elkan' for CSR X whose k float32 bounds per row take no more memory than its
       rows (a sparse search is memory-bound, so ruling out centres one by one pays);
     * else 'yinyang' for dense X from :data:`YINYANG_MIN_CLUSTERS` clusters and
-      :data:`YINYANG_MIN_TABLE_BYTES` of centres on (when its group bounds fit,
-      :func:`yinyang_group_size`);
+      ``YINYANG_MIN_TABLE_BYTES`` of centres on (``k d itemsize``: 64 KiB on AVX-512, 16 KiB
+      on narrower classes; ``kernels/_target.py``), when its group bounds fit
+      (:func:`yinyang_group_size`);
     * else 'hamerly'.
 
     'elkan' on dense X runs 'hamerly' (per-centre bounds are implemented for CSR rows
