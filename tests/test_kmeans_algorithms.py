@@ -158,6 +158,17 @@ def test_group_search_breaks_ties_like_lloyd():
         assert (lower[:3, 0] == 0).all()   # the tied twin sits in the first group
 
 
+def test_group_kernels_reject_an_empty_group():
+    from fastem.kernels import group_bounded_full_step
+    X = blobs(100, 4, 3, np.float64)
+    C = np.ascontiguousarray(X[:8])
+    for group_start in ([0, 4, 4, 8], [0, 4, 9]):
+        with pytest.raises(ValueError, match="group_start"):
+            group_bounded_full_step(X, np.ones(100), C, np.arange(8, dtype=np.int64),
+                                    np.array(group_start, np.int64), np.zeros(100, np.int32),
+                                    np.empty(100, np.float32), np.empty((100, 3), np.float32))
+
+
 def test_balanced_groups():
     """Groups of at most the requested size, none empty, each centre once, in increasing
     index within a group, the same for the same centres; far-apart clusters of centres

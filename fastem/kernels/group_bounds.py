@@ -48,6 +48,8 @@ def group_layout(order, group_start, width):
     panel_start = np.zeros(t + 1, np.int64)
     for g in range(t):
         size = group_start[g + 1] - group_start[g]
+        if size <= 0 or group_start[g + 1] > order.shape[0]:
+            raise ValueError("group_start must increase strictly, up to len(order)")
         panel_start[g + 1] = panel_start[g] + (size + width - 1) // width
     columns = np.full(panel_start[t] * width, -1, np.int64)
     group_of = np.empty(order.shape[0], np.int32)
@@ -215,7 +217,8 @@ def group_bounded_full_step(X, sample_weight, centers, order, group_start, label
     order : ndarray, shape (k,), int64
         The centres group by group, each group's in increasing index.
     group_start : ndarray, shape (t + 1,), int64
-        Group g is ``order[group_start[g]:group_start[g + 1]]``; no group is empty.
+        Group g is ``order[group_start[g]:group_start[g + 1]]``; an empty group raises
+        ValueError.
     labels : ndarray, shape (n,), int32
         IN: previous labels (any values); OUT: nearest centre (Lloyd's, bit for bit).
     upper : ndarray, shape (n,), float32
