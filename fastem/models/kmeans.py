@@ -863,13 +863,13 @@ def balanced_groups(centers, group_size, iterations=GROUPING_ITERATIONS):
     group_start : ndarray, shape (t + 1,), int64
         Group g is ``order[group_start[g]:group_start[g + 1]]``; empty groups are dropped.
     """
-    C = np.asarray(centers, dtype=np.float64)
+    C = np.ascontiguousarray(centers, dtype=np.float64)
     k = len(C)
     t = -(-k // group_size)
     means = C[(np.arange(t) * (k - 1)) // max(1, t - 1)]
-    norms = (C * C).sum(axis=1)
+    dist = np.empty((k, t))
     for _ in range(iterations):
-        dist = norms[:, None] - 2.0 * C @ means.T + (means * means).sum(axis=1)
+        pairwise_sqdist(C, means, dist)   # (a kernel: no BLAS threads to spin against ours)
         group = fill_groups(np.argsort(dist, axis=None, kind="stable"), t, group_size)
         counts = np.bincount(group, minlength=t)
         sums = np.zeros_like(means)
