@@ -79,11 +79,19 @@ def _error_terms(itemsize, d, big_b, big_c, norms):
     unit = 2.0 ** -24 if itemsize == 4 else 2.0 ** -53
     factor = 2.0 * (d + 4) * unit
     slack = 4.0 * (d + 4) * 2.0 ** -53
-    largest_norm = 0.0
-    for norm in norms:   # (a loop: array.max() would make cached callers import arraymath)
-        largest_norm = max(largest_norm, norm)
-    return (slack, factor * big_b + _offsets_rounding(d, big_c, largest_norm),
+    return (slack, factor * big_b + _offsets_rounding(d, big_c, _largest(norms)),
             factor * big_c)
+
+
+@kernel
+def _largest(values):
+    """The largest of non-negative ``values`` (0 when empty). A loop: ``array.max()`` makes
+    every cached kernel that calls it import Numba's array maths (and scipy.linalg) when it
+    is loaded from the cache, most of a warm first fit."""
+    largest = 0.0
+    for value in values:
+        largest = max(largest, value)
+    return largest
 
 
 @kernel
@@ -492,7 +500,7 @@ def _csr_tables(data, centers):
     # eps_b as a quarter (eps_b is multiplied by a row's terms, nnz + 4 >= 4)
     norms = np.sqrt(squares)
     return (ct, half_norms, norms, squares,
-            2.0 * unit * big_b + 0.25 * _offsets_rounding(d, big_c, norms.max()),
+            2.0 * unit * big_b + 0.25 * _offsets_rounding(d, big_c, _largest(norms)),
             2.0 * unit * big_c)
 
 
