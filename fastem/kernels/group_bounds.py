@@ -126,6 +126,19 @@ def _reset_winners(m, best_score, best_centre, best_second):
 
 
 @kernel
+def _store_winner_bounds(i, j, d2, best, second, group_of, norms, slack, eps_b, eps_c, upper,
+                         lower):
+    """Row i's upper bound and its bound for its winner j's group (from the runner-up's score
+    ``second`` there; ``best`` is j's score, d2 its squared distance). Returns (j's group,
+    the base every other scored group's bound shares)."""
+    u, base = _upper_and_base(d2, j, norms, slack, eps_b, eps_c)
+    gj = group_of[j]
+    upper[i] = _stored_upper(u)
+    lower[i, gj] = _stored_lower(_lower_from_gap(base, second - best, slack))
+    return gj, base
+
+
+@kernel
 def _store_group_lower(i, g, gj, base, score, best, slack, lower):
     """Row i's bound for group g from that group's smallest score (its winner's group gj
     takes the runner-up's instead)."""
@@ -158,6 +171,8 @@ def _group_full_work(lo, hi, X, sample_weight, centers, order, group_start, labe
     best_score, best_centre, best_second = np.empty(sub), np.empty(sub, np.int32), np.empty(sub)
     # every group scores every row: entry s * t + g is row slot s's score for group g
     entry_row = np.empty(sub, np.int32)
+    for s in range(sub):
+        entry_row[s] = s
     entry_at = np.empty(sub, np.int64)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
@@ -173,7 +188,6 @@ def _group_full_work(lo, hi, X, sample_weight, centers, order, group_start, labe
                 table, bias = _group_table(ct, half_norms, panel_start, width, d, g)
                 _top2_in_block(X, b0, b1, table, bias, tile, found, b0, scores)
                 for s in range(m):
-                    entry_row[s] = s
                     entry_at[s] = s * t + g
                 _take_winners(g, m, 0, entry_row, entry_at, columns, panel_start, width, found,
                               scores, group_score, best_score, best_centre, best_second)
@@ -186,11 +200,9 @@ def _group_full_work(lo, hi, X, sample_weight, centers, order, group_start, labe
                 d2 = axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
                 moments[j, 0] += w
                 moments[j, 1] += w * d2
-                u, base = _upper_and_base(d2, j, norms, slack, eps_b, eps_c)
-                gj = group_of[j]
                 best = best_score[s]
-                upper[i] = _stored_upper(u)
-                lower[i, gj] = _stored_lower(_lower_from_gap(base, best_second[s] - best, slack))
+                gj, base = _store_winner_bounds(i, j, d2, best, best_second[s], group_of, norms,
+                                                slack, eps_b, eps_c, upper, lower)
                 for g in range(t):
                     _store_group_lower(i, g, gj, base, group_score[s * t + g], best, slack,
                                        lower)
@@ -365,11 +377,9 @@ def _group_step_work(lo, hi, X, sample_weight, centers, drift, shift, order, gro
                 j = best_centre[s]
                 a = labels[i]
                 d2 = tight[s] if j == a else sqdist(gathered, s * d, centers, j * d, d)
-                u, base = _upper_and_base(d2, j, norms, slack, eps_b, eps_c)
-                gj = group_of[j]
                 best = best_score[s]
-                upper[i] = _stored_upper(u)
-                lower[i, gj] = _stored_lower(_lower_from_gap(base, best_second[s] - best, slack))
+                gj, base = _store_winner_bounds(i, j, d2, best, best_second[s], group_of, norms,
+                                                slack, eps_b, eps_c, upper, lower)
                 for e in range(s * t, s * t + n_open[s]):
                     _store_group_lower(i, open_group[e], gj, base, entry_score[e], best, slack,
                                        lower)

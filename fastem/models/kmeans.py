@@ -722,10 +722,11 @@ class HamerlyKMeansModel(KMeansModel):
 
     def initialize(self, source, rng):
         centers = super().initialize(source, rng)
-        self._allocate_bounds(source)
+        self._allocate_bounds(source, centers)
         return centers
 
-    def _allocate_bounds(self, source):
+    def _allocate_bounds(self, source, centers):
+        """Fresh bounds for a restart from ``centers``."""
         self.upper = np.empty(source.n_rows, dtype=np.float32)
         self.lower = np.empty(self.lower_shape(source), dtype=np.float32)
         self.bounded_passes = None  # None: the next pass is a full one
@@ -886,18 +887,17 @@ class YinyangKMeansModel(HamerlyKMeansModel):
     """:class:`HamerlyKMeansModel` with one lower bound per group of nearby centres (dense
     rows; simplified Yinyang, Ding et al. 2015, :mod:`fastem.kernels.group_bounds`): a row
     whose bounds do not settle its label is scored only against its label's group and the
-    groups its bounds do not rule out. Groups: :func:`centre_groups` of the initial centres,
-    :func:`yinyang_groups` of them (t + 1 float32 bounds per row)."""
+    groups its bounds do not rule out. Groups: :func:`balanced_groups` of each restart's
+    initial centres, :func:`yinyang_group_size` centres each (t + 1 float32 bounds per
+    row)."""
 
     full_statistics, step_statistics = GroupFullStatistics, GroupStatistics
 
-    def initialize(self, source, rng):
-        centers = KMeansModel.initialize(self, source, rng)
+    def _allocate_bounds(self, source, centers):
         size = yinyang_group_size(self.n_clusters, source.n_features,
                                   np.dtype(source.dtype).itemsize)
         self.bound_layout = balanced_groups(centers, size)
-        self._allocate_bounds(source)
-        return centers
+        super()._allocate_bounds(source, centers)
 
     def lower_shape(self, source):
         return (source.n_rows, len(self.bound_layout[1]) - 1)
