@@ -879,3 +879,68 @@ def test_a_stalled_pool_thread_does_not_hold_the_caller(monkeypatch):
     finally:
         release.set()
         blocker.result()
+
+
+BLAS_POOL_CHILD = """
+import json, sys, threading
+import numpy as np
+import fastem
+from fastem import _blas_pool
+from fastem.kernels import _jit
+
+rng = np.random.default_rng(0)
+A = rng.standard_normal((400, 400))
+X = rng.standard_normal((50_000, 8))
+other_thread = sys.argv[1] == "other-thread"
+release = threading.Event()
+if other_thread:   # a user's thread that could be inside a BLAS call
+    threading.Thread(target=release.wait, name="user-thread").start()
+
+A @ A   # starts NumPy's OpenBLAS workers (they then spin for ~0.1 s)
+numpy_servers = [s for s in map(_blas_pool._thread_server, _blas_pool._loaded_openblas_paths())
+                 if s is not None and "numpy" in s.path]
+if not numpy_servers:
+    print(json.dumps({"server": False}))
+    sys.exit(0)
+server = numpy_servers[0]
+before = server.running.value
+fastem.KMeans(4, n_init=1, random_state=0).fit(X)   # parallel calls on 2 threads
+after_fit = server.running.value
+product = A @ A                                      # restarts the workers by itself
+reference = np.einsum("ij,jk->ik", A, A, optimize=False)
+release.set()
+print(json.dumps({"server": True, "threads": _jit.n_threads(), "before": before,
+                  "after_fit": after_fit, "after_product": server.running.value,
+                  "product_error": float(np.abs(product - reference).max())}))
+"""
+
+
+def _blas_pool_child(mode):
+    env = dict(os.environ, NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    out = _check(_run(BLAS_POOL_CHILD, env=env, args=(mode,), timeout=300))
+    if not out["server"]:
+        pytest.skip("NumPy is not linked to an OpenBLAS with its own pthreads thread server "
+                    "(the only BLAS whose spinning workers fastem ends)")
+    assert out["threads"] == 2
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only (/proc/self/maps)")
+def test_spinning_blas_workers_are_ended_before_a_parallel_call_and_restart_on_their_own():
+    out = _blas_pool_child("alone")
+    assert out["before"] == 1 and out["after_fit"] == 0
+    assert out["after_product"] == 1 and out["product_error"] < 1e-9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only (/proc/self/maps)")
+def test_blas_workers_are_left_alone_while_another_python_thread_runs():
+    out = _blas_pool_child("other-thread")
+    assert out["before"] == 1 and out["after_fit"] == 1 and out["product_error"] < 1e-9
+
+
+def test_libraries_other_than_a_pthreads_openblas_are_never_touched():
+    import ctypes.util
+    from fastem import _blas_pool
+    libc = ctypes.util.find_library("c")
+    assert _blas_pool._thread_server(libc or "libc.so.6") is None
+    assert _blas_pool._thread_server("/nonexistent/libopenblas.so") is None

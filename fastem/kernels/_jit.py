@@ -53,6 +53,7 @@ from numba.core.caching import FunctionCache, IndexDataCacheFile
 from numba.core.registry import CPUDispatcher
 from numba.core.runtime import rtsys
 
+from .._blas_pool import POOL_THREAD_PREFIX, quiet_blas_workers
 from .._version import __version__
 from ._target import HAS_FMA, PARALLEL_MIN_ROWS, SIMD_CLASS
 
@@ -414,7 +415,7 @@ def _thread_pool():
         if _pool is None:
             from concurrent.futures import ThreadPoolExecutor
             _pool = ThreadPoolExecutor(max(1, config.NUMBA_NUM_THREADS - 1),
-                                       thread_name_prefix="fastem")
+                                       thread_name_prefix=POOL_THREAD_PREFIX)
         return _pool
 
 
@@ -450,6 +451,7 @@ def map_item_ranges(function, n_items, parallel, *args):
     threads = min(n_threads(), n_items) if parallel else 1
     if threads <= 1:
         return [function(0, n_items, *args)]
+    quiet_blas_workers()   # BLAS's spinning workers would take the cores these threads need
     claims = _RunClaims(function, claim_order(n_items, threads), args)
     hot = getattr(_hot_workers, "value", None)
     if hot is not None:
