@@ -20,9 +20,11 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, floa
                             kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
                             nearest_centers, potential_block_sums, seed_potentials_kept,
                             seed_update_kept, sqdist_to_centers, update_min_sqdist)
-from fastem.kernels._simd import ROWS_PER_SQDIST, axpy, axpy_sqdist, dot, sqdist, sqdist_rows
+from fastem.kernels._simd import (ROWS_PER_SQDIST, SEARCH_ROWS, axpy, axpy_sqdist, dot,
+                                  nearest_rows_deep, search_tile, sqdist, sqdist_rows)
+from fastem.kernels._target import DEEP_PANEL_CHUNK_BYTES
 from fastem.kernels.csr_distances import csr_column_sums
-from fastem.kernels.distances import squared_row_distances
+from fastem.kernels.distances import search_table, squared_row_distances
 
 from . import naive
 
@@ -126,6 +128,42 @@ def test_nearest_centers_tie_rule_is_smallest_index(dtype):
     labels = np.empty(len(X), np.int32)
     nearest_centers(X, C, labels, np.empty(len(X)))
     np.testing.assert_array_equal(labels, 0)
+
+
+@njit
+def _deep_labels_tile_by_tile(X, centers, labels):
+    """The deep tile's labels with every panel of the table streamed past each tile of rows
+    (one call per tile: the search before panel chunks)."""
+    tile, width = search_tile(centers.shape[0], X.itemsize, X.shape[1])
+    ct, half_norms = search_table(X, centers, tile, width)
+    for i in range(0, X.shape[0], SEARCH_ROWS[4]):
+        nearest_rows_deep(X, i, X.shape[0] - 1, ct, half_norms, labels, 0)
+    return tile
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_deep_search_in_panel_chunks_keeps_labels_and_the_tie_rule(dtype):
+    # d = 260, k = 512: a table of several DEEP_PANEL_CHUNK_BYTES chunks in both dtypes, so
+    # a row's best centre and its ties lie in different chunks
+    rng = np.random.RandomState(3)
+    d, k = 260, 512
+    centers = (rng.normal(size=(k, d)) * 3).astype(dtype)
+    assert centers.nbytes > 2 * DEEP_PANEL_CHUNK_BYTES
+    centers[300] = centers[20]           # exact duplicates in different chunks
+    centers[511] = centers[260]
+    X = (rng.normal(size=(3 * 2048 + 77, d)) * 3).astype(dtype)
+    X[::5] = centers[20]                 # rows on a duplicated centre: ties at distance 0
+    X[1::5] = centers[511]
+    labels = np.full(X.shape[0], -1, np.int32)
+    sqdist = np.empty(X.shape[0])
+    nearest_centers(X, centers, labels, sqdist)
+    assert np.all(labels[::5] == 20) and np.all(labels[1::5] == 260)
+    others = np.arange(X.shape[0]) % 5 >= 2
+    ref_labels, _ = naive.nearest_centers(X[others], centers)
+    _label_tolerance_check(X[others], centers, labels[others], ref_labels)
+    tile_by_tile = np.full(X.shape[0], -1, np.int32)
+    if _deep_labels_tile_by_tile(X, centers, tile_by_tile) == 4:   # classes with a deep tile
+        np.testing.assert_array_equal(labels, tile_by_tile)
 
 
 @pytest.mark.parametrize("dtype, d, k, ro", CASES)

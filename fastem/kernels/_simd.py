@@ -108,6 +108,14 @@ def make_tile_kernel(tile_shape, reduction):
       The intrinsic then takes an eighth argument ``spans`` (int64, (kp / w, 2)): panel p
       sums over the features ``spans[p, 0] <= f < spans[p, 1]`` only (the caller
       guarantees that CT is zero outside them: triangular Cholesky factors);
+    * ``reduction='argmin_part'``: 'argmin' over the panels ``p_lo <= p < p_hi`` only, for
+      searches that keep a block of centres in cache across many rows (``distances``'s deep
+      search). The intrinsic then takes four more arguments ``p_lo, p_hi, lanes, state_offset``:
+      ``lanes`` (a tuple of two C-contiguous (m, L) arrays, X's dtype and int32) holds each
+      row's lane-wise best scores and their columns at ``r - state_offset`` between calls. A
+      call from ``p_lo = 0`` starts afresh; one that ends at the last panel writes ``out``
+      as 'argmin' does, any other stores the lanes. Every score and every comparison is the
+      one 'argmin' makes, in the same order, so the labels are 'argmin''s bit for bit;
     * ``reduction='subtract'``: ``out[r - out_offset, j] -= z_j`` for every column (2-D float64
       ``out`` of width kp, X of dtype float64) - with ``bias = 0`` this accumulates the matrix
       product ``X @ CT`` into ``out``.
@@ -118,7 +126,8 @@ def make_tile_kernel(tile_shape, reduction):
     same intrinsic.
     """
     n_rows, n_vec, vector_bytes = tile_shape
-    searching = reduction in ("argmin", "argmin2")
+    searching = reduction in ("argmin", "argmin2", "argmin_part")
+    partial = reduction == "argmin_part"
     out_dtype = types.int32 if searching else types.float64
     out_ndim = 2 if reduction == "subtract" else 1
 
@@ -186,7 +195,30 @@ def make_tile_kernel(tile_shape, reduction):
             acc.append([cgutils.alloca_once(builder, vtype) for _ in range(n_vec)])
         lane_ids = ir.Constant(itype, list(range(L)))
 
-        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), kp,
+        j_first, j_stop = ir.Constant(i64, 0), kp
+        if partial:
+            p_lo, p_hi, state_off = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                     for i in (7, 8, 10))
+            state_types = signature.args[9]
+            lane_best, lane_col = (context.make_array(t)(context, builder, v) for t, v in
+                                   zip(state_types, cgutils.unpack_tuple(builder, args[9], 2)))
+            j_first = builder.mul(p_lo, ir.Constant(i64, width))
+            j_stop = builder.mul(p_hi, ir.Constant(i64, width))
+            is_last = builder.icmp_signed(">=", j_stop, kp)
+            ivptr = itype.as_pointer()
+
+            def state_at(m, data, ptr_type):
+                slot = builder.mul(builder.sub(rows[m], state_off), ir.Constant(i64, L))
+                return builder.bitcast(builder.gep(data, [slot]), ptr_type)
+
+            with builder.if_then(builder.icmp_signed(">", p_lo, ir.Constant(i64, 0))):
+                for m in range(n_rows):
+                    builder.store(builder.load(state_at(m, lane_best.data, vptr), align=align),
+                                  best[m])
+                    builder.store(builder.load(state_at(m, lane_col.data, ivptr), align=4),
+                                  best_idx[m])
+
+        with cgutils.for_range_slice(builder, j_first, j_stop,
                                      ir.Constant(i64, width), intp=i64) as (j0, _):
             for v in range(n_vec):
                 h = vload(ba.data, builder.add(j0, ir.Constant(i64, v * L)))
@@ -245,6 +277,17 @@ def make_tile_kernel(tile_shape, reduction):
                         builder.store(builder.fsub(builder.load(ptr, align=align),
                                                    builder.load(acc[m][v])), ptr, align=align)
 
+        if partial:
+            with builder.if_then(builder.not_(is_last)):
+                for m in range(n_rows):
+                    builder.store(builder.load(best[m]), state_at(m, lane_best.data, vptr),
+                                  align=align)
+                    builder.store(builder.load(best_idx[m]), state_at(m, lane_col.data, ivptr),
+                                  align=4)
+            finished = builder.append_basic_block("lanes_final")
+            done = builder.append_basic_block("lanes_done")
+            builder.cbranch(is_last, finished, done)
+            builder.position_at_end(finished)
         if searching:
             # horizontal: smallest score, ties to the smallest index. The lane bests never
             # hold a NaN (they start at +inf and take a score only when it compares '<'), so
@@ -270,6 +313,9 @@ def make_tile_kernel(tile_shape, reduction):
                     _store_gap(context, builder, signature, args, builder.sub(rows[m], offi),
                                builder.extract_element(lowest, zero32),
                                builder.extract_element(second, zero32))
+            if partial:
+                builder.branch(done)
+                builder.position_at_end(done)
         elif reduction == "sumsq":
             reduce_add = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(scalar, [scalar, vtype]),
@@ -288,6 +334,17 @@ def make_tile_kernel(tile_shape, reduction):
                 return None
             return types.void(X, row0, row_last, CT, bias, out, out_offset, spans), codegen
         return tile
+    if partial:
+        @intrinsic
+        def tile_part(typingctx, X, row0, row_last, CT, bias, out, out_offset, p_lo, p_hi,
+                      lanes, state_offset):
+            if not (typed(X, CT, bias, out) and isinstance(lanes, types.BaseTuple)
+                    and len(lanes) == 2 and _is_c_array(lanes[0], 2, X.dtype)
+                    and _is_c_array(lanes[1], 2, types.int32)):
+                return None
+            return types.void(X, row0, row_last, CT, bias, out, out_offset, p_lo, p_hi,
+                              lanes, state_offset), codegen
+        return tile_part
     return _row_kernel_intrinsic(reduction, typed, codegen)
 
 
@@ -902,6 +959,9 @@ top2_rows_few = make_row_dot_kernel(FEW, "argmin2")
 HAS_DEEP = TILES["deep"] is not None
 DEEP = TILES["deep"] or TILES["search"][2]
 nearest_rows_deep = make_tile_kernel(DEEP, "argmin")
+nearest_rows_deep_part = make_tile_kernel(DEEP, "argmin_part")
+#: Bytes of one vector of the deep tile (the lanes of ``nearest_rows_deep_part``'s state).
+DEEP_VECTOR_BYTES = DEEP.vector_bytes
 top2_rows_deep = make_tile_kernel(DEEP, "argmin2")
 #: Rows per call of each search tile (tile ids 0-2, the few-centre search 3, the deep tile
 #: 4), and bytes of centres (columns of CT) per pass of tiles 0-2.

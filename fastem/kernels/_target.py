@@ -225,6 +225,17 @@ PREFETCH_TILE_BYTES = 4096
 #: ms, d=512 k=8 21.6-22.7 / 17.8-17.9 ms, float32 d=1024 k=2 29.5-30.4 / 26.0-27.3 ms;
 #: k >= 64 and d <= 32 within noise (the search, not the second read, bounds those).
 SEARCH_SUB_BLOCK_BYTES = 128 * 1024
+#: The deep tile's search (``distances._deep_search``) takes rows this many bytes at a time
+#: and runs each chunk of ``DEEP_PANEL_CHUNK_BYTES`` of centre panels over all their tiles,
+#: so that the chunk is read from memory once per group instead of once per tile (a table
+#: of k d = 1M float64, 8 MB, streamed past every 12 rows: ~30 GB/s of this VM's ~30 GB/s
+#: on two threads). Both fit a 1 MiB L2 (Zen 4) with room. Intel Xeon VM (AVX-512), Lloyd
+#: step on 4,096 rows, 2 threads, ms, per tile / 512 + 256 KiB, alternating processes: d=1024
+#: k=1024 float64 86-94 / 68-70, float32 43-44 / 35-38; d=512 k=1024 float64 39-41 / 33;
+#: d=1024 k=256 float64 18-19 / 17-18; d=128 k=1024 7.8-8.6 / 7.5-7.7; d=512 k=256 float32
+#: 4.5-4.9 / 4.9. Groups of 1-2 MiB and chunks of 128-512 KiB within noise of these.
+DEEP_ROW_GROUP_BYTES = 512 * 1024
+DEEP_PANEL_CHUNK_BYTES = 256 * 1024
 
 #: A group-bounded k-means pass (``group_bounds``) gathers the rows its bounds do not settle
 #: from a slice of this many bytes of rows (at most a row block, at least 64 rows), then
