@@ -558,3 +558,21 @@ def test_full_covariances_matches_numpy(d):
         broken = s2.copy()
         broken[k - 1, d - 1, 0] = bad
         assert not full_covariances(broken, nk, delta, reg, out)
+
+
+def test_wide_diag_log_pdf_in_sub_blocks_matches_numpy():
+    """d = 300: the log-density takes each block in several sub-blocks of rows
+    (``gaussian._diag_sub_block_rows``), the last one partial."""
+    from fastem.kernels.gaussian import _diag_sub_block_rows
+    rng = np.random.default_rng(300)
+    n, d, k = 2048 + 301, 300, 3
+    assert _diag_sub_block_rows(2 * d + 1) < 2048
+    means = rng.normal(scale=2.0, size=(k, d))
+    var = rng.uniform(0.5, 3.0, size=(k, d))
+    X = means[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+    prec = 1.0 / np.sqrt(var)
+    const = np.log(prec).sum(axis=1) - 0.5 * d * LOG_2PI
+    out = np.full((n, k), np.nan)
+    gaussian_log_pdf_diag(X, means, prec, const, out)
+    ref = const - 0.5 * ((X[:, None, :] - means) ** 2 / var).sum(axis=2)
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-8)

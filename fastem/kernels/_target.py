@@ -236,6 +236,11 @@ SEARCH_SUB_BLOCK_BYTES = 128 * 1024
 #: 4.5-4.9 / 4.9. Groups of 1-2 MiB and chunks of 128-512 KiB within noise of these.
 DEEP_ROW_GROUP_BYTES = 512 * 1024
 DEEP_PANEL_CHUNK_BYTES = 256 * 1024
+#: The diagonal-covariance E-step and log-density take rows a sub-block at a time, from X
+#: to their statistics, so that the sub-block's features [xc^2, xc, 1] and their panel copy
+#: (2 (2d + 1) float64 a row) take at most this many bytes and stay in L2 (whole 2,048-row
+#: blocks of them, 17 MB each at d = 512, went through memory four times).
+DIAG_FEATURE_BYTES = 512 * 1024
 
 #: A group-bounded k-means pass (``group_bounds``) gathers the rows its bounds do not settle
 #: from a slice of this many bytes of rows (at most a row block, at least 64 rows), then
