@@ -11,9 +11,11 @@ is what a user gets). Three tables:
    as fastem's default for k-means++).
 2. A user's loop that alternates a NumPy matrix product (BLAS, multi-threaded) with a fastem
    fit: median time of each part inside the loop against the same part run back to back and
-   after an idle pause as long as the other part; then the same loop in a child process
-   with ``OPENBLAS_THREAD_TIMEOUT=4`` (OpenBLAS's workers sleep at once instead of spinning
-   for ~0.1 s after each call), which shows what the spinning costs.
+   after an idle pause as long as the other part. It runs in child processes that never
+   import scikit-learn (whose threadpoolctl makes fastem leave OpenBLAS's workers alone:
+   ``fastem/_blas_pool.py``): in the default environment, and with
+   ``OPENBLAS_THREAD_TIMEOUT=4`` (OpenBLAS's workers sleep at once instead of spinning for
+   ~0.1 s after each call), which shows what the spinning would cost.
 3. GaussianMixture full, n=200,000 d=16 k=16, seconds per EM iteration (median of 3 x
    [t(max_iter=3) - t(max_iter=1)] / 2) in this environment and in a child process with
    ``OPENBLAS_NUM_THREADS=1`` (the figure the issue asks the default environment to reach).
@@ -115,15 +117,14 @@ def interleaved(label="default environment"):
               f"{m / t:.2f}x | {m / paused[f]:.2f}x |")
 
 
-def interleaved_short_blas_spin():
-    """The loop again in a child whose OpenBLAS workers sleep as soon as a call ends
-    (``OPENBLAS_THREAD_TIMEOUT=4``; the default keeps them spinning for 2^28 cycles, ~0.1 s,
-    on a core fastem's threads need)."""
+def interleaved_in_child(label="default environment", **env):
+    """The loop in a fresh process without scikit-learn, with ``env`` added (e.g.
+    ``OPENBLAS_THREAD_TIMEOUT="4"``: OpenBLAS's workers sleep as soon as a call ends; the
+    default keeps them spinning for 2^28 cycles, ~0.1 s, on a core fastem's threads need)."""
     code = ("import sys; sys.path.insert(0, {!r}); import compare_threads as c; "
-            "c.warnings.simplefilter('ignore'); "
-            "c.interleaved('OPENBLAS_THREAD_TIMEOUT=4')").format(os.path.dirname(__file__))
-    out = subprocess.run([sys.executable, "-c", code],
-                         env=dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4"),
+            "c.warnings.simplefilter('ignore'); c.interleaved({!r}); "
+            "assert 'threadpoolctl' not in sys.modules").format(os.path.dirname(__file__), label)
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env),
                          capture_output=True, text=True, check=True)
     print(out.stdout.rstrip())
 
@@ -159,6 +160,6 @@ def mid_size():
 
 if __name__ == "__main__":
     small_fits()
-    interleaved()
-    interleaved_short_blas_spin()
+    interleaved_in_child()
+    interleaved_in_child("OPENBLAS_THREAD_TIMEOUT=4", OPENBLAS_THREAD_TIMEOUT="4")
     mid_size()

@@ -16,6 +16,13 @@ caller is one of fastem's pool threads (which never call BLAS), and the librarie
 OpenBLAS copies found in this process's memory map (NumPy's and SciPy's wheels vendor their
 own, reachable only through Python calls). Linux only; anything unexpected (another BLAS,
 an OpenMP build, a missing symbol, an old version) leaves the library alone.
+
+Nor is it done once ``threadpoolctl`` is imported (scikit-learn imports it): its thread
+limits call ``openblas_set_num_threads``, which restarts an ended pool, and the fresh workers
+then spin through the caller's own parallel loop - moving the fight onto scikit-learn
+instead of removing it (measured: a scikit-learn Lloyd iteration on 10^6 x 2, k = 2, took
+about 3x its time right after a fastem call that had ended the pool). Where threadpoolctl
+is loaded, workers that were spinning are left to their timeout, as before.
 """
 import ctypes
 import os
@@ -100,7 +107,7 @@ def quiet_blas_workers():
     when no other thread can be inside a BLAS call (module docstring). Costs a flag read per
     server when they are already ended; libraries are looked for again after imports."""
     global _servers, _modules_seen
-    if not _ENABLED:
+    if not _ENABLED or "threadpoolctl" in sys.modules:
         return
     if len(sys.modules) != _modules_seen:   # a new import may have loaded a BLAS
         _modules_seen = len(sys.modules)

@@ -892,6 +892,8 @@ rng = np.random.default_rng(0)
 A = rng.standard_normal((400, 400))
 X = rng.standard_normal((50_000, 8))
 other_thread = sys.argv[1] == "other-thread"
+if sys.argv[1] == "threadpoolctl":
+    import threadpoolctl  # noqa: F401 - its thread limits would restart an ended pool
 release = threading.Event()
 if other_thread:   # a user's thread that could be inside a BLAS call
     threading.Thread(target=release.wait, name="user-thread").start()
@@ -935,6 +937,13 @@ def test_spinning_blas_workers_are_ended_before_a_parallel_call_and_restart_on_t
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only (/proc/self/maps)")
 def test_blas_workers_are_left_alone_while_another_python_thread_runs():
     out = _blas_pool_child("other-thread")
+    assert out["before"] == 1 and out["after_fit"] == 1 and out["product_error"] < 1e-9
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only (/proc/self/maps)")
+def test_blas_workers_are_left_alone_once_threadpoolctl_is_imported():
+    pytest.importorskip("threadpoolctl")   # installed with scikit-learn (the test extra)
+    out = _blas_pool_child("threadpoolctl")
     assert out["before"] == 1 and out["after_fit"] == 1 and out["product_error"] < 1e-9
 
 
