@@ -151,6 +151,7 @@ def _deep_search(X, start, stop, ct, half_norms, out, out_offset):
     chunk = max(1, DEEP_PANEL_CHUNK_BYTES // (DEEP_BYTES * d))
     if n_panels <= chunk or stop - start <= rows:
         for i in range(start, stop, rows):
+            prefetch_tile_ahead(X, i, stop, rows)
             nearest_rows_deep(X, i, stop - 1, ct, half_norms, out, out_offset)
         return
     lanes = DEEP_VECTOR_BYTES // X.itemsize
@@ -158,6 +159,8 @@ def _deep_search(X, start, stop, ct, half_norms, out, out_offset):
     for p0 in range(0, n_panels, chunk):
         p1 = min(n_panels, p0 + chunk)
         for i in range(start, stop, rows):
+            if p0 == 0:   # the first chunk reads the rows from memory, the others from L2
+                prefetch_tile_ahead(X, i, stop, rows)
             nearest_rows_deep_part(X, i, stop - 1, ct, half_norms, out, out_offset, p0, p1,
                                    state, start)
 
