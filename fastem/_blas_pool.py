@@ -12,10 +12,12 @@ stay as they were.
 
 Ending the workers while another thread is inside a BLAS call could lose that call's work,
 so it is done only when nothing else can be calling BLAS: every Python thread but the
-caller is one of fastem's pool threads (which never call BLAS), and the libraries are
-OpenBLAS copies found in this process's memory map (NumPy's and SciPy's wheels vendor their
-own, reachable only through Python calls). Linux only; anything unexpected (another BLAS,
-an OpenMP build, a missing symbol, an old version) leaves the library alone.
+caller is one of fastem's pool threads (which never call BLAS), and the libraries are the
+OpenBLAS copies that NumPy's and SciPy's wheels vendor (in ``numpy.libs`` / ``scipy.libs``,
+found in this process's memory map), reachable only through Python calls - a system or
+conda OpenBLAS may also serve other libraries' native threads and is left alone. Linux
+only; anything unexpected (an OpenMP build, a missing symbol, an old version) leaves the
+library alone.
 
 Nor is it done once ``threadpoolctl`` is imported (scikit-learn imports it): its thread
 limits call ``openblas_set_num_threads``, which restarts an ended pool, and the fresh workers
@@ -35,6 +37,8 @@ import threading
 MIN_OPENBLAS_VERSION = (0, 3, 10)
 #: Name prefix of fastem's pool threads (``kernels._jit._thread_pool``).
 POOL_THREAD_PREFIX = "fastem"
+#: Directories of the wheels' vendored libraries whose OpenBLAS may be ended.
+VENDOR_DIRS = ("numpy.libs", "scipy.libs")
 
 _ENABLED = sys.platform.startswith("linux") and hasattr(os, "RTLD_NOLOAD")
 _servers = []
@@ -91,7 +95,10 @@ def _loaded_openblas_paths():
     paths = set()
     for line in lines:
         fields = line.split(None, 5)
-        if len(fields) == 6 and "openblas" in os.path.basename(fields[5]).lower():
+        if len(fields) < 6:
+            continue
+        folder, name = os.path.split(fields[5].strip())
+        if "openblas" in name.lower() and os.path.basename(folder) in VENDOR_DIRS:
             paths.add(fields[5].strip())
     return sorted(paths)
 
