@@ -97,9 +97,10 @@ def _loaded_openblas_paths():
         fields = line.split(None, 5)
         if len(fields) < 6:
             continue
-        folder, name = os.path.split(fields[5].strip())
+        path = fields[5].strip()
+        folder, name = os.path.split(path)
         if "openblas" in name.lower() and os.path.basename(folder) in VENDOR_DIRS:
-            paths.add(fields[5].strip())
+            paths.add(path)
     return sorted(paths)
 
 
@@ -119,6 +120,7 @@ def quiet_blas_workers():
     if len(sys.modules) != _modules_seen:   # a new import may have loaded a BLAS
         _modules_seen = len(sys.modules)
         _servers = [s for s in map(_thread_server, _loaded_openblas_paths()) if s is not None]
-    for server in _servers:
-        if server.running.value and _only_pool_threads_besides_caller():
+    running = [server for server in _servers if server.running.value]
+    if running and _only_pool_threads_besides_caller():
+        for server in running:
             server.shutdown()

@@ -13,8 +13,7 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_bloc
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SEARCH_ROWS,
-                    add_product, axpy_sqdist, difference, dot, nearest_rows_deep,
-                    nearest_rows_deep_part, nearest_rows_few, nearest_rows_medium,
+                    add_product, axpy_sqdist, difference, dot, nearest_rows_deep_part, nearest_rows_few, nearest_rows_medium,
                     nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist,
                     sqdist_rows)
 from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, PREFETCH_ROWS,
@@ -146,14 +145,11 @@ def _deep_search(X, start, stop, ct, half_norms, out, out_offset):
     8 MB per 12 rows). Labels are ``nearest_rows_deep``'s bit for bit."""
     rows = SEARCH_ROWS[4]
     d = X.shape[1]
-    width = DEEP_BYTES // X.itemsize
-    n_panels = half_norms.shape[0] // width
+    n_panels = half_norms.shape[0] // (DEEP_BYTES // X.itemsize)
     chunk = max(1, DEEP_PANEL_CHUNK_BYTES // (DEEP_BYTES * d))
-    if n_panels <= chunk or stop - start <= rows:
-        for i in range(start, stop, rows):
-            prefetch_tile_ahead(X, i, stop, rows)
-            nearest_rows_deep(X, i, stop - 1, ct, half_norms, out, out_offset)
-        return
+    if stop - start <= rows:   # one tile of rows: nothing to share a chunk with
+        chunk = n_panels
+    # a table of one chunk is one call per tile that ends at the last panel (no lanes stored)
     lanes = DEEP_VECTOR_BYTES // X.itemsize
     state = (np.empty((stop - start, lanes), X.dtype), np.empty((stop - start, lanes), np.int32))
     for p0 in range(0, n_panels, chunk):

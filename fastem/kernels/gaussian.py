@@ -731,8 +731,8 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
     nc, n_panels, k4 = p_t.shape[0], p_t.shape[1], p_t.shape[2]
     zeros = np.zeros(pc)
     # one sub-block of `sr` rows at a time, from X to the statistics, so that its features Y
-    # and their panel copy stay in the L2 cache (whole blocks of them streamed 4 x 17 MB
-    # through memory per 2,048 rows at d = 512); zero-padded: RT = (w r)^T (k4, sr)
+    # and their panel copy stay in the L2 cache (DIAG_FEATURE_BYTES: whole blocks of them,
+    # 17 MB at d = 512, were written and read four times); zero-padded: RT = (w r)^T (k4, sr)
     sr = _diag_sub_block_rows(yp)
     y = np.zeros((sr, yp))
     q = np.empty((sr, kp))
