@@ -56,6 +56,7 @@ CASES = [  # (n, d, k, dtype, weighted)
     (5000, 5, 300, np.float64, True),
     (4100, 16, 1024, np.float64, False),
     (4100, 16, 1024, np.float32, True),
+    (5000, 72, 16, np.float64, True),      # 576-byte rows: searched after a sub-block sweep
 ]
 
 
@@ -75,6 +76,7 @@ GROUP_CASES = [  # (n, d, k, dtype, weighted): group size from yinyang_group_siz
     (5000, 5, 300, np.float64, True),      # 9 groups (the memory cap), 34 centres each
     (4100, 16, 1024, np.float64, False),
     (4100, 16, 1024, np.float32, True),    # 15 groups (the cap) of 69: not whole panels
+    (5000, 160, 40, np.float32, True),     # 640-byte rows, swept once for all groups
 ]
 
 

@@ -216,6 +216,23 @@ CSR_PREFETCH_FLOATS = 64
 #: d=8 and d=512 unchanged within noise. Tiles over 4 KiB (d=128 float64: 6 KiB) gained
 #: 0-10%, within this VM's noise, so they do not prefetch.
 PREFETCH_TILE_BYTES = 4096
+#: Rows of this many bytes, [low, high), are prefetched a whole search sub-block at a time,
+#: in address order, before the tiles read them from memory (``distances.prefetch_sub_block``;
+#: not the deep tile). Several such rows share a 4 KiB page and a tile of them (over the
+#: 4 KiB above, so no per-tile prefetch) reads them feature by feature; the search ran at
+#: about half the speed of a plain sweep over the same rows (one thread, d=128 k=8 float64:
+#: sweep 18 ms, search 35 ms, and 9 ms of that search with X in L2). Intel AVX-512 VM, Lloyd
+#: step on 256 MB of X, 2 threads, three alternating rounds, without / with, ms: d=128 k=8
+#: float64 23.6-24.9 / 19.9-21.0, k=64 52.6-54.6 / 45.3-48.2, float32 52.0-53.5 / 47.8-50.0;
+#: d=256 k=8 float32 28.5-33.2 / 24.0-25.2; d=64 k=8 float64 21.1-21.5 / 20.1-20.8; d=128
+#: k=2 within noise. AVX2 class (haswell code): d=128 k=8 float64 23.5-25.3 / 20.4-20.8,
+#: k=64 64.9-69.4 / 61.0-61.6; d=256 k=8 float32 29.6-33.8 / 27.1-27.8. Rows of 2 KiB lost
+#: (d=256 k=2 float64 16.0-16.1 / 16.9-17.2, d=512 k=64 float32 46-49 / 47-53) and of 4 KiB
+#: more (d=512 k=8 float64 16.0-16.3 / 19.7-21.0): each is its own page, which the hardware follows.
+#: Whole fits, 15 iterations on 128 MB: Lloyd d=128 k=64 float64 461-477 / 407-420 ms,
+#: Hamerly 497-500 / 477-484 ms; Yinyang d=256 k=256 float32 1489-1510 / 1462-1497 ms (its
+#: groups sweep a sub-block once; a sweep before every group's search lost 4%).
+SWEEP_ROW_BYTES = (512, 2048)
 
 #: The Lloyd step and the nearest-centre search use a row's label right after searching it
 #: (distance in float64, centre sums): they search this many bytes of rows at a time

@@ -32,7 +32,8 @@ from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, difference, search_tile,
                     top2_rows_deep, top2_rows_few, top2_rows_medium, top2_rows_narrow,
                     top2_rows_wide)
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
-from .distances import (centre_mean, prefetch_tile_ahead, search_sub_block_rows,
+from .distances import (centre_mean, prefetch_sub_block, prefetch_tile_ahead,
+                        search_sub_block_rows,
                         search_table, search_table_norms, squared_row_norms)
 
 
@@ -185,6 +186,7 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
         changed = 0
         for b0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
             b1 = min(stop, b0 + sub)
+            prefetch_sub_block(X, b0, b1, tile)
             _top2_in_block(X, b0, b1, ct, half_norms, tile, new, b0, gap)
             for i in range(b0, b1):
                 j = new[i - b0]

@@ -34,8 +34,8 @@ from ._target import GROUP_SEARCH_BYTES
 from .bounds import (_error_terms, _fold_full_partials, _lower_from_gap, _record_move,
                      _replay_moves, _separation_floor, _stored_lower, _stored_upper,
                      _top2_in_block, _upper_and_base)
-from .distances import (centre_mean, panel_table, search_sub_block_rows, search_table_norms,
-                        squared_row_norms)
+from .distances import (centre_mean, panel_table, prefetch_sub_block, search_sub_block_rows,
+                        search_table_norms, squared_row_norms)
 
 
 @kernel
@@ -184,6 +184,7 @@ def _group_full_work(lo, hi, X, sample_weight, centers, order, group_start, labe
             b1 = min(stop, b0 + sub)
             m = b1 - b0
             _reset_winners(m, best_score, best_centre, best_second)
+            prefetch_sub_block(X, b0, b1, tile)   # once: the groups after the first read it from L2
             for g in range(t):
                 table, bias = _group_table(ct, half_norms, panel_start, width, d, g)
                 _top2_in_block(X, b0, b1, table, bias, tile, found, b0, scores)
