@@ -21,7 +21,8 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, floa
                             nearest_centers, potential_block_sums, seed_potentials_kept,
                             seed_update_kept, sqdist_to_centers, update_min_sqdist)
 from fastem.kernels._simd import (ROWS_PER_SQDIST, SEARCH_ROWS, axpy, axpy_sqdist, dot,
-                                  nearest_rows_deep, search_tile, sqdist, sqdist_rows)
+                                  nearest_rows_deep, search_tile, sqdist, sqdist_rows,
+                                  top2_rows_deep)
 from fastem.kernels._target import DEEP_PANEL_CHUNK_BYTES
 from fastem.kernels.csr_distances import csr_column_sums
 from fastem.kernels.distances import search_table, squared_row_distances
@@ -164,6 +165,47 @@ def test_deep_search_in_panel_chunks_keeps_labels_and_the_tie_rule(dtype):
     tile_by_tile = np.full(X.shape[0], -1, np.int32)
     if _deep_labels_tile_by_tile(X, centers, tile_by_tile) == 4:   # classes with a deep tile
         np.testing.assert_array_equal(labels, tile_by_tile)
+
+
+@njit
+def _deep_top2_tile_by_tile(X, ct, half_norms, labels, gap):
+    """The deep tile's labels and runner-up gaps, every panel streamed past each tile."""
+    for i in range(0, X.shape[0], SEARCH_ROWS[4]):
+        top2_rows_deep(X, i, X.shape[0] - 1, ct, half_norms, labels, 0, gap)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_deep_top2_in_panel_chunks_keeps_labels_gaps_and_the_tie_rule(dtype):
+    # the bounded methods' full-pass search (label and runner-up gap) with the table in
+    # panel chunks: bit for bit the search that streams every panel past each tile, the
+    # earlier of two duplicated centres in different chunks wins with gap 0, and the gaps
+    # are those of float64 NumPy scores within the search's rounding
+    from fastem.kernels.bounds import _top2_in_block
+    rng = np.random.RandomState(4)
+    d, k = 260, 512
+    centers = (rng.normal(size=(k, d)) * 3).astype(dtype)
+    assert centers.nbytes > 2 * DEEP_PANEL_CHUNK_BYTES
+    centers[300] = centers[20]
+    X = (rng.normal(size=(2 * SEARCH_ROWS[4] * 9 + 5, d)) * 3).astype(dtype)
+    X[::4] = centers[20]
+    n = X.shape[0]
+    tile, width = search_tile(k, X.itemsize, d)
+    ct, half_norms = search_table(X, centers, tile, width)
+    labels, gap = np.full(n, -1, np.int32), np.full(n, np.nan)
+    _top2_in_block(X, 0, n, ct, half_norms, tile, labels, 0, gap)
+    assert np.all(labels[::4] == 20) and np.all(gap[::4] == 0.0)
+    scores = 0.5 * naive.sqdist_to_centers(X, centers)   # ||x - c||^2 / 2 + const(x)
+    order = np.sort(scores, axis=1)
+    others = np.arange(n) % 4 > 0
+    np.testing.assert_array_equal(labels[others], scores[others].argmin(axis=1))
+    tol = 1e-9 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(gap[others], (order[:, 1] - order[:, 0])[others], rtol=tol,
+                               atol=tol * np.abs(scores).max())
+    if tile == 4:   # classes with a deep tile
+        per_tile, per_tile_gap = np.full(n, -1, np.int32), np.full(n, np.nan)
+        _deep_top2_tile_by_tile(X, ct, half_norms, per_tile, per_tile_gap)
+        np.testing.assert_array_equal(labels, per_tile)
+        np.testing.assert_array_equal(gap, per_tile_gap)
 
 
 @pytest.mark.parametrize("dtype, d, k, ro", CASES)

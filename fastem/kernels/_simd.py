@@ -116,6 +116,9 @@ def make_tile_kernel(tile_shape, reduction):
       call from ``p_lo = 0`` starts afresh; one that ends at the last panel writes ``out``
       as 'argmin' does, any other stores the lanes. Every score and every comparison is the
       one 'argmin' makes, in the same order, so the labels are 'argmin''s bit for bit;
+    * ``reduction='argmin2_part'``: the same for 'argmin2': ``lanes`` also holds the lane-wise
+      runner-up scores (a third (m, L) array of X's dtype), and the call that ends at the
+      last panel writes 'argmin2''s label and ``gap`` (then the twelfth argument);
     * ``reduction='subtract'``: ``out[r - out_offset, j] -= z_j`` for every column (2-D float64
       ``out`` of width kp, X of dtype float64) - with ``bias = 0`` this accumulates the matrix
       product ``X @ CT`` into ``out``.
@@ -126,8 +129,10 @@ def make_tile_kernel(tile_shape, reduction):
     same intrinsic.
     """
     n_rows, n_vec, vector_bytes = tile_shape
-    searching = reduction in ("argmin", "argmin2", "argmin_part")
-    partial = reduction == "argmin_part"
+    searching = reduction in ("argmin", "argmin2", "argmin_part", "argmin2_part")
+    partial = reduction in ("argmin_part", "argmin2_part")
+    top2 = reduction in ("argmin2", "argmin2_part")
+    gap_arg = 11 if partial else 7   # where 'argmin2' kernels take ``gap``
     out_dtype = types.int32 if searching else types.float64
     out_ndim = 2 if reduction == "subtract" else 1
 
@@ -187,7 +192,7 @@ def make_tile_kernel(tile_shape, reduction):
                 best.append(cgutils.alloca_once_value(
                     builder, ir.Constant(vtype, [float("inf")] * L)))
                 best_idx.append(cgutils.alloca_once_value(builder, ir.Constant(itype, [0] * L)))
-                if reduction == "argmin2":
+                if top2:
                     runner_up.append(cgutils.alloca_once_value(
                         builder, ir.Constant(vtype, [float("inf")] * L)))
             else:
@@ -200,8 +205,10 @@ def make_tile_kernel(tile_shape, reduction):
             p_lo, p_hi, state_off = (context.cast(builder, args[i], signature.args[i], types.int64)
                                      for i in (7, 8, 10))
             state_types = signature.args[9]
-            lane_best, lane_col = (context.make_array(t)(context, builder, v) for t, v in
-                                   zip(state_types, cgutils.unpack_tuple(builder, args[9], 2)))
+            lane_arrays = [context.make_array(t)(context, builder, v) for t, v in
+                           zip(state_types, cgutils.unpack_tuple(builder, args[9],
+                                                                 len(state_types)))]
+            lane_best, lane_col = lane_arrays[:2]
             j_first = builder.mul(p_lo, ir.Constant(i64, width))
             j_stop = builder.mul(p_hi, ir.Constant(i64, width))
             is_last = builder.icmp_signed(">=", j_stop, kp)
@@ -217,6 +224,9 @@ def make_tile_kernel(tile_shape, reduction):
                                   best[m])
                     builder.store(builder.load(state_at(m, lane_col.data, ivptr), align=4),
                                   best_idx[m])
+                    if top2:
+                        builder.store(builder.load(state_at(m, lane_arrays[2].data, vptr),
+                                                   align=align), runner_up[m])
 
         with cgutils.for_range_slice(builder, j_first, j_stop,
                                      ir.Constant(i64, width), intp=i64) as (j0, _):
@@ -258,7 +268,7 @@ def make_tile_kernel(tile_shape, reduction):
                         lt = builder.fcmp_ordered("<", a, b)
                         builder.store(builder.select(lt, a, b), best[m])
                         builder.store(builder.select(lt, ids, builder.load(best_idx[m])), best_idx[m])
-                        if reduction == "argmin2":
+                        if top2:
                             # the lane's runner-up: the old best when a wins, else min(a, it)
                             r = builder.load(runner_up[m])
                             r = builder.select(builder.fcmp_ordered("<", a, r), a, r)
@@ -284,6 +294,9 @@ def make_tile_kernel(tile_shape, reduction):
                                   align=align)
                     builder.store(builder.load(best_idx[m]), state_at(m, lane_col.data, ivptr),
                                   align=4)
+                    if top2:
+                        builder.store(builder.load(runner_up[m]),
+                                      state_at(m, lane_arrays[2].data, vptr), align=align)
             finished = builder.append_basic_block("lanes_final")
             done = builder.append_basic_block("lanes_done")
             builder.cbranch(is_last, finished, done)
@@ -303,7 +316,7 @@ def make_tile_kernel(tile_shape, reduction):
                 winners = _lane_minimum(builder, candidates, builder.icmp_signed)
                 builder.store(builder.extract_element(winners, zero32),
                               builder.gep(oa.data, [builder.sub(rows[m], offi)]))
-                if reduction == "argmin2":
+                if top2:
                     # second-smallest score: the other lanes' bests and every runner-up
                     others = builder.select(builder.icmp_signed("==", bi, winners),
                                             ir.Constant(vtype, [float("inf")] * L), bv)
@@ -312,7 +325,7 @@ def make_tile_kernel(tile_shape, reduction):
                         others, builder.load(runner_up[m])), builder.fcmp_ordered)
                     _store_gap(context, builder, signature, args, builder.sub(rows[m], offi),
                                builder.extract_element(lowest, zero32),
-                               builder.extract_element(second, zero32))
+                               builder.extract_element(second, zero32), gap_arg)
             if partial:
                 builder.branch(done)
                 builder.position_at_end(done)
@@ -334,6 +347,19 @@ def make_tile_kernel(tile_shape, reduction):
                 return None
             return types.void(X, row0, row_last, CT, bias, out, out_offset, spans), codegen
         return tile
+    if reduction == "argmin2_part":
+        @intrinsic
+        def tile_part2(typingctx, X, row0, row_last, CT, bias, out, out_offset, p_lo, p_hi,
+                       lanes, state_offset, gap):
+            if not (typed(X, CT, bias, out) and isinstance(lanes, types.BaseTuple)
+                    and len(lanes) == 3 and _is_c_array(lanes[0], 2, X.dtype)
+                    and _is_c_array(lanes[1], 2, types.int32)
+                    and _is_c_array(lanes[2], 2, X.dtype) and isinstance(gap, types.Array)
+                    and gap.dtype == types.float64 and (gap.ndim == 1 or _is_c_array(gap, 2))):
+                return None
+            return types.void(X, row0, row_last, CT, bias, out, out_offset, p_lo, p_hi,
+                              lanes, state_offset, gap), codegen
+        return tile_part2
     if partial:
         @intrinsic
         def tile_part(typingctx, X, row0, row_last, CT, bias, out, out_offset, p_lo, p_hi,
@@ -363,15 +389,16 @@ def _lane_minimum(builder, v, compare):
     return v
 
 
-def _store_gap(context, builder, signature, args, at, first, second):
-    """``gap[at] = second - first`` in float64 (``gap``: the eighth argument of an 'argmin2'
-    kernel; the scores in X's dtype); a 2-D ``gap`` (m, 2) takes both scores instead,
-    ``gap[at] = (first, second)`` (exact: float64 holds any score of X's dtype)."""
+def _store_gap(context, builder, signature, args, at, first, second, gap_arg=7):
+    """``gap[at] = second - first`` in float64 (``gap``: argument ``gap_arg`` of an 'argmin2'
+    kernel, the eighth but in 'argmin2_part'; the scores in X's dtype); a 2-D ``gap`` (m, 2)
+    takes both scores instead, ``gap[at] = (first, second)`` (exact: float64 holds any score
+    of X's dtype)."""
     if first.type != ir.DoubleType():
         first = builder.fpext(first, ir.DoubleType())
         second = builder.fpext(second, ir.DoubleType())
-    gap = context.make_array(signature.args[7])(context, builder, args[7])
-    if signature.args[7].ndim == 2:
+    gap = context.make_array(signature.args[gap_arg])(context, builder, args[gap_arg])
+    if signature.args[gap_arg].ndim == 2:
         at = builder.mul(at, ir.Constant(at.type, 2))
         builder.store(first, builder.gep(gap.data, [at]))
         builder.store(second, builder.gep(gap.data, [builder.add(at, ir.Constant(at.type, 1))]))
@@ -963,6 +990,7 @@ nearest_rows_deep_part = make_tile_kernel(DEEP, "argmin_part")
 #: Bytes of one vector of the deep tile (the lanes of ``nearest_rows_deep_part``'s state).
 DEEP_VECTOR_BYTES = DEEP.vector_bytes
 top2_rows_deep = make_tile_kernel(DEEP, "argmin2")
+top2_rows_deep_part = make_tile_kernel(DEEP, "argmin2_part")
 #: Rows per call of each search tile (tile ids 0-2, the few-centre search 3, the deep tile
 #: 4), and bytes of centres (columns of CT) per pass of tiles 0-2.
 SEARCH_ROWS = tuple(t.rows for t in TILES["search"]) + (FEW.rows, DEEP.rows)

@@ -151,18 +151,25 @@ def search_sub_block_rows(X, tile):
 
 
 @kernel
+def deep_panel_chunks(X, start, stop, half_norms):
+    """(panels of the deep table, panels per chunk) for the deep search of rows
+    [start, stop): chunks of ``DEEP_PANEL_CHUNK_BYTES``, or the whole table for a single
+    tile of rows (nothing to share a chunk with). A table of one chunk is one call per
+    tile that ends at the last panel (no lanes stored)."""
+    n_panels = half_norms.shape[0] // (DEEP_BYTES // X.itemsize)
+    if stop - start <= SEARCH_ROWS[4]:
+        return n_panels, n_panels
+    return n_panels, max(1, DEEP_PANEL_CHUNK_BYTES // (DEEP_BYTES * X.shape[1]))
+
+
+@kernel
 def _deep_search(X, start, stop, ct, half_norms, out, out_offset):
     """The deep tile's search of rows [start, stop) with the centre panels in chunks of
     ``DEEP_PANEL_CHUNK_BYTES``: each chunk serves every tile of these rows while it is in
     the L2 cache, instead of the whole table streaming past every tile (at k d = 1M float64,
     8 MB per 12 rows). Labels are ``nearest_rows_deep``'s bit for bit."""
     rows = SEARCH_ROWS[4]
-    d = X.shape[1]
-    n_panels = half_norms.shape[0] // (DEEP_BYTES // X.itemsize)
-    chunk = max(1, DEEP_PANEL_CHUNK_BYTES // (DEEP_BYTES * d))
-    if stop - start <= rows:   # one tile of rows: nothing to share a chunk with
-        chunk = n_panels
-    # a table of one chunk is one call per tile that ends at the last panel (no lanes stored)
+    n_panels, chunk = deep_panel_chunks(X, start, stop, half_norms)
     lanes = DEEP_VECTOR_BYTES // X.itemsize
     state = (np.empty((stop - start, lanes), X.dtype), np.empty((stop - start, lanes), np.int32))
     for p0 in range(0, n_panels, chunk):
