@@ -989,6 +989,8 @@ nearest_rows_deep = make_tile_kernel(DEEP, "argmin")
 nearest_rows_deep_part = make_tile_kernel(DEEP, "argmin_part")
 #: Bytes of one vector of the deep tile (the lanes of ``nearest_rows_deep_part``'s state).
 DEEP_VECTOR_BYTES = DEEP.vector_bytes
+#: The deep top-2 search per tile (every panel streamed past each tile: the reference the
+#: tests hold ``top2_rows_deep_part``'s chunked search to) and in panel chunks.
 top2_rows_deep = make_tile_kernel(DEEP, "argmin2")
 top2_rows_deep_part = make_tile_kernel(DEEP, "argmin2_part")
 #: Rows per call of each search tile (tile ids 0-2, the few-centre search 3, the deep tile

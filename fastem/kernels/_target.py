@@ -228,7 +228,8 @@ PREFETCH_TILE_BYTES = 4096
 #: k=2 within noise. AVX2 class (haswell code): d=128 k=8 float64 23.5-25.3 / 20.4-20.8,
 #: k=64 64.9-69.4 / 61.0-61.6; d=256 k=8 float32 29.6-33.8 / 27.1-27.8. Rows of 2 KiB lost
 #: (d=256 k=2 float64 16.0-16.1 / 16.9-17.2, d=512 k=64 float32 46-49 / 47-53) and of 4 KiB
-#: more (d=512 k=8 float64 16.0-16.3 / 19.7-21.0): each is its own page, which the hardware follows.
+#: more (d=512 k=8 float64 16.0-16.3 / 19.7-21.0): each is its own page, which the hardware
+#: follows.
 #: Whole fits, 15 iterations on 128 MB: Lloyd d=128 k=64 float64 461-477 / 407-420 ms,
 #: Hamerly 497-500 / 477-484 ms; Yinyang d=256 k=256 float32 1489-1510 / 1462-1497 ms (its
 #: groups sweep a sub-block once; a sweep before every group's search lost 4%).

@@ -184,7 +184,7 @@ def _group_full_work(lo, hi, X, sample_weight, centers, order, group_start, labe
             b1 = min(stop, b0 + sub)
             m = b1 - b0
             _reset_winners(m, best_score, best_centre, best_second)
-            prefetch_sub_block(X, b0, b1, tile)   # once: the groups after the first read it from L2
+            prefetch_sub_block(X, b0, b1, tile)   # once: later groups read it from L2
             for g in range(t):
                 table, bias = _group_table(ct, half_norms, panel_start, width, d, g)
                 _top2_in_block(X, b0, b1, table, bias, tile, found, b0, scores)
