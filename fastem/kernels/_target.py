@@ -243,7 +243,7 @@ SWEEP_ROW_BYTES = (512, 2048)
 #: ms, d=512 k=8 21.6-22.7 / 17.8-17.9 ms, float32 d=1024 k=2 29.5-30.4 / 26.0-27.3 ms;
 #: k >= 64 and d <= 32 within noise (the search, not the second read, bounds those).
 SEARCH_SUB_BLOCK_BYTES = 128 * 1024
-#: The deep tile's search (``distances._deep_search``) takes rows this many bytes at a time
+#: The deep tile's search (``distances.deep_search``) takes rows this many bytes at a time
 #: and runs each chunk of ``DEEP_PANEL_CHUNK_BYTES`` of centre panels over all their tiles,
 #: so that the chunk is read from memory once per group instead of once per tile (a table
 #: of k d = 1M float64, 8 MB, streamed past every 12 rows: ~30 GB/s of this VM's ~30 GB/s
@@ -253,10 +253,10 @@ SEARCH_SUB_BLOCK_BYTES = 128 * 1024
 #: d=1024 k=256 float64 18-19 / 17-18; d=128 k=1024 7.8-8.6 / 7.5-7.7; d=512 k=256 float32
 #: 4.5-4.9 / 4.9. Groups of 1-2 MiB and chunks of 128-512 KiB within noise of these.
 #: The bounded methods' top-2 search (full passes, Yinyang's groups) takes the same chunks
-#: (``bounds._deep_top2``). Whole fits, 15 iterations on 128 MB, 2 threads, per tile /
-#: chunked, s: Hamerly d=1024 k=1024 float64 3.94-4.69 / 3.65-3.67, d=512 k=512 2.30-2.39 /
-#: 2.20-2.25; Elkan d=512 k=1024 float32 4.14-4.20 / 3.92-4.06; Yinyang d=1024 k=1024
-#: float64 (groups of 64 centres, 512 KB) 3.00-3.19 / 2.90-3.06.
+#: (``distances.deep_search`` with a gap). Whole fits, 15 iterations on 128 MB, 2 threads,
+#: per tile / chunked, s: Hamerly d=1024 k=1024 float64 3.94-4.69 / 3.65-3.67, d=512
+#: k=512 2.30-2.39 / 2.20-2.25; Elkan d=512 k=1024 float32 4.14-4.20 / 3.92-4.06; Yinyang
+#: d=1024 k=1024 float64 (groups of 64 centres, 512 KB) 3.00-3.19 / 2.90-3.06.
 DEEP_ROW_GROUP_BYTES = 512 * 1024
 DEEP_PANEL_CHUNK_BYTES = 256 * 1024
 #: The diagonal-covariance E-step and log-density take rows a sub-block at a time, from X

@@ -28,40 +28,19 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (DEEP_VECTOR_BYTES, HAS_DEEP, SEARCH_ROWS, axpy_sqdist, difference,
-                    search_tile, sqdist, top2_rows_deep_part, top2_rows_few, top2_rows_medium,
-                    top2_rows_narrow, top2_rows_wide)
+from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, difference, search_tile, sqdist,
+                    top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
-from .distances import (centre_mean, deep_panel_chunks, prefetch_sub_block,
-                        prefetch_tile_ahead, search_sub_block_rows,
-                        search_table, search_table_norms, squared_row_norms)
-
-
-@kernel
-def _deep_top2(X, start, stop, ct, half_norms, out, out_offset, gap):
-    """The deep tile's top-2 search of rows [start, stop) in chunks of centre panels, as
-    ``distances._deep_search`` (the lanes also carry their runner-up scores): labels and
-    gaps are ``top2_rows_deep``'s bit for bit."""
-    rows = SEARCH_ROWS[4]
-    n_panels, chunk = deep_panel_chunks(X, start, stop, half_norms)
-    lanes = DEEP_VECTOR_BYTES // X.itemsize
-    m = stop - start
-    state = (np.empty((m, lanes), X.dtype), np.empty((m, lanes), np.int32),
-             np.empty((m, lanes), X.dtype))
-    for p0 in range(0, n_panels, chunk):
-        p1 = min(n_panels, p0 + chunk)
-        for i in range(start, stop, rows):
-            if p0 == 0:   # the first chunk reads the rows from memory, the others from L2
-                prefetch_tile_ahead(X, i, stop, rows)
-            top2_rows_deep_part(X, i, stop - 1, ct, half_norms, out, out_offset, p0, p1,
-                                state, start, gap)
+from .distances import (centre_mean, deep_search, prefetch_sub_block, prefetch_tile_ahead,
+                        search_sub_block_rows, search_table, search_table_norms,
+                        squared_row_norms)
 
 
 @kernel
 def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
     """out / gap [i - out_offset] = nearest centre / runner-up's score gap of row i."""
     if HAS_DEEP and tile == 4:
-        _deep_top2(X, start, stop, ct, half_norms, out, out_offset, gap)
+        deep_search(X, start, stop, ct, half_norms, out, out_offset, gap)
         return
     rows = SEARCH_ROWS[tile]
     for i in range(start, stop, rows):

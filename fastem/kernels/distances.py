@@ -13,9 +13,10 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_bloc
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SEARCH_ROWS,
-                    add_product, axpy_sqdist, difference, dot, nearest_rows_deep_part, nearest_rows_few, nearest_rows_medium,
-                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist,
-                    sqdist_rows)
+                    add_product, axpy_sqdist, difference, dot, nearest_rows_deep_part,
+                    nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
+                    nearest_rows_wide, prefetch, search_tile, sqdist, sqdist_rows,
+                    top2_rows_deep_part)
 from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, PREFETCH_ROWS,
                       PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
                       SWEEP_ROW_BYTES)
@@ -151,41 +152,42 @@ def search_sub_block_rows(X, tile):
 
 
 @kernel
-def deep_panel_chunks(X, start, stop, half_norms):
-    """(panels of the deep table, panels per chunk) for the deep search of rows
-    [start, stop): chunks of ``DEEP_PANEL_CHUNK_BYTES``, or the whole table for a single
-    tile of rows (nothing to share a chunk with). A table of one chunk is one call per
-    tile that ends at the last panel (no lanes stored)."""
-    n_panels = half_norms.shape[0] // (DEEP_BYTES // X.itemsize)
-    if stop - start <= SEARCH_ROWS[4]:
-        return n_panels, n_panels
-    return n_panels, max(1, DEEP_PANEL_CHUNK_BYTES // (DEEP_BYTES * X.shape[1]))
-
-
-@kernel
-def _deep_search(X, start, stop, ct, half_norms, out, out_offset):
+def deep_search(X, start, stop, ct, half_norms, out, out_offset, gap):
     """The deep tile's search of rows [start, stop) with the centre panels in chunks of
     ``DEEP_PANEL_CHUNK_BYTES``: each chunk serves every tile of these rows while it is in
     the L2 cache, instead of the whole table streaming past every tile (at k d = 1M float64,
-    8 MB per 12 rows). Labels are ``nearest_rows_deep``'s bit for bit."""
+    8 MB per 12 rows). ``gap`` None: labels only, ``nearest_rows_deep``'s bit for bit; else
+    also the runner-up's score gap (the bounded methods), ``top2_rows_deep``'s bit for bit.
+    Between chunks each row's lane-wise best scores, their columns and (top-2) runner-up
+    scores wait in memory."""
     rows = SEARCH_ROWS[4]
-    n_panels, chunk = deep_panel_chunks(X, start, stop, half_norms)
+    m = stop - start
+    n_panels = half_norms.shape[0] // (DEEP_BYTES // X.itemsize)
+    chunk = max(1, DEEP_PANEL_CHUNK_BYTES // (DEEP_BYTES * X.shape[1]))
+    if m <= rows:   # one tile of rows: nothing to share a chunk with
+        chunk = n_panels
+    # a table of one chunk is one call per tile that ends at the last panel (no lanes stored)
     lanes = DEEP_VECTOR_BYTES // X.itemsize
-    state = (np.empty((stop - start, lanes), X.dtype), np.empty((stop - start, lanes), np.int32))
+    best, col = np.empty((m, lanes), X.dtype), np.empty((m, lanes), np.int32)
+    runner_up = np.empty((0 if gap is None else m, lanes), X.dtype)
     for p0 in range(0, n_panels, chunk):
         p1 = min(n_panels, p0 + chunk)
         for i in range(start, stop, rows):
             if p0 == 0:   # the first chunk reads the rows from memory, the others from L2
                 prefetch_tile_ahead(X, i, stop, rows)
-            nearest_rows_deep_part(X, i, stop - 1, ct, half_norms, out, out_offset, p0, p1,
-                                   state, start)
+            if gap is None:
+                nearest_rows_deep_part(X, i, stop - 1, ct, half_norms, out, out_offset, p0,
+                                       p1, (best, col), start)
+            else:
+                top2_rows_deep_part(X, i, stop - 1, ct, half_norms, out, out_offset, p0, p1,
+                                    (best, col, runner_up), start, gap)
 
 
 @kernel
 def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
     """out[i - out_offset] = nearest centre of row i, for start <= i < stop."""
     if HAS_DEEP and tile == 4:
-        _deep_search(X, start, stop, ct, half_norms, out, out_offset)
+        deep_search(X, start, stop, ct, half_norms, out, out_offset, None)
         return
     rows = SEARCH_ROWS[tile]
     prefetch_sub_block(X, start, stop, tile)
