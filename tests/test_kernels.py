@@ -132,13 +132,17 @@ def test_nearest_centers_tie_rule_is_smallest_index(dtype):
 
 
 @njit
-def _deep_labels_tile_by_tile(X, centers, labels):
-    """The deep tile's labels with every panel of the table streamed past each tile of rows
-    (one call per tile: the search before panel chunks)."""
+def _deep_tile_by_tile(X, centers, labels, gap):
+    """The deep tile's labels (``gap`` None) or labels and runner-up gaps with every panel
+    of the table streamed past each tile of rows (one call per tile: the search before
+    panel chunks); returns the tile the search picks for these centres."""
     tile, width = search_tile(centers.shape[0], X.itemsize, X.shape[1])
     ct, half_norms = search_table(X, centers, tile, width)
     for i in range(0, X.shape[0], SEARCH_ROWS[4]):
-        nearest_rows_deep(X, i, X.shape[0] - 1, ct, half_norms, labels, 0)
+        if gap is None:
+            nearest_rows_deep(X, i, X.shape[0] - 1, ct, half_norms, labels, 0)
+        else:
+            top2_rows_deep(X, i, X.shape[0] - 1, ct, half_norms, labels, 0, gap)
     return tile
 
 
@@ -163,15 +167,8 @@ def test_deep_search_in_panel_chunks_keeps_labels_and_the_tie_rule(dtype):
     ref_labels, _ = naive.nearest_centers(X[others], centers)
     _label_tolerance_check(X[others], centers, labels[others], ref_labels)
     tile_by_tile = np.full(X.shape[0], -1, np.int32)
-    if _deep_labels_tile_by_tile(X, centers, tile_by_tile) == 4:   # classes with a deep tile
+    if _deep_tile_by_tile(X, centers, tile_by_tile, None) == 4:   # classes with a deep tile
         np.testing.assert_array_equal(labels, tile_by_tile)
-
-
-@njit
-def _deep_top2_tile_by_tile(X, ct, half_norms, labels, gap):
-    """The deep tile's labels and runner-up gaps, every panel streamed past each tile."""
-    for i in range(0, X.shape[0], SEARCH_ROWS[4]):
-        top2_rows_deep(X, i, X.shape[0] - 1, ct, half_norms, labels, 0, gap)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -201,9 +198,8 @@ def test_deep_top2_in_panel_chunks_keeps_labels_gaps_and_the_tie_rule(dtype):
     tol = 1e-9 if dtype == np.float64 else 2e-3
     np.testing.assert_allclose(gap[others], (order[:, 1] - order[:, 0])[others], rtol=tol,
                                atol=tol * np.abs(scores).max())
-    if tile == 4:   # classes with a deep tile
-        per_tile, per_tile_gap = np.full(n, -1, np.int32), np.full(n, np.nan)
-        _deep_top2_tile_by_tile(X, ct, half_norms, per_tile, per_tile_gap)
+    per_tile, per_tile_gap = np.full(n, -1, np.int32), np.full(n, np.nan)
+    if _deep_tile_by_tile(X, centers, per_tile, per_tile_gap) == 4:   # classes with one
         np.testing.assert_array_equal(labels, per_tile)
         np.testing.assert_array_equal(gap, per_tile_gap)
 
