@@ -55,9 +55,18 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   5.5-5.6 / 5.5-5.9 / 5.8, 65536 x 512, k=2 float64 12.6-13.1 / 14.4-15.1 / 13.8-14.0 /
 #:   13.6 (float32 8.1-8.6 / 10.4-11.6 / 8.4-8.8 / 8.3); Cholesky factors d=512 k=8 47-53 /
 #:   58-61 / 48-49 / 44, d=128 k=16 3.1 / 2.5 / 2.5 / 2.6; other Lloyd shapes (d=32 k=64,
-#:   d=128 k=8, d=256 k=256) within noise. avx2 keeps 4 x 1: 2 chains measured mixed on
-#:   the same host's AVX2 code (Cholesky d=512 58 -> 48 ms, float32 k-means++ 1.25 ->
-#:   1.35 s), not at all on a real AVX2 CPU. sse, neon, portable: 2 x 1 (untested).
+#:   d=128 k=8, d=256 k=256) within noise. avx2: **4 lanes x 2 chains**. On the same
+#:   host's AVX2 code 2 chains measured mixed (Cholesky d=512 58 -> 48 ms, float32
+#:   k-means++ 1.25 -> 1.35 s); on a real AVX2 CPU (Zen 3 VM, one chain of FMAs is 4
+#:   cycles a vector, 256 vectors a row at d=1024) alternating processes, 4 x 1 / 4 x 2 /
+#:   4 x 4, ms: Lloyd step on 256 MB float32 d=1024 k=2 18.2-22.2 / 14.1-17.8 / 16.2-19.8,
+#:   k=8 21.3-22.0 / 18.0-18.7, d=512 k=8 25.3-27.6 / 22.1-24.4, d=128 k=2 20.9-23.3 /
+#:   18.6-20.8 / 18.7-19.6; float64 d=1024 k=2 14.1-16.6 / 12.5-13.7 / 11.6-12.1; Cholesky
+#:   factors d=512 k=8 47-69 / 39-40 / 39-40, d=256 k=64 53-55 / 47-54 / 48-49. The
+#:   cost: k-means++ 1e6 x 32, k=64 (32 terms a distance, four steps of two chains) four
+#:   alternating pairs float64 1228-1411 / 1269-1428, float32 1010-1152 / 1108-1244 (3-7%);
+#:   d=32 Lloyd within noise. 4 x 4 measured no better than 4 x 2. sse, neon, portable:
+#:   2 x 1 (untested).
 #: * deep (the k-means search over at least ``DEEP_MIN_BYTES`` of centres; None: the widest
 #:   search tile): avx512 **12 x 2 x 64 B** (24 accumulators + 2 + 1 of 32 registers). Intel
 #:   Xeon VM, ``sweep_tiles.py``'s measure (one thread, search alone, GFLOP/s, two runs),
@@ -119,7 +128,7 @@ TILE_TABLE = {
                    product=Tile(4, 2, 64), lanes=8, helper_lanes=4, helper_chains=2,
                    few=RowDot(8, 2, 64), deep=Tile(12, 2, 64)),
     "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
-                 product=Tile(4, 2, 32), lanes=4, helper_lanes=4, helper_chains=1,
+                 product=Tile(4, 2, 32), lanes=4, helper_lanes=4, helper_chains=2,
                  few=RowDot(4, 2, 32), deep=None),
     "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
                  product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None,
