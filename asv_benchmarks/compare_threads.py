@@ -143,7 +143,7 @@ def fit(m):
                     precisions_init=np.tile(np.eye(d), (k, 1, 1))).fit(X)
     return time.perf_counter() - t0
 fit(1)
-print(np.median([(fit(3) - fit(1)) / 2 for _ in range(3)]))
+print(np.median([(fit(3) - fit(1)) / 2 for _ in range(9)]))
 """
 
 
