@@ -30,16 +30,14 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel
-from ._target import (DEEP_MIN_BYTES, FEW_MIN_FEATURES, HAS_FMA, HELPER_CHAINS_MIN_LENGTH, TILES,
-                      RowDot)
+from ._target import DEEP_MIN_BYTES, FEW_MIN_FEATURES, HAS_FMA, TILES, RowDot
 
 #: float64 lanes of the Bernoulli accumulators (``bernoulli.py``).
 LANES = TILES["lanes"]
 #: float64 lanes of the short-vector helpers below (``axpy``, ``dot``, ``sqdist``,
 #: ``axpy_sqdist``).
 HELPER_LANES = TILES["helper_lanes"]
-#: Independent accumulators of the reductions among them (``dot``, ``sqdist``), from
-#: ``HELPER_CHAINS_MIN_LENGTH`` terms on (one below).
+#: Independent accumulators of the reductions among them (``dot``, ``sqdist``).
 HELPER_CHAINS = TILES["helper_chains"]
 
 
@@ -669,29 +667,6 @@ def _f64_accumulator(builder, L, chains):
     return accs, total
 
 
-def _chains_by_length(builder, n, emit):
-    """``emit(chains)`` (code that sums ``n`` terms in that many independent chains and
-    returns a float64 or None) in two branches: ``HELPER_CHAINS`` chains from
-    ``HELPER_CHAINS_MIN_LENGTH`` terms on, one chain below. A short sum's single chain already
-    overlaps the next call's in the out-of-order window, and more chains only add their
-    final adds (``_target``); the one-chain branch is exactly the one-chain code."""
-    if HELPER_CHAINS == 1:
-        return emit(1)
-    i64 = ir.IntType(64)
-    long = builder.icmp_signed(">=", n, ir.Constant(i64, HELPER_CHAINS_MIN_LENGTH))
-    with builder.if_else(long) as (chained, single):
-        with chained:
-            value_chained, block_chained = emit(HELPER_CHAINS), builder.block
-        with single:
-            value_single, block_single = emit(1), builder.block
-    if value_chained is None:
-        return None
-    value = builder.phi(value_chained.type)
-    value.add_incoming(value_chained, block_chained)
-    value.add_incoming(value_single, block_single)
-    return value
-
-
 def _chained_vector_loop(builder, n, L, accs, body):
     """Run ``body(t, acc)`` over the full vectors of [0, n): in steps of ``len(accs) L``,
     vector c of a step into ``accs[c]`` (independent FMA chains: one chain is bound by the
@@ -783,6 +758,7 @@ def _pairwise_reduction(accumulate, doc):
         def codegen(context, builder, signature, args):
             L, fma, ((load_x, _), (load_y, _)), n = _helper_operands(
                 context, builder, signature, args, ((0, 1), (2, 3)), 4)
+            accs, total = _f64_accumulator(builder, L, HELPER_CHAINS)
             fma1 = _f64_scalar_fma(builder)
 
             def body(t, acc):
@@ -792,12 +768,8 @@ def _pairwise_reduction(accumulate, doc):
             def tail_term(t, lane):
                 return accumulate(builder, fma1, load_x.scalar(t), load_y.scalar(t), lane)
 
-            def emit(chains):
-                accs, total = _f64_accumulator(builder, L, chains)
-                first, rest = _chained_vector_loop(builder, n, L, accs, body)
-                return total(first, rest, tail_term)
-
-            return _chains_by_length(builder, n, emit)
+            first, rest = _chained_vector_loop(builder, n, L, accs, body)
+            return total(first, rest, tail_term)
 
         return sig, codegen
 
@@ -839,6 +811,7 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
         store_y = _f64_vector_store(builder, ybase, L)
         a64 = context.cast(builder, args[0], signature.args[0], types.float64)
         asplat = _splat(builder, a64, ir.VectorType(ir.DoubleType(), L))
+        accs, total = _f64_accumulator(builder, L, HELPER_CHAINS)
         fma1 = _f64_scalar_fma(builder)
 
         def body(t, acc):
@@ -853,12 +826,8 @@ def axpy_sqdist(typingctx, a, x, x_off, y, y_off, c, c_off, length):
             diff = builder.fsub(xt, load_c.scalar(t), flags=ORDERED)
             return fma1([diff, diff, lane])
 
-        def emit(chains):
-            accs, total = _f64_accumulator(builder, L, chains)
-            first, rest = _chained_vector_loop(builder, n, L, accs, body)
-            return total(first, rest, tail_term)
-
-        return _chains_by_length(builder, n, emit)
+        first, rest = _chained_vector_loop(builder, n, L, accs, body)
+        return total(first, rest, tail_term)
 
     return sig, codegen
 
@@ -887,7 +856,7 @@ def sqdist_rows(typingctx, xt, c, c_off, length, out, out_off):
             return context.cast(builder, args[i], signature.args[i], types.int64)
 
         i64 = ir.IntType(64)
-        R, L = ROWS_PER_SQDIST, HELPER_LANES
+        R, L, C = ROWS_PER_SQDIST, HELPER_LANES, HELPER_CHAINS
         vtype = ir.VectorType(ir.DoubleType(), R)
         fma = _fma(builder, vtype)
         load_x, _ = _flat_f64_loader(context, builder, signature.args[0], args[0],
@@ -896,6 +865,9 @@ def sqdist_rows(typingctx, xt, c, c_off, length, out, out_off):
                                      1)
         _, obase = _flat_f64_loader(context, builder, signature.args[4], args[4], int64(5), R)
         n = int64(3)
+        # slot (chain, lane) of sqdist's accumulators, as a vector over the rows
+        slots = [[cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * R))
+                  for _ in range(L)] for _ in range(C)]
 
         def diff_of(t):
             xv = load_x(builder.mul(t, ir.Constant(i64, R)))
@@ -905,37 +877,29 @@ def sqdist_rows(typingctx, xt, c, c_off, length, out, out_off):
             diff = diff_of(t)
             builder.store(fma([diff, diff, builder.load(slot)]), slot)
 
-        def emit(C):
-            # slot (chain, lane) of sqdist's accumulators, as a vector over the rows
-            slots = [[cgutils.alloca_once_value(builder, ir.Constant(vtype, [0.0] * R))
-                      for _ in range(L)] for _ in range(C)]
-            step = L * C
-            n_steps = builder.mul(builder.udiv(n, ir.Constant(i64, step)),
-                                  ir.Constant(i64, step))
-            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_steps,
-                                         ir.Constant(i64, step), intp=i64) as (t, _):
-                for chain in range(C):
-                    for q in range(L):
-                        add_term(builder.add(t, ir.Constant(i64, chain * L + q)),
-                                 slots[chain][q])
-            n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
-            with cgutils.for_range_slice(builder, n_steps, n_full, ir.Constant(i64, L),
-                                         intp=i64) as (t, _):
+        step = L * C
+        n_steps = builder.mul(builder.udiv(n, ir.Constant(i64, step)), ir.Constant(i64, step))
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_steps,
+                                     ir.Constant(i64, step), intp=i64) as (t, _):
+            for chain in range(C):
                 for q in range(L):
-                    add_term(builder.add(t, ir.Constant(i64, q)), slots[0][q])
-            rest = builder.sub(n, n_full)
-            s = ir.Constant(vtype, [0.0] * R)
+                    add_term(builder.add(t, ir.Constant(i64, chain * L + q)), slots[chain][q])
+        n_full = builder.mul(builder.udiv(n, ir.Constant(i64, L)), ir.Constant(i64, L))
+        with cgutils.for_range_slice(builder, n_steps, n_full, ir.Constant(i64, L),
+                                     intp=i64) as (t, _):
             for q in range(L):
-                lane = builder.load(slots[0][q])
-                for chain in range(1, C):
-                    lane = builder.fadd(lane, builder.load(slots[chain][q]), flags=ORDERED)
-                builder.store(lane, slots[0][q])
-                with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, q))):
-                    add_term(builder.add(n_full, ir.Constant(i64, q)), slots[0][q])
-                s = builder.fadd(s, builder.load(slots[0][q]), flags=ORDERED)
-            _f64_vector_store(builder, obase, R)(s, ir.Constant(i64, 0))
-
-        _chains_by_length(builder, n, emit)   # sqdist's choice of chains, for its bits
+                add_term(builder.add(t, ir.Constant(i64, q)), slots[0][q])
+        rest = builder.sub(n, n_full)
+        s = ir.Constant(vtype, [0.0] * R)
+        for q in range(L):
+            lane = builder.load(slots[0][q])
+            for chain in range(1, C):
+                lane = builder.fadd(lane, builder.load(slots[chain][q]), flags=ORDERED)
+            builder.store(lane, slots[0][q])
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, q))):
+                add_term(builder.add(n_full, ir.Constant(i64, q)), slots[0][q])
+            s = builder.fadd(s, builder.load(slots[0][q]), flags=ORDERED)
+        _f64_vector_store(builder, obase, R)(s, ir.Constant(i64, 0))
         return context.get_dummy_value()
 
     return sig, codegen

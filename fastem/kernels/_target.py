@@ -62,9 +62,13 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   4 x 4, ms: Lloyd step on 256 MB float32 d=1024 k=2 18.2-22.2 / 14.1-17.8 / 16.2-19.8,
 #:   k=8 21.3-22.0 / 18.0-18.7, d=512 k=8 25.3-27.6 / 22.1-24.4, d=128 k=2 20.9-23.3 /
 #:   18.6-20.8 / 18.7-19.6; float64 d=1024 k=2 14.1-16.6 / 12.5-13.7 / 11.6-12.1; Cholesky
-#:   factors d=512 k=8 47-69 / 39-40 / 39-40, d=256 k=64 53-55 / 47-54 / 48-49; shorter
-#:   sums lost (``HELPER_CHAINS_MIN_LENGTH``). 4 x 4 measured no better than 4 x 2. sse,
-#:   neon, portable: 2 x 1 (untested).
+#:   factors d=512 k=8 47-69 / 39-40 / 39-40, d=256 k=64 53-55 / 47-54 / 48-49. The
+#:   cost, on short rows: k-means++ 1e6 x 32, k=64 (32 terms a distance) four alternating
+#:   pairs float64 1228-1411 / 1269-1428, float32 1010-1152 / 1108-1244 (3-7%); Lloyd step
+#:   1e6 x 8 float32, k=8 6.3-6.5 / 7.2-7.9; d=32 Lloyd within noise. One chain below 128
+#:   terms (a branch on the length in every helper) did not win those back (k-means++
+#:   float32 1211-1215 against 1010-1111) and doubled the helpers' code, so it is not in.
+#:   4 x 4 measured no better than 4 x 2. sse, neon, portable: 2 x 1 (untested).
 #: * deep (the k-means search over at least ``DEEP_MIN_BYTES`` of centres; None: the widest
 #:   search tile): avx512 **12 x 2 x 64 B** (24 accumulators + 2 + 1 of 32 registers). Intel
 #:   Xeon VM, ``sweep_tiles.py``'s measure (one thread, search alone, GFLOP/s, two runs),
@@ -138,15 +142,6 @@ TILE_TABLE = {
                      product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1,
                      few=None, deep=None),
 }
-#: The short-vector reductions (``dot``, ``sqdist``, ``axpy_sqdist``, ``sqdist_rows``) sum
-#: in their class's ``helper_chains`` from this many terms on, in one chain below: a short
-#: sum's chain overlaps the next call's in the out-of-order window, and more chains only add
-#: their final adds. Zen 3 VM (AVX2), 1 chain / 2 chains at every length, alternating
-#: processes, ms: Lloyd step on 1e6 x 8 float32, k=8 6.3-6.5 / 7.2-7.9; k-means++ 1e6 x 32,
-#: k=64 float32 1010-1152 / 1108-1244; gains from d=128 on (the table's comment above). The
-#: Intel VM's AVX-512 figures there agree for short sums (4 x 1 / 4 x 2: k-means++ d=32 1377-
-#: 1414 / 1422-1443 ms, Lloyd 1e6 x 8 float32 5.9 / 6.0-6.3 ms).
-HELPER_CHAINS_MIN_LENGTH = 128
 #: The k-means search takes the class's ``deep`` tile instead of its widest from this many
 #: bytes of centres (k d itemsize) on: a tile streams every centre panel for each of its
 #: rows groups, and once the centres outgrow the L1 cache more rows per pass read them fewer
