@@ -146,16 +146,22 @@ def _deep_tile_by_tile(X, centers, labels, gap):
     return tile
 
 
+def _chunk_spanning_centers(rng, dtype):
+    """d = 260, k = 512 centres: a table of several ``DEEP_PANEL_CHUNK_BYTES`` chunks in both
+    dtypes, with exact duplicates in different chunks (300 of 20, 511 of 260), so that a
+    row's best centre and its ties lie in different chunks."""
+    centers = (rng.normal(size=(512, 260)) * 3).astype(dtype)
+    assert centers.nbytes > 2 * DEEP_PANEL_CHUNK_BYTES
+    centers[300] = centers[20]
+    centers[511] = centers[260]
+    return centers
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_deep_search_in_panel_chunks_keeps_labels_and_the_tie_rule(dtype):
-    # d = 260, k = 512: a table of several DEEP_PANEL_CHUNK_BYTES chunks in both dtypes, so
-    # a row's best centre and its ties lie in different chunks
     rng = np.random.RandomState(3)
-    d, k = 260, 512
-    centers = (rng.normal(size=(k, d)) * 3).astype(dtype)
-    assert centers.nbytes > 2 * DEEP_PANEL_CHUNK_BYTES
-    centers[300] = centers[20]           # exact duplicates in different chunks
-    centers[511] = centers[260]
+    centers = _chunk_spanning_centers(rng, dtype)
+    d = centers.shape[1]
     X = (rng.normal(size=(3 * 2048 + 77, d)) * 3).astype(dtype)
     X[::5] = centers[20]                 # rows on a duplicated centre: ties at distance 0
     X[1::5] = centers[511]
@@ -179,10 +185,8 @@ def test_deep_top2_in_panel_chunks_keeps_labels_gaps_and_the_tie_rule(dtype):
     # are those of float64 NumPy scores within the search's rounding
     from fastem.kernels.bounds import _top2_in_block
     rng = np.random.RandomState(4)
-    d, k = 260, 512
-    centers = (rng.normal(size=(k, d)) * 3).astype(dtype)
-    assert centers.nbytes > 2 * DEEP_PANEL_CHUNK_BYTES
-    centers[300] = centers[20]
+    centers = _chunk_spanning_centers(rng, dtype)
+    k, d = centers.shape
     X = (rng.normal(size=(2 * SEARCH_ROWS[4] * 9 + 5, d)) * 3).astype(dtype)
     X[::4] = centers[20]
     n = X.shape[0]
