@@ -508,6 +508,33 @@ def test_kernels_from_user_parallel_njit(datasets):
     np.testing.assert_allclose(blocks, ref_blocks, rtol=1e-12)
 
 
+@njit
+def _user_lloyd(X, w, centers, labels, sums, weights):
+    return lloyd_step(X, w, centers, labels, sums, weights)
+
+
+def test_writable_inputs_and_njit_callers_reuse_the_fits_specialisations():
+    """Writable X and sample_weight, from Python or from @njit code (whose prange index is
+    uint64), run the work kernel compiled for fits: read-only inputs, int64 item indices."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((5000, 6))
+    w = rng.uniform(0.5, 2.0, len(X))
+    centers = X[:5].copy()
+    results = []
+    for call in (lloyd_step, _user_lloyd):
+        labels, sums, weights = np.full(len(X), -1, np.int32), np.empty((5, 6)), np.empty(5)
+        inertia, _ = call(X, w, centers, labels, sums, weights)
+        results.append((labels, sums, weights, inertia))
+    assert X.flags.writeable and w.flags.writeable   # the caller's arrays are left as given
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    work = lloyd_step._plan[1]
+    for signature in work.signatures:
+        assert signature[0] == signature[1] == numba.types.int64, signature[:2]
+        assert not signature[2].mutable and not signature[3].mutable, signature[2:4]
+    assert sum(s[2].dtype == numba.types.float64 for s in work.signatures) == 1
+
+
 # ----------------------------------------------------------------------------------------
 # The README example runs as written
 

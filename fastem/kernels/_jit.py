@@ -6,6 +6,10 @@ model and the runtime policies below are decided here and nowhere else:
 * **Threads.** Python-level calls of parallel kernels run their serial work kernels on
   fastem's own thread pool (:class:`ParallelKernel`); compiled callers get the ``prange``
   version. The user's threading-layer choice is never changed.
+* **One specialisation per dtype.** Whatever the caller passes - a literal, an int32 or
+  uint64 index, a writable ``X`` - a kernel compiles for the types fits use
+  (:func:`_call_type`): a user's ``@njit`` code, or a Python call of a parallel kernel,
+  reuses the kernels that ``fastem.warmup`` cached instead of compiling its own.
 * **Read-only installs.** Numba caches next to the source, or in ``NUMBA_CACHE_DIR``, or in the
   user cache directory. When none of them is writable, Numba raises at decoration time; here
   the kernels are then compiled without caching and one :class:`CacheUnavailableWarning` is
@@ -35,6 +39,7 @@ model and the runtime policies below are decided here and nowhere else:
   module constant).
 """
 import hashlib
+import inspect
 import os
 import pickle
 import threading
@@ -240,12 +245,25 @@ class _CheckedFunctionCache(FunctionCache):
 
 
 # ---------------------------------------------------------------------------- dispatchers
-def _call_type(arg_type):
-    """The type a compiled call of a fastem kernel is specialised on: literals as their
-    value's type, signed integer scalars widened to int64 (value-preserving)."""
+#: Parameters that no kernel writes. Fits pass them read-only (``validation.read_only``);
+#: calls from compiled code type them read-only too and Python-level calls of parallel
+#: kernels get read-only views, because a writable and a read-only array are two Numba types
+#: and each would compile every kernel it reaches once more (a user's ``@njit`` caller with
+#: writable arrays compiled each work kernel again; one specialisation per dtype serves all).
+READ_ONLY_PARAMETERS = frozenset({"X", "sample_weight"})
+
+
+def _call_type(arg_type, name=None):
+    """The type a compiled call of a fastem kernel is specialised on, for the argument of
+    parameter ``name``: literals as their value's type; integer scalars as int64 (signed ones
+    widen, unsigned ones are indices and counts below 2**63 - chiefly a ``prange`` index,
+    which Numba types as uint64 in the parallel loop but as int64 when it first types the
+    loop body, so each work kernel compiled twice); :data:`READ_ONLY_PARAMETERS` read-only."""
     arg_type = types.unliteral(arg_type)
-    if isinstance(arg_type, types.Integer) and arg_type.signed:
+    if isinstance(arg_type, types.Integer):
         return types.int64
+    if name in READ_ONLY_PARAMETERS and isinstance(arg_type, types.Array) and arg_type.mutable:
+        return arg_type.copy(readonly=True)
     return arg_type
 
 
@@ -261,8 +279,15 @@ class Kernel(CPUDispatcher):
         # calls from compiled code: a constant argument types as a literal
         # (``Literal[int](0)``) and an int32 index (a label, a CSR offset) as int32; each
         # would compile a specialisation of its own, one per kernel and dtype is enough
-        return super().get_call_template([_call_type(a) for a in args],
-                                         {k: _call_type(v) for k, v in kws.items()})
+        names = self._parameter_names()
+        args = [_call_type(a, names[i] if i < len(names) else None) for i, a in enumerate(args)]
+        return super().get_call_template(args, {k: _call_type(v, k) for k, v in kws.items()})
+
+    def _parameter_names(self):
+        names = self.__dict__.get("_names")
+        if names is None:
+            names = self._names = tuple(inspect.signature(self.py_func).parameters)
+        return names
 
     def enable_caching(self):
         try:
@@ -311,10 +336,20 @@ class ParallelKernel(PythonServedKernel):
 
     def _run_plan(self, *args):
         prepare, work, finish = self._plan
+        names = self._parameter_names()
+        args = tuple(_read_only_view(a) if i < len(names) and names[i] in READ_ONLY_PARAMETERS
+                     else a for i, a in enumerate(args))
         layout = prepare(*args)
         args += layout[1:]
         run_work_items(work, layout[0], args)
         return None if finish is None else finish(*args)
+
+
+def _read_only_view(a):
+    if isinstance(a, np.ndarray) and a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
 
 
 def python_calls(kernel_, function):
