@@ -30,8 +30,10 @@ Conventions
 * Numba compilation is not timed: every ``setup`` calls the timed function once on a small
   slice with the same dtypes and array layout (same Numba signature), so the timed call only
   dispatches to compiled code. Compile time has its own benchmarks in ``bench_compile``.
-* Parameter grids are a cartesian product in asv; the points that are not wanted are skipped
-  in ``setup`` (``NotImplementedError``), see :data:`asv_benchmarks.common.GRID_POINTS`.
+* Parameter grids are a cartesian product in asv, and every combination costs a process even
+  when ``setup`` skips it (``NotImplementedError``): the k-means grids therefore take the
+  wanted (n, d, k) points as one parameter (:data:`asv_benchmarks.common.GRID_POINTS`); the
+  Gaussian and Bernoulli grids skip unwanted points in ``setup`` (none in the ``fast`` profile).
 
 Run (from the repository root)::
 

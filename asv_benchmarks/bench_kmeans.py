@@ -1,9 +1,10 @@
 """k-means benchmarks: fastem next to scikit-learn (the peer).
 
-Grid (classes with ``n, d, k, dtype`` parameters): n x d x k over n in {1e5, 1e6}, d in {8, 32},
-k in {8, 64}, plus (n=300_000, d=32, k=64), for float32 and float64; all other points of the
-cartesian product are skipped. Data: :func:`.common.make_data` (16 overlapping blobs, seed 0);
-initial centres: :func:`.common.init_centers` (k distinct rows, seed 1, X's dtype).
+Grid (classes with ``n_d_k, dtype`` parameters): n x d x k over n in {1e5, 1e6}, d in {8, 32},
+k in {8, 64}, plus (n=300_000, d=32, k=64), for float32 and float64, each (n, d, k) one
+parameter value (``fast``: the two must-have points only). Data: :func:`.common.make_data`
+(16 overlapping blobs, seed 0); initial centres: :func:`.common.init_centers` (k distinct
+rows, seed 1, X's dtype).
 
 What measures "one Lloyd iteration":
 
@@ -32,9 +33,9 @@ from fastem import KMeans
 from fastem.kernels import lloyd_step, nearest_centers
 from fastem.models.kmeans import kmeans_plusplus
 
-from .common import (DTYPES, GRID_PARAM_NAMES, GRID_PARAMS, GRID_POINTS, KEY_POINTS, PROFILE,
-                     SklearnKMeans, make_data, make_sparse_data, init_centers,
-                     require_sklearn, rows, skip_unless, sklearn_kmeans_plusplus)
+from .common import (DTYPES, GRID_POINTS, KEY_POINTS, PROFILE, make_data, make_sparse_data,
+                     init_centers, require_sklearn, rows)
+from . import common   # the peers: common.SklearnKMeans etc., imported on first use
 
 #: Rows of X used to warm up estimator-level benchmarks in ``setup`` (compile / cache load):
 #: a C-contiguous row slice has the same Numba type as X, and 16 row blocks of 2048 exercise
@@ -43,17 +44,18 @@ WARMUP_ROWS = 32_768
 
 
 class _Grid:
-    """Data and fixed initial centres for one (n, d, k, dtype) grid point."""
+    """Data and fixed initial centres for one grid point: ``point`` = (n, d, k), and dtype."""
 
-    params = GRID_PARAMS
-    param_names = GRID_PARAM_NAMES
-    allowed = GRID_POINTS
+    params = [sorted(GRID_POINTS), DTYPES]
+    param_names = ["n_d_k", "dtype"]
     timeout = 180
 
-    def _make(self, n, d, k, dtype):
-        skip_unless((n, d, k), self.allowed)
+    def _make(self, point, dtype):
+        n, d, k = point
         self.X = make_data(n, d, dtype)
         self.C = init_centers(self.X, k)
+        self.k = k
+        return n, d, k
 
 
 # --------------------------------------------------------------------------- kernels
@@ -66,13 +68,13 @@ class TimeNearest(_Grid):
     arrays.
     """
 
-    def setup(self, n, d, k, dtype):
-        self._make(n, d, k, dtype)
+    def setup(self, point, dtype):
+        n, d, k = self._make(point, dtype)
         self.labels = np.empty(n, dtype=np.int32)
         self.sqdist = np.empty(n, dtype=np.float64)
         nearest_centers(self.X, self.C, self.labels, self.sqdist)  # JIT warm-up, same types
 
-    def time_nearest_centers(self, n, d, k, dtype):
+    def time_nearest_centers(self, point, dtype):
         nearest_centers(self.X, self.C, self.labels, self.sqdist)
 
 
@@ -86,16 +88,16 @@ class TimeLloydStep(_Grid):
     same centres ``C`` (the timed work does not drift between repeats).
     """
 
-    def setup(self, n, d, k, dtype):
-        self._make(n, d, k, dtype)
+    def setup(self, point, dtype):
+        n, d, k = self._make(point, dtype)
         self.w = np.ones(n, dtype=np.float64)
         self.labels = np.full(n, -1, dtype=np.int32)
         self.sums = np.empty((k, d), dtype=np.float64)
         self.weights = np.empty(k, dtype=np.float64)
         self.new = np.empty((k, d), dtype=np.float64)
-        self.time_lloyd_iteration(n, d, k, dtype)  # JIT warm-up, same types
+        self.time_lloyd_iteration(point, dtype)  # JIT warm-up, same types
 
-    def time_lloyd_iteration(self, n, d, k, dtype):
+    def time_lloyd_iteration(self, point, dtype):
         lloyd_step(self.X, self.w, self.C, self.labels, self.sums, self.weights)
         filled = self.weights > 0
         np.divide(self.sums, self.weights[:, None], out=self.new, where=filled[:, None])
@@ -107,8 +109,7 @@ class TimeLloydStepFewCentres(TimeLloydStep):
     and 512 features. Tracks the search's prefetch of rows ahead and its L2-sized sub-blocks
     (``PREFETCH_TILE_BYTES``, ``SEARCH_SUB_BLOCK_BYTES`` in ``kernels/_target.py``)."""
 
-    params = [[rows(65_536)], [128, 512], [2, 8], DTYPES]
-    allowed = frozenset((rows(65_536), d, k) for d in (128, 512) for k in (2, 8))
+    params = [[(rows(65_536), d, k) for d in (128, 512) for k in (2, 8)], DTYPES]
 
 
 # --------------------------------------------------------------------------- one-iteration fits
@@ -127,12 +128,12 @@ class TimeKMeansFitOneIter(_Grid):
     def _estimator(self, k, max_iter=1):
         return KMeans(n_clusters=k, init=self.C, n_init=1, max_iter=max_iter, tol=0.0)
 
-    def setup(self, n, d, k, dtype):
-        self._make(n, d, k, dtype)
+    def setup(self, point, dtype):
+        n, d, k = self._make(point, dtype)
         self._estimator(k).fit(self.X[:WARMUP_ROWS])  # JIT warm-up, same dtype and layout
 
-    def time_fit_one_iter(self, n, d, k, dtype):
-        self._estimator(k).fit(self.X)
+    def time_fit_one_iter(self, point, dtype):
+        self._estimator(self.k).fit(self.X)
 
 
 class TimeSklearnKMeansFitOneIter(_Grid):
@@ -147,16 +148,16 @@ class TimeSklearnKMeansFitOneIter(_Grid):
     warmup_time = 0.0
 
     def _estimator(self, k, max_iter=1):
-        return SklearnKMeans(n_clusters=k, algorithm="lloyd", init=self.C, n_init=1,
+        return common.SklearnKMeans(n_clusters=k, algorithm="lloyd", init=self.C, n_init=1,
                              max_iter=max_iter, tol=0.0)
 
-    def setup(self, n, d, k, dtype):
+    def setup(self, point, dtype):
         require_sklearn()
-        self._make(n, d, k, dtype)
+        n, d, k = self._make(point, dtype)
         self._estimator(k).fit(self.X[:WARMUP_ROWS])
 
-    def time_fit_one_iter(self, n, d, k, dtype):
-        self._estimator(k).fit(self.X)
+    def time_fit_one_iter(self, point, dtype):
+        self._estimator(self.k).fit(self.X)
 
 
 # --------------------------------------------------------------------------- per-iteration diff
@@ -171,14 +172,14 @@ class _PerIteration(_Grid):
     converged before ``max_iter``.
     """
 
-    allowed = KEY_POINTS
+    params = [sorted(KEY_POINTS), DTYPES]
     unit = "seconds"
     timeout = 300
     M1, M2 = 1, 6
     REPEATS = 3
 
-    def setup(self, n, d, k, dtype):
-        self._make(n, d, k, dtype)
+    def setup(self, point, dtype):
+        n, d, k = self._make(point, dtype)
         self._estimator(k, self.M2).fit(self.X[:WARMUP_ROWS])  # JIT warm-up
 
     def _timed_fit(self, k, max_iter):
@@ -191,11 +192,11 @@ class _PerIteration(_Grid):
                                "iterations; the per-iteration difference would be wrong")
         return elapsed
 
-    def track_seconds_per_iteration(self, n, d, k, dtype):
+    def track_seconds_per_iteration(self, point, dtype):
         t1, t2 = [], []
         for _ in range(self.REPEATS):
-            t1.append(self._timed_fit(k, self.M1))
-            t2.append(self._timed_fit(k, self.M2))
+            t1.append(self._timed_fit(self.k, self.M1))
+            t2.append(self._timed_fit(self.k, self.M2))
         return (min(t2) - min(t1)) / (self.M2 - self.M1)
 
 
@@ -209,9 +210,9 @@ class TrackSklearnKMeansPerIteration(_PerIteration):
                + "\n    Skipped when scikit-learn is not installed.\n")
     _estimator = TimeSklearnKMeansFitOneIter._estimator
 
-    def setup(self, n, d, k, dtype):
+    def setup(self, point, dtype):
         require_sklearn()
-        super().setup(n, d, k, dtype)
+        super().setup(point, dtype)
 
 
 # --------------------------------------------------------------------------- k-means++ seeding
@@ -255,7 +256,7 @@ class TimeSklearnKMeansPlusPlus(TimeKMeansPlusPlus):
         self.X = make_data(SEED_N, SEED_D, dtype)
 
     def time_kmeans_plusplus(self, dtype):
-        sklearn_kmeans_plusplus(self.X, SEED_K, random_state=0)
+        common.sklearn_kmeans_plusplus(self.X, SEED_K, random_state=0)
 
 
 SEED_SHAPES = [(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256), (100_000, 64, 1024)]
@@ -284,7 +285,7 @@ class TimeKMeansPlusPlusShapes:
             require_sklearn()
         self.X = make_data(rows(n), d, dtype)
         if method == "sklearn":
-            self.seed = lambda: sklearn_kmeans_plusplus(self.X, k, random_state=0)
+            self.seed = lambda: common.sklearn_kmeans_plusplus(self.X, k, random_state=0)
             return
         prune = method == "fastem-pruned"
         self.seed = lambda: kmeans_plusplus(self.X, None, k, np.random.RandomState(0),
@@ -333,7 +334,7 @@ class TimeSklearnKMeansDefaultFit(TimeKMeansDefaultFit):
     """
 
     def _estimator(self):
-        return SklearnKMeans(n_clusters=FIT_K, max_iter=FIT_MAX_ITER, n_init=1, random_state=0,
+        return common.SklearnKMeans(n_clusters=FIT_K, max_iter=FIT_MAX_ITER, n_init=1, random_state=0,
                              algorithm="lloyd")
 
     def setup(self, dtype):
@@ -377,7 +378,7 @@ class PeakMemSklearnKMeansFit(PeakMemKMeansFit):
     """
 
     def _estimator(self):
-        return SklearnKMeans(n_clusters=MEM_K, max_iter=MEM_MAX_ITER, n_init=1, random_state=0,
+        return common.SklearnKMeans(n_clusters=MEM_K, max_iter=MEM_MAX_ITER, n_init=1, random_state=0,
                              algorithm="lloyd")
 
     def setup(self, dtype):
@@ -406,10 +407,12 @@ class TimeKMeansToConvergence:
     scale: (1e6, 8, 8), (1e6, 32, 64), (2e5, 128, 256), (1e5, 64, 1024) rows for ``regular``.
     """
 
-    params = [[(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256),
-               (100_000, 64, 1024)],
-              ["fastem-lloyd", "fastem-hamerly", "fastem-yinyang", "sklearn-lloyd",
-               "sklearn-elkan"], DTYPES]
+    shapes = [(1_000_000, 8, 8), (1_000_000, 32, 64), (200_000, 128, 256), (100_000, 64, 1024)]
+    dtypes = DTYPES
+    if PROFILE == "fast":   # the default fit's shape and the many-centre one, float64
+        shapes, dtypes = [(1_000_000, 32, 64), (100_000, 64, 1024)], ["float64"]
+    params = [shapes, ["fastem-lloyd", "fastem-hamerly", "fastem-yinyang", "sklearn-lloyd",
+                       "sklearn-elkan"], dtypes]
     param_names = ["shape", "method", "dtype"]
     timeout = 600
     number = 1
@@ -422,7 +425,7 @@ class TimeKMeansToConvergence:
             require_sklearn()
         self.X = make_data(rows(n), d, dtype)
         init = init_centers(self.X, k)
-        cls = KMeans if library == "fastem" else SklearnKMeans
+        cls = KMeans if library == "fastem" else common.SklearnKMeans
         self.make = lambda: cls(k, init=init, n_init=1, algorithm=algorithm)
         self.make().fit(self.X[:max(k, WARMUP_ROWS)])  # JIT warm-up
 
@@ -436,7 +439,8 @@ class TimeSparseKMeansToConvergence:
     ``regular``), fastem's 'lloyd' and 'elkan' (per-centre bounds, 'auto' here) against the
     peer's 'lloyd' and 'elkan'."""
 
-    params = [["fastem-lloyd", "fastem-elkan", "sklearn-lloyd", "sklearn-elkan"], DTYPES]
+    params = [["fastem-lloyd", "fastem-elkan", "sklearn-lloyd", "sklearn-elkan"],
+              ["float64"] if PROFILE == "fast" else DTYPES]
     param_names = ["method", "dtype"]
     timeout = 600
     number = 1
@@ -449,7 +453,7 @@ class TimeSparseKMeansToConvergence:
         k = 64
         self.X = make_sparse_data(rows(100_000), 20_000, 0.005, dtype)
         init = init_centers(self.X, k)
-        cls = KMeans if library == "fastem" else SklearnKMeans
+        cls = KMeans if library == "fastem" else common.SklearnKMeans
         self.make = lambda: cls(k, init=init, n_init=1, algorithm=algorithm)
         self.make().fit(self.X[:WARMUP_ROWS // 8])  # JIT warm-up (same CSR types)
 
@@ -474,17 +478,16 @@ class TimeSmallFits:
         from fastem import GaussianMixture
         from fastem.datasets import load_faithful, load_iris
 
-        from .common import SklearnGaussianMixture
         if library == "sklearn":
             require_sklearn()
         if fit == "kmeans_iris":
             data = load_iris()
             make = (lambda: KMeans(3, random_state=0)) if library == "fastem" else (
-                lambda: SklearnKMeans(3, n_init=1, random_state=0))
+                lambda: common.SklearnKMeans(3, n_init=1, random_state=0))
         else:
             data = load_faithful()
             make = (lambda: GaussianMixture(2, random_state=0)) if library == "fastem" else (
-                lambda: SklearnGaussianMixture(2, random_state=0))
+                lambda: common.SklearnGaussianMixture(2, random_state=0))
         self.X = np.ascontiguousarray(data[0] if isinstance(data, tuple) else data)
         self.make = make
         self.make().fit(self.X)   # compile / load the kernels

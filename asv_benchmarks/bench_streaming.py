@@ -24,12 +24,9 @@ import numpy as np
 
 from fastem import BernoulliMixture, GaussianMixture, MiniBatchKMeans
 
+from . import common   # the peer: common.SklearnMiniBatchKMeans, imported on first use
 from .common import require_sklearn, rows
 
-try:
-    from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
-except ImportError:  # pragma: no cover
-    SklearnMiniBatchKMeans = None
 
 
 def _blobs(n, d, k, seed=0):
@@ -60,7 +57,7 @@ class TimeMiniBatchKMeansFit(_MiniBatchCase):
     def track_inertia_ratio(self, dtype):
         require_sklearn()
         ours = MiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0).fit(self.X)
-        theirs = SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0,
+        theirs = common.SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0,
                                         n_init=1).fit(self.X)
         return ours.inertia_ / theirs.inertia_
 
@@ -71,7 +68,7 @@ class TimeSklearnMiniBatchKMeansFit(_MiniBatchCase):
         self.X = _blobs(rows(1_000_000), 32, 64).astype(dtype)
 
     def time_fit(self, dtype):
-        SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0,
+        common.SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0,
                                n_init=1).fit(self.X)
 
 

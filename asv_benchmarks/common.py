@@ -3,6 +3,8 @@
 Nothing in this module is a benchmark (asv only collects names starting with ``time_``,
 ``timeraw_``, ``mem_``, ``peakmem_`` and ``track_``).
 """
+import importlib
+import importlib.util
 import os
 import platform
 
@@ -26,13 +28,27 @@ def rows(n):
     return n * num // den
 
 
-try:  # the peer; its benchmarks are skipped when it is missing
-    import sklearn  # noqa: F401
-    from sklearn.cluster import KMeans as SklearnKMeans
-    from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
-except ImportError:  # pragma: no cover - depends on the environment
-    SklearnKMeans = None
-    sklearn_kmeans_plusplus = None
+#: The peer's objects, imported on first use (this module's ``__getattr__``; None when
+#: scikit-learn is missing, and its benchmarks are then skipped). asv runs every benchmark
+#: point in a fresh process, and importing scikit-learn takes about 2 s of it: fastem's own
+#: points must not pay for that (``asv run --quick`` spent most of its time importing).
+_PEERS = {"SklearnKMeans": ("sklearn.cluster", "KMeans"),
+          "sklearn_kmeans_plusplus": ("sklearn.cluster", "kmeans_plusplus"),
+          "SklearnMiniBatchKMeans": ("sklearn.cluster", "MiniBatchKMeans"),
+          "SklearnGaussianMixture": ("sklearn.mixture", "GaussianMixture")}
+
+
+def __getattr__(name):
+    if name not in _PEERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _PEERS[name]
+    try:
+        value = getattr(importlib.import_module(module), attr)
+    except ImportError:  # pragma: no cover - depends on the environment
+        value = None
+    globals()[name] = value
+    return value
+
 
 #: Fixed seeds: data, and the rows picked as initial centres.
 DATA_SEED = 0
@@ -41,8 +57,10 @@ INIT_SEED = 1
 DTYPES = ["float32", "float64"]
 
 #: (n, d, k) points of the Lloyd / assignment grid (n as in the ``regular`` profile, scaled
-#: by :func:`rows`). The full n x d x k product over n in {1e5, 1e6}, d in {8, 32}, k in {8, 64}, plus the must-have point (300_000, 32, 64).
-#: Every point runs for both dtypes.
+#: by :func:`rows`): the n x d x k product over n in {1e5, 1e6}, d in {8, 32}, k in {8, 64},
+#: plus the must-have point (300_000, 32, 64). Every point runs for both dtypes. The k-means
+#: benchmarks take the point as one parameter: asv starts a process for every combination
+#: of its parameters, even one that is skipped (about 1 s each, 72 in the ``fast`` run).
 GRID_POINTS = frozenset(
     [(rows(n), d, k) for n in (100_000, 1_000_000) for d in (8, 32) for k in (8, 64)]
     + [(rows(300_000), 32, 64)]
@@ -51,12 +69,8 @@ GRID_POINTS = frozenset(
 #: The must-have points only (used by the expensive per-iteration fit differences).
 KEY_POINTS = frozenset([(rows(300_000), 32, 64), (rows(1_000_000), 8, 8)])
 
-GRID_PARAMS = [[rows(100_000), rows(300_000), rows(1_000_000)], [8, 32], [8, 64], DTYPES]
-
 if PROFILE == "fast":  # the two must-have shapes only: every grid point costs a fresh process
     GRID_POINTS = KEY_POINTS
-    GRID_PARAMS = [[rows(300_000), rows(1_000_000)], [8, 32], [8, 64], DTYPES]
-GRID_PARAM_NAMES = ["n", "d", "k", "dtype"]
 
 #: Number of overlapping Gaussian blobs in the synthetic data. Overlap keeps Lloyd from
 #: reaching a fixed point within the few iterations the benchmarks run.
@@ -71,7 +85,7 @@ def skip_unless(point, allowed):
 
 def require_sklearn():
     """Skip the calling benchmark when the peer is not installed."""
-    if SklearnKMeans is None:
+    if importlib.util.find_spec("sklearn") is None:
         raise NotImplementedError("scikit-learn is not installed")
 
 
@@ -102,11 +116,6 @@ def init_centers(X, k, seed=INIT_SEED):
 
 # --------------------------------------------------------------------------- Gaussian mixtures
 # (added for bench_gmm.py / compare_gmm.py)
-
-try:  # the GaussianMixture peer; ``require_sklearn`` covers it (same package)
-    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
-except ImportError:  # pragma: no cover - depends on the environment
-    SklearnGaussianMixture = None
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 

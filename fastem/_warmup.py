@@ -130,8 +130,8 @@ def warmup(n_jobs=None, verbose=True):
     Later processes with the same ``NUMBA_CACHE_DIR`` (or the default cache next to the
     installed package) load the compiled kernels instead of compiling them. The cache is
     specific to the CPU model, Numba version and fastem version: warm up on the machine (or
-    image) that runs the fits. Kernels called from your own ``@njit`` code are compiled when
-    that code is.
+    image) that runs the fits. Your own ``@njit`` code reuses their work kernels; only the
+    parallel kernels' ``prange`` loops (with their set-up and fold steps) compile with it.
     """
     import multiprocessing
 
