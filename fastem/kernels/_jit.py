@@ -60,6 +60,7 @@ from numba.core.runtime import rtsys
 
 from .._blas_pool import POOL_THREAD_PREFIX, quiet_blas_workers
 from .._version import __version__
+from ..validation import read_only
 from ._target import HAS_FMA, PARALLEL_MIN_ROWS, SIMD_CLASS
 
 #: LLVM fast-math flags used by every kernel. Deliberately *without* ``nnan`` and ``ninf``:
@@ -289,6 +290,15 @@ class Kernel(CPUDispatcher):
             names = self._names = tuple(inspect.signature(self.py_func).parameters)
         return names
 
+    def _read_only_positions(self):
+        """Positions of :data:`READ_ONLY_PARAMETERS` among the arguments (found once)."""
+        positions = self.__dict__.get("_read_only_at")
+        if positions is None:
+            positions = self._read_only_at = tuple(
+                i for i, name in enumerate(self._parameter_names())
+                if name in READ_ONLY_PARAMETERS)
+        return positions
+
     def enable_caching(self):
         try:
             self._cache = _CheckedFunctionCache(self.py_func)
@@ -336,20 +346,17 @@ class ParallelKernel(PythonServedKernel):
 
     def _run_plan(self, *args):
         prepare, work, finish = self._plan
-        names = self._parameter_names()
-        args = tuple(_read_only_view(a) if i < len(names) and names[i] in READ_ONLY_PARAMETERS
-                     else a for i, a in enumerate(args))
+        positions = self._read_only_positions()
+        if positions:
+            args = list(args)
+            for i in positions:
+                if i < len(args) and isinstance(args[i], np.ndarray):
+                    args[i] = read_only(args[i])
+            args = tuple(args)
         layout = prepare(*args)
         args += layout[1:]
         run_work_items(work, layout[0], args)
         return None if finish is None else finish(*args)
-
-
-def _read_only_view(a):
-    if isinstance(a, np.ndarray) and a.flags.writeable:
-        a = a.view()
-        a.flags.writeable = False
-    return a
 
 
 def python_calls(kernel_, function):
