@@ -48,9 +48,8 @@ from fastem.models.gaussian import GaussianMixtureModel
 from fastem.validation import ConvergenceWarning
 
 from . import common   # the peer: common.SklearnGaussianMixture, imported on first use
-from .common import (COVARIANCE_TYPES, DTYPES, gmm_inits,
-                     make_anisotropic_data, PROFILE, require_sklearn, rows, run_python_child,
-                     skip_unless)
+from .common import (COVARIANCE_TYPES, DTYPES, gmm_inits, make_anisotropic_data, PROFILE,
+                     require_sklearn, rows, run_python_child, skip_unless)
 
 #: Rows of X used to warm up in ``setup`` (compile / cache load): a C-contiguous row slice has
 #: the same Numba type as X, and 16 blocks of 2048 rows exercise the multi-block code paths.
@@ -80,6 +79,7 @@ if PROFILE == "fast":  # the must-have point only
 #: features), so it is left out.
 KERNEL_COVARIANCE_TYPES = ["full", "tied", "diag"]
 
+
 def _fit_quietly(estimator, X):
     """``estimator.fit(X)`` with ``ConvergenceWarning`` suppressed (tol=0 never converges)."""
     with warnings.catch_warnings():
@@ -104,9 +104,9 @@ def _sklearn_gmm(k, covariance_type, inits, max_iter):
     ``init_params='random_from_data'`` is its cheapest way to do so (no k-means fit)."""
     weights, means, precisions = inits
     return common.SklearnGaussianMixture(k, covariance_type=covariance_type, tol=0.0,
-                                  max_iter=max_iter, init_params="random_from_data",
-                                  weights_init=weights, means_init=means,
-                                  precisions_init=precisions, random_state=0)
+                                         max_iter=max_iter, init_params="random_from_data",
+                                         weights_init=weights, means_init=means,
+                                         precisions_init=precisions, random_state=0)
 
 
 class _Grid:

@@ -149,7 +149,7 @@ class TimeSklearnKMeansFitOneIter(_Grid):
 
     def _estimator(self, k, max_iter=1):
         return common.SklearnKMeans(n_clusters=k, algorithm="lloyd", init=self.C, n_init=1,
-                             max_iter=max_iter, tol=0.0)
+                                    max_iter=max_iter, tol=0.0)
 
     def setup(self, point, dtype):
         require_sklearn()
@@ -334,8 +334,8 @@ class TimeSklearnKMeansDefaultFit(TimeKMeansDefaultFit):
     """
 
     def _estimator(self):
-        return common.SklearnKMeans(n_clusters=FIT_K, max_iter=FIT_MAX_ITER, n_init=1, random_state=0,
-                             algorithm="lloyd")
+        return common.SklearnKMeans(n_clusters=FIT_K, max_iter=FIT_MAX_ITER, n_init=1,
+                                    random_state=0, algorithm="lloyd")
 
     def setup(self, dtype):
         require_sklearn()
@@ -378,8 +378,8 @@ class PeakMemSklearnKMeansFit(PeakMemKMeansFit):
     """
 
     def _estimator(self):
-        return common.SklearnKMeans(n_clusters=MEM_K, max_iter=MEM_MAX_ITER, n_init=1, random_state=0,
-                             algorithm="lloyd")
+        return common.SklearnKMeans(n_clusters=MEM_K, max_iter=MEM_MAX_ITER, n_init=1,
+                                    random_state=0, algorithm="lloyd")
 
     def setup(self, dtype):
         require_sklearn()
