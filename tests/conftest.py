@@ -1,0 +1,20 @@
+"""Test-session settings: scheduling only, no fixtures.
+
+The suite runs on pytest-xdist's workers (``-n auto --dist loadfile``, set in pyproject.toml;
+``-n 0`` runs it in one process). Most of its time is Numba compiling, which is single-threaded:
+in one process a 2-core machine kept one core idle for a third of the run (125% CPU in all).
+Each test file runs whole on one worker, so module-scoped fixtures (the SIMD-class and
+determinism children) still start once.
+"""
+
+#: Files whose tests wait minutes on child processes that compile the kernels into caches of
+#: their own, longest first (pytest --durations on the 2-core Zen 3 VM). They are handed out
+#: first, so that no worker is left running one of them alone at the end of the session;
+#: every other file keeps pytest's order.
+LONG_FILES_FIRST = ("test_simd_classes.py", "test_determinism.py", "test_large_memmap.py",
+                    "test_sklearn_protocol.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES_FIRST)))
