@@ -6,6 +6,7 @@ in one process a 2-core machine kept one core idle for a third of the run (125% 
 Each test file runs whole on one worker, so module-scoped fixtures (the SIMD-class and
 determinism children) still start once.
 """
+import os
 
 #: Files whose tests wait minutes on child processes that compile the kernels into caches of
 #: their own, longest first (pytest --durations on the 2-core Zen 3 VM). They are handed out
@@ -18,3 +19,20 @@ LONG_FILES_FIRST = ("test_simd_classes.py", "test_determinism.py", "test_large_m
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES_FIRST)))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per CPU this process may use, at most 8.
+
+    xdist counts physical cores when psutil is installed (Dask installs it), which is 1 on a
+    2-vCPU VM that presents one core with two threads; the workers mostly compile, one thread
+    each, so every logical CPU helps. Beyond 8 the four long files bound the run while every
+    worker compiles its own copy of the kernels. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still wins.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
