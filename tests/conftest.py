@@ -2,7 +2,7 @@
 
 The suite runs on pytest-xdist's workers (``-n auto --dist loadfile``, set in pyproject.toml;
 ``-n 0`` runs it in one process). Most of its time is Numba compiling, which is single-threaded:
-in one process a 2-core machine kept one core idle for a third of the run (125% CPU in all).
+in one process 2 cores were busy 125% of 200%, over a third of their time idle.
 Each test file runs whole on one worker, so module-scoped fixtures (the SIMD-class and
 determinism children) still start once.
 """
