@@ -29,7 +29,7 @@ from fastem.sources import ArraySource
 from fastem import BernoulliMixture
 from fastem.models.bernoulli import BernoulliMixtureModel, BernoulliParams
 
-from .common import PROFILE, rows
+from .common import PROFILE, rows, skip_unless
 
 #: Fixed seeds: data, and the rows used as initial parameters.
 DATA_SEED = 0
@@ -51,11 +51,6 @@ PEER_MAX_BYTES = 2 * 2**30
 
 #: Rows used to warm up (compile or cache-load) in ``setup``: same Numba types as X.
 WARMUP_ROWS = 8192
-
-
-def skip_unless(point, allowed):
-    if tuple(point) not in allowed:
-        raise NotImplementedError(f"grid point {point} is not benchmarked")
 
 
 def make_binary_data(n, d, density=DENSITY, seed=DATA_SEED):

@@ -28,7 +28,6 @@ from . import common   # the peer: common.SklearnMiniBatchKMeans, imported on fi
 from .common import require_sklearn, rows
 
 
-
 def _blobs(n, d, k, seed=0):
     rng = np.random.RandomState(seed)
     centers = rng.uniform(-10, 10, size=(k, d))
@@ -57,8 +56,8 @@ class TimeMiniBatchKMeansFit(_MiniBatchCase):
     def track_inertia_ratio(self, dtype):
         require_sklearn()
         ours = MiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0).fit(self.X)
-        theirs = common.SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0,
-                                        n_init=1).fit(self.X)
+        theirs = common.SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100,
+                                               random_state=0, n_init=1).fit(self.X)
         return ours.inertia_ / theirs.inertia_
 
 
@@ -69,7 +68,7 @@ class TimeSklearnMiniBatchKMeansFit(_MiniBatchCase):
 
     def time_fit(self, dtype):
         common.SklearnMiniBatchKMeans(64, batch_size=1024, max_iter=100, random_state=0,
-                               n_init=1).fit(self.X)
+                                      n_init=1).fit(self.X)
 
 
 def _online_case(model):

@@ -31,8 +31,5 @@ def pytest_xdist_auto_num_workers(config):
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
+    from fastem.kernels._jit import usable_cores
+    return max(1, min(usable_cores(), 8))
