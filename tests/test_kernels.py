@@ -25,7 +25,7 @@ from fastem.kernels._simd import (ROWS_PER_SQDIST, SEARCH_ROWS, axpy, axpy_sqdis
                                   top2_rows_deep)
 from fastem.kernels._target import DEEP_PANEL_CHUNK_BYTES
 from fastem.kernels.csr_distances import csr_column_sums
-from fastem.kernels.distances import search_table, squared_row_distances
+from fastem.kernels.distances import screen_table, search_table, squared_row_distances
 
 from . import naive
 
@@ -246,6 +246,48 @@ def test_lloyd_step(datasets, dtype, d, k, ro):
     _, n_changed2 = lloyd_step(X, w, centers, again, sums, weights)
     assert n_changed2 == 0
     np.testing.assert_array_equal(again, labels)
+
+
+def check_screened_search():
+    """A float64 search screened in float32 (``distances._screened_search``) gives the labels
+    of the plain float64 search bit for bit: those of ``bounded_full_step``'s float64 top-2
+    search (the same tiles and table, never screened). The cases are built to defeat the
+    screen: near-duplicate centres (1e-9 apart, below float32's resolution), exact duplicates,
+    integer grids (exact ties), data 1e6 from the origin, tiny (1e-300, float32 underflow)
+    and huge (1e200: no screen) values, and rows whose norm is beyond float32 arithmetic."""
+    rng = np.random.default_rng(5)
+    n = 2500   # a full and a partial row block
+    for d, k in ((16, 64), (40, 33), (130, 256)):
+        X = rng.standard_normal((n, d))
+        C = X[:k].copy()
+        tile, width = search_tile(k, 8, d)
+        ct, half_norms = search_table(X, C, tile, width)
+        assert screen_table(X, C, ct, half_norms, tile, width)[0] >= 0, (d, k)  # screened
+        near = np.repeat(C[: (k + 1) // 2], 2, axis=0)[:k]
+        near[1::2] += 1e-9 * rng.standard_normal(near[1::2].shape)
+        grid = rng.integers(0, 3, (n, d)).astype(np.float64)
+        spiky = X.copy()
+        spiky[::7] *= 1e60
+        cases = {"gauss": (X, C), "near ties": (X, near),
+                 "duplicates": (X, np.repeat(C[: (k + 1) // 2], 2, axis=0)[:k]),
+                 "offset": (X + 1e6, C + 1e6), "grid": (grid, grid[:k]),
+                 "tiny": (X * 1e-300, C * 1e-300), "huge": (X * 1e200, C * 1e200),
+                 "spiky rows": (spiky, C)}
+        for name, (Xc, Cc) in cases.items():
+            Xc, Cc = np.ascontiguousarray(Xc), np.ascontiguousarray(Cc)
+            plain = np.full(n, -1, np.int32)
+            K.bounded_full_step(Xc, np.ones(n), Cc, plain, np.empty(n, np.float32),
+                                np.empty(n, np.float32))
+            labels = np.full(n, -1, np.int32)
+            nearest_centers(Xc, Cc, labels, np.empty(n))
+            np.testing.assert_array_equal(labels, plain, err_msg=f"nearest {name} {d} {k}")
+            labels[:] = -1
+            lloyd_step(Xc, np.ones(n), Cc, labels, np.empty((k, d)), np.empty(k))
+            np.testing.assert_array_equal(labels, plain, err_msg=f"lloyd {name} {d} {k}")
+
+
+def test_screened_search_gives_the_float64_labels():
+    check_screened_search()
 
 
 def test_lloyd_step_first_pass_counts_every_row(datasets):

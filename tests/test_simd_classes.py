@@ -14,7 +14,8 @@ The child compares every SIMD kernel with the NumPy twins in ``tests/naive*.py``
 that reach every tile (k below, at and above each tile width, d with ragged tails), float32
 and float64, calls them from a user ``@njit`` function, checks that one and two threads give
 bitwise the same statistics, that the pruned k-means++ kernels give the unpruned ones'
-distances and sums bit for bit, and fits each estimator once.
+distances and sums bit for bit, that a float64 search screened in float32 gives the plain
+float64 search's labels bit for bit, and fits each estimator once.
 """
 import os
 import subprocess
@@ -40,7 +41,7 @@ CHILD = textwrap.dedent("""
                                 gaussian_estep_full, gaussian_log_pdf_full, lloyd_step,
                                 nearest_centers)
     from tests import naive, naive_bernoulli, naive_gaussian
-    from tests.test_kernels import check_short_vector_helpers
+    from tests.test_kernels import check_screened_search, check_short_vector_helpers
     from tests.test_kmeans_algorithms import (
         test_float32_shadow_never_skips_a_pair_that_improves as check_shadow,
         test_group_bounded_iterations_equal_lloyds as check_group_bounds,
@@ -73,6 +74,7 @@ CHILD = textwrap.dedent("""
         return second
 
     check_short_vector_helpers()
+    check_screened_search()  # float32 screening keeps the float64 labels (FMA or not)
     check_pruned_seeding()   # the helpers' sums keep their order in every kernel (ORDERED)
     for d, offset, scale in ((64, 0.0, 1.0), (129, 1e6, 1e-3), (64, 0.0, 1e-40)):
         check_shadow(d, offset, scale)   # the float32 shadow's bound, with this class's sums

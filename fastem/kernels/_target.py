@@ -269,6 +269,25 @@ SEARCH_SUB_BLOCK_BYTES = 128 * 1024
 #: k=512 2.30-2.39 / 2.20-2.25; Elkan d=512 k=1024 float32 4.14-4.20 / 3.92-4.06; Yinyang
 #: d=1024 k=1024 float64 (groups of 64 centres, 512 KB) 3.00-3.19 / 2.90-3.06.
 DEEP_ROW_GROUP_BYTES = 512 * 1024
+#: Screened search (``distances._screened_search``): a float64 k-means search first runs
+#: in float32 (twice the lanes per vector) and keeps the labels its error bound certifies;
+#: the rest (near ties) are searched again in float64 - the same labels bit for bit. Used
+#: from SCREEN_MIN_CENTERS centres and SCREEN_MIN_WORK = k d on, for d in SCREEN_FEATURES
+#: (up to 4096 the bound's higher-order terms stay within its 1%: d rho u32 <= 2^-10), and
+#: while the table's terms stay below SCREEN_MAX_TERM (far from float32's overflow). Below,
+#: the copy of each row to float32 costs more than the halved search saves. Zen 3 VM (avx2),
+#: 2 threads, float64 Lloyd step, unscreened / screened, ms, three alternating runs
+#: (blobs of ``compare_kmeans.py``): (n, d, k) = (1e6, 16, 32) 21-22 / 23-24; (3e5, 32,
+#: 32) 11 / 11-16; (1e5, 64, 32) 7.6-8.2 / 6.4-6.9; (1e6, 16, 64) 35-39 / 30-33; (3e5, 32,
+#: 64) 19-20 / 16-17; (1e5, 16, 256) 13-14 / 8.4-9.3; (1e6, 8, 64) 25-39 / 29-37; (3e5, 8,
+#: 256) 26-41 / 21-28; (1e5, 8, 1024) 35-38 / 23-31; (1e6, 2, 64) 18 / 16-31; (30517, 1024,
+#: 64) 60-68 / 52-60; (61035, 512, 64) 57-72 / 45-64; (15258, 512, 256) 52-93 / 36-40. The
+#: float32 search also has to certify (the fraction searched again is ~1% at d = 128 and
+#: ~5% at d = 1024, k = 1024 on those blobs).
+SCREEN_MIN_CENTERS = 32
+SCREEN_MIN_WORK = 1024
+SCREEN_FEATURES = (8, 4096)
+SCREEN_MAX_TERM = 2.0 ** 100
 DEEP_PANEL_CHUNK_BYTES = 256 * 1024
 #: The diagonal-covariance E-step and log-density take rows a sub-block at a time, from X
 #: to their statistics, so that the sub-block's features [xc^2, xc, 1] and their panel copy

@@ -16,9 +16,10 @@ from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SE
                     add_product, axpy_sqdist, difference, dot, nearest_rows_deep_part,
                     nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, prefetch, search_tile, sqdist, sqdist_rows,
-                    top2_rows_deep_part)
-from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, PREFETCH_ROWS,
-                      PREFETCH_TILE_BYTES, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
+                    top2_rows_deep_part, top2_rows_wide)
+from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, HAS_FMA, PREFETCH_ROWS,
+                      PREFETCH_TILE_BYTES, SCREEN_FEATURES, SCREEN_MAX_TERM, SCREEN_MIN_CENTERS,
+                      SCREEN_MIN_WORK, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
                       SWEEP_ROW_BYTES)
 
 
@@ -204,6 +205,123 @@ def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
 
 
 @kernel
+def _wide_search(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
+    """The wide (2) or deep (4) tile's search of rows [start, stop), the only tiles of a
+    screened search (:func:`screen_table`): labels, and with ``gap`` (not None) the
+    runner-up's score gap. The rows are independent, so each row's scores and label are
+    those of :func:`_nearest_in_block` bit for bit, wherever the row sits."""
+    if HAS_DEEP and tile == 4:
+        deep_search(X, start, stop, ct, half_norms, out, out_offset, gap)
+        return
+    for i in range(start, stop, SEARCH_ROWS[2]):
+        if gap is None:
+            nearest_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset)
+        else:
+            top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+
+
+@kernel
+def screen_table(X, centers, ct, half_norms, tile, width):
+    """The float32 copy of a float64 search table that screens the search
+    (:func:`_screened_search`): ``(tile32, ct32, bias32, B, C)`` with ``ct32``/``bias32`` the
+    table ``(ct, half_norms)`` of :func:`search_table` rounded to float32 in the panels of
+    float32 search tile ``tile32``, ``B = max_j |bias_j|`` and ``C = max_j ||ct_j||``; or
+    ``tile32 = -1`` (no screen) for float32 X, fewer than ``SCREEN_MIN_CENTERS`` centres or
+    ``SCREEN_MIN_WORK`` multiply-adds a row, d outside ``SCREEN_FEATURES``, tiles other than
+    the wide and deep ones, or B or C too large for float32 arithmetic."""
+    k, d = centers.shape
+    off = (-1, np.zeros((0, 1), np.float32), np.zeros(0, np.float32), 0.0, 0.0)
+    if (X.itemsize != 8 or k < SCREEN_MIN_CENTERS or k * d < SCREEN_MIN_WORK
+            or d < SCREEN_FEATURES[0] or d > SCREEN_FEATURES[1] or (tile != 2 and tile != 4)):
+        return off
+    tile32, width32 = search_tile(k, 4, d)
+    if tile32 != 2 and tile32 != 4:
+        return off
+    big_b, big_c = 0.0, 0.0
+    norms = search_table_norms(ct, k, d, tile, width)
+    for j in range(k):
+        big_b = max(big_b, abs(half_norms[j]))
+        big_c = max(big_c, norms[j])
+    if not (big_b < SCREEN_MAX_TERM and big_c < SCREEN_MAX_TERM):
+        return off
+    kp = (k + width32 - 1) // width32 * width32
+    ct32 = np.zeros((kp // width32 * d, width32), np.float32)
+    bias32 = np.full(kp, np.inf, np.float32)
+    for panel in range(kp // width32):
+        for f in range(d):
+            for col in range(width32):
+                j = panel * width32 + col
+                if j < k:
+                    ct32[panel * d + f, col] = ct[j // width * d + f, j % width]
+    for j in range(k):
+        bias32[j] = half_norms[j]
+    return tile32, ct32, bias32, big_b, big_c
+
+
+@kernel
+def screen_scratch(X, screen, rows):
+    """Per-thread buffers of :func:`_screened_search` for sub-blocks of ``rows`` rows of X
+    (empty without a screen): the float32 rows, their float64 norms, screened labels and
+    gaps, the rows left to the float64 search and a copy of them."""
+    m = rows if screen[0] >= 0 else 0
+    d = X.shape[1]
+    return (np.empty((m, d), np.float32), np.empty(m), np.empty(m, np.int32), np.empty(m),
+            np.empty(m, np.int64), np.empty((m, d), X.dtype))
+
+
+@kernel
+def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out, out_offset):
+    """:func:`_nearest_in_block`'s labels (bit for bit) of float64 rows [start, stop), most of
+    them found by a float32 search at twice the lanes per vector.
+
+    Let ``S_j = bias_j - x . ct_j`` be a row's exact score on the float64 table. The float64
+    search computes it with an error of at most ``e64 = (rho d + 4) u64 (B + ||x|| C)``, the
+    float32 search of the rounded row and table (``x``, ``ct`` and ``bias`` each rounded once
+    more, relative error u32) within ``e32 = (rho d + 4) u32 (B + ||x|| C)`` (rho: roundings
+    per term, 1 with FMA, 2 without; ``d rho u32 <= 2^-10``, so 1% covers the higher-order
+    terms; float32 underflow adds at most ``2^-120 (d + 4) (1 + C + ||x||)``). If the float32
+    search's runner-up lies more than ``2 (e32 + e64)`` above its winner a, then for every
+    other j the float64 scores satisfy ``s64_j - s64_a > 0``: the float64 search returns a
+    too, with no tie. Rows that fail (near ties, rows with norms beyond float32 arithmetic,
+    NaN) are gathered and searched in float64 with the tile and table the unscreened search
+    uses, so every label is the unscreened one."""
+    tile32, ct32, bias32, big_b, big_c = screen
+    if tile32 < 0:
+        _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset)
+        return
+    rows32, norms, found, gap, unsure, rows64 = scratch
+    d = X.shape[1]
+    m = stop - start
+    for i in range(m):
+        s = 0.0
+        for f in range(d):
+            v = X[start + i, f]
+            rows32[i, f] = v
+            s += v * v
+        norms[i] = np.sqrt(s)
+    _wide_search(rows32, 0, m, ct32, bias32, tile32, found, 0, gap)
+    # (1 + 2^-20): the float64 rounding of the norms, of this arithmetic and of the gap
+    rho = 1.0 if HAS_FMA else 2.0
+    coef = 2.0 * 1.01 * (rho * d + 4.0) * (2.0 ** -24 + 2.0 ** -53) * (1.0 + 2.0 ** -20)
+    floor = 2.0 * 2.0 ** -120 * (d + 4.0)
+    n_unsure = 0
+    for i in range(m):
+        xn = norms[i]
+        margin = coef * (big_b + xn * big_c) + floor * (1.0 + big_c + xn)
+        if gap[i] > margin and xn < SCREEN_MAX_TERM:
+            out[start + i - out_offset] = found[i]
+        else:
+            for f in range(d):
+                rows64[n_unsure, f] = X[start + i, f]
+            unsure[n_unsure] = i
+            n_unsure += 1
+    if n_unsure > 0:
+        _wide_search(rows64, 0, n_unsure, ct, half_norms, tile, found, 0, None)
+        for t in range(n_unsure):
+            out[start + unsure[t] - out_offset] = found[t]
+
+
+@kernel
 def _row_sqdist(X, i, centers, j):
     """||X[i] - centers[j]||^2 in float64."""
     d = X.shape[1]
@@ -214,18 +332,20 @@ def _row_sqdist(X, i, centers, j):
 def _search_prepare(X, centers, labels, sqdist):
     tile, width = search_tile(centers.shape[0], X.itemsize, X.shape[1])
     ct, half_norms = search_table(X, centers, tile, width)
-    return n_blocks(X.shape[0]), ct, half_norms, tile
+    screen = screen_table(X, centers, ct, half_norms, tile, width)
+    return n_blocks(X.shape[0]), ct, half_norms, tile, screen
 
 
 @kernel
-def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile):
+def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile, screen):
     n = X.shape[0]
     sub = search_sub_block_rows(X, tile)
+    scratch = screen_scratch(X, screen, sub)
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         for s0 in range(start, stop, sub):
             s1 = min(stop, s0 + sub)
-            _nearest_in_block(X, s0, s1, ct, half_norms, tile, labels, 0)
+            _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, labels, 0)
             for i in range(s0, s1):
                 sqdist[i] = _row_sqdist(X, i, centers, labels[i])
 
@@ -244,9 +364,9 @@ def nearest_centers(X, centers, labels, sqdist):
     sqdist : ndarray, shape (n,), float64
         OUT: squared Euclidean distance to that centre.
     """
-    nb, ct, half_norms, tile = _search_prepare(X, centers, labels, sqdist)
+    nb, ct, half_norms, tile, screen = _search_prepare(X, centers, labels, sqdist)
     for b in prange(nb):
-        _search_work(b, b + 1, X, centers, labels, sqdist, ct, half_norms, tile)
+        _search_work(b, b + 1, X, centers, labels, sqdist, ct, half_norms, tile, screen)
 
 
 run_on_threads(nearest_centers, _search_prepare, _search_work, None)
@@ -259,19 +379,21 @@ def _lloyd_prepare(X, sample_weight, centers, labels, center_sums, center_weight
     nc = n_partials(n, k * (d + 1) * 8)
     tile, width = search_tile(k, X.itemsize, d)
     ct, half_norms = search_table(X, centers, tile, width)
+    screen = screen_table(X, centers, ct, half_norms, tile, width)
     # per chunk: sums (k, d), weights (k,), [inertia, number of changed labels]
-    return (nc, ct, half_norms, tile, np.empty((nc, k, d)), np.empty((nc, k)),
+    return (nc, ct, half_norms, tile, screen, np.empty((nc, k, d)), np.empty((nc, k)),
             np.empty((nc, 2)))
 
 
 @kernel
 def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_weights,
-                ct, half_norms, tile, part_sums, part_weights, part_scalars):
+                ct, half_norms, tile, screen, part_sums, part_weights, part_scalars):
     n, d = X.shape
     k = centers.shape[0]
     nc = part_sums.shape[0]
     sub = search_sub_block_rows(X, tile)
     new = np.empty(sub, np.int32)
+    scratch = screen_scratch(X, screen, sub)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         sums = part_sums[c]
@@ -284,7 +406,7 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
         changed = 0
         for s0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
             s1 = min(stop, s0 + sub)
-            _nearest_in_block(X, s0, s1, ct, half_norms, tile, new, s0)
+            _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, new, s0)
             for i in range(s0, s1):
                 j = new[i - s0]
                 changed += j != labels[i]  # branch-free: label changes are unpredictable
@@ -298,7 +420,7 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
 
 @kernel
 def _lloyd_finish(X, sample_weight, centers, labels, center_sums, center_weights,
-                  ct, half_norms, tile, part_sums, part_weights, part_scalars):
+                  ct, half_norms, tile, screen, part_sums, part_weights, part_scalars):
     fold_blocks(part_sums, center_sums)
     fold_rows(part_weights, center_weights)
     totals = np.empty(2)
@@ -334,13 +456,13 @@ def lloyd_step(X, sample_weight, centers, labels, center_sums, center_weights):
     into its own partial; partials are summed in chunk order, so every output is bitwise
     identical for any number of threads.
     """
-    nc, ct, half_norms, tile, part_sums, part_weights, part_scalars = _lloyd_prepare(
+    nc, ct, half_norms, tile, screen, part_sums, part_weights, part_scalars = _lloyd_prepare(
         X, sample_weight, centers, labels, center_sums, center_weights)
     for c in prange(nc):
         _lloyd_work(c, c + 1, X, sample_weight, centers, labels, center_sums, center_weights,
-                    ct, half_norms, tile, part_sums, part_weights, part_scalars)
+                    ct, half_norms, tile, screen, part_sums, part_weights, part_scalars)
     return _lloyd_finish(X, sample_weight, centers, labels, center_sums, center_weights,
-                         ct, half_norms, tile, part_sums, part_weights, part_scalars)
+                         ct, half_norms, tile, screen, part_sums, part_weights, part_scalars)
 
 
 run_on_threads(lloyd_step, _lloyd_prepare, _lloyd_work, _lloyd_finish)
