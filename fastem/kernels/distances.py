@@ -8,6 +8,7 @@ directly as ``sum_f (x_f - c_f)^2`` in float64.
 """
 import numpy as np
 from numba import prange
+from numba.extending import overload
 
 from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_blocks,
                       n_partials, one_item_per_block)
@@ -221,18 +222,27 @@ def _wide_search(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
 
 
 @kernel
+def screen_applies(itemsize, k, d, tile):
+    """Whether a search of k centres in d features by ``tile`` on rows of ``itemsize`` bytes
+    is screened (:func:`screen_table`): float64 rows, at least ``SCREEN_MIN_CENTERS``
+    centres and ``SCREEN_MIN_WORK`` multiply-adds a row, d in ``SCREEN_FEATURES``, and the
+    wide or deep tile (the only ones for many centres)."""
+    return (itemsize == 8 and k >= SCREEN_MIN_CENTERS and k * d >= SCREEN_MIN_WORK
+            and SCREEN_FEATURES[0] <= d <= SCREEN_FEATURES[1] and (tile == 2 or tile == 4))
+
+
+@kernel
 def screen_table(X, centers, ct, half_norms, tile, width):
     """The float32 copy of a float64 search table that screens the search
     (:func:`_screened_search`): ``(tile32, ct32, bias32, B, C)`` with ``ct32``/``bias32`` the
     table ``(ct, half_norms)`` of :func:`search_table` rounded to float32 in the panels of
     float32 search tile ``tile32``, ``B = max_j |bias_j|`` and ``C = max_j ||ct_j||``; or
-    ``tile32 = -1`` (no screen) for float32 X, fewer than ``SCREEN_MIN_CENTERS`` centres or
-    ``SCREEN_MIN_WORK`` multiply-adds a row, d outside ``SCREEN_FEATURES``, tiles other than
-    the wide and deep ones, or B or C too large for float32 arithmetic."""
+    ``tile32 = -1`` (no screen) where :func:`screen_applies` says no, where the float32
+    search would not take the wide or deep tile, or where B or C are too large for float32
+    arithmetic (``SCREEN_MAX_TERM``)."""
     k, d = centers.shape
     off = (-1, np.zeros((0, 1), np.float32), np.zeros(0, np.float32), 0.0, 0.0)
-    if (X.itemsize != 8 or k < SCREEN_MIN_CENTERS or k * d < SCREEN_MIN_WORK
-            or d < SCREEN_FEATURES[0] or d > SCREEN_FEATURES[1] or (tile != 2 and tile != 4)):
+    if not screen_applies(X.itemsize, k, d, tile):
         return off
     tile32, width32 = search_tile(k, 4, d)
     if tile32 != 2 and tile32 != 4:
@@ -258,12 +268,33 @@ def screen_table(X, centers, ct, half_norms, tile, width):
     return tile32, ct32, bias32, big_b, big_c
 
 
+def work_screen(X, centers, ct, half_norms, tile, width):
+    """The screen a parallel kernel's work items get (``prepare``'s part): from Python,
+    :func:`screen_table`'s tuple where a screen applies, else None, so that the work kernel
+    compiles a specialisation without the screened path for the many fits that never use
+    it (a few seconds less of compiling on a cold cache). Compiled callers (the ``prange``
+    kernels your ``@njit`` code calls) always get None: they reuse the fits' unscreened
+    specialisation instead of compiling another, and find the same labels."""
+    k, d = centers.shape
+    if not getattr(screen_applies, "py_func", screen_applies)(X.itemsize, k, d, tile):
+        return None
+    screen = screen_table(X, centers, ct, half_norms, tile, width)
+    return screen if screen[0] >= 0 else None
+
+
+@overload(work_screen)
+def _work_screen_compiled(X, centers, ct, half_norms, tile, width):
+    return lambda X, centers, ct, half_norms, tile, width: None
+
+
 @kernel
 def screen_scratch(X, screen, rows):
     """Per-thread buffers of :func:`_screened_search` for sub-blocks of ``rows`` rows of X
-    (empty without a screen): the float32 rows, their float64 norms, screened labels and
+    (None without a screen): the float32 rows, their float64 norms, screened labels and
     gaps, the rows left to the float64 search and a copy of them."""
-    m = rows if screen[0] >= 0 else 0
+    if screen is None:
+        return None
+    m = rows
     d = X.shape[1]
     return (np.empty((m, d), np.float32), np.empty(m), np.empty(m, np.int32), np.empty(m),
             np.empty(m, np.int64), np.empty((m, d), X.dtype))
@@ -272,7 +303,8 @@ def screen_scratch(X, screen, rows):
 @kernel
 def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out, out_offset):
     """:func:`_nearest_in_block`'s labels (bit for bit) of float64 rows [start, stop), most of
-    them found by a float32 search at twice the lanes per vector.
+    them found by a float32 search at twice the lanes per vector (``screen``: a valid
+    :func:`screen_table`; None: the plain search).
 
     Let ``S_j = bias_j - x . ct_j`` be a row's exact score on the float64 table. The float64
     search computes it with an error of at most ``e64 = (rho d + 4) u64 (B + ||x|| C)``, the
@@ -285,10 +317,10 @@ def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out,
     too, with no tie. Rows that fail (near ties, rows with norms beyond float32 arithmetic,
     NaN) are gathered and searched in float64 with the tile and table the unscreened search
     uses, so every label is the unscreened one."""
-    tile32, ct32, bias32, big_b, big_c = screen
-    if tile32 < 0:
+    if screen is None:   # (pruned at compile time where the screen is None)
         _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset)
         return
+    tile32, ct32, bias32, big_b, big_c = screen
     rows32, norms, found, gap, unsure, rows64 = scratch
     d = X.shape[1]
     m = stop - start
@@ -332,7 +364,7 @@ def _row_sqdist(X, i, centers, j):
 def _search_prepare(X, centers, labels, sqdist):
     tile, width = search_tile(centers.shape[0], X.itemsize, X.shape[1])
     ct, half_norms = search_table(X, centers, tile, width)
-    screen = screen_table(X, centers, ct, half_norms, tile, width)
+    screen = work_screen(X, centers, ct, half_norms, tile, width)
     return n_blocks(X.shape[0]), ct, half_norms, tile, screen
 
 
@@ -379,7 +411,7 @@ def _lloyd_prepare(X, sample_weight, centers, labels, center_sums, center_weight
     nc = n_partials(n, k * (d + 1) * 8)
     tile, width = search_tile(k, X.itemsize, d)
     ct, half_norms = search_table(X, centers, tile, width)
-    screen = screen_table(X, centers, ct, half_norms, tile, width)
+    screen = work_screen(X, centers, ct, half_norms, tile, width)
     # per chunk: sums (k, d), weights (k,), [inertia, number of changed labels]
     return (nc, ct, half_norms, tile, screen, np.empty((nc, k, d)), np.empty((nc, k)),
             np.empty((nc, 2)))
