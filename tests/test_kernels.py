@@ -254,7 +254,7 @@ def check_screened_search():
     search (the same tiles and table, never screened). The cases are built to defeat the
     screen: near-duplicate centres (1e-9 apart, below float32's resolution), exact duplicates,
     integer grids (exact ties), data 1e6 from the origin, tiny (1e-300, float32 underflow)
-    and huge (1e200: no screen) values, and rows whose norm is beyond float32 arithmetic."""
+    and huge (1e200: no screen) values, rows whose norm is beyond float32 arithmetic, NaN."""
     rng = np.random.default_rng(5)
     n = 2500   # a full and a partial row block
     for d, k in ((16, 64), (40, 33), (130, 256)):
@@ -268,6 +268,7 @@ def check_screened_search():
         grid = rng.integers(0, 3, (n, d)).astype(np.float64)
         spiky = X.copy()
         spiky[::7] *= 1e60
+        spiky[5, 3] = np.nan   # a NaN row: never certified, searched in float64
         cases = {"gauss": (X, C), "near ties": (X, near),
                  "duplicates": (X, np.repeat(C[: (k + 1) // 2], 2, axis=0)[:k]),
                  "offset": (X + 1e6, C + 1e6), "grid": (grid, grid[:k]),

@@ -3,8 +3,10 @@
 All kernels take ``X`` of shape (n, d), float32 or float64, C-contiguous (read-only arrays
 such as ``np.load(..., mmap_mode='r')`` included) and use it as given. Distances that are
 returned and every statistic are accumulated in float64; the nearest-centre *search* runs in
-X's dtype (as BLAS-based k-means does), the distance to the chosen centre is then recomputed
-directly as ``sum_f (x_f - c_f)^2`` in float64.
+X's dtype (as BLAS-based k-means does; float64 searches of many centres are screened in
+float32 first, :func:`_screened_search`, with the float64 search's labels bit for bit), the
+distance to the chosen centre is then recomputed directly as ``sum_f (x_f - c_f)^2`` in
+float64.
 """
 import numpy as np
 from numba import prange
