@@ -74,10 +74,11 @@ def run_job(job):
             # 'auto' for many centres: Yinyang's group bounds (more features: t >= 2 groups)
             X8 = rng.standard_normal((5000, 8)).astype(dtype)
             KMeans(128, init=X8[:128], n_init=1, algorithm="yinyang", max_iter=3).fit(X8)
-            # Lloyd steps and predictions with many centres: float64's screened search
+            # Lloyd, Hamerly and predictions with many centres: float64's screened search
             X32 = rng.standard_normal((5000, 32)).astype(dtype)
-            km = KMeans(32, init=X32[:32], n_init=1, algorithm="lloyd", max_iter=2).fit(X32)
-            km.predict(X32)
+            for algorithm in ("lloyd", "hamerly"):
+                km = KMeans(32, init=X32[:32], n_init=1, algorithm=algorithm, max_iter=3)
+                km.fit(X32).predict(X32)
             # k-means++'s other paths: pruned or not, keeping the candidates' distances
             # (2 x 8 bytes <= a row) or not (64 x 8 bytes > a row; also streamed rows)
             wide = ArraySource(read_only(rng.standard_normal((5000, 16)).astype(dtype)))

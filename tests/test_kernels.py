@@ -183,7 +183,7 @@ def test_deep_top2_in_panel_chunks_keeps_labels_gaps_and_the_tie_rule(dtype):
     # panel chunks: bit for bit the search that streams every panel past each tile, the
     # earlier of two duplicated centres in different chunks wins with gap 0, and the gaps
     # are those of float64 NumPy scores within the search's rounding
-    from fastem.kernels.bounds import _top2_in_block
+    from fastem.kernels.distances import _top2_in_block
     rng = np.random.RandomState(4)
     centers = _chunk_spanning_centers(rng, dtype)
     k, d = centers.shape
@@ -250,11 +250,14 @@ def test_lloyd_step(datasets, dtype, d, k, ro):
 
 def check_screened_search():
     """A float64 search screened in float32 (``distances._screened_search``) gives the labels
-    of the plain float64 search bit for bit: those of ``bounded_full_step``'s float64 top-2
-    search (the same tiles and table, never screened). The cases are built to defeat the
-    screen: near-duplicate centres (1e-9 apart, below float32's resolution), exact duplicates,
-    integer grids (exact ties), data 1e6 from the origin, tiny (1e-300, float32 underflow)
-    and huge (1e200: no screen) values, rows whose norm is beyond float32 arithmetic, NaN."""
+    of the plain float64 search bit for bit: ``_top2_in_block``'s, on the same table, never
+    screened. So do Hamerly's full pass, whose bounds (built from the screen's lower bounds
+    on the gaps) must hold against NumPy's float64 distances. The cases are built to defeat
+    the screen: near-duplicate centres (1e-9 apart, below float32's resolution), exact
+    duplicates, integer grids (exact ties), data 1e6 from the origin, tiny (1e-300, float32
+    underflow) and huge (1e200: no screen) values, rows whose norm is beyond float32
+    arithmetic, NaN."""
+    from fastem.kernels.distances import _top2_in_block
     rng = np.random.default_rng(5)
     n = 2500   # a full and a partial row block
     for d, k in ((16, 64), (40, 33), (130, 256)):
@@ -276,15 +279,26 @@ def check_screened_search():
                  "spiky rows": (spiky, C)}
         for name, (Xc, Cc) in cases.items():
             Xc, Cc = np.ascontiguousarray(Xc), np.ascontiguousarray(Cc)
+            ct, half_norms = search_table(Xc, Cc, tile, width)
             plain = np.full(n, -1, np.int32)
-            K.bounded_full_step(Xc, np.ones(n), Cc, plain, np.empty(n, np.float32),
-                                np.empty(n, np.float32))
+            _top2_in_block(Xc, 0, n, ct, half_norms, tile, plain, 0, np.empty(n))
             labels = np.full(n, -1, np.int32)
             nearest_centers(Xc, Cc, labels, np.empty(n))
             np.testing.assert_array_equal(labels, plain, err_msg=f"nearest {name} {d} {k}")
             labels[:] = -1
             lloyd_step(Xc, np.ones(n), Cc, labels, np.empty((k, d)), np.empty(k))
             np.testing.assert_array_equal(labels, plain, err_msg=f"lloyd {name} {d} {k}")
+            labels[:] = -1
+            upper, lower = np.empty(n, np.float32), np.empty(n, np.float32)
+            K.bounded_full_step(Xc, np.ones(n), Cc, labels, upper, lower)
+            np.testing.assert_array_equal(labels, plain, err_msg=f"hamerly {name} {d} {k}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                D = np.sqrt(naive.sqdist_to_centers(Xc, Cc))
+            rows = np.arange(n)
+            ok = (D < np.finfo(np.float32).max).all(axis=1)   # the bounds are float32
+            assert (upper[ok] >= D[ok, labels[ok]]).all(), (name, d, k)
+            D[rows, labels] = np.inf
+            assert (lower[ok] <= D[ok].min(axis=1)).all(), (name, d, k)
 
 
 def test_screened_search_gives_the_float64_labels():

@@ -162,8 +162,9 @@ WARM_CHILD = """
         X8 = rng.standard_normal((6000, 8)).astype(dtype)
         fastem.KMeans(128, init=X8[:128], n_init=1, algorithm="yinyang", max_iter=3).fit(X8)
         X32 = rng.standard_normal((6000, 32)).astype(dtype)   # float64: screened search
-        fastem.KMeans(32, init=X32[:32], n_init=1, algorithm="lloyd",
-                      max_iter=2).fit(X32).predict(X32)
+        for algorithm in ("lloyd", "hamerly"):
+            fastem.KMeans(32, init=X32[:32], n_init=1, algorithm=algorithm,
+                          max_iter=3).fit(X32).predict(X32)
         for ct in ("full", "tied", "diag", "spherical"):
             fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X).score(X)
     B = (rng.random((6000, 9)) < 0.4).astype(np.uint8)

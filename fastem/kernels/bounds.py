@@ -28,36 +28,16 @@ from numba import prange
 
 from ._blocks import chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
-from ._simd import (HAS_DEEP, SEARCH_ROWS, axpy_sqdist, difference, search_tile, sqdist,
-                    top2_rows_few, top2_rows_medium, top2_rows_narrow, top2_rows_wide)
+from ._simd import axpy_sqdist, difference, search_tile, sqdist
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
-from .distances import (centre_mean, deep_search, prefetch_sub_block, prefetch_tile_ahead,
+from .distances import (_screened_search, centre_mean, prefetch_sub_block, screen_scratch,
                         search_sub_block_rows, search_table, search_table_norms,
-                        squared_row_norms)
-
-
-@kernel
-def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
-    """out / gap [i - out_offset] = nearest centre / runner-up's score gap of row i."""
-    if HAS_DEEP and tile == 4:
-        deep_search(X, start, stop, ct, half_norms, out, out_offset, gap)
-        return
-    rows = SEARCH_ROWS[tile]
-    for i in range(start, stop, rows):
-        prefetch_tile_ahead(X, i, stop, rows)
-        if tile == 3:
-            top2_rows_few(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
-        elif tile == 2:
-            top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
-        elif tile == 1:
-            top2_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
-        else:
-            top2_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+                        squared_row_norms, work_screen)
 
 
 @kernel
 def _search_tables(X, centers):
-    """Search tables of ``centers`` plus what the bounds need: (tile, ct, half_norms,
+    """Search tables of ``centers`` plus what the bounds need: (tile, width, ct, half_norms,
     centre norms, slack of float64 bound arithmetic, eps factors (E B, E C))."""
     k, d = centers.shape
     tile, width = search_tile(k, X.itemsize, d)
@@ -68,7 +48,8 @@ def _search_tables(X, centers):
     for j in range(k):
         big_c = max(big_c, spreads[j])
         big_b = max(big_b, abs(np.float64(half_norms[j])))
-    return (tile, ct, half_norms, norms) + _error_terms(X.itemsize, d, big_b, big_c, norms)
+    return ((tile, width, ct, half_norms, norms)
+            + _error_terms(X.itemsize, d, big_b, big_c, norms))
 
 
 @kernel
@@ -164,20 +145,24 @@ def _full_prepare(X, sample_weight, centers, labels, upper, lower):
     n, d = X.shape
     k = centers.shape[0]
     nc = n_partials(n, k * (d + 2) * 8)
-    tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
+    tile, width, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
+    # (here, not in _search_tables: calls from Python run this set-up as Python)
+    screen = work_screen(X, centers, ct, half_norms, tile, width)
     # per chunk: sums (k, d), [weights, inertias] (k, 2), number of changed labels
-    return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, np.empty((nc, k, d)),
-            np.empty((nc, k, 2)), np.empty(nc))
+    return (nc, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c,
+            np.empty((nc, k, d)), np.empty((nc, k, 2)), np.empty(nc))
 
 
 @kernel
 def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct,
-               half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed):
+               half_norms, screen, norms, slack, eps_b, eps_c, part_sums, part_moments,
+               part_changed):
     n, d = X.shape
     nc = part_sums.shape[0]
     sub = search_sub_block_rows(X, tile)
     new = np.empty(sub, np.int32)
     gap = np.empty(sub)
+    scratch = screen_scratch(X, screen, sub)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         sums, moments = part_sums[c], part_moments[c]
@@ -187,7 +172,7 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
         for b0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
             b1 = min(stop, b0 + sub)
             prefetch_sub_block(X, b0, b1, tile)
-            _top2_in_block(X, b0, b1, ct, half_norms, tile, new, b0, gap)
+            _screened_search(X, b0, b1, ct, half_norms, tile, screen, scratch, new, b0, gap)
             for i in range(b0, b1):
                 j = new[i - b0]
                 changed += j != labels[i]
@@ -215,8 +200,8 @@ def _fold_full_partials(part_sums, part_moments, part_changed):
 
 
 @kernel
-def _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms, norms,
-                 slack, eps_b, eps_c, part_sums, part_moments, part_changed):
+def _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms,
+                 screen, norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed):
     return _fold_full_partials(part_sums, part_moments, part_changed)
 
 
@@ -242,11 +227,11 @@ def bounded_full_step(X, sample_weight, centers, labels, upper, lower):
         the inertia of ``centers``).
     n_changed : int
     """
-    (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments,
+    (nc, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, part_sums, part_moments,
      part_changed) = _full_prepare(X, sample_weight, centers, labels, upper, lower)
     for c in prange(nc):
         _full_work(c, c + 1, X, sample_weight, centers, labels, upper, lower, tile, ct,
-                   half_norms, norms, slack, eps_b, eps_c, part_sums, part_moments,
+                   half_norms, screen, norms, slack, eps_b, eps_c, part_sums, part_moments,
                    part_changed)
     return _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms,
                         norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed)
@@ -317,15 +302,17 @@ def _record_move(i, a, j, labels, moved_rows, moved_from, slot):
 def _step_prepare(X, sample_weight, centers, drift, shift, labels, upper, lower, sums, moments):
     n = X.shape[0]
     nc = n_blocks(n)   # one work item per block: a pass keeps no (k, d) partials
-    tile, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
-    return (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, _other_drift(drift),
+    tile, width, ct, half_norms, norms, slack, eps_b, eps_c = _search_tables(X, centers)
+    # (here, not in _search_tables: calls from Python run this set-up as Python)
+    screen = work_screen(X, centers, ct, half_norms, tile, width)
+    return (nc, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, _other_drift(drift),
             np.empty(n, np.int64), np.empty(n, np.int32), np.empty((nc, 2), np.int64))
 
 
 @kernel
 def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
-               moments, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
-               moved_from, part_counts):
+               moments, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other,
+               moved_rows, moved_from, part_counts):
     n, d = X.shape
     nc = part_counts.shape[0]
     rows = np.empty(BLOCK_ROWS, np.int64)
@@ -333,6 +320,8 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
     gathered = np.empty((BLOCK_ROWS, d), X.dtype)
     new = np.empty(BLOCK_ROWS, np.int32)
     gap = np.empty(BLOCK_ROWS)
+    sub = search_sub_block_rows(X, tile)
+    scratch = screen_scratch(X, screen, sub)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         changed = 0
@@ -359,7 +348,9 @@ def _step_work(lo, hi, X, sample_weight, centers, drift, shift, labels, upper, l
             if m == 0:
                 continue
             searched += m
-            _top2_in_block(gathered, 0, m, ct, half_norms, tile, new, 0, gap)
+            for s0 in range(0, m, sub):
+                _screened_search(gathered, s0, min(m, s0 + sub), ct, half_norms, tile, screen,
+                                 scratch, new, 0, gap)
             for t in range(m):
                 i = rows[t]
                 j = new[t]
@@ -390,8 +381,8 @@ def _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from, part_
 
 @kernel
 def _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, sums, moments,
-                 tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
-                 part_counts):
+                 tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other, moved_rows,
+                 moved_from, part_counts):
     return _replay_moves(X, sample_weight, shift, labels, moved_rows, moved_from,
                          part_counts, sums, moments)
 
@@ -425,15 +416,15 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower, 
     n_scored : int
         Centre scores computed: rows whose bounds did not settle their label, times k.
     """
-    (nc, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows, moved_from,
-     part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
+    (nc, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other, moved_rows,
+     moved_from, part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
                                   lower, sums, moments)
     for c in prange(nc):
         _step_work(c, c + 1, X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
-                   moments, tile, ct, half_norms, norms, slack, eps_b, eps_c, other, moved_rows,
-                   moved_from, part_counts)
+                   moments, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other,
+                   moved_rows, moved_from, part_counts)
     return _step_finish(X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
-                        moments, tile, ct, half_norms, norms, slack, eps_b, eps_c, other,
+                        moments, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other,
                         moved_rows, moved_from, part_counts)
 
 

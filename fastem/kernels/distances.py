@@ -19,7 +19,8 @@ from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SE
                     add_product, axpy_sqdist, difference, dot, nearest_rows_deep_part,
                     nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, prefetch, search_tile, sqdist, sqdist_rows,
-                    top2_rows_deep_part, top2_rows_wide)
+                    top2_rows_deep_part, top2_rows_few, top2_rows_medium, top2_rows_narrow,
+                    top2_rows_wide)
 from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, HAS_FMA, PREFETCH_ROWS,
                       PREFETCH_TILE_BYTES, SCREEN_FEATURES, SCREEN_MAX_TERM, SCREEN_MIN_CENTERS,
                       SCREEN_MIN_WORK, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
@@ -208,6 +209,25 @@ def _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset):
 
 
 @kernel
+def _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
+    """out / gap [i - out_offset] = nearest centre / runner-up's score gap of row i."""
+    if HAS_DEEP and tile == 4:
+        deep_search(X, start, stop, ct, half_norms, out, out_offset, gap)
+        return
+    rows = SEARCH_ROWS[tile]
+    for i in range(start, stop, rows):
+        prefetch_tile_ahead(X, i, stop, rows)
+        if tile == 3:
+            top2_rows_few(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+        elif tile == 2:
+            top2_rows_wide(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+        elif tile == 1:
+            top2_rows_medium(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+        else:
+            top2_rows_narrow(X, i, stop - 1, ct, half_norms, out, out_offset, gap)
+
+
+@kernel
 def _wide_search(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
     """The wide (2) or deep (4) tile's search of rows [start, stop), the only tiles of a
     screened search (:func:`screen_table`): labels, and with ``gap`` (not None) the
@@ -293,20 +313,23 @@ def _work_screen_compiled(X, centers, ct, half_norms, tile, width):
 def screen_scratch(X, screen, rows):
     """Per-thread buffers of :func:`_screened_search` for sub-blocks of ``rows`` rows of X
     (None without a screen): the float32 rows, their float64 norms, screened labels and
-    gaps, the rows left to the float64 search and a copy of them."""
+    gaps, the rows left to the float64 search, a copy of them and their gaps."""
     if screen is None:
         return None
     m = rows
     d = X.shape[1]
     return (np.empty((m, d), np.float32), np.empty(m), np.empty(m, np.int32), np.empty(m),
-            np.empty(m, np.int64), np.empty((m, d), X.dtype))
+            np.empty(m, np.int64), np.empty((m, d), X.dtype), np.empty(m))
 
 
 @kernel
-def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out, out_offset):
+def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out, out_offset,
+                     gap):
     """:func:`_nearest_in_block`'s labels (bit for bit) of float64 rows [start, stop), most of
     them found by a float32 search at twice the lanes per vector (``screen``: a valid
-    :func:`screen_table`; None: the plain search).
+    :func:`screen_table`; None: the plain search). With ``gap`` (not None) also a lower
+    bound on each row's runner-up score gap, as :func:`_top2_in_block` gives it (the
+    bounded methods): the exact float64 gap for the rows searched in float64.
 
     Let ``S_j = bias_j - x . ct_j`` be a row's exact score on the float64 table. The float64
     search computes it with an error of at most ``e64 = (rho d + 4) u64 (B + ||x|| C)``, the
@@ -314,16 +337,20 @@ def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out,
     more, relative error u32) within ``e32 = (rho d + 4) u32 (B + ||x|| C)`` (rho: roundings
     per term, 1 with FMA, 2 without; ``d rho u32 <= 2^-10``, so 1% covers the higher-order
     terms; float32 underflow adds at most ``2^-120 (d + 4) (1 + C + ||x||)``). If the float32
-    search's runner-up lies more than ``2 (e32 + e64)`` above its winner a, then for every
-    other j the float64 scores satisfy ``s64_j - s64_a > 0``: the float64 search returns a
-    too, with no tie. Rows that fail (near ties, rows with norms beyond float32 arithmetic,
-    NaN) are gathered and searched in float64 with the tile and table the unscreened search
-    uses, so every label is the unscreened one."""
+    search's runner-up lies ``g32`` above its winner a, with ``g32 > margin = 2 (e32 + e64)``,
+    then for every other j the float64 scores satisfy ``s64_j - s64_a >= g32 - margin > 0``:
+    the float64 search returns a too, with no tie, and its gap is at least ``g32 - margin``.
+    Rows that fail (near ties, rows with norms beyond float32 arithmetic, NaN) are gathered
+    and searched in float64 with the tile and table the unscreened search uses, so every
+    label is the unscreened one."""
     if screen is None:   # (pruned at compile time where the screen is None)
-        _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset)
+        if gap is None:
+            _nearest_in_block(X, start, stop, ct, half_norms, tile, out, out_offset)
+        else:
+            _top2_in_block(X, start, stop, ct, half_norms, tile, out, out_offset, gap)
         return
     tile32, ct32, bias32, big_b, big_c = screen
-    rows32, norms, found, gap, unsure, rows64 = scratch
+    rows32, norms, found, gap32, unsure, rows64, gap64 = scratch
     d = X.shape[1]
     m = stop - start
     for i in range(m):
@@ -333,7 +360,7 @@ def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out,
             rows32[i, f] = v
             s += v * v
         norms[i] = np.sqrt(s)
-    _wide_search(rows32, 0, m, ct32, bias32, tile32, found, 0, gap)
+    _wide_search(rows32, 0, m, ct32, bias32, tile32, found, 0, gap32)
     # (1 + 2^-20): the float64 rounding of the norms, of this arithmetic and of the gap
     rho = 1.0 if HAS_FMA else 2.0
     coef = 2.0 * 1.01 * (rho * d + 4.0) * (2.0 ** -24 + 2.0 ** -53) * (1.0 + 2.0 ** -20)
@@ -342,17 +369,24 @@ def _screened_search(X, start, stop, ct, half_norms, tile, screen, scratch, out,
     for i in range(m):
         xn = norms[i]
         margin = coef * (big_b + xn * big_c) + floor * (1.0 + big_c + xn)
-        if gap[i] > margin and xn < SCREEN_MAX_TERM:
+        if gap32[i] > margin and xn < SCREEN_MAX_TERM:
             out[start + i - out_offset] = found[i]
+            if gap is not None:
+                gap[start + i - out_offset] = gap32[i] - margin
         else:
             for f in range(d):
                 rows64[n_unsure, f] = X[start + i, f]
             unsure[n_unsure] = i
             n_unsure += 1
     if n_unsure > 0:
-        _wide_search(rows64, 0, n_unsure, ct, half_norms, tile, found, 0, None)
+        if gap is None:
+            _wide_search(rows64, 0, n_unsure, ct, half_norms, tile, found, 0, None)
+        else:
+            _wide_search(rows64, 0, n_unsure, ct, half_norms, tile, found, 0, gap64)
         for t in range(n_unsure):
             out[start + unsure[t] - out_offset] = found[t]
+            if gap is not None:
+                gap[start + unsure[t] - out_offset] = gap64[t]
 
 
 @kernel
@@ -379,7 +413,8 @@ def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile, scree
         start, stop = block_bounds(b, n)
         for s0 in range(start, stop, sub):
             s1 = min(stop, s0 + sub)
-            _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, labels, 0)
+            _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, labels, 0,
+                             None)
             for i in range(s0, s1):
                 sqdist[i] = _row_sqdist(X, i, centers, labels[i])
 
@@ -440,7 +475,7 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
         changed = 0
         for s0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
             s1 = min(stop, s0 + sub)
-            _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, new, s0)
+            _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, new, s0, None)
             for i in range(s0, s1):
                 j = new[i - s0]
                 changed += j != labels[i]  # branch-free: label changes are unpredictable

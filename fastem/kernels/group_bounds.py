@@ -33,9 +33,9 @@ from ._simd import axpy_sqdist, search_tile, sqdist
 from ._target import GROUP_SEARCH_BYTES
 from .bounds import (_error_terms, _fold_full_partials, _lower_from_gap, _record_move,
                      _replay_moves, _separation_floor, _stored_lower, _stored_upper,
-                     _top2_in_block, _upper_and_base)
-from .distances import (centre_mean, panel_table, prefetch_sub_block, search_sub_block_rows,
-                        search_table_norms, squared_row_norms)
+                     _upper_and_base)
+from .distances import (_top2_in_block, centre_mean, panel_table, prefetch_sub_block,
+                        search_sub_block_rows, search_table_norms, squared_row_norms)
 
 
 @kernel
