@@ -230,6 +230,18 @@ def test_full_pass_bounds_hold(dtype, d, k):
     assert np.mean(lower >= 0.99 * D.min(axis=1)) > 0.9
 
 
+@pytest.mark.parametrize("algorithm", ["hamerly", "yinyang"])
+def test_bounded_fit_on_data_beyond_float32_range_equals_lloyd(algorithm):
+    # distances past float32's largest value: the stored (float32) lower bounds must stay
+    # finite bounds, not +inf (which separated every row: two passes, wrong labels)
+    X = np.random.default_rng(0).standard_normal((3000, 8)) * 1e60
+    lloyd = KMeans(20, init=X[:20], n_init=1, algorithm="lloyd", max_iter=20).fit(X)
+    bounded = KMeans(20, init=X[:20], n_init=1, algorithm=algorithm, max_iter=20).fit(X)
+    assert bounded.n_iter_ == lloyd.n_iter_
+    np.testing.assert_array_equal(bounded.labels_, lloyd.labels_)
+    np.testing.assert_allclose(bounded.cluster_centers_, lloyd.cluster_centers_, rtol=1e-10)
+
+
 def assert_same_iterations(history, c1, c2):
     for it, (l1, l2, s1, s2) in enumerate(history):
         assert np.array_equal(l1, l2), f"labels differ at iteration {it + 1}"

@@ -121,6 +121,10 @@ def _separation_floor(u, a, norms, slack, eps_b, eps_c):
     return max(u, root)
 
 
+#: The largest finite float32 (as a float64: exact).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 @kernel
 def _stored_upper(u):
     """u as the float32 the bounds are stored in, rounded up (never below u)."""
@@ -129,8 +133,10 @@ def _stored_upper(u):
 
 @kernel
 def _stored_lower(low):
-    """A non-negative lower bound as float32, rounded down (distances are >= 0)."""
-    return np.float32(max(low, 0.0) * (1.0 - 2.0 ** -22))
+    """A non-negative lower bound as float32, rounded down (distances are >= 0) and at most
+    float32's largest finite value: beyond it the cast gave +inf, a 'bound' that separated
+    every row from its upper bound (a fit on data of size 1e60 stopped after two passes)."""
+    return np.float32(min(max(low, 0.0) * (1.0 - 2.0 ** -22), FLOAT32_MAX))
 
 
 @kernel
