@@ -19,6 +19,9 @@ so the search would return ``a`` again. Rows that fail go through the same SIMD 
 (gathered into a compact block), which returns Lloyd's label bit for bit and the gap
 ``g = s_2 - s_a`` to the runner-up's computed score, from which ``l`` is rebuilt:
 ``l^2 = ||x - c_a||^2 + 2 (g - 2 eps)`` (as ``||x - c_j||^2 - ||x - c_a||^2 = 2 (s_j - s_a)``).
+Float64 rows of many centres are searched through ``distances._screened_search``: the same
+labels, and for the rows its float32 screen settles a lower bound on g (the float32 gap less
+the screen's error margin), which keeps ``l`` a lower bound.
 
 The centre statistics are kept by the caller and updated in place by the rows that moved
 (applied after the parallel loop in row order: bitwise identical for any thread count).
@@ -423,8 +426,8 @@ def bounded_step(X, sample_weight, centers, drift, shift, labels, upper, lower, 
         Centre scores computed: rows whose bounds did not settle their label, times k.
     """
     (nc, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other, moved_rows,
-     moved_from, part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels, upper,
-                                  lower, sums, moments)
+     moved_from, part_counts) = _step_prepare(X, sample_weight, centers, drift, shift, labels,
+                                              upper, lower, sums, moments)
     for c in prange(nc):
         _step_work(c, c + 1, X, sample_weight, centers, drift, shift, labels, upper, lower, sums,
                    moments, tile, ct, half_norms, screen, norms, slack, eps_b, eps_c, other,
