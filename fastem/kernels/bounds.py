@@ -34,8 +34,8 @@ from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import axpy_sqdist, difference, search_tile, sqdist
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
 from .distances import (_screened_search, centre_mean, prefetch_sub_block, screen_scratch,
-                        search_sub_block_rows, search_table, search_table_norms,
-                        squared_row_norms, work_screen)
+                        search_sub_block_rows, search_table, squared_row_norms, table_extents,
+                        work_screen)
 
 
 @kernel
@@ -46,11 +46,7 @@ def _search_tables(X, centers):
     tile, width = search_tile(k, X.itemsize, d)
     ct, half_norms = search_table(X, centers, tile, width)
     norms = np.sqrt(squared_row_norms(centers))
-    spreads = search_table_norms(ct, k, d, tile, width)
-    big_b, big_c = 0.0, 0.0
-    for j in range(k):
-        big_c = max(big_c, spreads[j])
-        big_b = max(big_b, abs(np.float64(half_norms[j])))
+    big_b, big_c = table_extents(ct, half_norms, k, d, tile, width)
     return ((tile, width, ct, half_norms, norms)
             + _error_terms(X.itemsize, d, big_b, big_c, norms))
 
@@ -492,11 +488,7 @@ def _csr_tables(data, centers):
     :func:`_offsets_rounding`), 2 u_T C)."""
     ct, half_norms, squares = _center_tables(data, centers)
     k, d = centers.shape
-    spreads = search_table_norms(ct, k, d, 0, ct.shape[1])
-    big_b, big_c = 0.0, 0.0
-    for j in range(k):
-        big_c = max(big_c, spreads[j])
-        big_b = max(big_b, abs(np.float64(half_norms[j])))
+    big_b, big_c = table_extents(ct, half_norms, k, d, 0, ct.shape[1])
     unit = 2.0 ** -24 if data.itemsize == 4 else 2.0 ** -53
     # the offsets are float64 sums over all d features, not nnz: their rounding enters
     # eps_b as a quarter (eps_b is multiplied by a row's terms, nnz + 4 >= 4)

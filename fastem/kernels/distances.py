@@ -244,6 +244,19 @@ def _wide_search(X, start, stop, ct, half_norms, tile, out, out_offset, gap):
 
 
 @kernel
+def table_extents(ct, half_norms, k, d, tile, width):
+    """``(B, C)`` of a :func:`search_table` table of k centres: the largest offset
+    ``max_j |bias_j|`` and the largest column length ``max_j ||ct_j||`` (float64), the sizes
+    that bound the search's rounding error (the screen's margin, the bounded methods' eps)."""
+    spreads = search_table_norms(ct, k, d, tile, width)
+    big_b, big_c = 0.0, 0.0
+    for j in range(k):
+        big_b = max(big_b, abs(np.float64(half_norms[j])))
+        big_c = max(big_c, spreads[j])
+    return big_b, big_c
+
+
+@kernel
 def screen_applies(itemsize, k, d, tile):
     """Whether a search of k centres in d features by ``tile`` on rows of ``itemsize`` bytes
     is screened (:func:`screen_table`): float64 rows, at least ``SCREEN_MIN_CENTERS``
@@ -269,11 +282,7 @@ def screen_table(X, centers, ct, half_norms, tile, width):
     tile32, width32 = search_tile(k, 4, d)
     if tile32 != 2 and tile32 != 4:
         return off
-    big_b, big_c = 0.0, 0.0
-    norms = search_table_norms(ct, k, d, tile, width)
-    for j in range(k):
-        big_b = max(big_b, abs(half_norms[j]))
-        big_c = max(big_c, norms[j])
+    big_b, big_c = table_extents(ct, half_norms, k, d, tile, width)
     if not (big_b < SCREEN_MAX_TERM and big_c < SCREEN_MAX_TERM):
         return off
     kp = (k + width32 - 1) // width32 * width32
@@ -316,10 +325,10 @@ def screen_scratch(X, screen, rows):
     gaps, the rows left to the float64 search, a copy of them and their gaps."""
     if screen is None:
         return None
-    m = rows
     d = X.shape[1]
-    return (np.empty((m, d), np.float32), np.empty(m), np.empty(m, np.int32), np.empty(m),
-            np.empty(m, np.int64), np.empty((m, d), X.dtype), np.empty(m))
+    return (np.empty((rows, d), np.float32), np.empty(rows), np.empty(rows, np.int32),
+            np.empty(rows), np.empty(rows, np.int64), np.empty((rows, d), X.dtype),
+            np.empty(rows))
 
 
 @kernel
