@@ -140,22 +140,25 @@ def _diag_layout(means, prec, center):
 
         sum_f prec_jf^2 (xc_f - delta_jf)^2 = [xc^2, xc] @ coef[:, j] - bias[j]
 
-    ``coef`` (yp, kp): rows f < d hold ``prec^2``, rows d..2d-1 ``-2 prec^2 delta``, the rest
-    (including row 2d, which meets the constant feature 1 of ``_diag_block_features``) and the
-    padding columns j >= k are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``.
-    yp and kp are multiples of ``PRODUCT_COLS`` (the product tile's width).
+    ``coef`` (yp, kp), stored as column panels of the product tile's width w =
+    ``PRODUCT_COLS``, shape (kp / w, yp, w) (``coef[f, j]`` at ``[j // w, f, j % w]``): rows
+    f < d hold ``prec^2``, rows d..2d-1 ``-2 prec^2 delta``, the rest (including row 2d, which
+    meets the constant feature 1 of ``_diag_block_features``) and the padding columns j >= k
+    are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``. yp and kp are multiples of w.
     """
     k, d = means.shape
     yp = (2 * d + 1 + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
     kp = (k + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
-    coef = np.zeros((yp, kp))
+    w = PRODUCT_COLS
+    coef = np.zeros((kp // w, yp, w))
     bias = np.zeros(kp)
     for j in range(k):
+        panel, col = j // w, j % w
         for f in range(d):
             p2 = prec[j, f] * prec[j, f]
             delta = means[j, f] - center[f]
-            coef[f, j] = p2
-            coef[d + f, j] = -2.0 * p2 * delta
+            coef[panel, f, col] = p2
+            coef[panel, d + f, col] = -2.0 * p2 * delta
             bias[j] -= p2 * delta * delta
     return coef, bias
 
@@ -182,15 +185,25 @@ def _diag_block_features(X, start, stop, center, y):
 
 @kernel
 def _diag_block_log_prob(y, coef, bias, const, q, out, rows):
-    """out[i, j] = const[j] - 1/2 q_ij with q = y @ coef - bias (SIMD product tile)."""
+    """out[i, j] = const[j] - 1/2 q_ij with q = y @ coef - bias (SIMD product tile), one
+    column panel of ``coef`` (yp x w, :func:`_diag_layout`) at a time over every row of y:
+    the panel (66 KB at d = 512) stays in L2 while the rows pass, where the whole table
+    (528 KB at d = 512, k = 64) streamed from L3 past every tile of rows. ``q`` (kp / w,
+    rows of y, w) takes the panels' products; each q_ij is the same sum either way."""
     k = out.shape[1]
-    q[:] = 0.0
-    last = y.shape[0] - 1
-    for i in range(0, y.shape[0], PRODUCT_ROWS):
-        matmul_acc_rows(y, i, last, coef, bias, q, 0)
-    for i in range(rows):
-        for j in range(k):
-            out[i, j] = const[j] - 0.5 * q[i, j]
+    w = coef.shape[2]
+    m = y.shape[0]
+    last = m - 1
+    for p in range(coef.shape[0]):
+        qp = q[p]
+        qp[:m] = 0.0
+        for i in range(0, m, PRODUCT_ROWS):
+            matmul_acc_rows(y, i, last, coef[p], bias[p * w:(p + 1) * w], qp, 0)
+    for p in range(coef.shape[0]):
+        j0 = p * w
+        for i in range(rows):
+            for c in range(min(w, k - j0)):
+                out[i, j0 + c] = const[j0 + c] - 0.5 * q[p, i, c]
 
 
 
@@ -259,16 +272,16 @@ def _diag_sub_block_rows(n_features):
 @kernel
 def _log_pdf_diag_work(lo, hi, X, means, prec, const, out, center, coef, bias):
     n = X.shape[0]
-    sub = _diag_sub_block_rows(coef.shape[0])
-    y = np.zeros((sub, coef.shape[0]))
-    q = np.empty((sub, coef.shape[1]))
+    sub = _diag_sub_block_rows(coef.shape[1])
+    y = np.zeros((sub, coef.shape[1]))
+    q = np.empty((coef.shape[0], sub, coef.shape[2]))
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         for s0 in range(start, stop, sub):   # a row's density does not depend on its group
             s1 = min(stop, s0 + sub)
             rows4 = (s1 - s0 + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
             _diag_block_features(X, s0, s1, center, y[:rows4])
-            _diag_block_log_prob(y[:rows4], coef, bias, const, q[:rows4], out[s0:s1], s1 - s0)
+            _diag_block_log_prob(y[:rows4], coef, bias, const, q, out[s0:s1], s1 - s0)
 
 
 @kernel(parallel=True)
@@ -713,12 +726,12 @@ def _estep_diag_prepare(X, sample_weight, means, prec, const, shift, nk, s1, s2)
     center = _mean_of_means(means, const)
     coef, bias = _diag_layout(means, prec, center)
     k4 = (k + PRODUCT_ROWS - 1) // PRODUCT_ROWS * PRODUCT_ROWS
-    nc, unit = partial_units(X.shape[0], 8 * coef.shape[0] * k4,
+    nc, unit = partial_units(X.shape[0], 8 * coef.shape[1] * k4,
                              _smallest_unit(2 * k * (2 * d + 1)))
     # per chunk: T[j] = sum_i w_i r_ij [xc^2, xc, 1] (rows j >= k stay 0) in column panels,
     # and the log-likelihood
     return (nc, unit, center, coef, bias,
-            np.empty((nc, coef.shape[0] // PRODUCT_COLS, k4, PRODUCT_COLS)), np.empty((nc, 1)))
+            np.empty((nc, coef.shape[1] // PRODUCT_COLS, k4, PRODUCT_COLS)), np.empty((nc, 1)))
 
 
 @kernel
@@ -726,7 +739,7 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
                      unit, center, coef, bias, p_t, p_ll):
     n = X.shape[0]
     k = means.shape[0]
-    yp, kp = coef.shape
+    yp = coef.shape[1]
     pr, pc = PRODUCT_ROWS, PRODUCT_COLS
     nc, n_panels, k4 = p_t.shape[0], p_t.shape[1], p_t.shape[2]
     zeros = np.zeros(pc)
@@ -735,7 +748,7 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
     # 17 MB at d = 512, were written and read four times); zero-padded: RT = (w r)^T (k4, sr)
     sr = _diag_sub_block_rows(yp)
     y = np.zeros((sr, yp))
-    q = np.empty((sr, kp))
+    q = np.empty((coef.shape[0], sr, pc))
     resp = np.empty((sr, k))
     rt = np.zeros((k4, sr))   # rows k..k4-1 stay zero
     ypan = np.empty((n_panels, sr, pc))
@@ -750,7 +763,7 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
                 rows = min(b1, s0 + sr) - s0
                 rows4 = (rows + pr - 1) // pr * pr
                 _diag_block_features(X, s0, s0 + rows, center, y[:rows4])
-                _diag_block_log_prob(y[:rows4], coef, bias, const, q[:rows4], resp, rows)
+                _diag_block_log_prob(y[:rows4], coef, bias, const, q, resp, rows)
                 if rows < sr:   # a full sub-block overwrites every entry below
                     rt[:] = 0.0
                     ypan[:] = 0.0
