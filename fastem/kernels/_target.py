@@ -77,7 +77,14 @@ RowDot = namedtuple("RowDot", "rows centers vector_bytes")
 #:   203-214 / 202-222; (256, 256) 93 / 95-110 | 178-204 / 197-213; (128, 128) 83-90 /
 #:   96-99 | 157-178 / 179-184; below the threshold (32, 1024) 80-97 / 91-93 | 155-193 /
 #:   175-188, (64, 32) 63 / 50 | 106-118 / 109-111, (32, 64) 75-79 / 77-78 | 120 / 117.
-#:   16 x 1 and 6 x 4 x 64 B were slower than 12 x 2 at every large shape.
+#:   16 x 1 and 6 x 4 x 64 B were slower than 12 x 2 at every large shape. avx2: **6 x 2 x
+#:   32 B** (its wide tile, in panel chunks; the same 12 + 2 + 1 registers). Zen 3 VM (real
+#:   AVX2), Lloyd step on ``sweep_shapes.py``'s rows, 2 threads, five alternating processes,
+#:   wide tile / deep, ms: float64 (screened: its float32 search takes the chunks) (d, k) =
+#:   (1024, 1024) 84-103 / 68-77, (1024, 64) 44.5-48.4 / 41.9-45.3, (512, 256) 32.8-36.4 /
+#:   30.2-31.8; float32 within noise: (1024, 1024) 51-61 / 52-62, (512, 1024) 25.3-26.9 /
+#:   25.5-27.0, (1024, 256) 25.5-27.6 / 26.3-28.6, (128, 1024) 24.8-25.6 / 24.2-28.5. Row
+#:   groups of 128 KiB were slower, 256 KiB with 128 KiB chunks no better (three rounds).
 #:
 #: Why these tiles (``asv_benchmarks/sweep_tiles.py``): single-thread GFLOP/s of the
 #: nearest-centre search alone, medians of 5 passes, on a 2-core Intel Xeon (Emerald Rapids)
@@ -131,7 +138,7 @@ TILE_TABLE = {
                    few=RowDot(8, 2, 64), deep=Tile(12, 2, 64)),
     "avx2": dict(search=(Tile(6, 1, 32), Tile(6, 2, 32), Tile(6, 2, 32)),
                  product=Tile(4, 2, 32), lanes=4, helper_lanes=4, helper_chains=2,
-                 few=RowDot(4, 2, 32), deep=None),
+                 few=RowDot(4, 2, 32), deep=Tile(6, 2, 32)),
     "neon": dict(search=(Tile(6, 1, 16), Tile(6, 2, 16), Tile(6, 2, 16)),
                  product=Tile(4, 2, 16), lanes=2, helper_lanes=2, helper_chains=1, few=None,
                  deep=None),
