@@ -28,7 +28,7 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, n_blocks, n_chunk
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (PRODUCT_COLS, PRODUCT_ROWS, SEARCH_ROWS, axpy, matmul_acc_rows,
                     search_tile, sumsq_rows_medium, sumsq_rows_narrow, sumsq_rows_wide)
-from ._target import DIAG_FEATURE_BYTES
+from ._target import DIAG_FEATURE_BYTES, DIAG_WHOLE_TABLE_BYTES
 from .responsibilities import normalize_log_row
 
 #: Most partial statistic tables a fused E-step keeps (each is k*d*d floats for full).
@@ -140,8 +140,9 @@ def _diag_layout(means, prec, center):
 
         sum_f prec_jf^2 (xc_f - delta_jf)^2 = [xc^2, xc] @ coef[:, j] - bias[j]
 
-    ``coef`` (yp, kp), stored as column panels of the product tile's width w =
-    ``PRODUCT_COLS``, shape (kp / w, yp, w) (``coef[f, j]`` at ``[j // w, f, j % w]``): rows
+    ``coef`` (yp, kp), stored as column panels of w columns, shape (kp / w, yp, w)
+    (``coef[f, j]`` at ``[j // w, f, j % w]``; w = kp, one panel, while the table fits
+    ``DIAG_WHOLE_TABLE_BYTES``, else the product tile's width ``PRODUCT_COLS``): rows
     f < d hold ``prec^2``, rows d..2d-1 ``-2 prec^2 delta``, the rest (including row 2d, which
     meets the constant feature 1 of ``_diag_block_features``) and the padding columns j >= k
     are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``. yp and kp are multiples of w.
@@ -149,7 +150,7 @@ def _diag_layout(means, prec, center):
     k, d = means.shape
     yp = (2 * d + 1 + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
     kp = (k + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
-    w = PRODUCT_COLS
+    w = kp if yp * kp * 8 <= DIAG_WHOLE_TABLE_BYTES else PRODUCT_COLS
     coef = np.zeros((kp // w, yp, w))
     bias = np.zeros(kp)
     for j in range(k):
@@ -187,9 +188,10 @@ def _diag_block_features(X, start, stop, center, y):
 def _diag_block_log_prob(y, coef, bias, const, q, out, rows):
     """out[i, j] = const[j] - 1/2 q_ij with q = y @ coef - bias (SIMD product tile), one
     column panel of ``coef`` (yp x w, :func:`_diag_layout`) at a time over every row of y:
-    the panel (66 KB at d = 512) stays in L2 while the rows pass, where the whole table
-    (528 KB at d = 512, k = 64) streamed from L3 past every tile of rows. ``q`` (kp / w,
-    rows of y, w) takes the panels' products; each q_ij is the same sum either way."""
+    the panel (66 KB at d = 512) stays in L2 while the rows pass, where a whole table of
+    many panels (528 KB at d = 512, k = 64) streamed from L3 past every tile of rows; a
+    table small enough to stay in L1 is one panel. ``q`` (kp / w, rows of y, w) takes the
+    panels' products; each q_ij is the same sum whatever the panels."""
     k = out.shape[1]
     w = coef.shape[2]
     m = y.shape[0]
@@ -748,7 +750,7 @@ def _estep_diag_work(lo, hi, X, sample_weight, means, prec, const, shift, nk, s1
     # 17 MB at d = 512, were written and read four times); zero-padded: RT = (w r)^T (k4, sr)
     sr = _diag_sub_block_rows(yp)
     y = np.zeros((sr, yp))
-    q = np.empty((coef.shape[0], sr, pc))
+    q = np.empty((coef.shape[0], sr, coef.shape[2]))
     resp = np.empty((sr, k))
     rt = np.zeros((k4, sr))   # rows k..k4-1 stay zero
     ypan = np.empty((n_panels, sr, pc))
