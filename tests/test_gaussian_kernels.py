@@ -314,6 +314,49 @@ def test_wide_diag_estep_matches_reference(wide_problem, dtype):
     assert_rel(s2, np.diagonal(ref_s2, axis1=1, axis2=2), 1e-9, "s2")
 
 
+# (d, k) of diagonal mixtures whose log-density table is one panel wider than the product
+# tile (d = 5, k = 37) and several panels with k not a multiple of their width (d = 64,
+# k = 37: over DIAG_WHOLE_TABLE_BYTES on every class)
+DIAG_TABLE_SHAPES = [(5, 37), (64, 37)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("shape", DIAG_TABLE_SHAPES, ids=lambda s: "d%d-k%d" % s)
+def test_diag_kernels_with_many_components_match_reference(shape, dtype):
+    """Log-densities and E-step statistics of a diagonal mixture with many components,
+    against the closed form in float64 (one block and a partial one)."""
+    from fastem.kernels._target import DIAG_WHOLE_TABLE_BYTES
+    from fastem.kernels.gaussian import _diag_layout
+    d, k = shape
+    rng = np.random.default_rng(d * 100 + k)
+    n = 2048 + 301
+    means = rng.normal(scale=3.0, size=(k, d))
+    var = rng.uniform(0.3, 3.0, size=(k, d))
+    prec = 1.0 / np.sqrt(var)
+    weights = rng.dirichlet(np.full(k, 3.0))
+    X64 = means[rng.integers(k, size=n)] + rng.normal(size=(n, d))
+    X = X64.astype(dtype)
+    w = rng.uniform(0.2, 3.0, size=n)
+    coef, _ = _diag_layout(means, prec, means.mean(axis=0))
+    whole = coef.size * 8 <= DIAG_WHOLE_TABLE_BYTES
+    assert (coef.shape[0] == 1) == whole and (d == 5) == whole, coef.shape
+    const = np.log(weights) + np.log(prec).sum(axis=1) - 0.5 * d * LOG_2PI
+    Xr = X.astype(np.float64)
+    wlp = const - 0.5 * ((Xr[:, None, :] - means) ** 2 / var).sum(axis=2)
+    out = np.full((n, k), np.nan)
+    gaussian_log_pdf_diag(X, means, prec, const, out)
+    np.testing.assert_allclose(out, wlp, rtol=1e-10, atol=1e-8)
+    log_norm = logsumexp(wlp, axis=1)
+    resp = np.exp(wlp - log_norm[:, None])
+    nk, s1, s2 = np.full(k, np.nan), np.full((k, d), np.nan), np.full((k, d), np.nan)
+    ll = gaussian_estep_diag(X, w, means, prec, const, means, nk, s1, s2)
+    np.testing.assert_allclose(ll, w @ log_norm, rtol=1e-10)
+    ref_nk, ref_s1, ref_s2 = _reference_stats(Xr, w, resp, means)
+    assert_rel(nk, ref_nk, 1e-10, "nk")
+    assert_rel(s1, ref_s1, 1e-9, "s1")
+    assert_rel(s2, np.diagonal(ref_s2, axis1=1, axis2=2), 1e-9, "s2")
+
+
 # -- the two ways of forming full-covariance statistics -----------------------------------------
 # (d, k): (16, 16) and (6, 7) take the feature product (several sub-blocks, the last one
 # partial; k not a multiple of the tile's width), (9, 2) and (128, 16) the per-component
