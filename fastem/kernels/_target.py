@@ -307,10 +307,11 @@ DEEP_PANEL_CHUNK_BYTES = 256 * 1024
 DIAG_FEATURE_BYTES = 512 * 1024
 #: The diagonal log-density product (``gaussian._diag_block_log_prob``) takes its whole
 #: coefficient table in one pass per tile of rows while the table has at most this many
-#: bytes (it stays in L1), else one 8-column panel at a time over all the sub-block's rows
-#: (a panel stays in L2). Zen 3 VM, product tile alone, one thread, GFLOP/s, whole table by
-#: size: 20-32 KB 47.5-47.7; 66-135 KB 35-43; 266-528 KB 24-26; one 8-column panel of 66 KB
-#: 49.7. E-step d = 512, k = 64 float64, 2 threads: 29-31 -> 22-23 ms with panels.
+#: bytes (it stays in L1), else one panel of the product tile's width (8 float64 columns on
+#: AVX2) at a time over all the sub-block's rows (a panel stays in L2). Zen 3 VM, product
+#: tile alone, one thread, GFLOP/s, whole table by size: 20-32 KB 47.5-47.7; 66-135 KB
+#: 35-43; 266-528 KB 24-26; one 8-column panel of 66 KB 49.7. E-step d = 512, k = 64
+#: float64, 2 threads: 29-31 -> 22-23 ms with panels.
 DIAG_WHOLE_TABLE_BYTES = 32 * 1024
 
 #: A group-bounded k-means pass (``group_bounds``) gathers the rows its bounds do not settle

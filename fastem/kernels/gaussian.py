@@ -145,7 +145,8 @@ def _diag_layout(means, prec, center):
     ``DIAG_WHOLE_TABLE_BYTES``, else the product tile's width ``PRODUCT_COLS``): rows
     f < d hold ``prec^2``, rows d..2d-1 ``-2 prec^2 delta``, the rest (including row 2d, which
     meets the constant feature 1 of ``_diag_block_features``) and the padding columns j >= k
-    are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``. yp and kp are multiples of w.
+    are zero; ``bias[j] = -sum_f prec_jf^2 delta_jf^2``. yp and kp are multiples of
+    ``PRODUCT_COLS``, kp of w.
     """
     k, d = means.shape
     yp = (2 * d + 1 + PRODUCT_COLS - 1) // PRODUCT_COLS * PRODUCT_COLS
