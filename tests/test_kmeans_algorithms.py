@@ -230,6 +230,31 @@ def test_full_pass_bounds_hold(dtype, d, k):
     assert np.mean(lower >= 0.99 * D.min(axis=1)) > 0.9
 
 
+def test_bounded_full_step_from_user_njit_equals_python_call():
+    # a public parallel kernel: its compiled body (the prange loop with its set-up and
+    # fold steps) must type-check for a user's @njit caller and give the Python call's
+    # outputs (no screen at k = 5, so bit for bit, bounds included)
+    from numba import njit
+
+    from fastem.kernels import bounded_full_step
+
+    @njit
+    def user(X, w, C, labels, upper, lower):
+        return bounded_full_step(X, w, C, labels, upper, lower)
+
+    X = blobs(5000, 6, 5, np.float64, seed=3)
+    C = first_rows(X, 5)
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(X))
+    outs = []
+    for call in (bounded_full_step, user):
+        labels = np.full(len(X), -1, np.int32)
+        upper, lower = np.empty(len(X), np.float32), np.empty(len(X), np.float32)
+        sums, moments, changed = call(X, w, C, labels, upper, lower)
+        outs.append((labels, upper, lower, sums, moments, changed))
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("algorithm", ["hamerly", "yinyang"])
 def test_bounded_fit_on_data_beyond_float32_range_equals_lloyd(algorithm):
     # distances past float32's largest value: the stored (float32) lower bounds must stay

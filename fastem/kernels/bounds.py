@@ -239,7 +239,8 @@ def bounded_full_step(X, sample_weight, centers, labels, upper, lower):
                    half_norms, screen, norms, slack, eps_b, eps_c, part_sums, part_moments,
                    part_changed)
     return _full_finish(X, sample_weight, centers, labels, upper, lower, tile, ct, half_norms,
-                        norms, slack, eps_b, eps_c, part_sums, part_moments, part_changed)
+                        screen, norms, slack, eps_b, eps_c, part_sums, part_moments,
+                        part_changed)
 
 
 run_on_threads(bounded_full_step, _full_prepare, _full_work, _full_finish)
