@@ -252,6 +252,23 @@ PREFETCH_TILE_BYTES = 4096
 #: Hamerly 497-500 / 477-484 ms; Yinyang d=256 k=256 float32 1489-1510 / 1462-1497 ms (its
 #: groups sweep a sub-block once; a sweep before every group's search lost 4%).
 SWEEP_ROW_BYTES = (512, 2048)
+#: Rows of this many bytes, [low, high), are prefetched one search sub-block ahead while a
+#: pass uses the current sub-block's labels (the Lloyd step's float64 distances and centre
+#: sums, the nearest-centre search's distances, the bounded methods' full pass): row i + sub
+#: during row i's turn (``distances.prefetch_next_sub_block_row``; not the deep tile, whose
+#: 512 KiB row groups fill L2). The search then finds its rows in L2 instead of waiting for
+#: memory between its FMAs; without it one thread's search took 13.3 ms from memory and
+#: 7.5 ms from L3 (d=512, k=8 float32, 60,000 rows). Zen 3 VM (AVX2), Lloyd step on 128 MB
+#: of X, 2 threads, both versions alternating in one process (median of 5 rounds, each the
+#: best of 5), without / with, ms: float32 d=128 k=2 10.6 / 7.5, k=8 13.6 / 10.3, k=64
+#: 31.6 / 30.6, k=256 106.6 / 103.6; d=256 k=8 13.4 / 9.8; d=512 k=8 11.0 / 9.2, k=64
+#: 31.3 / 29.9; float64 d=64 k=8 10.6 / 8.8; d=128 k=8 10.4 / 8.6, k=64 20.9 / 21.0; d=256
+#: k=64 20.6 / 20.5. Rows of 4 KiB gained at k=2 (d=1024 float32 7.5 / 6.8, d=512 float64
+#: 6.3 / 6.1) and not at k=8 (10.5 / 10.6, 8.3 / 8.5); rows of 256 B were mixed (d=64 k=2
+#: float32 11.1 / 9.8, k=8 12.4 / 12.5; d=32 k=8 float64 9.9 / 10.9: several rows share a
+#: line, and the hardware prefetcher follows a row-order pass), and one thread over rows of
+#: 8 KiB lost (d=1024 k=2 float64 9.7-10.3 / 10.4-11.0 ms).
+NEXT_SUB_BLOCK_ROW_BYTES = (512, 8192)
 
 #: The Lloyd step and the nearest-centre search use a row's label right after searching it
 #: (distance in float64, centre sums): they search this many bytes of rows at a time

@@ -33,7 +33,8 @@ from ._blocks import chunk_bounds, fold_blocks, n_blocks, n_partials
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import axpy_sqdist, difference, search_tile, sqdist
 from .csr_distances import _center_tables, _nearest_row, _row_sqdist, _top2_row, add_csr_row
-from .distances import (_screened_search, centre_mean, prefetch_sub_block, screen_scratch,
+from .distances import (_screened_search, centre_mean, prefetch_next_sub_block_row,
+                        prefetch_sub_block, prefetches_next_sub_block, screen_scratch,
                         search_sub_block_rows, search_table, squared_row_norms, table_extents,
                         work_screen)
 
@@ -168,6 +169,7 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
     new = np.empty(sub, np.int32)
     gap = np.empty(sub)
     scratch = screen_scratch(X, screen, sub)
+    ahead = prefetches_next_sub_block(X, tile)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         sums, moments = part_sums[c], part_moments[c]
@@ -183,6 +185,8 @@ def _full_work(lo, hi, X, sample_weight, centers, labels, upper, lower, tile, ct
                 changed += j != labels[i]
                 labels[i] = j
                 w = sample_weight[i]
+                if ahead:
+                    prefetch_next_sub_block_row(X, i, sub, stop)
                 d2 = axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
                 u, low = _rebuild_bounds(d2, gap[i - b0], j, norms, slack, eps_b, eps_c)
                 upper[i], lower[i] = _stored_upper(u), _stored_lower(low)

@@ -21,7 +21,8 @@ from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SE
                     nearest_rows_wide, prefetch, search_tile, sqdist, sqdist_rows,
                     top2_rows_deep_part, top2_rows_few, top2_rows_medium, top2_rows_narrow,
                     top2_rows_wide)
-from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, HAS_FMA, PREFETCH_ROWS,
+from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, HAS_FMA,
+                      NEXT_SUB_BLOCK_ROW_BYTES, PREFETCH_ROWS,
                       PREFETCH_TILE_BYTES, SCREEN_FEATURES, SCREEN_MAX_TERM, SCREEN_MIN_CENTERS,
                       SCREEN_MIN_WORK, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
                       SWEEP_ROW_BYTES)
@@ -142,6 +143,26 @@ def prefetch_sub_block(X, start, stop, tile):
     row_bytes = X.shape[1] * X.itemsize
     if tile != 4 and SWEEP_ROW_BYTES[0] <= row_bytes < SWEEP_ROW_BYTES[1]:
         prefetch(X, start * X.shape[1], (stop - start) * X.shape[1])
+
+
+@kernel
+def prefetches_next_sub_block(X, tile):
+    """Whether a pass that uses each row right after searching it prefetches the next
+    sub-block's rows meanwhile (:func:`prefetch_next_sub_block_row`): rows of
+    ``NEXT_SUB_BLOCK_ROW_BYTES``, not the deep tile."""
+    row_bytes = X.shape[1] * X.itemsize
+    return tile != 4 and NEXT_SUB_BLOCK_ROW_BYTES[0] <= row_bytes < NEXT_SUB_BLOCK_ROW_BYTES[1]
+
+
+@kernel
+def prefetch_next_sub_block_row(X, i, sub, stop):
+    """Prefetch row ``i + sub`` (below ``stop``): called for row i of a sub-block of ``sub``
+    rows while its label is used, it brings the next sub-block into the cache before the
+    search reads it (no effect on results)."""
+    ahead = i + sub
+    if ahead < stop:
+        d = X.shape[1]
+        prefetch(X, ahead * d, d)
 
 
 @kernel
@@ -418,6 +439,7 @@ def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile, scree
     n = X.shape[0]
     sub = search_sub_block_rows(X, tile)
     scratch = screen_scratch(X, screen, sub)
+    ahead = prefetches_next_sub_block(X, tile)
     for b in range(lo, hi):
         start, stop = block_bounds(b, n)
         for s0 in range(start, stop, sub):
@@ -425,6 +447,8 @@ def _search_work(lo, hi, X, centers, labels, sqdist, ct, half_norms, tile, scree
             _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, labels, 0,
                              None)
             for i in range(s0, s1):
+                if ahead:
+                    prefetch_next_sub_block_row(X, i, sub, stop)
                 sqdist[i] = _row_sqdist(X, i, centers, labels[i])
 
 
@@ -472,6 +496,7 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
     sub = search_sub_block_rows(X, tile)
     new = np.empty(sub, np.int32)
     scratch = screen_scratch(X, screen, sub)
+    ahead = prefetches_next_sub_block(X, tile)
     for c in range(lo, hi):
         start, stop = chunk_bounds(c, n, nc)
         sums = part_sums[c]
@@ -490,6 +515,8 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
                 changed += j != labels[i]  # branch-free: label changes are unpredictable
                 labels[i] = j
                 w = sample_weight[i]
+                if ahead:
+                    prefetch_next_sub_block_row(X, i, sub, stop)
                 inertia += w * axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
                 weights[j] += w
         part_scalars[c, 0] = inertia
