@@ -20,7 +20,8 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, floa
                             kmeanspp_potentials, kmeanspp_potentials_kept, lloyd_step,
                             nearest_centers, potential_block_sums, seed_potentials_kept,
                             seed_update_kept, sqdist_to_centers, update_min_sqdist)
-from fastem.kernels._simd import (ROWS_PER_SQDIST, SEARCH_ROWS, axpy, axpy_sqdist, dot,
+from fastem.kernels._simd import (ROWS_PER_SQDIST, SEARCH_ROWS, axpy, axpy_sqdist,
+                                  axpy_sqdist_short, dot,
                                   nearest_rows_deep, search_tile, sqdist, sqdist_rows,
                                   top2_rows_deep)
 from fastem.kernels._target import DEEP_PANEL_CHUNK_BYTES
@@ -620,11 +621,12 @@ def test_readme_kernel_example_runs():
 
 
 @njit
-def _short_vector_helpers(x, c, a, y1, y2):
+def _short_vector_helpers(x, c, a, y1, y2, y3):
     m = x.shape[0]
     fused = axpy_sqdist(a, x, 0, y1, 0, c, 0, m)
     axpy(a, x, 0, y2, 0, m)
-    return fused, sqdist(x, 0, c, 0, m), dot(x, 0, c, 0, m)
+    per_length = axpy_sqdist_short(a, x, 0, y3, 0, c, 0, m)
+    return fused, sqdist(x, 0, c, 0, m), dot(x, 0, c, 0, m), per_length
 
 
 @njit
@@ -646,18 +648,21 @@ def _sqdist_rows_and_one_by_one(X, c):
 def check_short_vector_helpers():
     """``_simd``'s axpy / dot / sqdist / axpy_sqdist / sqdist_rows at every length up to 71 and from 120
     to 159 (through several of each class's steps: chained vectors, leftover full vectors,
-    the scalar tail), against exact sums; axpy_sqdist bitwise equal to sqdist + axpy and
-    sqdist_rows to sqdist row by row, as documented. Also run for every other SIMD class by ``test_simd_classes``."""
+    the scalar tail), against exact sums; axpy_sqdist bitwise equal to sqdist + axpy,
+    axpy_sqdist_short (a copy per length up to SHORT_ROW_FEATURES, else the loop) to
+    axpy_sqdist, and sqdist_rows to sqdist row by row, as documented. Also run for every
+    other SIMD class by ``test_simd_classes``."""
     rng = np.random.default_rng(0)
     for dtype in DTYPES:
         for m in list(range(72)) + list(range(120, 160)):
             x = rng.normal(size=m).astype(dtype)
             c = rng.normal(size=m).astype(dtype)
             y = rng.normal(size=m)
-            y1, y2 = y.copy(), y.copy()
-            fused, sq, dt = _short_vector_helpers(x, c, 0.75, y1, y2)
+            y1, y2, y3 = y.copy(), y.copy(), y.copy()
+            fused, sq, dt, per_length = _short_vector_helpers(x, c, 0.75, y1, y2, y3)
             xd, cd = x.astype(np.float64), c.astype(np.float64)
             assert fused == sq and np.array_equal(y1, y2), (dtype, m)
+            assert per_length == fused and y3.tobytes() == y1.tobytes(), (dtype, m)
             assert abs(sq - math.fsum((xd - cd) ** 2)) <= 1e-14 * max(1.0, sq), (dtype, m)
             scale = max(1.0, np.abs(xd * cd).sum())
             assert abs(dt - math.fsum(xd * cd)) <= 1e-14 * scale, (dtype, m)

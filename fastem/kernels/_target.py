@@ -154,6 +154,20 @@ TILE_TABLE = {
 #: rows groups, and once the centres outgrow the L1 cache more rows per pass read them fewer
 #: times (the Gaussian quadratic forms keep their tiles).
 DEEP_MIN_BYTES = 256 * 1024
+#: Rows of at most this many features take the Lloyd step's float64 distance and centre-sum
+#: update (``_simd.axpy_sqdist_short``) compiled for their exact length: a switch on the
+#: length, one straight-line copy per length, no loop set-up or tail branches; the same
+#: operations, so the same bits. Zen 3 VM (AVX2), one thread, that update alone over 1e6
+#: float32 rows, k=2, ns per row, any length / its own copy: d=1 4.3 / 2.4, d=2 5.0 / 2.9,
+#: d=4 4.7 / 3.0, d=8 6.1 / 3.9, d=12 6.8 / 4.7, d=16 7.6 / 8.0, d=32 11.7 / 28.6 (LLVM's
+#: fully unrolled body ran slower than the loop). Whole Lloyd steps, one thread, both
+#: versions in one process taking turns (median of 10 rounds), ms: float32 d=2 k=2 44.8 /
+#: 40.2, k=8 43.6 / 39.7; d=8 k=2 11.0 / 10.4, k=8 13.3 / 12.0; d=12 k=8 10.2 / 9.0;
+#: float64 d=2 k=2 19.5 / 18.1, d=8 k=8 7.1 / 6.6. Longer rows keep a loop of their own
+#: (``distances._lloyd_rows``): with the switch in their loop d=16, k=8 float32 ran 10%
+#: slower. The copies cost compile time: a cold ``lloyd_step`` (float64) took 7.7-7.9 s
+#: against 7.3-7.8 s without them (three alternating cold starts).
+SHORT_ROW_FEATURES = 12
 #: Fewest features for the ``few`` search (at d = 1 its masked vector and lane sums cost
 #: more than the narrow tile's padding, measured above).
 FEW_MIN_FEATURES = 2
@@ -259,15 +273,15 @@ SWEEP_ROW_BYTES = (512, 2048)
 #: 512 KiB row groups fill L2). The search then finds its rows in L2 instead of waiting for
 #: memory between its FMAs; without it one thread's search took 13.3 ms from memory and
 #: 7.5 ms from L3 (d=512, k=8 float32, 60,000 rows). Zen 3 VM (AVX2), Lloyd step on 128 MB
-#: of X, 2 threads, both versions alternating in one process (median of 5 rounds, each the
-#: best of 5), without / with, ms: float32 d=128 k=2 10.6 / 7.5, k=8 13.6 / 10.3, k=64
-#: 31.6 / 30.6, k=256 106.6 / 103.6; d=256 k=8 13.4 / 9.8; d=512 k=8 11.0 / 9.2, k=64
-#: 31.3 / 29.9; float64 d=64 k=8 10.6 / 8.8; d=128 k=8 10.4 / 8.6, k=64 20.9 / 21.0; d=256
-#: k=64 20.6 / 20.5. Rows of 4 KiB gained at k=2 (d=1024 float32 7.5 / 6.8, d=512 float64
-#: 6.3 / 6.1) and not at k=8 (10.5 / 10.6, 8.3 / 8.5); rows of 256 B were mixed (d=64 k=2
-#: float32 11.1 / 9.8, k=8 12.4 / 12.5; d=32 k=8 float64 9.9 / 10.9: several rows share a
-#: line, and the hardware prefetcher follows a row-order pass), and one thread over rows of
-#: 8 KiB lost (d=1024 k=2 float64 9.7-10.3 / 10.4-11.0 ms).
+#: of X, 2 threads, both versions in one process taking turns to go first (median of 6
+#: rounds, each the best of 5), without / with, ms: float32 d=128 k=2 11.9 / 10.1, k=8
+#: 15.2 / 13.8, k=64 33.1 / 31.6; d=256 k=8 14.3 / 9.9; d=512 k=8 11.2 / 10.2, k=64 37.7 /
+#: 37.5; float64 d=64 k=8 10.9 / 8.5; d=128 k=8 10.2 / 8.5, k=64 21.1 / 21.1. Rows of 4 KiB
+#: gained at k=2 (d=1024 float32 8.8 / 8.1, d=512 float64 7.6 / 7.0), not at k=8 (11.6 /
+#: 11.9, 9.9 / 9.7). Shorter rows lost (one thread, 128 MB: d=2 k=2 float32 183-184 /
+#: 194-196 ms, d=64 k=8 18.2-18.9 / 19.2-20.3 ms; several rows share a line, and the
+#: hardware prefetcher follows a row-order pass), as did rows of 8 KiB (d=1024 k=2 float64
+#: 9.7-10.3 / 10.4-11.0 ms).
 NEXT_SUB_BLOCK_ROW_BYTES = (512, 8192)
 
 #: The Lloyd step and the nearest-centre search use a row's label right after searching it

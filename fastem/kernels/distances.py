@@ -16,7 +16,8 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_bloc
                       n_partials, one_item_per_block)
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SEARCH_ROWS,
-                    add_product, axpy_sqdist, difference, dot, nearest_rows_deep_part,
+                    add_product, axpy_sqdist, axpy_sqdist_short, difference, dot,
+                    nearest_rows_deep_part,
                     nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
                     nearest_rows_wide, prefetch, search_tile, sqdist, sqdist_rows,
                     top2_rows_deep_part, top2_rows_few, top2_rows_medium, top2_rows_narrow,
@@ -25,6 +26,7 @@ from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, HAS_FMA,
                       NEXT_SUB_BLOCK_ROW_BYTES, PREFETCH_ROWS,
                       PREFETCH_TILE_BYTES, SCREEN_FEATURES, SCREEN_MAX_TERM, SCREEN_MIN_CENTERS,
                       SCREEN_MIN_WORK, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
+                      SHORT_ROW_FEATURES,
                       SWEEP_ROW_BYTES)
 
 
@@ -475,6 +477,37 @@ run_on_threads(nearest_centers, _search_prepare, _search_work, None)
 
 
 @kernel
+def _lloyd_rows(X, s0, s1, new, sample_weight, centers, labels, sums, weights, inertia,
+                changed, ahead, sub, stop):
+    """The Lloyd step's use of the labels ``new`` of rows [s0, s1): store them, count the
+    changed ones, add each row to its centre's sums and weight and its float64 distance to
+    the inertia, in row order; returns the updated ``(inertia, changed)``. Rows of at most
+    ``SHORT_ROW_FEATURES`` features take :func:`axpy_sqdist_short` in a loop of their own
+    (its per-length copies slow a loop over longer rows); ``ahead``: prefetch the next
+    sub-block (:func:`prefetch_next_sub_block_row`), never for such short rows."""
+    d = X.shape[1]
+    if d <= SHORT_ROW_FEATURES:
+        for i in range(s0, s1):
+            j = new[i - s0]
+            changed += j != labels[i]  # branch-free: label changes are unpredictable
+            labels[i] = j
+            w = sample_weight[i]
+            inertia += w * axpy_sqdist_short(w, X, i * d, sums, j * d, centers, j * d, d)
+            weights[j] += w
+        return inertia, changed
+    for i in range(s0, s1):
+        j = new[i - s0]
+        changed += j != labels[i]
+        labels[i] = j
+        w = sample_weight[i]
+        if ahead:
+            prefetch_next_sub_block_row(X, i, sub, stop)
+        inertia += w * axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
+        weights[j] += w
+    return inertia, changed
+
+
+@kernel
 def _lloyd_prepare(X, sample_weight, centers, labels, center_sums, center_weights):
     n, d = X.shape
     k = centers.shape[0]
@@ -510,15 +543,8 @@ def _lloyd_work(lo, hi, X, sample_weight, centers, labels, center_sums, center_w
         for s0 in range(start, stop, sub):   # sub-blocks: the rows are still in L2 below
             s1 = min(stop, s0 + sub)
             _screened_search(X, s0, s1, ct, half_norms, tile, screen, scratch, new, s0, None)
-            for i in range(s0, s1):
-                j = new[i - s0]
-                changed += j != labels[i]  # branch-free: label changes are unpredictable
-                labels[i] = j
-                w = sample_weight[i]
-                if ahead:
-                    prefetch_next_sub_block_row(X, i, sub, stop)
-                inertia += w * axpy_sqdist(w, X, i * d, sums, j * d, centers, j * d, d)
-                weights[j] += w
+            inertia, changed = _lloyd_rows(X, s0, s1, new, sample_weight, centers, labels,
+                                           sums, weights, inertia, changed, ahead, sub, stop)
         part_scalars[c, 0] = inertia
         part_scalars[c, 1] = changed
 
