@@ -277,12 +277,13 @@ SWEEP_ROW_BYTES = (512, 2048)
 #: rounds, each the best of 5), without / with, ms: float32 d=128 k=2 11.9 / 10.1, k=8
 #: 15.2 / 13.8, k=64 33.1 / 31.6; d=256 k=8 14.3 / 9.9; d=512 k=8 11.2 / 10.2, k=64 37.7 /
 #: 37.5; float64 d=64 k=8 10.9 / 8.5; d=128 k=8 10.2 / 8.5, k=64 21.1 / 21.1. Rows of 4 KiB
-#: gained at k=2 (d=1024 float32 8.8 / 8.1, d=512 float64 7.6 / 7.0), not at k=8 (11.6 /
-#: 11.9, 9.9 / 9.7). Shorter rows lost (one thread, 128 MB: d=2 k=2 float32 183-184 /
-#: 194-196 ms, d=64 k=8 18.2-18.9 / 19.2-20.3 ms; several rows share a line, and the
-#: hardware prefetcher follows a row-order pass), as did rows of 8 KiB (d=1024 k=2 float64
-#: 9.7-10.3 / 10.4-11.0 ms).
-NEXT_SUB_BLOCK_ROW_BYTES = (512, 8192)
+#: (each its own page, which the hardware prefetcher follows) were mixed: k=2 gained (d=1024
+#: float32 8.8 / 8.1, d=512 float64 7.6 / 7.0), k=8 did not (11.6 / 11.9, 9.9 / 9.7) and
+#: lost on 256 MB (d=1024 float32 20.5 / 22.2 ms), so they are left out. Shorter rows lost
+#: too (one thread, 128 MB: d=2 k=2 float32 183-184 / 194-196 ms, d=64 k=8 18.2-18.9 /
+#: 19.2-20.3 ms; several rows share a line, and the hardware prefetcher follows a row-order
+#: pass).
+NEXT_SUB_BLOCK_ROW_BYTES = (512, 4096)
 
 #: The Lloyd step and the nearest-centre search use a row's label right after searching it
 #: (distance in float64, centre sums): they search this many bytes of rows at a time
