@@ -21,9 +21,8 @@ from fastem.kernels import (all_finite, column_mean_var, draw_by_potential, floa
                             nearest_centers, potential_block_sums, seed_potentials_kept,
                             seed_update_kept, sqdist_to_centers, update_min_sqdist)
 from fastem.kernels._simd import (ROWS_PER_SQDIST, SEARCH_ROWS, axpy, axpy_sqdist,
-                                  axpy_sqdist_short, dot,
-                                  nearest_rows_deep, search_tile, sqdist, sqdist_rows,
-                                  top2_rows_deep)
+                                  axpy_sqdist_short, dot, nearest_rows_deep, search_tile,
+                                  sqdist, sqdist_rows, top2_rows_deep)
 from fastem.kernels._target import DEEP_PANEL_CHUNK_BYTES
 from fastem.kernels.csr_distances import csr_column_sums
 from fastem.kernels.distances import screen_table, search_table, squared_row_distances

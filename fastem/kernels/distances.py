@@ -17,16 +17,14 @@ from ._blocks import (block_bounds, chunk_bounds, fold_blocks, fold_rows, n_bloc
 from ._jit import BLOCK_ROWS, kernel, run_on_threads
 from ._simd import (DEEP_BYTES, DEEP_VECTOR_BYTES, HAS_DEEP, ROWS_PER_SQDIST, SEARCH_ROWS,
                     add_product, axpy_sqdist, axpy_sqdist_short, difference, dot,
-                    nearest_rows_deep_part,
-                    nearest_rows_few, nearest_rows_medium, nearest_rows_narrow,
-                    nearest_rows_wide, prefetch, search_tile, sqdist, sqdist_rows,
-                    top2_rows_deep_part, top2_rows_few, top2_rows_medium, top2_rows_narrow,
-                    top2_rows_wide)
+                    nearest_rows_deep_part, nearest_rows_few, nearest_rows_medium,
+                    nearest_rows_narrow, nearest_rows_wide, prefetch, search_tile, sqdist,
+                    sqdist_rows, top2_rows_deep_part, top2_rows_few, top2_rows_medium,
+                    top2_rows_narrow, top2_rows_wide)
 from ._target import (DEEP_PANEL_CHUNK_BYTES, DEEP_ROW_GROUP_BYTES, HAS_FMA,
-                      NEXT_SUB_BLOCK_ROW_BYTES, PREFETCH_ROWS,
-                      PREFETCH_TILE_BYTES, SCREEN_FEATURES, SCREEN_MAX_TERM, SCREEN_MIN_CENTERS,
-                      SCREEN_MIN_WORK, SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT,
-                      SHORT_ROW_FEATURES,
+                      NEXT_SUB_BLOCK_ROW_BYTES, PREFETCH_ROWS, PREFETCH_TILE_BYTES,
+                      SCREEN_FEATURES, SCREEN_MAX_TERM, SCREEN_MIN_CENTERS, SCREEN_MIN_WORK,
+                      SEARCH_SUB_BLOCK_BYTES, SHADOW_ROWS_PER_EXACT, SHORT_ROW_FEATURES,
                       SWEEP_ROW_BYTES)
 
 
