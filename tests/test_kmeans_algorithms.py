@@ -255,6 +255,74 @@ def test_bounded_full_step_from_user_njit_equals_python_call():
         np.testing.assert_array_equal(a, b)
 
 
+def test_bounded_and_group_steps_from_user_njit_equal_python_calls():
+    # the other public parallel kernels of the bounded methods: a full pass that builds the
+    # bounds, then a pass after the centres moved, compiled into a user's @njit function
+    # (their prange bodies with set-up and fold steps) and called from Python: the same
+    # labels, bounds, sums, moments and counts bit for bit (k = 6: no float64 screen)
+    from numba import njit
+
+    from fastem.kernels import (bounded_full_step, bounded_step, group_bounded_full_step,
+                                group_bounded_step)
+
+    def passes(full, step, X, w, C, C2, order, group_start, labels, upper, lower):
+        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+        if order is None:
+            sums, moments, changed = full(X, w, C, labels, upper, lower)
+            shift = C.astype(np.float64)
+            counts = step(X, w, C2, drift, shift, labels, upper, lower, sums, moments)
+        else:
+            sums, moments, changed = full(X, w, C, order, group_start, labels, upper, lower)
+            shift = C.astype(np.float64)
+            counts = step(X, w, C2, drift, shift, order, group_start, labels, upper, lower,
+                          sums, moments)
+        return sums, moments, changed, counts
+
+    @njit
+    def user_hamerly(X, w, C, C2, labels, upper, lower):
+        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+        sums, moments, changed = bounded_full_step(X, w, C, labels, upper, lower)
+        shift = C.astype(np.float64)
+        counts = bounded_step(X, w, C2, drift, shift, labels, upper, lower, sums, moments)
+        return sums, moments, changed, counts
+
+    @njit
+    def user_yinyang(X, w, C, C2, order, group_start, labels, upper, lower):
+        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+        sums, moments, changed = group_bounded_full_step(X, w, C, order, group_start, labels,
+                                                         upper, lower)
+        shift = C.astype(np.float64)
+        counts = group_bounded_step(X, w, C2, drift, shift, order, group_start, labels, upper,
+                                    lower, sums, moments)
+        return sums, moments, changed, counts
+
+    X = blobs(5000, 6, 6, np.float64, seed=4)
+    C = first_rows(X, 6)
+    C2 = C + 0.05 * np.random.default_rng(4).standard_normal(C.shape)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
+    order, group_start = np.arange(6, dtype=np.int64), np.array([0, 3, 6], dtype=np.int64)
+    for groups, user in ((None, user_hamerly), ((order, group_start), user_yinyang)):
+        outs = []
+        for compiled in (False, True):
+            labels = np.full(len(X), -1, np.int32)
+            upper = np.empty(len(X), np.float32)
+            lower = np.empty(len(X) if groups is None else (len(X), 2), np.float32)
+            if compiled:
+                args = (() if groups is None else groups) + (labels, upper, lower)
+                result = user(X, w, C, C2, *args)
+            elif groups is None:
+                result = passes(bounded_full_step, bounded_step, X, w, C, C2, None, None,
+                                labels, upper, lower)
+            else:
+                result = passes(group_bounded_full_step, group_bounded_step, X, w, C, C2,
+                                *groups, labels, upper, lower)
+            outs.append((labels, upper, lower) + tuple(result))
+        # the second pass really ran: some rows changed label and some were searched
+        assert outs[0][6][0] > 0 and outs[0][6][1] > 0
+        for a, b in zip(*outs):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("algorithm", ["hamerly", "yinyang"])
 def test_bounded_fit_on_data_beyond_float32_range_equals_lloyd(algorithm):
     # distances past float32's largest value: the stored (float32) lower bounds must stay
