@@ -790,6 +790,68 @@ def test_sparse_bounded_iterations_equal_lloyds(n, d, density, k, dtype, weighte
     assert sum(s1.n_changed for _, _, s1, _ in history[3:]) > 0, "nothing moved late"
     assert_same_iterations(history, c1, c2)
 
+def test_sparse_bounded_steps_from_user_njit_equal_python_calls():
+    # the CSR kernels of Hamerly and Elkan, full pass then a pass after the centres moved,
+    # compiled into a user's @njit function and called from Python: the same labels,
+    # bounds, sums, moments and counts bit for bit
+    from numba import njit
+
+    from fastem.kernels import (bounded_full_step_csr, bounded_step_csr, elkan_full_step_csr,
+                                elkan_step_csr)
+
+    def passes(full, step, data, indices, indptr, w, C, C2, labels, upper, lower):
+        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+        sums, moments, changed = full(data, indices, indptr, w, C, labels, upper, lower)
+        shift = C.astype(np.float64)
+        counts = step(data, indices, indptr, w, C2, drift, shift, labels, upper, lower, sums,
+                      moments)
+        return sums, moments, changed, counts
+
+    @njit
+    def user_hamerly(data, indices, indptr, w, C, C2, labels, upper, lower):
+        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+        sums, moments, changed = bounded_full_step_csr(data, indices, indptr, w, C, labels,
+                                                       upper, lower)
+        shift = C.astype(np.float64)
+        counts = bounded_step_csr(data, indices, indptr, w, C2, drift, shift, labels, upper,
+                                  lower, sums, moments)
+        return sums, moments, changed, counts
+
+    @njit
+    def user_elkan(data, indices, indptr, w, C, C2, labels, upper, lower):
+        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+        sums, moments, changed = elkan_full_step_csr(data, indices, indptr, w, C, labels, upper,
+                                                     lower)
+        shift = C.astype(np.float64)
+        counts = elkan_step_csr(data, indices, indptr, w, C2, drift, shift, labels, upper,
+                                lower, sums, moments)
+        return sums, moments, changed, counts
+
+    X = sparse_blobs(3000, 300, 0.05, 6, np.float64, seed=6)
+    k = 12
+    C = X[first_rows_index(X.shape[0], k)].toarray()
+    C2 = C + 0.02 * np.random.RandomState(6).standard_normal(C.shape)
+    w = np.random.RandomState(6).uniform(0.5, 2.0, X.shape[0])
+    csr = (X.data, X.indices, X.indptr)
+    n = X.shape[0]
+    for full, step, user, lower_shape in (
+            (bounded_full_step_csr, bounded_step_csr, user_hamerly, (n,)),
+            (elkan_full_step_csr, elkan_step_csr, user_elkan, (n, k))):
+        outs = []
+        for compiled in (False, True):
+            labels = np.full(n, -1, np.int32)
+            upper, lower = np.empty(n, np.float32), np.empty(lower_shape, np.float32)
+            if compiled:
+                result = user(*csr, w, C, C2, labels, upper, lower)
+            else:
+                result = passes(full, step, *csr, w, C, C2, labels, upper, lower)
+            outs.append((labels, upper, lower) + tuple(result))
+        # the second pass really ran: some rows changed label and some were searched
+        assert outs[0][6][0] > 0 and outs[0][6][1] > 0
+        for a, b in zip(*outs):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "yinyang", "elkan"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_sparse_fit_equals_dense_fit(dtype, algorithm):
