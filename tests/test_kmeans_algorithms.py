@@ -301,26 +301,28 @@ def test_bounded_and_group_steps_from_user_njit_equal_python_calls():
     C2 = C + 0.05 * np.random.default_rng(4).standard_normal(C.shape)
     w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
     order, group_start = np.arange(6, dtype=np.int64), np.array([0, 3, 6], dtype=np.int64)
-    for groups, user in ((None, user_hamerly), ((order, group_start), user_yinyang)):
-        outs = []
-        for compiled in (False, True):
-            labels = np.full(len(X), -1, np.int32)
-            upper = np.empty(len(X), np.float32)
-            lower = np.empty(len(X) if groups is None else (len(X), 2), np.float32)
-            if compiled:
-                args = (() if groups is None else groups) + (labels, upper, lower)
-                result = user(X, w, C, C2, *args)
-            elif groups is None:
-                result = passes(bounded_full_step, bounded_step, X, w, C, C2, None, None,
-                                labels, upper, lower)
-            else:
-                result = passes(group_bounded_full_step, group_bounded_step, X, w, C, C2,
-                                *groups, labels, upper, lower)
-            outs.append((labels, upper, lower) + tuple(result))
-        # the second pass really ran: some rows changed label and some were searched
-        assert outs[0][6][0] > 0 and outs[0][6][1] > 0
-        for a, b in zip(*outs):
-            np.testing.assert_array_equal(a, b)
+    assert_compiled_passes_equal_python(
+        lambda *b: passes(bounded_full_step, bounded_step, X, w, C, C2, None, None, *b),
+        lambda *b: user_hamerly(X, w, C, C2, *b), len(X), (len(X),))
+    assert_compiled_passes_equal_python(
+        lambda *b: passes(group_bounded_full_step, group_bounded_step, X, w, C, C2, order,
+                          group_start, *b),
+        lambda *b: user_yinyang(X, w, C, C2, order, group_start, *b), len(X), (len(X), 2))
+
+
+def assert_compiled_passes_equal_python(python_passes, compiled_passes, n, lower_shape):
+    """Run a full and a bounded pass from Python and from a user's @njit function, each on
+    fresh labels and bounds (``passes(labels, upper, lower) -> (sums, moments, n_changed,
+    (n_changed, n_scored))``): the second pass must move and search rows, and every output
+    must be the same bit for bit."""
+    outs = []
+    for run in (python_passes, compiled_passes):
+        labels = np.full(n, -1, np.int32)
+        upper, lower = np.empty(n, np.float32), np.empty(lower_shape, np.float32)
+        outs.append((labels, upper, lower) + tuple(run(labels, upper, lower)))
+    assert outs[0][6][0] > 0 and outs[0][6][1] > 0
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("algorithm", ["hamerly", "yinyang"])
@@ -837,19 +839,9 @@ def test_sparse_bounded_steps_from_user_njit_equal_python_calls():
     for full, step, user, lower_shape in (
             (bounded_full_step_csr, bounded_step_csr, user_hamerly, (n,)),
             (elkan_full_step_csr, elkan_step_csr, user_elkan, (n, k))):
-        outs = []
-        for compiled in (False, True):
-            labels = np.full(n, -1, np.int32)
-            upper, lower = np.empty(n, np.float32), np.empty(lower_shape, np.float32)
-            if compiled:
-                result = user(*csr, w, C, C2, labels, upper, lower)
-            else:
-                result = passes(full, step, *csr, w, C, C2, labels, upper, lower)
-            outs.append((labels, upper, lower) + tuple(result))
-        # the second pass really ran: some rows changed label and some were searched
-        assert outs[0][6][0] > 0 and outs[0][6][1] > 0
-        for a, b in zip(*outs):
-            np.testing.assert_array_equal(a, b)
+        assert_compiled_passes_equal_python(
+            lambda *b: passes(full, step, *csr, w, C, C2, *b),
+            lambda *b: user(*csr, w, C, C2, *b), n, lower_shape)
 
 
 @pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "yinyang", "elkan"])
