@@ -38,8 +38,10 @@ def load_base(rev, into):
     """fastem as of git revision ``rev``, imported as :data:`BASE_PACKAGE` from ``into``."""
     archive = subprocess.run(["git", "archive", "--format=tar", rev, "fastem"], cwd=ROOT,
                              check=True, capture_output=True).stdout
+    # extraction filters exist from Python 3.10.12 / 3.11.4 on (the archive is this repository's)
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+        tar.extractall(into, **safe)
     (pathlib.Path(into) / "fastem").rename(pathlib.Path(into) / BASE_PACKAGE)
     sys.path.insert(0, str(into))
     return importlib.import_module(BASE_PACKAGE)
