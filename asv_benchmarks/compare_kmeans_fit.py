@@ -3,6 +3,7 @@
     python asv_benchmarks/compare_kmeans_fit.py --fit-repeat 1  # every row (~20 min, 2 cores)
     python asv_benchmarks/compare_kmeans_fit.py --quick         # n / 10, one repeat
     python asv_benchmarks/compare_kmeans_fit.py --rows 0 1 --dtypes float64 --repeat 3
+    python asv_benchmarks/compare_kmeans_fit.py --shapes 61035:512:64 --parts fit  # any n:d:k
 
 * **fit to convergence**: both libraries from the same initial centres (``init=`` the same
   k rows, ``n_init=1``, default ``tol=1e-4``, ``max_iter=300``); fastem's default
@@ -95,6 +96,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n / 10 and one repeat")
     parser.add_argument("--rows", type=int, nargs="*", help="indices into ROWS")
+    parser.add_argument("--shapes", nargs="*", default=[], metavar="N:D:K",
+                        help="dense shapes instead of ROWS (e.g. a shape sweep's cells)")
     parser.add_argument("--dtypes", nargs="*", default=["float64", "float32"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--fit-repeat", type=int, default=None,
@@ -115,12 +118,14 @@ def main():
     print("| data | dtype | part | fastem | fastem lloyd | scikit-learn (best) | ratio | "
           "n_iter (fastem / sklearn) |")
     print("|---|---|---|---:|---:|---:|---:|---|")
-    for index in (args.rows if args.rows is not None else range(len(ROWS))):
-        n, d, k = ROWS[index]
+    shapes = [tuple(int(v) for v in shape.split(":")) for shape in args.shapes]
+    rows = ([ROWS[i] for i in args.rows] if args.rows is not None else
+            [] if shapes else list(ROWS)) + shapes
+    for n, d, k in rows:
         if args.quick:
             n //= 10
         for dtype in args.dtypes:
-            if index == SPARSE_ROW:
+            if (n, d, k) == ROWS[SPARSE_ROW]:
                 X = make_sparse_data(n, d, DENSITY, dtype)
                 label = f"CSR n={n:,} d={d:,} density {DENSITY:.1%} k={k}"
             else:
