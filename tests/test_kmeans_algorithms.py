@@ -13,7 +13,8 @@ import scipy.sparse as sp
 
 from fastem import ChunkedArray, KMeans
 from fastem.models.kmeans import (ElkanKMeansModel, HamerlyKMeansModel, KMeansModel,
-                                  YinyangKMeansModel, choose_algorithm, yinyang_group_size)
+                                  YinyangKMeansModel, choose_algorithm, yinyang_group_size,
+                                  BOUNDED_MIN_ROWS_PER_CLUSTER)
 from fastem.sources import ArraySource, as_source
 
 from . import naive
@@ -408,38 +409,44 @@ def test_same_fixed_point_as_scikit_learn_elkan():
 
 
 def test_auto_rule():
-    def source(n, d, dtype):
-        return ArraySource(np.zeros((n, d), dtype), None)
-    assert choose_algorithm("auto", 64, source(100, 16, np.float64)) == "hamerly"
-    assert choose_algorithm("auto", 64, source(100, 16, np.float32)) == "hamerly"
-    assert choose_algorithm("auto", 8, source(100, 32, np.float64)) == "lloyd"    # few clusters
-    assert choose_algorithm("auto", 16, source(100, 8, np.float64)) == "lloyd"    # k d < 256
-    assert choose_algorithm("auto", 512, source(100, 1, np.float32)) == "lloyd"   # bounds > X
-    assert choose_algorithm("auto", 512, source(100, 2, np.float32)) == "hamerly"
-    assert choose_algorithm("elkan", 8, source(100, 2, np.float64)) == "hamerly"
+    def source(k, d, dtype, per_cluster=BOUNDED_MIN_ROWS_PER_CLUSTER):
+        # n = 8 k rows, the fewest for which 'auto' considers bounds
+        return ArraySource(np.zeros((per_cluster * k, d), dtype), None)
+    assert choose_algorithm("auto", 64, source(64, 16, np.float64)) == "hamerly"
+    assert choose_algorithm("auto", 64, source(64, 16, np.float32)) == "hamerly"
+    assert choose_algorithm("auto", 8, source(8, 32, np.float64)) == "lloyd"    # few clusters
+    assert choose_algorithm("auto", 16, source(16, 8, np.float64)) == "lloyd"    # k d < 256
+    assert choose_algorithm("auto", 512, source(512, 1, np.float32)) == "lloyd"   # bounds > X
+    assert choose_algorithm("auto", 512, source(512, 2, np.float32)) == "hamerly"
+    assert choose_algorithm("elkan", 8, source(8, 2, np.float64)) == "hamerly"
+    # fewer than 8 rows per cluster: Lloyd, whatever the rest says
+    assert choose_algorithm("auto", 64, source(64, 16, np.float64, 7)) == "lloyd"
+    assert choose_algorithm("auto", 1024, source(1024, 8, np.float64, 7)) == "lloyd"
+    assert choose_algorithm("yinyang", 1024, source(1024, 8, np.float64, 7)) == "yinyang"
     # Yinyang from 64 clusters and the class's bytes of centres (64 KiB on AVX-512, 16 KiB
     # on the others)
     from fastem.kernels._target import SIMD_CLASS, YINYANG_MIN_TABLE_BYTES
     assert YINYANG_MIN_TABLE_BYTES == (65536 if SIMD_CLASS == "avx512" else 16384)
     d = YINYANG_MIN_TABLE_BYTES // (256 * 8)
-    assert choose_algorithm("auto", 256, source(100, d, np.float64)) == "yinyang"
-    assert choose_algorithm("auto", 256, source(100, d, np.float32)) == "hamerly"
-    assert choose_algorithm("auto", 256, source(100, d - 1, np.float64)) == "hamerly"
-    assert choose_algorithm("auto", 1024, source(100, 8, np.float64)) == "yinyang"
-    assert choose_algorithm("auto", 32, source(100, 512, np.float64)) == "hamerly"
+    assert choose_algorithm("auto", 256, source(256, d, np.float64)) == "yinyang"
+    assert choose_algorithm("auto", 256, source(256, d, np.float32)) == "hamerly"
+    assert choose_algorithm("auto", 256, source(256, d - 1, np.float64)) == "hamerly"
+    assert choose_algorithm("auto", 1024, source(1024, 8, np.float64)) == "yinyang"
+    assert choose_algorithm("auto", 32, source(32, 512, np.float64)) == "hamerly"
     from fastem.kernels._simd import SEARCH_BYTES
     panel = SEARCH_BYTES[2] // 8    # a group holds at least a panel of the widest tile
-    assert choose_algorithm("yinyang", panel, source(100, 32, np.float64)) == "hamerly"
-    assert choose_algorithm("yinyang", 40, source(100, 32, np.float64)) == "yinyang"
-    assert choose_algorithm("yinyang", 400, source(100, 1, np.float64)) == "hamerly"  # memory
+    assert choose_algorithm("yinyang", panel, source(panel, 32, np.float64)) == "hamerly"
+    assert choose_algorithm("yinyang", 40, source(40, 32, np.float64)) == "yinyang"
+    assert choose_algorithm("yinyang", 400, source(400, 1, np.float64)) == "hamerly"  # memory
     sp = pytest.importorskip("scipy.sparse")
-    rows = sp.random(100, 2000, density=0.05, format="csr", random_state=0)   # 1.2 kB/row
+    rows = sp.random(8 * 512, 2000, density=0.05, format="csr", random_state=0)  # 1.2 kB/row
     assert choose_algorithm("auto", 64, ArraySource(rows, None)) == "elkan"   # 256 B bounds
     assert choose_algorithm("auto", 512, ArraySource(rows, None)) == "hamerly"
     assert choose_algorithm("elkan", 8, ArraySource(rows, None)) == "elkan"
     assert choose_algorithm("yinyang", 64, ArraySource(rows, None)) == "elkan"
     assert choose_algorithm("yinyang", 512, ArraySource(rows, None)) == "hamerly"
-    assert choose_algorithm("lloyd", 512, source(100, 32, np.float64)) == "lloyd"
+    assert choose_algorithm("auto", 64, ArraySource(rows[:8 * 64 - 1], None)) == "lloyd"
+    assert choose_algorithm("lloyd", 512, source(512, 32, np.float64)) == "lloyd"
 
 
 def test_bad_algorithm():

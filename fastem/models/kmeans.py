@@ -613,6 +613,15 @@ BOUNDED_MIN_WORK = 256
 #: 'auto' runs 'yinyang' on dense rows from this many clusters and
 #: :data:`fastem.kernels._target.YINYANG_MIN_TABLE_BYTES` of centres on.
 YINYANG_MIN_CLUSTERS = 64
+#: ... and, for every bounded method, from this many rows per cluster on: with fewer, a fit
+#: ends after a few iterations in which the bounds rule out little, and their set-up (a full
+#: pass that keeps the two nearest centres; Yinyang's grouping of the centres) is not earned
+#: back. Zen 3 VM (AVX2), whole fits from the same centres, default tol, 'auto' / 'lloyd' ms
+#: at 4 / 8 rows a cluster: float32 d=512 k=256 18 / 8, 24 / 15; d=512 k=1024 94 / 66,
+#: 144 / 276; d=64 k=256 4 / 3, 6 / 7; float64 d=512 k=256 19 / 10, 30 / 18; d=512 k=1024
+#: 120 / 67, 192 / 257; d=64 k=1024 27 / 27, 49 / 84. At 16 rows a cluster and more the
+#: bounded methods won but for fits of a few ms (to 7.9x at 64 rows a cluster).
+BOUNDED_MIN_ROWS_PER_CLUSTER = 8
 
 
 def choose_algorithm(algorithm, n_clusters, source):
@@ -620,8 +629,9 @@ def choose_algorithm(algorithm, n_clusters, source):
 
     * 'lloyd' when the rows live on a Dask cluster (per-row bounds would have to stay on the
       workers), when two float32 bounds per row would take more memory than dense X
-      (``n_features * itemsize < 8``), or when the search is cheap: fewer than
-      :data:`BOUNDED_MIN_CLUSTERS` clusters or ``n_clusters * n_features < BOUNDED_MIN_WORK``;
+      (``n_features * itemsize < 8``), when the search is cheap: fewer than
+      :data:`BOUNDED_MIN_CLUSTERS` clusters or ``n_clusters * n_features < BOUNDED_MIN_WORK``,
+      or when there are fewer than :data:`BOUNDED_MIN_ROWS_PER_CLUSTER` rows per cluster;
     * else 'elkan' for CSR X whose k float32 bounds per row take no more memory than its
       rows (a sparse search is memory-bound, so ruling out centres one by one pays);
     * else 'yinyang' for dense X from :data:`YINYANG_MIN_CLUSTERS` clusters and
@@ -640,7 +650,8 @@ def choose_algorithm(algorithm, n_clusters, source):
         if (source.distributed
                 or (not source.sparse and source.n_features * itemsize < 8)
                 or n_clusters < BOUNDED_MIN_CLUSTERS
-                or n_clusters * source.n_features < BOUNDED_MIN_WORK):
+                or n_clusters * source.n_features < BOUNDED_MIN_WORK
+                or source.n_rows < BOUNDED_MIN_ROWS_PER_CLUSTER * n_clusters):
             return "lloyd"
         if source.sparse:
             return "elkan" if _elkan_bounds_fit(n_clusters, source) else "hamerly"
