@@ -81,10 +81,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         gives Lloyd's iterations. 'auto': 'lloyd' for fewer than 16 clusters or
         ``n_clusters * n_features < 256``, for fewer than 8 rows per cluster, for a Dask
         array and when the bounds would be larger than X (``n_features * itemsize < 8``);
-        else for CSR rows 'elkan' when k
-        float32 per row take no more memory than the rows, else 'hamerly'; for dense rows
-        'yinyang' from 64 clusters and 64 KiB of centres (``n_clusters * n_features *
-        itemsize``; 16 KiB below the AVX-512 class), else 'hamerly'.
+        else for CSR rows 'elkan' when k float32 per row take no more memory than the rows,
+        else 'hamerly'; for dense rows 'yinyang' from 64 clusters and 64 KiB of centres
+        (``n_clusters * n_features * itemsize``; 16 KiB below the AVX-512 class), else
+        'hamerly'.
 
     Attributes
     ----------

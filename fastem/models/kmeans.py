@@ -613,7 +613,7 @@ BOUNDED_MIN_WORK = 256
 #: 'auto' runs 'yinyang' on dense rows from this many clusters and
 #: :data:`fastem.kernels._target.YINYANG_MIN_TABLE_BYTES` of centres on.
 YINYANG_MIN_CLUSTERS = 64
-#: ... and, for every bounded method, from this many rows per cluster on: with fewer, a fit
+#: 'auto' runs a bounded method only from this many rows per cluster on: with fewer, a fit
 #: ends after a few iterations in which the bounds rule out little, and their set-up (a full
 #: pass that keeps the two nearest centres; Yinyang's grouping of the centres) is not earned
 #: back. Zen 3 VM (AVX2), whole fits from the same centres, default tol, 'auto' / 'lloyd' ms
