@@ -266,19 +266,6 @@ def test_bounded_and_group_steps_from_user_njit_equal_python_calls():
     from fastem.kernels import (bounded_full_step, bounded_step, group_bounded_full_step,
                                 group_bounded_step)
 
-    def passes(full, step, X, w, C, C2, order, group_start, labels, upper, lower):
-        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
-        if order is None:
-            sums, moments, changed = full(X, w, C, labels, upper, lower)
-            shift = C.astype(np.float64)
-            counts = step(X, w, C2, drift, shift, labels, upper, lower, sums, moments)
-        else:
-            sums, moments, changed = full(X, w, C, order, group_start, labels, upper, lower)
-            shift = C.astype(np.float64)
-            counts = step(X, w, C2, drift, shift, order, group_start, labels, upper, lower,
-                          sums, moments)
-        return sums, moments, changed, counts
-
     @njit
     def user_hamerly(X, w, C, C2, labels, upper, lower):
         drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
@@ -303,12 +290,25 @@ def test_bounded_and_group_steps_from_user_njit_equal_python_calls():
     w = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
     order, group_start = np.arange(6, dtype=np.int64), np.array([0, 3, 6], dtype=np.int64)
     assert_compiled_passes_equal_python(
-        lambda *b: passes(bounded_full_step, bounded_step, X, w, C, C2, None, None, *b),
+        lambda *b: python_passes(bounded_full_step, bounded_step, (X, w), (), C, C2, *b),
         lambda *b: user_hamerly(X, w, C, C2, *b), len(X), (len(X),))
     assert_compiled_passes_equal_python(
-        lambda *b: passes(group_bounded_full_step, group_bounded_step, X, w, C, C2, order,
-                          group_start, *b),
+        lambda *b: python_passes(group_bounded_full_step, group_bounded_step, (X, w),
+                                 (order, group_start), C, C2, *b),
         lambda *b: user_yinyang(X, w, C, C2, order, group_start, *b), len(X), (len(X), 2))
+
+
+def python_passes(full, step, rows, groups, C, C2, labels, upper, lower):
+    """A bounded method's full pass from centres C, then its bounded pass after they moved
+    to C2, called from Python: ``full(*rows, C, *groups, labels, upper, lower)`` and
+    ``step(*rows, C2, drift, shift, *groups, labels, upper, lower, sums, moments)`` (rows:
+    X and its weights, dense or CSR; groups: Yinyang's order and group starts, or none).
+    Returns ``(sums, moments, n_changed, (n_changed, n_scored))``."""
+    drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
+    sums, moments, changed = full(*rows, C, *groups, labels, upper, lower)
+    shift = C.astype(np.float64)
+    counts = step(*rows, C2, drift, shift, *groups, labels, upper, lower, sums, moments)
+    return sums, moments, changed, counts
 
 
 def assert_compiled_passes_equal_python(python_passes, compiled_passes, n, lower_shape):
@@ -410,7 +410,7 @@ def test_same_fixed_point_as_scikit_learn_elkan():
 
 def test_auto_rule():
     def source(k, d, dtype, per_cluster=BOUNDED_MIN_ROWS_PER_CLUSTER):
-        # n = 8 k rows, the fewest for which 'auto' considers bounds
+        # per_cluster * k rows: by default the fewest for which 'auto' considers bounds
         return ArraySource(np.zeros((per_cluster * k, d), dtype), None)
     assert choose_algorithm("auto", 64, source(64, 16, np.float64)) == "hamerly"
     assert choose_algorithm("auto", 64, source(64, 16, np.float32)) == "hamerly"
@@ -419,10 +419,11 @@ def test_auto_rule():
     assert choose_algorithm("auto", 512, source(512, 1, np.float32)) == "lloyd"   # bounds > X
     assert choose_algorithm("auto", 512, source(512, 2, np.float32)) == "hamerly"
     assert choose_algorithm("elkan", 8, source(8, 2, np.float64)) == "hamerly"
-    # fewer than 8 rows per cluster: Lloyd, whatever the rest says
-    assert choose_algorithm("auto", 64, source(64, 16, np.float64, 7)) == "lloyd"
-    assert choose_algorithm("auto", 1024, source(1024, 8, np.float64, 7)) == "lloyd"
-    assert choose_algorithm("yinyang", 1024, source(1024, 8, np.float64, 7)) == "yinyang"
+    # one row per cluster too few: Lloyd, whatever the rest says
+    few = BOUNDED_MIN_ROWS_PER_CLUSTER - 1
+    assert choose_algorithm("auto", 64, source(64, 16, np.float64, few)) == "lloyd"
+    assert choose_algorithm("auto", 1024, source(1024, 8, np.float64, few)) == "lloyd"
+    assert choose_algorithm("yinyang", 1024, source(1024, 8, np.float64, few)) == "yinyang"
     # Yinyang from 64 clusters and the class's bytes of centres (64 KiB on AVX-512, 16 KiB
     # on the others)
     from fastem.kernels._target import SIMD_CLASS, YINYANG_MIN_TABLE_BYTES
@@ -439,13 +440,15 @@ def test_auto_rule():
     assert choose_algorithm("yinyang", 40, source(40, 32, np.float64)) == "yinyang"
     assert choose_algorithm("yinyang", 400, source(400, 1, np.float64)) == "hamerly"  # memory
     sp = pytest.importorskip("scipy.sparse")
-    rows = sp.random(8 * 512, 2000, density=0.05, format="csr", random_state=0)  # 1.2 kB/row
+    rows = sp.random(BOUNDED_MIN_ROWS_PER_CLUSTER * 512, 2000, density=0.05, format="csr",
+                     random_state=0)   # 1.2 kB/row
     assert choose_algorithm("auto", 64, ArraySource(rows, None)) == "elkan"   # 256 B bounds
     assert choose_algorithm("auto", 512, ArraySource(rows, None)) == "hamerly"
     assert choose_algorithm("elkan", 8, ArraySource(rows, None)) == "elkan"
     assert choose_algorithm("yinyang", 64, ArraySource(rows, None)) == "elkan"
     assert choose_algorithm("yinyang", 512, ArraySource(rows, None)) == "hamerly"
-    assert choose_algorithm("auto", 64, ArraySource(rows[:8 * 64 - 1], None)) == "lloyd"
+    just_short = ArraySource(rows[:BOUNDED_MIN_ROWS_PER_CLUSTER * 64 - 1], None)
+    assert choose_algorithm("auto", 64, just_short) == "lloyd"
     assert choose_algorithm("lloyd", 512, source(512, 32, np.float64)) == "lloyd"
 
 
@@ -799,6 +802,7 @@ def test_sparse_bounded_iterations_equal_lloyds(n, d, density, k, dtype, weighte
     assert sum(s1.n_changed for _, _, s1, _ in history[3:]) > 0, "nothing moved late"
     assert_same_iterations(history, c1, c2)
 
+
 def test_sparse_bounded_steps_from_user_njit_equal_python_calls():
     # the CSR kernels of Hamerly and Elkan, full pass then a pass after the centres moved,
     # compiled into a user's @njit function and called from Python: the same labels,
@@ -807,14 +811,6 @@ def test_sparse_bounded_steps_from_user_njit_equal_python_calls():
 
     from fastem.kernels import (bounded_full_step_csr, bounded_step_csr, elkan_full_step_csr,
                                 elkan_step_csr)
-
-    def passes(full, step, data, indices, indptr, w, C, C2, labels, upper, lower):
-        drift = np.sqrt(((C2 - C) ** 2).sum(axis=1))
-        sums, moments, changed = full(data, indices, indptr, w, C, labels, upper, lower)
-        shift = C.astype(np.float64)
-        counts = step(data, indices, indptr, w, C2, drift, shift, labels, upper, lower, sums,
-                      moments)
-        return sums, moments, changed, counts
 
     @njit
     def user_hamerly(data, indices, indptr, w, C, C2, labels, upper, lower):
@@ -847,7 +843,7 @@ def test_sparse_bounded_steps_from_user_njit_equal_python_calls():
             (bounded_full_step_csr, bounded_step_csr, user_hamerly, (n,)),
             (elkan_full_step_csr, elkan_step_csr, user_elkan, (n, k))):
         assert_compiled_passes_equal_python(
-            lambda *b: passes(full, step, *csr, w, C, C2, *b),
+            lambda *b: python_passes(full, step, (*csr, w), (), C, C2, *b),
             lambda *b: user(*csr, w, C, C2, *b), n, lower_shape)
 
 
