@@ -196,6 +196,18 @@ def run_python_child(script, *args, env=None, cwd=None, timeout=500):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def best_of(fn, repeat):
+    """Shortest of ``repeat`` timed calls of ``fn()``, in seconds (for the comparison
+    scripts; not a benchmark)."""
+    import time
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def cpu_name():
     """The CPU model, its ISA class (AVX-512 / AVX2 / other), the CPU count and the class of
     the code fastem compiles (``NUMBA_CPU_NAME`` may make it another than the host's), for

@@ -16,13 +16,18 @@ is each library's ``KMeans(k, max_iter=5, n_init=1, random_state=0)``. The asv s
 same measurements for commit-to-commit tracking; this script prints a markdown table.
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
 
-from fastem.sources import ArraySource
-from fastem import KMeans
-from fastem.models.kmeans import KMeansModel, kmeans_plusplus
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import best_of  # noqa: E402
+
+from fastem import KMeans  # noqa: E402
+from fastem.models.kmeans import KMeansModel, kmeans_plusplus  # noqa: E402
+from fastem.sources import ArraySource  # noqa: E402
 
 try:
     from sklearn.cluster import KMeans as SklearnKMeans
@@ -33,15 +38,6 @@ try:
     N_THREADS = _openmp_effective_n_threads()
 except ImportError as exc:  # pragma: no cover
     raise SystemExit(f"scikit-learn is needed for the comparison: {exc}")
-
-
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def blobs(n, d, dtype, seed=0):

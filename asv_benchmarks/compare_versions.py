@@ -23,12 +23,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import cpu_name, init_centers, make_data  # noqa: E402
+from common import best_of, cpu_name, init_centers, make_data  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASE_PACKAGE = "fastem_base"
@@ -61,15 +60,6 @@ def lloyd_call(package, X, centers, threads):
 
     call()   # compile (or load) and settle the labels
     return call
-
-
-def best_of(call, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():
